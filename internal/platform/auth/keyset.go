@@ -1,0 +1,176 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// KeySource finds the public key that signed a token.
+type KeySource interface {
+	Key(ctx context.Context, kid string) (ed25519.PublicKey, error)
+}
+
+// ErrUnknownKey means no known key has the token's key id.
+var ErrUnknownKey = errors.New("unknown signing key")
+
+// RemoteKeySet is the JWKS of the users service as other services see it:
+// fetched over HTTP, kept in memory (and in a cache file when one is
+// given), refreshed in the background. Verification keeps working while
+// users is down, with the keys it last saw.
+type RemoteKeySet struct {
+	url       string
+	client    *http.Client
+	log       *slog.Logger
+	cacheFile string
+
+	mu        sync.RWMutex
+	keys      map[string]ed25519.PublicKey
+	lastFetch time.Time
+	fetching  sync.Mutex
+}
+
+// NewRemoteKeySet returns a key set fetched from url. When cacheFile is not
+// empty the last good JWKS is kept there, so a service that restarts
+// while users is down still verifies tokens.
+func NewRemoteKeySet(url, cacheFile string, client *http.Client, log *slog.Logger) *RemoteKeySet {
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Second}
+	}
+	ks := &RemoteKeySet{url: url, client: client, log: log, cacheFile: cacheFile}
+	if cacheFile != "" {
+		if b, err := os.ReadFile(cacheFile); err == nil {
+			var set JWKS
+			if json.Unmarshal(b, &set) == nil {
+				if keys, err := set.keys(); err == nil {
+					ks.keys = keys
+				}
+			}
+		}
+	}
+	return ks
+}
+
+// Run refreshes the keys every interval until ctx is done, and retries
+// every few seconds while it has none.
+func (ks *RemoteKeySet) Run(ctx context.Context, interval time.Duration) {
+	for {
+		wait := interval
+		if err := ks.Refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			ks.log.Warn("refreshing signing keys failed; keeping the ones we have", "url", ks.url, "err", err)
+			if !ks.Ready() {
+				wait = 2 * time.Second
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Ready reports whether any key is known.
+func (ks *RemoteKeySet) Ready() bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return len(ks.keys) > 0
+}
+
+// Refresh fetches the JWKS now.
+func (ks *RemoteKeySet) Refresh(ctx context.Context) error {
+	ks.fetching.Lock()
+	defer ks.fetching.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	if err != nil {
+		return fmt.Errorf("fetching jwks: %w", err)
+	}
+	resp, err := ks.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetching jwks: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching jwks: %s answered %s", ks.url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return fmt.Errorf("fetching jwks: %w", err)
+	}
+	var set JWKS
+	if err := json.Unmarshal(body, &set); err != nil {
+		return fmt.Errorf("decoding jwks: %w", err)
+	}
+	keys, err := set.keys()
+	if err != nil {
+		return err
+	}
+	ks.mu.Lock()
+	ks.keys = keys
+	ks.lastFetch = time.Now()
+	ks.mu.Unlock()
+	if ks.cacheFile != "" {
+		if err := writeFileAtomic(ks.cacheFile, body); err != nil {
+			ks.log.Warn("caching signing keys failed", "file", ks.cacheFile, "err", err)
+		}
+	}
+	return nil
+}
+
+// Key returns the key with id kid. An unknown kid may be a key users has
+// just rotated in, so it triggers one refresh, at most every ten seconds.
+func (ks *RemoteKeySet) Key(ctx context.Context, kid string) (ed25519.PublicKey, error) {
+	ks.mu.RLock()
+	k, ok := ks.keys[kid]
+	recent := time.Since(ks.lastFetch) < 10*time.Second
+	ks.mu.RUnlock()
+	if ok {
+		return k, nil
+	}
+	if recent {
+		return nil, ErrUnknownKey
+	}
+	if err := ks.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("%w (and refreshing the keys failed: %v)", ErrUnknownKey, err)
+	}
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	if k, ok := ks.keys[kid]; ok {
+		return k, nil
+	}
+	return nil, ErrUnknownKey
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// StaticKeys is a fixed key set; users verifies its own tokens with it.
+type StaticKeys func() map[string]ed25519.PublicKey
+
+// Key implements KeySource.
+func (s StaticKeys) Key(_ context.Context, kid string) (ed25519.PublicKey, error) {
+	if k, ok := s()[kid]; ok {
+		return k, nil
+	}
+	return nil, ErrUnknownKey
+}

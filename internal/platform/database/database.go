@@ -1,0 +1,209 @@
+// Package database opens a service's own database, SQLite by default or
+// Postgres when given a postgres:// URL, and applies its migrations.
+//
+// Services write portable SQL: $1-style placeholders (both drivers accept
+// them), INSERT ... ON CONFLICT, RETURNING, integer money and integer
+// unix-millisecond times. Where the dialects truly differ, a migrations
+// folder may hold a sub-folder per dialect.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+	"github.com/pressly/goose/v3/lock"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Dialect names the SQL engine behind a DB.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is one service's database. Reads go through the embedded pool;
+// writes go through Write, which for SQLite is a single connection so
+// transactions queue in the process instead of failing with SQLITE_BUSY.
+type DB struct {
+	*sql.DB
+	write   *sql.DB
+	Dialect Dialect
+	// Source is the database's location with any password removed.
+	Source string
+}
+
+// IsPostgres reports whether source names a Postgres database.
+func IsPostgres(source string) bool {
+	return strings.HasPrefix(source, "postgres://") || strings.HasPrefix(source, "postgresql://")
+}
+
+// Open opens the database at source: a postgres:// URL, or a SQLite file
+// path (created, with its directory, when missing).
+func Open(ctx context.Context, source string) (*DB, error) {
+	if IsPostgres(source) {
+		return openPostgres(ctx, source)
+	}
+	return openSQLite(ctx, strings.TrimPrefix(source, "sqlite:"))
+}
+
+func openPostgres(ctx context.Context, source string) (*DB, error) {
+	pool, err := sql.Open("pgx", source)
+	if err != nil {
+		return nil, fmt.Errorf("opening postgres: %w", err)
+	}
+	pool.SetMaxOpenConns(16)
+	pool.SetMaxIdleConns(16)
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to postgres at %s: %w", Redact(source), err)
+	}
+	return &DB{DB: pool, write: pool, Dialect: Postgres, Source: Redact(source)}, nil
+}
+
+func openSQLite(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("opening sqlite: no file path given")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("creating the database directory: %w", err)
+		}
+	}
+	// WAL lets readers run beside the writer (and beside other processes
+	// of the same service); synchronous=NORMAL is durable across process
+	// crashes, which is the failure this system is built to survive.
+	pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
+	dsn := "file:" + path + "?" + pragmas
+	write, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
+	}
+	read, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
+	}
+	read.SetMaxOpenConns(4)
+	read.SetMaxIdleConns(4)
+	return &DB{DB: read, write: write, Dialect: SQLite, Source: path}, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.write != db.DB {
+		err = errors.Join(err, db.write.Close())
+	}
+	return err
+}
+
+// Writer is the pool that write transactions must use.
+func (db *DB) Writer() *sql.DB { return db.write }
+
+// Ping checks both pools; it backs the service's readiness check.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.DB.PingContext(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
+// InTx runs fn in a write transaction, committing when it returns nil
+// and rolling back otherwise.
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning a transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// Migrate applies the migrations in fsys that are not yet applied,
+// tracking them in the table goose_<name>. A sub-folder named for the
+// dialect ("sqlite", "postgres"), when present, is used instead of the root.
+// On Postgres a session advisory lock makes replicas that start together
+// migrate once.
+func (db *DB) Migrate(ctx context.Context, log *slog.Logger, name string, fsys fs.FS) error {
+	if sub, err := fs.Sub(fsys, string(db.Dialect)); err == nil {
+		if st, err := fs.Stat(sub, "."); err == nil && st.IsDir() {
+			fsys = sub
+		}
+	}
+	gooseDialect := database.DialectSQLite3
+	opts := []goose.ProviderOption{}
+	if db.Dialect == Postgres {
+		gooseDialect = database.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return fmt.Errorf("making the migration lock: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	store, err := database.NewStore(gooseDialect, "goose_"+name)
+	if err != nil {
+		return fmt.Errorf("migration store: %w", err)
+	}
+	opts = append(opts, goose.WithStore(store))
+	p, err := goose.NewProvider("", db.write, fsys, opts...)
+	if err != nil {
+		return fmt.Errorf("loading %s migrations: %w", name, err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("applying %s migrations: %w", name, err)
+	}
+	for _, r := range results {
+		log.Info("migration applied", "set", name, "version", r.Source.Version, "file", r.Source.Path)
+	}
+	return nil
+}
+
+// Redact removes a password from a database URL so it can be logged.
+func Redact(source string) string {
+	u, err := url.Parse(source)
+	if err != nil || u.User == nil {
+		return source
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint failure in
+// either dialect, so stores can turn it into a domain error (a 409).
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || // sqlite
+		strings.Contains(msg, "SQLSTATE 23505") // postgres unique_violation
+}

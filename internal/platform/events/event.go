@@ -1,0 +1,77 @@
+// Package events carries domain events between services reliably:
+//
+//   - the outbox: a service writes its event into its own database in the
+//     same transaction as the state change, so neither exists without the
+//     other;
+//   - the relay: publishes outbox rows to NATS JetStream with the event id
+//     as the message id, so the broker drops a duplicate publish;
+//   - the inbox: a consumer records each handled event id in its own
+//     database in the same transaction as the effect, so a redelivery
+//     changes nothing.
+//
+// Together they give effectively-once handling over at-least-once delivery.
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Body is a typed event payload. Each service's contract package declares
+// its events as structs implementing Body.
+type Body interface {
+	// EventType is the subject it is published on, e.g. "users.registered".
+	EventType() string
+	// EventVersion is the major version of the body's shape. Consumers
+	// ignore fields they do not know; a new major version means a field
+	// changed meaning.
+	EventVersion() int
+}
+
+// Event is the envelope every event travels in.
+type Event struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Version int             `json:"version"`
+	Time    time.Time       `json:"time"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// Decode unmarshals e's data into v after checking that e carries the
+// same type and major version as v. Unknown fields are ignored, so a
+// consumer keeps working when a producer adds fields.
+func (e Event) Decode(v Body) error {
+	if e.Type != v.EventType() {
+		return Permanent(fmt.Errorf("event %s is a %s, not a %s", e.ID, e.Type, v.EventType()))
+	}
+	if e.Version != v.EventVersion() {
+		return Permanent(fmt.Errorf("event %s has version %d; this consumer understands version %d", e.ID, e.Version, v.EventVersion()))
+	}
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return Permanent(fmt.Errorf("decoding %s %s: %w", e.Type, e.ID, err))
+	}
+	return nil
+}
+
+// StreamName is the JetStream stream a service publishes on: one per
+// publishing service, named for it ("users" -> "USERS").
+func StreamName(service string) string { return strings.ToUpper(service) }
+
+// permanentError marks a failure that no redelivery can fix.
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent wraps err so the consumer stops retrying the event and moves
+// it to the dead-letter table instead.
+func Permanent(err error) error { return permanentError{err} }
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}

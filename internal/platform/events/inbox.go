@@ -1,0 +1,190 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/microshop/microshop/internal/platform/database"
+)
+
+// Handler applies one event inside tx, the transaction that also records
+// the event as handled. Returning an error rolls both back and the event
+// is redelivered later, unless the error is Permanent.
+type Handler func(ctx context.Context, tx *sql.Tx, e Event) error
+
+// Consumer is a durable JetStream consumer guarded by an inbox.
+type Consumer struct {
+	// Name is the durable consumer's name, shared by every replica of the
+	// consuming service so each event goes to one of them.
+	Name string
+	// Stream is the publishing service's stream, e.g. StreamName("orders").
+	Stream string
+	// Subjects filters the stream, e.g. "orders.cancelled".
+	Subjects []string
+	Handle   Handler
+
+	DB  *database.DB
+	JS  jetstream.JetStream
+	Log *slog.Logger
+	// Metrics, when set, counts outcomes; see NewConsumerMetrics.
+	Metrics *ConsumerMetrics
+}
+
+// ConsumerMetrics count what consumers did with events.
+type ConsumerMetrics struct {
+	handled *prometheus.CounterVec
+}
+
+// NewConsumerMetrics registers the consumer counters in reg.
+func NewConsumerMetrics(reg prometheus.Registerer) *ConsumerMetrics {
+	m := &ConsumerMetrics{handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "events_consumed_total",
+		Help: "Events received by a consumer, by consumer, event type and outcome (handled, duplicate, retry, dead_letter).",
+	}, []string{"consumer", "type", "outcome"})}
+	reg.MustRegister(m.handled)
+	return m
+}
+
+func (m *ConsumerMetrics) count(consumer, typ, outcome string) {
+	if m != nil {
+		m.handled.WithLabelValues(consumer, typ, outcome).Inc()
+	}
+}
+
+// Run creates the durable consumer if needed and handles events until ctx
+// is done. Events are handled one at a time, in stream order.
+func (c *Consumer) Run(ctx context.Context) error {
+	log := c.Log.With("consumer", c.Name, "stream", c.Stream)
+	var cons jetstream.Consumer
+	// The stream belongs to another service and may not exist yet when
+	// this one starts first: wait for it instead of failing.
+	for {
+		var err error
+		cons, err = c.JS.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
+			Durable:        c.Name,
+			FilterSubjects: c.Subjects,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        30 * time.Second,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			MaxAckPending:  1000,
+		})
+		if err == nil {
+			break
+		}
+		log.Warn("waiting to create the durable consumer", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	if err != nil {
+		return fmt.Errorf("consuming %s: %w", c.Stream, err)
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("receiving an event", "err", err)
+			continue
+		}
+		c.deliver(ctx, log, msg)
+	}
+}
+
+// deliver handles msg and acknowledges it, or asks for a later redelivery.
+func (c *Consumer) deliver(ctx context.Context, log *slog.Logger, msg jetstream.Msg) {
+	var e Event
+	if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" {
+		if err == nil {
+			err = errors.New("the envelope has no id")
+		}
+		c.deadLetter(ctx, log, Event{ID: msg.Headers().Get(jetstream.MsgIDHeader), Type: msg.Subject(), Data: msg.Data()}, err)
+		_ = msg.Ack()
+		return
+	}
+	outcome, err := c.HandleEvent(ctx, e)
+	c.Metrics.count(c.Name, e.Type, outcome)
+	switch {
+	case err == nil:
+		_ = msg.Ack()
+	case IsPermanent(err):
+		c.deadLetter(ctx, log, e, err)
+		_ = msg.Ack()
+	default:
+		n := uint64(1)
+		if md, mdErr := msg.Metadata(); mdErr == nil {
+			n = md.NumDelivered
+		}
+		delay := redeliveryDelay(n)
+		log.Warn("handling an event failed; it will be redelivered", "event_id", e.ID, "type", e.Type, "attempt", n, "retry_in", delay.String(), "err", err)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// HandleEvent runs the handler for e inside the inbox guard. It returns
+// the outcome: "handled", "duplicate" (the inbox already had e), or
+// "retry"/"dead_letter" with the error. Tests and replays call it directly.
+func (c *Consumer) HandleEvent(ctx context.Context, e Event) (string, error) {
+	outcome := "handled"
+	err := c.DB.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO inbox (consumer, event_id, handled_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			c.Name, e.ID, time.Now().UnixMilli())
+		if err != nil {
+			return fmt.Errorf("recording event %s in the inbox: %w", e.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("recording event %s in the inbox: %w", e.ID, err)
+		} else if n == 0 {
+			outcome = "duplicate"
+			return nil
+		}
+		return c.Handle(ctx, tx, e)
+	})
+	if err != nil {
+		if IsPermanent(err) {
+			return "dead_letter", err
+		}
+		return "retry", err
+	}
+	return outcome, nil
+}
+
+func (c *Consumer) deadLetter(ctx context.Context, log *slog.Logger, e Event, reason error) {
+	log.Error("event moved to dead letters", "event_id", e.ID, "type", e.Type, "reason", reason)
+	err := c.DB.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO dead_letters (consumer, event_id, event_type, data, reason, received_at)
+			 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			c.Name, e.ID, e.Type, string(e.Data), reason.Error(), time.Now().UnixMilli())
+		return err
+	})
+	if err != nil {
+		log.Error("recording a dead letter failed", "event_id", e.ID, "err", err)
+	}
+}
+
+// redeliveryDelay backs off exponentially from 250ms to 30s.
+func redeliveryDelay(attempt uint64) time.Duration {
+	d := 250 * time.Millisecond
+	for i := uint64(1); i < attempt && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}

@@ -1,0 +1,151 @@
+// Package server is the HTTP side of every microshop service: a chi router
+// with the middleware all services share (request ids, panic recovery, body
+// limits, metrics and logs), problem+json for unknown routes, the health
+// endpoints, and a graceful serve loop.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/microshop/microshop/internal/platform/problem"
+)
+
+// DefaultMaxBody bounds request bodies: an order with 100 lines and a
+// shipping address is a few KiB, so 256 KiB leaves room and stops abuse.
+const DefaultMaxBody = 256 << 10
+
+// Check reports whether one dependency (a database, the broker) is usable.
+type Check func(ctx context.Context) error
+
+// Server holds a service's router and its health state.
+type Server struct {
+	// Router is where a service mounts its routes.
+	Router chi.Router
+
+	log      *slog.Logger
+	checks   map[string]Check
+	registry *prometheus.Registry
+	draining atomic.Bool
+	handler  http.Handler
+}
+
+// Options configure a Server.
+type Options struct {
+	Service string
+	Log     *slog.Logger
+	// Registry receives the server's metrics and is served on /metrics.
+	// The service registers its own metrics in it too.
+	Registry *prometheus.Registry
+	// Checks run on /readyz; all must pass for the service to be ready.
+	Checks  map[string]Check
+	MaxBody int64
+}
+
+// New builds a server with the shared middleware and routes in place.
+func New(o Options) *Server {
+	if o.MaxBody == 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry}
+
+	r := chi.NewRouter()
+	r.Use(requestID, observe(o.Log, newHTTPMetrics(o.Registry)), recoverer(o.Log), limitBody(o.MaxBody))
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		p := problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed",
+			fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+		problem.Write(w, r, p)
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeHealth(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
+	r.Get("/readyz", s.ready)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	s.Router = r
+	s.handler = r
+	return s
+}
+
+// ServeHTTP makes the Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Registry is where the service registers its own metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	result := map[string]string{}
+	status := http.StatusOK
+	if s.draining.Load() {
+		result["server"] = "draining"
+		status = http.StatusServiceUnavailable
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	for name, check := range s.checks {
+		if err := check(ctx); err != nil {
+			result[name] = err.Error()
+			status = http.StatusServiceUnavailable
+			continue
+		}
+		result[name] = "ok"
+	}
+	writeHealth(w, status, result)
+}
+
+func writeHealth(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Serve answers on ln until ctx is done, then shuts down gracefully: it
+// turns /readyz false first so balancers stop sending, stops accepting,
+// and waits up to drain for requests in flight to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving http: %w", err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("draining", "addr", ln.Addr().String(), "within", drain.String())
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("draining http: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving http: %w", err)
+	}
+	return nil
+}

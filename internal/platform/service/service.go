@@ -1,0 +1,255 @@
+// Package service is the runtime every microshop service runs in: it
+// reads the common configuration, opens the service's own database and
+// applies its migrations, connects to NATS, starts the outbox relay, builds
+// the HTTP server, and shuts all of it down gracefully, in order.
+//
+// A service package describes itself with a Spec; `microshop serve <name>`
+// hands that Spec to Run.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/broker"
+	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/events"
+	"github.com/microshop/microshop/internal/platform/logging"
+	"github.com/microshop/microshop/internal/platform/server"
+)
+
+// Spec describes one service to the runtime.
+type Spec struct {
+	Name string
+	// Summary is one line for help text.
+	Summary string
+	// Port is the service's default port.
+	Port int
+	// Migrations are the service's own; nil means it keeps no database.
+	Migrations fs.FS
+	// Publishes says the service owns an event stream (named for it).
+	Publishes bool
+	// UsesBroker says the service needs NATS even without publishing
+	// (it consumes events).
+	UsesBroker bool
+	// IssuesTokens says the service signs tokens itself (users), so it
+	// does not fetch a JWKS from anyone.
+	IssuesTokens bool
+	// Setup registers the service's own flags; the Build it returns runs
+	// once flags are parsed and the runtime is up.
+	Setup func(f *config.Flags) Build
+}
+
+// Build mounts a service's routes on rt.Server.Router and starts its
+// background work with rt.Go.
+type Build func(ctx context.Context, rt *Runtime) error
+
+// Runtime is what a service gets from the platform. Fields are nil when
+// the Spec does not need them.
+type Runtime struct {
+	Name     string
+	Log      *slog.Logger
+	DB       *database.DB
+	NATS     *nats.Conn
+	JS       jetstream.JetStream
+	Outbox   events.Outbox
+	Server   *server.Server
+	Registry *prometheus.Registry
+	// Verifier checks access tokens with the keys of users' JWKS.
+	Verifier *auth.Verifier
+	// Keys is the key set behind Verifier.
+	Keys *auth.RemoteKeySet
+	// DataDir is where the service may keep local files.
+	DataDir string
+	// ConsumerMetrics count events handled by this service's consumers.
+	ConsumerMetrics *events.ConsumerMetrics
+
+	wg   sync.WaitGroup
+	bg   context.Context
+	errs chan error
+}
+
+// Go runs fn in the background until the service stops. An error from fn
+// stops the service.
+func (rt *Runtime) Go(name string, fn func(ctx context.Context) error) {
+	rt.wg.Add(1)
+	go func() {
+		defer rt.wg.Done()
+		if err := fn(rt.bg); err != nil && rt.bg.Err() == nil {
+			select {
+			case rt.errs <- fmt.Errorf("%s: %w", name, err):
+			default:
+			}
+		}
+	}()
+}
+
+// Consume runs c, filling in the runtime's database, broker and logger.
+func (rt *Runtime) Consume(c *events.Consumer) {
+	c.DB, c.JS, c.Log, c.Metrics = rt.DB, rt.JS, rt.Log, rt.ConsumerMetrics
+	rt.Go("consumer "+c.Name, c.Run)
+}
+
+// Run runs the service described by spec until ctx is done.
+func Run(ctx context.Context, spec Spec, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("microshop serve "+spec.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := config.New(fs, getenv)
+	var (
+		addr      = f.String("addr", ":"+strconv.Itoa(spec.Port), "address to listen on")
+		dataDir   = f.String("data", "data", "directory for local files (SQLite databases, key caches)")
+		dbSource  = f.String("db", "", "database: a postgres:// URL or a SQLite file path (default <data>/"+spec.Name+".db)")
+		natsURL   = f.String("nats", "nats://127.0.0.1:4222", "NATS JetStream URL")
+		usersURL  = f.String("users-url", "http://127.0.0.1:8081", "base URL of the users service, for its JWKS")
+		logLevel  = f.String("log-level", "info", "log level: debug, info, warn or error")
+		drain     = f.Duration("drain-timeout", 10*time.Second, "how long to wait for requests in flight when stopping")
+		sReplicas = f.Int("stream-replicas", 1, "replicas of the service's JetStream stream (3 on a NATS cluster)")
+	)
+	var build Build
+	if spec.Setup != nil {
+		build = spec.Setup(f)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: microshop serve %s [flags]\n\n%s\n\nEvery flag can also be set with the environment variable named after it.\n\nFlags:\n", spec.Name, spec.Summary)
+		fs.PrintDefaults()
+	}
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	level, err := logging.ParseLevel(*logLevel)
+	if err != nil {
+		return err
+	}
+	log := logging.New(stdout, spec.Name, level)
+
+	reg := prometheus.NewRegistry()
+	rt := &Runtime{Name: spec.Name, Log: log, Registry: reg, DataDir: *dataDir, errs: make(chan error, 1)}
+	checks := map[string]server.Check{}
+
+	if spec.Migrations != nil {
+		src := *dbSource
+		if src == "" {
+			src = filepath.Join(*dataDir, spec.Name+".db")
+		}
+		db, err := database.Open(ctx, src)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
+			return err
+		}
+		if err := db.Migrate(ctx, log, spec.Name, spec.Migrations); err != nil {
+			return err
+		}
+		rt.DB = db
+		checks["database"] = db.Ping
+		log.Info("database ready", "dialect", string(db.Dialect), "source", db.Source)
+	}
+	if spec.Publishes || spec.UsesBroker {
+		nc, js, err := broker.Connect(*natsURL, "microshop-"+spec.Name, log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		rt.NATS, rt.JS = nc, js
+		rt.ConsumerMetrics = events.NewConsumerMetrics(reg)
+		checks["nats"] = broker.Check(nc)
+	}
+
+	rt.Keys = auth.NewRemoteKeySet(*usersURL+"/.well-known/jwks.json",
+		filepath.Join(*dataDir, spec.Name+".jwks-cache.json"), nil, log)
+	rt.Verifier = auth.NewVerifier(rt.Keys)
+	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks})
+
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	rt.bg = bg
+
+	if build != nil {
+		if err := build(ctx, rt); err != nil {
+			stopBackground()
+			rt.wg.Wait()
+			return fmt.Errorf("starting %s: %w", spec.Name, err)
+		}
+	}
+	if !spec.IssuesTokens {
+		rt.Go("jwks refresh", func(ctx context.Context) error {
+			rt.Keys.Run(ctx, 5*time.Minute)
+			return nil
+		})
+	}
+	if spec.Publishes {
+		rt.Go("stream", func(ctx context.Context) error {
+			// The broker may be down at start; keep trying.
+			for {
+				if _, err := events.EnsureStream(ctx, rt.JS, spec.Name, *sReplicas); err == nil {
+					return nil
+				} else {
+					log.Warn("creating the event stream failed; retrying", "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(2 * time.Second):
+				}
+			}
+		})
+		relay := events.NewRelay(rt.DB, rt.JS, log, reg)
+		rt.Go("outbox relay", relay.Run)
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		stopBackground()
+		rt.wg.Wait()
+		return fmt.Errorf("listening on %s: %w", *addr, err)
+	}
+	log.Info("serving", "addr", ln.Addr().String())
+
+	sctx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- rt.Server.Serve(sctx, ln, *drain) }()
+
+	select {
+	case err = <-serveErr:
+	case err = <-rt.errs:
+		log.Error("a background task failed; stopping", "err", err)
+		stopServing()
+		if serr := <-serveErr; serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
+	// HTTP has drained; now stop consumers and the relay, then the stores
+	// close through the defers above.
+	stopBackground()
+	rt.wg.Wait()
+	if rt.NATS != nil {
+		_ = rt.NATS.Drain()
+	}
+	log.Info("stopped")
+	return err
+}
