@@ -1,0 +1,80 @@
+// Command microshop is the one binary that holds every microshop service.
+//
+//	microshop run              the whole system on this machine
+//	microshop serve <service>  one service, as a container runs it
+//	microshop version          the build's version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "microshop:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// errUsage means the usage text has already been printed.
+var errUsage = errors.New("usage")
+
+const usage = `microshop is a shop built as microservices: users, inventory, orders,
+payments, notifications and reports, behind a gateway with a web UI.
+
+Usage:
+  microshop <command> [flags]
+
+Commands:
+  run       run the whole system on this machine (embedded NATS, SQLite)
+  serve     run one service, as a container or a process manager would
+  version   print the version
+
+Run "microshop <command> --help" for a command's flags.
+`
+
+// run is main without the process: tests call it with their own
+// arguments, environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runSystem(ctx, rest, getenv, stdout, stderr)
+	case "serve":
+		return serve(ctx, rest, getenv, stdout, stderr)
+	case "version":
+		return version(rest, stdout, stderr)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "microshop: unknown command %q\n\n%s", cmd, usage)
+		return errUsage
+	}
+}
+
+// parseFlags parses a command's flags, treating --help as success.
+func parseFlags(fs *flag.FlagSet, args []string) (helped bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return false, errUsage
+	}
+	return false, nil
+}

@@ -1,0 +1,119 @@
+// Package ratelimit limits how often a key (an account, a client address)
+// may do something, with a token bucket per key.
+package ratelimit
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Limiter holds one token bucket per key. Buckets idle for longer than it
+// takes to refill are dropped, so memory follows the active keys only.
+type Limiter struct {
+	every time.Duration
+	burst int
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// New allows burst events at once per key and then one every "every".
+// A zero every disables the limit.
+func New(every time.Duration, burst int) *Limiter {
+	return &Limiter{every: every, burst: burst, buckets: make(map[string]*bucket)}
+}
+
+// PerMinute allows n events a minute per key, n at once. n <= 0 disables it.
+func PerMinute(n int) *Limiter {
+	if n <= 0 {
+		return New(0, 0)
+	}
+	return New(time.Minute/time.Duration(n), n)
+}
+
+// Allow reports whether key may act now, and if not, how long until it may.
+func (l *Limiter) Allow(key string) (bool, time.Duration) {
+	if l.every == 0 {
+		return true, 0
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweep(now)
+	b, ok := l.buckets[key]
+	if !ok {
+		b = &bucket{lim: rate.NewLimiter(rate.Every(l.every), l.burst)}
+		l.buckets[key] = b
+	}
+	b.seen = now
+	r := b.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// sweep drops buckets that have refilled completely, at most once a minute.
+func (l *Limiter) sweep(now time.Time) {
+	if now.Sub(l.swept) < time.Minute {
+		return
+	}
+	l.swept = now
+	full := l.every * time.Duration(l.burst)
+	for k, b := range l.buckets {
+		if now.Sub(b.seen) > full {
+			delete(l.buckets, k)
+		}
+	}
+}
+
+// ClientIP is the address of the client that sent r. X-Forwarded-For is
+// believed only when the request came from a trusted proxy (the gateway),
+// and then its last entry, the one that proxy added, is taken.
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	xff := r.Header.Get("X-Forwarded-For")
+	if xff == "" || !isTrusted(peer, trusted) {
+		return peer.String()
+	}
+	parts := strings.Split(xff, ",")
+	last := strings.TrimSpace(parts[len(parts)-1])
+	if a, err := netip.ParseAddr(last); err == nil {
+		return a.String()
+	}
+	return peer.String()
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Loopback is the default trusted-proxy list: a gateway on this machine.
+func Loopback() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}

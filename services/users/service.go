@@ -1,0 +1,484 @@
+// Package users owns accounts, credentials, refresh tokens and the keys
+// that sign access tokens. It registers and logs people in, issues
+// short-lived Ed25519 JWTs that every other service verifies with its
+// JWKS, and announces new accounts as users.registered.
+package users
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/events"
+	"github.com/microshop/microshop/internal/platform/ids"
+	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/services/users/contract"
+)
+
+// Sentinel errors of the users domain; http.go maps them to statuses.
+var (
+	ErrEmailTaken     = errors.New("an account with this email already exists")
+	ErrBadCredentials = errors.New("the email or password is wrong")
+	ErrBadRefresh     = errors.New("the refresh token is invalid, expired or already used")
+	ErrNotFound       = errors.New("no such user")
+)
+
+const (
+	minPassword = 12
+	maxPassword = 128 // argon2 hashes all of it; bound the work
+	maxName     = 100
+	maxEmail    = 254
+)
+
+// Config holds the users service's settings.
+type Config struct {
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+	// AdminEmail and AdminPassword, when set, make sure this admin exists.
+	AdminEmail    string
+	AdminPassword string
+}
+
+// Service is the users service.
+type Service struct {
+	cfg    Config
+	db     *database.DB
+	store  store
+	keys   *keyring
+	outbox events.Outbox
+	log    *slog.Logger
+	// hashing bounds concurrent argon2 work: each hash holds 19 MiB.
+	hashing chan struct{}
+	now     func() time.Time
+}
+
+// New builds the service, loading (or making) its signing keys.
+func New(ctx context.Context, cfg Config, db *database.DB, log *slog.Logger) (*Service, error) {
+	keys, err := loadKeys(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, db: db, store: store{db: db}, keys: keys, log: log,
+		hashing: make(chan struct{}, 4), now: time.Now}
+	if cfg.AdminEmail != "" {
+		if err := s.ensureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
+			return nil, fmt.Errorf("creating the admin account: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Registration is a request to open an account.
+type Registration struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Name     string `json:"name"`
+}
+
+// Valid checks a registration field by field.
+func (r *Registration) Valid() []problem.FieldError {
+	var errs []problem.FieldError
+	if _, err := normalEmail(r.Email); err != nil {
+		errs = append(errs, problem.FieldError{Field: "email", Reason: err.Error()})
+	}
+	if reason := passwordProblem(r.Password); reason != "" {
+		errs = append(errs, problem.FieldError{Field: "password", Reason: reason})
+	}
+	if reason := nameProblem(r.Name); reason != "" {
+		errs = append(errs, problem.FieldError{Field: "name", Reason: reason})
+	}
+	return errs
+}
+
+// normalEmail checks an address and returns it lower-cased.
+func normalEmail(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errors.New("is required")
+	}
+	if len(s) > maxEmail {
+		return "", fmt.Errorf("must be at most %d characters", maxEmail)
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" {
+		return "", errors.New("must be an email address such as ada@example.com")
+	}
+	_, domain, _ := strings.Cut(s, "@")
+	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+		return "", errors.New("must be an email address with a full domain, such as ada@example.com")
+	}
+	return strings.ToLower(s), nil
+}
+
+func passwordProblem(p string) string {
+	n := utf8.RuneCountInString(p)
+	switch {
+	case n < minPassword:
+		return fmt.Sprintf("must be at least %d characters", minPassword)
+	case len(p) > maxPassword:
+		return fmt.Sprintf("must be at most %d bytes", maxPassword)
+	}
+	return ""
+}
+
+func nameProblem(name string) string {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return "is required"
+	case utf8.RuneCountInString(name) > maxName:
+		return fmt.Sprintf("must be at most %d characters", maxName)
+	case !utf8.ValidString(name):
+		return "must be valid UTF-8"
+	}
+	return ""
+}
+
+// hash runs argon2 behind the concurrency bound.
+func (s *Service) hash(ctx context.Context, password string) (string, error) {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	return hashPassword(password)
+}
+
+func (s *Service) check(ctx context.Context, encoded, password string) (bool, error) {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	return checkPassword(encoded, password)
+}
+
+// Register opens a customer account and announces it.
+func (s *Service) Register(ctx context.Context, r Registration) (contract.User, error) {
+	email, err := normalEmail(r.Email)
+	if err != nil {
+		return contract.User{}, problem.Invalid([]problem.FieldError{{Field: "email", Reason: err.Error()}})
+	}
+	hash, err := s.hash(ctx, r.Password)
+	if err != nil {
+		return contract.User{}, fmt.Errorf("hashing the password: %w", err)
+	}
+	now := s.now()
+	u := account{ID: ids.New(), Email: email, Name: strings.TrimSpace(r.Name), PasswordHash: hash,
+		Roles: []string{auth.RoleCustomer}, CreatedAt: now}
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.store.insert(ctx, tx, u); err != nil {
+			return err
+		}
+		_, err := s.outbox.Add(ctx, tx, contract.UserRegistered{UserID: u.ID, Email: u.Email, Name: u.Name, RegisteredAt: now.UTC()})
+		return err
+	})
+	if err != nil {
+		return contract.User{}, err
+	}
+	return u.public(), nil
+}
+
+// ensureAdmin makes sure email is an admin account that password opens.
+func (s *Service) ensureAdmin(ctx context.Context, email, password string) error {
+	email, err := normalEmail(email)
+	if err != nil {
+		return fmt.Errorf("admin email %w", err)
+	}
+	if reason := passwordProblem(password); reason != "" {
+		return fmt.Errorf("admin password %s", reason)
+	}
+	existing, err := s.store.byEmail(ctx, email)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		hash, err := s.hash(ctx, password)
+		if err != nil {
+			return err
+		}
+		u := account{ID: ids.New(), Email: email, Name: "Administrator", PasswordHash: hash,
+			Roles: []string{auth.RoleCustomer, auth.RoleAdmin}, CreatedAt: s.now()}
+		if err := s.db.InTx(ctx, func(tx *sql.Tx) error { return s.store.insert(ctx, tx, u) }); err != nil && !errors.Is(err, ErrEmailTaken) {
+			return err
+		}
+		s.log.Info("admin account created", "email", email)
+		return nil
+	case err != nil:
+		return err
+	}
+	// The operator's configured password is the truth: set it when it
+	// no longer matches, and make sure the account has the admin role.
+	ok, err := s.check(ctx, existing.PasswordHash, password)
+	if err != nil {
+		return err
+	}
+	hash := existing.PasswordHash
+	if !ok {
+		if hash, err = s.hash(ctx, password); err != nil {
+			return err
+		}
+	}
+	if ok && existing.hasRole(auth.RoleAdmin) {
+		return nil
+	}
+	roles := existing.Roles
+	if !existing.hasRole(auth.RoleAdmin) {
+		roles = append(roles, auth.RoleAdmin)
+	}
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		return s.store.update(ctx, tx, existing.ID, existing.Name, hash, roles, s.now())
+	})
+}
+
+// Credentials are what a person logs in with.
+type Credentials struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// Valid checks that both fields are present.
+func (c *Credentials) Valid() []problem.FieldError {
+	var errs []problem.FieldError
+	if strings.TrimSpace(c.Email) == "" {
+		errs = append(errs, problem.FieldError{Field: "email", Reason: "is required"})
+	}
+	if c.Password == "" {
+		errs = append(errs, problem.FieldError{Field: "password", Reason: "is required"})
+	} else if len(c.Password) > maxPassword {
+		errs = append(errs, problem.FieldError{Field: "password", Reason: fmt.Sprintf("must be at most %d bytes", maxPassword)})
+	}
+	return errs
+}
+
+// dummyHash is checked against when the email is unknown, so a login
+// takes as long whether or not the account exists.
+const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3ZMjKzv0PzlsAgRgQIb0Y3eQ0iYfZ2lJ5p7yB5p6QkA"
+
+// Login checks credentials and issues a new token pair.
+func (s *Service) Login(ctx context.Context, c Credentials) (contract.Tokens, error) {
+	email := strings.ToLower(strings.TrimSpace(c.Email))
+	u, err := s.store.byEmail(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		_, _ = s.check(ctx, dummyHash, c.Password)
+		return contract.Tokens{}, ErrBadCredentials
+	}
+	if err != nil {
+		return contract.Tokens{}, err
+	}
+	ok, err := s.check(ctx, u.PasswordHash, c.Password)
+	if err != nil {
+		return contract.Tokens{}, fmt.Errorf("checking the password of %s: %w", u.ID, err)
+	}
+	if !ok {
+		return contract.Tokens{}, ErrBadCredentials
+	}
+	return s.issue(ctx, u, ids.New())
+}
+
+// issue signs an access token for u and stores a new refresh token in family.
+func (s *Service) issue(ctx context.Context, u account, family string) (contract.Tokens, error) {
+	access, err := s.accessToken(u)
+	if err != nil {
+		return contract.Tokens{}, err
+	}
+	refresh, hash := newRefreshToken()
+	now := s.now()
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		return s.store.insertRefresh(ctx, tx, hash, u.ID, family, now.Add(s.cfg.RefreshTTL), now)
+	})
+	if err != nil {
+		return contract.Tokens{}, err
+	}
+	return contract.Tokens{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
+		ExpiresIn: int(s.cfg.AccessTTL.Seconds())}, nil
+}
+
+func (s *Service) accessToken(u account) (string, error) {
+	kid, key := s.keys.current()
+	now := s.now()
+	claims := auth.Claims{
+		Email: u.Email,
+		Roles: u.Roles,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    auth.Issuer,
+			Subject:   u.ID,
+			Audience:  jwt.ClaimStrings{auth.Audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.AccessTTL)),
+			ID:        ids.New(),
+		},
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	t.Header["kid"] = kid
+	signed, err := t.SignedString(key)
+	if err != nil {
+		return "", fmt.Errorf("signing the access token: %w", err)
+	}
+	return signed, nil
+}
+
+// newRefreshToken returns a random token and the hash that is stored.
+func newRefreshToken() (token, hash string) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	token = base64.RawURLEncoding.EncodeToString(b)
+	return token, hashRefresh(token)
+}
+
+func hashRefresh(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Refresh rotates a refresh token: the old one is spent and a new pair is
+// issued in the same family. Presenting a spent token again means it was
+// stolen, so the whole family is revoked.
+func (s *Service) Refresh(ctx context.Context, token string) (contract.Tokens, error) {
+	hash := hashRefresh(token)
+	now := s.now()
+	var u account
+	var family string
+	reused := false
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		rt, err := s.store.refreshByHash(ctx, tx, hash)
+		if err != nil {
+			return err
+		}
+		family = rt.FamilyID
+		switch {
+		case rt.RevokedAt != nil || now.After(rt.ExpiresAt):
+			return ErrBadRefresh
+		case rt.UsedAt != nil:
+			reused = true
+			return s.store.revokeFamily(ctx, tx, rt.FamilyID, now)
+		}
+		spent, err := s.store.markUsed(ctx, tx, hash, now)
+		if err != nil {
+			return err
+		}
+		if !spent {
+			reused = true
+			return s.store.revokeFamily(ctx, tx, rt.FamilyID, now)
+		}
+		u, err = s.store.byIDTx(ctx, tx, rt.UserID)
+		return err
+	})
+	if err != nil {
+		return contract.Tokens{}, err
+	}
+	if reused {
+		s.log.Warn("a spent refresh token was presented again; its family is revoked", "family", family)
+		return contract.Tokens{}, ErrBadRefresh
+	}
+	return s.issue(ctx, u, family)
+}
+
+// Logout revokes the refresh token's family. Unknown tokens are not an
+// error: the caller is logged out either way.
+func (s *Service) Logout(ctx context.Context, token string) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		rt, err := s.store.refreshByHash(ctx, tx, hashRefresh(token))
+		if errors.Is(err, ErrBadRefresh) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return s.store.revokeFamily(ctx, tx, rt.FamilyID, s.now())
+	})
+}
+
+// Me returns the caller's profile.
+func (s *Service) Me(ctx context.Context, userID string) (contract.User, error) {
+	u, err := s.store.byID(ctx, userID)
+	if err != nil {
+		return contract.User{}, err
+	}
+	return u.public(), nil
+}
+
+// ProfileUpdate changes the caller's name or password. A new password
+// needs the current one.
+type ProfileUpdate struct {
+	Name            *string `json:"name,omitempty"`
+	Password        *string `json:"password,omitempty"`
+	CurrentPassword *string `json:"current_password,omitempty"`
+}
+
+// Valid checks the fields that are present.
+func (p *ProfileUpdate) Valid() []problem.FieldError {
+	var errs []problem.FieldError
+	if p.Name == nil && p.Password == nil {
+		errs = append(errs, problem.FieldError{Field: "name", Reason: "give a name or a password to change"})
+	}
+	if p.Name != nil {
+		if reason := nameProblem(*p.Name); reason != "" {
+			errs = append(errs, problem.FieldError{Field: "name", Reason: reason})
+		}
+	}
+	if p.Password != nil {
+		if reason := passwordProblem(*p.Password); reason != "" {
+			errs = append(errs, problem.FieldError{Field: "password", Reason: reason})
+		}
+		if p.CurrentPassword == nil || *p.CurrentPassword == "" {
+			errs = append(errs, problem.FieldError{Field: "current_password", Reason: "is required to change the password"})
+		}
+	}
+	return errs
+}
+
+// UpdateMe applies a profile update. Changing the password logs out every
+// other session by revoking all refresh tokens.
+func (s *Service) UpdateMe(ctx context.Context, userID string, p ProfileUpdate) (contract.User, error) {
+	u, err := s.store.byID(ctx, userID)
+	if err != nil {
+		return contract.User{}, err
+	}
+	name, hash := u.Name, u.PasswordHash
+	if p.Name != nil {
+		name = strings.TrimSpace(*p.Name)
+	}
+	if p.Password != nil {
+		ok, err := s.check(ctx, u.PasswordHash, *p.CurrentPassword)
+		if err != nil {
+			return contract.User{}, err
+		}
+		if !ok {
+			return contract.User{}, problem.Invalid([]problem.FieldError{{Field: "current_password", Reason: "is wrong"}})
+		}
+		if hash, err = s.hash(ctx, *p.Password); err != nil {
+			return contract.User{}, err
+		}
+	}
+	now := s.now()
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.store.update(ctx, tx, u.ID, name, hash, u.Roles, now); err != nil {
+			return err
+		}
+		if p.Password != nil {
+			return s.store.revokeUser(ctx, tx, u.ID, now)
+		}
+		return nil
+	})
+	if err != nil {
+		return contract.User{}, err
+	}
+	u.Name = name
+	return u.public(), nil
+}

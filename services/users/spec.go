@@ -1,0 +1,63 @@
+package users
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/openapi"
+	"github.com/microshop/microshop/internal/platform/ratelimit"
+	"github.com/microshop/microshop/internal/platform/service"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+//go:embed openapi.yaml
+var openapiYAML []byte
+
+// Migrations are users' schema migrations.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// OpenAPI is users' API contract.
+func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
+
+// Spec describes users to the service runtime.
+func Spec() service.Spec {
+	return service.Spec{
+		Name:         "users",
+		Summary:      "users: accounts, login, access tokens (Ed25519 JWT) and their JWKS.",
+		Port:         8081,
+		Migrations:   Migrations(),
+		Publishes:    true,
+		IssuesTokens: true,
+		Setup: func(f *config.Flags) service.Build {
+			var (
+				accessTTL     = f.Duration("access-ttl", 15*time.Minute, "lifetime of access tokens")
+				refreshTTL    = f.Duration("refresh-ttl", 30*24*time.Hour, "lifetime of refresh tokens")
+				adminEmail    = f.String("admin-email", "", "make sure an admin account with this email exists")
+				adminPassword = f.String("admin-password", "", "the admin account's password (12 characters or more)")
+				loginAccount  = f.Int("login-rate-account", 10, "login attempts a minute per account (0: unlimited)")
+				loginIP       = f.Int("login-rate-ip", 60, "login attempts a minute per client address (0: unlimited)")
+				registerIP    = f.Int("register-rate-ip", 30, "registrations a minute per client address (0: unlimited)")
+			)
+			return func(ctx context.Context, rt *service.Runtime) error {
+				s, err := New(ctx, Config{AccessTTL: *accessTTL, RefreshTTL: *refreshTTL,
+					AdminEmail: *adminEmail, AdminPassword: *adminPassword}, rt.DB, rt.Log)
+				if err != nil {
+					return err
+				}
+				Routes(rt.Server.Router, s, OpenAPI(), Limits{
+					LoginPerAccount: *loginAccount, LoginPerIP: *loginIP, RegisterPerIP: *registerIP,
+					TrustedProxies: ratelimit.Loopback(),
+				}, rt.Log)
+				return nil
+			}
+		},
+	}
+}

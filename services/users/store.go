@@ -1,0 +1,168 @@
+package users
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/services/users/contract"
+)
+
+// account is a user as stored.
+type account struct {
+	ID           string
+	Email        string
+	Name         string
+	PasswordHash string
+	Roles        []string
+	CreatedAt    time.Time
+}
+
+func (a account) public() contract.User {
+	return contract.User{ID: a.ID, Email: a.Email, Name: a.Name, Roles: a.Roles}
+}
+
+func (a account) hasRole(r string) bool { return slices.Contains(a.Roles, r) }
+
+// refreshToken is a stored refresh token (its hash, never the token).
+type refreshToken struct {
+	UserID    string
+	FamilyID  string
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+	RevokedAt *time.Time
+}
+
+// store is the only code that touches users' tables.
+type store struct{ db *database.DB }
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s store) insert(ctx context.Context, tx *sql.Tx, a account) error {
+	ms := a.CreatedAt.UnixMilli()
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO users (id, email, name, password_hash, roles, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)`,
+		a.ID, a.Email, a.Name, a.PasswordHash, strings.Join(a.Roles, ","), ms)
+	if database.IsUniqueViolation(err) {
+		return ErrEmailTaken
+	}
+	if err != nil {
+		return fmt.Errorf("storing user: %w", err)
+	}
+	return nil
+}
+
+func (s store) update(ctx context.Context, tx *sql.Tx, id, name, hash string, roles []string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE users SET name = $1, password_hash = $2, roles = $3, updated_at = $4 WHERE id = $5`,
+		name, hash, strings.Join(roles, ","), now.UnixMilli(), id)
+	if err != nil {
+		return fmt.Errorf("updating user %s: %w", id, err)
+	}
+	return nil
+}
+
+const userColumns = `id, email, name, password_hash, roles, created_at`
+
+func scanAccount(row *sql.Row) (account, error) {
+	var a account
+	var roles string
+	var created int64
+	err := row.Scan(&a.ID, &a.Email, &a.Name, &a.PasswordHash, &roles, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return account{}, ErrNotFound
+	}
+	if err != nil {
+		return account{}, fmt.Errorf("reading user: %w", err)
+	}
+	a.Roles = strings.Split(roles, ",")
+	a.CreatedAt = time.UnixMilli(created)
+	return a, nil
+}
+
+func (s store) byEmail(ctx context.Context, email string) (account, error) {
+	return scanAccount(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1`, email))
+}
+
+func (s store) byID(ctx context.Context, id string) (account, error) {
+	return s.byIDTx(ctx, s.db, id)
+}
+
+func (s store) byIDTx(ctx context.Context, q querier, id string) (account, error) {
+	return scanAccount(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+}
+
+func (s store) insertRefresh(ctx context.Context, tx *sql.Tx, hash, userID, family string, expires, now time.Time) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		hash, userID, family, expires.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("storing refresh token: %w", err)
+	}
+	return nil
+}
+
+func (s store) refreshByHash(ctx context.Context, tx *sql.Tx, hash string) (refreshToken, error) {
+	var rt refreshToken
+	var expires int64
+	var used, revoked sql.NullInt64
+	err := tx.QueryRowContext(ctx,
+		`SELECT user_id, family_id, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1`, hash).
+		Scan(&rt.UserID, &rt.FamilyID, &expires, &used, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return refreshToken{}, ErrBadRefresh
+	}
+	if err != nil {
+		return refreshToken{}, fmt.Errorf("reading refresh token: %w", err)
+	}
+	rt.ExpiresAt = time.UnixMilli(expires)
+	if used.Valid {
+		t := time.UnixMilli(used.Int64)
+		rt.UsedAt = &t
+	}
+	if revoked.Valid {
+		t := time.UnixMilli(revoked.Int64)
+		rt.RevokedAt = &t
+	}
+	return rt, nil
+}
+
+// markUsed spends a refresh token. It reports false when another request
+// spent it first, which the caller treats as reuse.
+func (s store) markUsed(ctx context.Context, tx *sql.Tx, hash string, now time.Time) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL`,
+		now.UnixMilli(), hash)
+	if err != nil {
+		return false, fmt.Errorf("spending refresh token: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("spending refresh token: %w", err)
+	}
+	return n == 1, nil
+}
+
+func (s store) revokeFamily(ctx context.Context, tx *sql.Tx, family string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL`,
+		now.UnixMilli(), family)
+	if err != nil {
+		return fmt.Errorf("revoking refresh tokens: %w", err)
+	}
+	return nil
+}
+
+func (s store) revokeUser(ctx context.Context, tx *sql.Tx, userID string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL`,
+		now.UnixMilli(), userID)
+	if err != nil {
+		return fmt.Errorf("revoking refresh tokens: %w", err)
+	}
+	return nil
+}
