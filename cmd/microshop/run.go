@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/broker"
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/logging"
@@ -119,9 +120,16 @@ Flags:
 		env = append(env, "MICROSHOP_ADMIN_EMAIL="+admin.email, "MICROSHOP_ADMIN_PASSWORD="+admin.password)
 	}
 
+	seeds, publics, err := serviceKeys(data, specs)
+	if err != nil {
+		return err
+	}
+	env = append(env, "MICROSHOP_SERVICE_KEYS="+publics)
+
 	state := runState{Gateway: fmt.Sprintf("http://127.0.0.1:%d", *port), NATS: nats.URL()}
 	for _, spec := range specs {
-		c, err := startChild(exe, spec, data, servicePort(spec, *port), nats.URL(), *logLevel, env)
+		c, err := startChild(exe, spec, data, servicePort(spec, *port), nats.URL(), *logLevel,
+			append(env, "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]))
 		if err != nil {
 			stopAll(state.Services, stderr)
 			return err
@@ -267,6 +275,44 @@ func stopAll(children []*child, stderr io.Writer) {
 			<-c.exited
 		}
 	}
+}
+
+// serviceKeys loads the service-identity keys of this data directory,
+// making them on the first run. The file is readable by its owner only.
+func serviceKeys(data string, specs []service.Spec) (map[string]string, string, error) {
+	path := filepath.Join(data, "service-keys.json")
+	var stored struct {
+		Seeds   map[string]string `json:"seeds"`
+		Publics string            `json:"publics"`
+	}
+	b, err := os.ReadFile(path)
+	if err == nil && json.Unmarshal(b, &stored) == nil {
+		complete := true
+		for _, s := range specs {
+			if stored.Seeds[s.Name] == "" {
+				complete = false
+			}
+		}
+		if complete {
+			return stored.Seeds, stored.Publics, nil
+		}
+	}
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	stored.Seeds, stored.Publics, err = auth.GenerateServiceKeys(names)
+	if err != nil {
+		return nil, "", fmt.Errorf("making service keys: %w", err)
+	}
+	b, err = json.Marshal(stored)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return stored.Seeds, stored.Publics, nil
 }
 
 type adminAccount struct {

@@ -75,6 +75,10 @@ type Runtime struct {
 	Verifier *auth.Verifier
 	// Keys is the key set behind Verifier.
 	Keys *auth.RemoteKeySet
+	// ServiceKeys check the credentials of services calling /internal/
+	// routes (auth.RequireService); Credentials sign this service's own.
+	ServiceKeys *auth.ServiceKeys
+	Credentials *auth.Credentials
 	// DataDir is where the service may keep local files.
 	DataDir string
 	// ConsumerMetrics count events handled by this service's consumers.
@@ -120,6 +124,8 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 		logLevel  = f.String("log-level", "info", "log level: debug, info, warn or error")
 		drain     = f.Duration("drain-timeout", 10*time.Second, "how long to wait for requests in flight when stopping")
 		sReplicas = f.Int("stream-replicas", 1, "replicas of the service's JetStream stream (3 on a NATS cluster)")
+		svcKey    = f.String("service-key", "", "this service's identity key for calls between services: a base64 Ed25519 seed")
+		svcKeys   = f.String("service-keys", "", "public identity keys of the services allowed to call this one: name=<base64>,...")
 	)
 	var build Build
 	if spec.Setup != nil {
@@ -143,9 +149,14 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 		return err
 	}
 	log := logging.New(stdout, spec.Name, level)
+	serviceKeys, err := auth.ParseServiceKeys(spec.Name, *svcKey, *svcKeys)
+	if err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
-	rt := &Runtime{Name: spec.Name, Log: log, Registry: reg, DataDir: *dataDir, errs: make(chan error, 1)}
+	rt := &Runtime{Name: spec.Name, Log: log, Registry: reg, DataDir: *dataDir, errs: make(chan error, 1),
+		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys)}
 	checks := map[string]server.Check{}
 
 	if spec.Migrations != nil {

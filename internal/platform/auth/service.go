@@ -1,0 +1,200 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/microshop/microshop/internal/platform/problem"
+)
+
+// Service credentials: the calls between services, on /internal/ routes,
+// carry a short-lived JWT that the calling service signs with its own
+// Ed25519 key. The callee checks it with the caller's public key and
+// allows only the callers a route names. A customer's token is refused,
+// and so is a token signed with any other key.
+
+// InternalAudience is the aud of every service credential.
+const InternalAudience = "microshop-internal"
+
+// serviceTokenTTL is short: a leaked credential is useless within a minute.
+const serviceTokenTTL = time.Minute
+
+// ServiceKeys are the service-identity keys a process knows: its own
+// private key (to call others) and the public keys of every service (to
+// check callers).
+type ServiceKeys struct {
+	Name    string
+	Private ed25519.PrivateKey
+	Public  map[string]ed25519.PublicKey
+}
+
+// ParseServiceKeys reads this service's private key (a base64 Ed25519
+// seed) and the public keys of all services ("orders=<base64>,...").
+// Either may be empty: a process without a private key cannot call
+// internal routes, and one without public keys refuses all callers.
+func ParseServiceKeys(name, seed, publics string) (*ServiceKeys, error) {
+	k := &ServiceKeys{Name: name, Public: map[string]ed25519.PublicKey{}}
+	if seed != "" {
+		b, err := base64.StdEncoding.DecodeString(seed)
+		if err != nil || len(b) != ed25519.SeedSize {
+			return nil, errors.New("service key: want a base64 Ed25519 seed of 32 bytes")
+		}
+		k.Private = ed25519.NewKeyFromSeed(b)
+	}
+	for _, pair := range strings.Split(publics, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		svc, b64, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, fmt.Errorf("service public keys: %q is not service=<base64 key>", pair)
+		}
+		b, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("service public keys: the key of %s is not a base64 Ed25519 public key", svc)
+		}
+		k.Public[svc] = ed25519.PublicKey(b)
+	}
+	return k, nil
+}
+
+// GenerateServiceKeys makes a key pair for each named service and returns,
+// per service, its base64 seed, plus the list of public keys in the form
+// ParseServiceKeys reads. `microshop run` and tests use it.
+func GenerateServiceKeys(names []string) (seeds map[string]string, publics string, err error) {
+	seeds = map[string]string{}
+	var pubs []string
+	for _, n := range names {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, "", err
+		}
+		seeds[n] = base64.StdEncoding.EncodeToString(priv.Seed())
+		pubs = append(pubs, n+"="+base64.StdEncoding.EncodeToString(pub))
+	}
+	return seeds, strings.Join(pubs, ","), nil
+}
+
+// Credentials sign this service's credential, reusing one token until it
+// is near expiry.
+type Credentials struct {
+	keys *ServiceKeys
+
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+}
+
+// NewCredentials returns the credential source of the service keys name.
+func NewCredentials(keys *ServiceKeys) *Credentials { return &Credentials{keys: keys} }
+
+// Token returns a valid credential of this service.
+func (c *Credentials) Token() (string, error) {
+	if c.keys == nil || c.keys.Private == nil {
+		return "", errors.New("this service has no service key (set --service-key)")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.token != "" && now.Add(15*time.Second).Before(c.expires) {
+		return c.token, nil
+	}
+	exp := now.Add(serviceTokenTTL)
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{
+		Issuer:    c.keys.Name,
+		Subject:   c.keys.Name,
+		Audience:  jwt.ClaimStrings{InternalAudience},
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(exp),
+	})
+	t.Header["kid"] = "service:" + c.keys.Name
+	signed, err := t.SignedString(c.keys.Private)
+	if err != nil {
+		return "", fmt.Errorf("signing the service credential: %w", err)
+	}
+	c.token, c.expires = signed, exp
+	return signed, nil
+}
+
+// Authorize sets r's Authorization header to this service's credential.
+func (c *Credentials) Authorize(r *http.Request) error {
+	tok, err := c.Token()
+	if err != nil {
+		return err
+	}
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return nil
+}
+
+type callerKey struct{}
+
+// CallerFromContext names the service whose credential RequireService
+// accepted, or "".
+func CallerFromContext(ctx context.Context) string {
+	s, _ := ctx.Value(callerKey{}).(string)
+	return s
+}
+
+// RequireService accepts only requests carrying a valid credential of one
+// of the allowed services.
+func RequireService(keys *ServiceKeys, allowed ...string) func(http.Handler) http.Handler {
+	parser := jwt.NewParser(
+		jwt.WithValidMethods([]string{"EdDSA"}),
+		jwt.WithAudience(InternalAudience),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(5*time.Second),
+	)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			token, _ := BearerToken(r)
+			if token == "" {
+				unauthorized(w, r, "internal routes need a service credential")
+				return
+			}
+			var claims jwt.RegisteredClaims
+			_, err := parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+				kid, _ := t.Header["kid"].(string)
+				svc, ok := strings.CutPrefix(kid, "service:")
+				if !ok {
+					return nil, errors.New("not a service credential")
+				}
+				key, ok := keys.Public[svc]
+				if !ok {
+					return nil, fmt.Errorf("no key for service %q", svc)
+				}
+				return key, nil
+			})
+			if err != nil || claims.Issuer == "" || "service:"+claims.Issuer != headerKid(token) {
+				unauthorized(w, r, "the service credential is invalid")
+				return
+			}
+			if !slices.Contains(allowed, claims.Issuer) {
+				problem.Write(w, r, problem.Forbidden(fmt.Sprintf("%s may not call this route", claims.Issuer)))
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, claims.Issuer)))
+		})
+	}
+}
+
+// headerKid reads the kid of an already verified token.
+func headerKid(token string) string {
+	t, _, err := jwt.NewParser().ParseUnverified(token, &jwt.RegisteredClaims{})
+	if err != nil {
+		return ""
+	}
+	kid, _ := t.Header["kid"].(string)
+	return kid
+}
