@@ -94,9 +94,6 @@ func TestWrongMethodIs405Problem(t *testing.T) {
 	if p := decodeProblem(t, res); p.Status != 405 {
 		t.Errorf("problem status = %d, want 405", p.Status)
 	}
-	if allow := res.Header.Get("Allow"); !strings.Contains(allow, "GET") {
-		t.Logf("Allow = %q (chi sets it for 405s)", allow)
-	}
 }
 
 func TestPanicIs500AndServerKeepsServing(t *testing.T) {
