@@ -36,7 +36,10 @@ type RemoteKeySet struct {
 	mu        sync.RWMutex
 	keys      map[string]ed25519.PublicKey
 	lastFetch time.Time
-	fetching  sync.Mutex
+	// lastTry is when Key last refreshed for an unknown kid, whether or
+	// not that worked, so made-up kids cannot make a fetch each.
+	lastTry  time.Time
+	fetching sync.Mutex
 }
 
 // NewRemoteKeySet returns a key set fetched from url. When cacheFile is not
@@ -134,7 +137,7 @@ func (ks *RemoteKeySet) Refresh(ctx context.Context) error {
 func (ks *RemoteKeySet) Key(ctx context.Context, kid string) (ed25519.PublicKey, error) {
 	ks.mu.RLock()
 	k, ok := ks.keys[kid]
-	recent := time.Since(ks.lastFetch) < 10*time.Second
+	recent := time.Since(ks.lastFetch) < 10*time.Second || time.Since(ks.lastTry) < 10*time.Second
 	ks.mu.RUnlock()
 	if ok {
 		return k, nil
@@ -142,6 +145,9 @@ func (ks *RemoteKeySet) Key(ctx context.Context, kid string) (ed25519.PublicKey,
 	if recent {
 		return nil, ErrUnknownKey
 	}
+	ks.mu.Lock()
+	ks.lastTry = time.Now()
+	ks.mu.Unlock()
 	if err := ks.Refresh(ctx); err != nil {
 		return nil, fmt.Errorf("%w (and refreshing the keys failed: %v)", ErrUnknownKey, err)
 	}
