@@ -21,11 +21,11 @@ import (
 type keyring struct {
 	db *database.DB
 
-	mu      sync.RWMutex
-	signer  ed25519.PrivateKey
-	kid     string
-	public  map[string]ed25519.PublicKey
-	loaded  time.Time
+	mu     sync.RWMutex
+	signer ed25519.PrivateKey
+	kid    string
+	public map[string]ed25519.PublicKey
+	loaded time.Time
 }
 
 // loadKeys reads the signing keys, making the first one if there is none.

@@ -25,6 +25,9 @@ type Embedded struct {
 // StartEmbedded starts a JetStream-enabled NATS server listening on
 // host:port (port 0 picks a free one) and keeping its streams under dir.
 func StartEmbedded(dir, host string, port int, log *slog.Logger) (*Embedded, error) {
+	if port == 0 {
+		port = server.RANDOM_PORT // nats-server reads 0 as "the default port"
+	}
 	opts := &server.Options{
 		ServerName: "microshop-embedded",
 		Host:       host,

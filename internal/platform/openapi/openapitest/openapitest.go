@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 	"testing"
 
@@ -144,4 +146,23 @@ func (c *Checker) check() {
 	for _, p := range c.problems {
 		c.t.Errorf("openapi: %s", p)
 	}
+}
+
+// Proxy starts a loopback HTTP server that forwards to target, a running
+// service, and checks every exchange against doc. Tests send their
+// requests to the returned URL, so real traffic is what gets validated.
+func Proxy(t testing.TB, doc *openapi.Document, target string) (string, *Checker) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", target, err)
+	}
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		pr.Out.Host = pr.In.Host
+	}}
+	c := New(t, doc, rp)
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	return srv.URL, c
 }
