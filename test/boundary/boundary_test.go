@@ -166,8 +166,8 @@ func TestCheckerFindsViolations(t *testing.T) {
 	want := []string{
 		"internal/platform/events/relay.go imports github.com/microshop/microshop/services/users/contract: the platform must not depend on any service",
 		"services/orders/contract/client.go imports github.com/microshop/microshop/services/payments/internal/ledger: service orders may use only the contract package of payments, not its internals",
-		"services/orders/saga_test.go imports github.com/microshop/microshop/services/inventory/store: service orders may use only the contract package of inventory, not its internals",
 		"services/orders/saga.go imports github.com/microshop/microshop/services/inventory: service orders may use only the contract package of inventory, not its internals",
+		"services/orders/saga_test.go imports github.com/microshop/microshop/services/inventory/store: service orders may use only the contract package of inventory, not its internals",
 		"test/e2e/e2e_test.go imports github.com/microshop/microshop/services/users: black-box tests may use only contract packages of services",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
