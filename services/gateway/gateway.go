@@ -1,0 +1,181 @@
+// Package gateway is microshop's one public entry. It forwards
+// /api/<service>/... to that service unchanged, refuses the routes between
+// services (/internal/...) whatever their spelling, checks access tokens
+// as the first wall (each service checks them again), limits how fast one
+// client address may call, and answers for a service that is down with a
+// problem naming it. It keeps nothing durable: with the keys of users'
+// JWKS cached, it keeps checking tokens while users is down.
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/ratelimit"
+)
+
+// Target is a service the gateway routes to: /api/<Name>/... goes to URL.
+type Target struct {
+	Name string
+	URL  string
+}
+
+// Config holds the gateway's settings.
+type Config struct {
+	Targets []Target
+	// UpstreamTimeout bounds one request to a service, its answer included.
+	UpstreamTimeout time.Duration
+	// RateLimit is requests a second per client address, in bursts of up
+	// to twice that. Zero means unlimited.
+	RateLimit int
+}
+
+// Gateway routes public requests to the services.
+type Gateway struct {
+	upstreams map[string]*upstream
+	names     []string // in the order of Config.Targets
+	limiter   *ratelimit.Limiter
+	perSecond int
+	probe     *http.Client
+	log       *slog.Logger
+}
+
+// New builds a gateway that checks tokens with v and registers its
+// metrics in reg.
+func New(cfg Config, v *auth.Verifier, log *slog.Logger, reg prometheus.Registerer) (*Gateway, error) {
+	if cfg.UpstreamTimeout <= 0 {
+		return nil, fmt.Errorf("--upstream-timeout %s: want a positive duration", cfg.UpstreamTimeout)
+	}
+	if cfg.RateLimit < 0 {
+		return nil, fmt.Errorf("--rate-limit %d: want 0 (unlimited) or more", cfg.RateLimit)
+	}
+	transport := newTransport()
+	m := newMetrics(reg)
+	g := &Gateway{
+		upstreams: map[string]*upstream{},
+		limiter:   ratelimit.New(0, 0),
+		perSecond: cfg.RateLimit,
+		probe:     &http.Client{Transport: transport, Timeout: 2 * time.Second},
+		log:       log,
+	}
+	if cfg.RateLimit > 0 {
+		g.limiter = ratelimit.New(time.Second/time.Duration(cfg.RateLimit), 2*cfg.RateLimit)
+	}
+	for _, t := range cfg.Targets {
+		u, err := targetURL(t)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := g.upstreams[t.Name]; dup {
+			return nil, fmt.Errorf("the service %s is listed twice", t.Name)
+		}
+		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, transport, m, log)
+		up.guarded = auth.Authenticate(v)(auth.Require(up))
+		g.upstreams[t.Name] = up
+		g.names = append(g.names, t.Name)
+	}
+	return g, nil
+}
+
+// targetURL checks a service's base URL. It must have no path: the
+// gateway forwards paths unchanged, so a path here would be ignored.
+func targetURL(t Target) (*url.URL, error) {
+	u, err := url.Parse(t.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--%s-url %q: want a base URL such as http://127.0.0.1:8082", t.Name, t.URL)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return nil, fmt.Errorf("--%s-url %q: want a base URL with no path, query or user", t.Name, t.URL)
+	}
+	return u, nil
+}
+
+// API forwards a request for /api/<service>/... to that service: it
+// refuses internal and dot-segment paths and unknown services (404), then
+// requires a valid token unless the route is public, then proxies.
+func (g *Gateway) API(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.EscapedPath()
+	if unroutable(path) {
+		// The same answer as for a route that does not exist: the
+		// internal routes are none of a client's business.
+		problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
+		return
+	}
+	name := serviceOf(path)
+	u, ok := g.upstreams[name]
+	if !ok {
+		problem.Write(w, r, problem.NotFound(fmt.Sprintf("there is no service named %q; the API is under /api/<service>/", name)))
+		return
+	}
+	if isPublic(r.Method, path) {
+		// Public routes are forwarded without looking at the token: the
+		// service decides what a token means there, and a client holding
+		// an expired access token must still reach refresh and login.
+		u.ServeHTTP(w, r)
+		return
+	}
+	u.guarded.ServeHTTP(w, r)
+}
+
+// RateLimit answers 429 to a client address that sends more than its
+// share. The address is the peer's own: the gateway is the edge, so no
+// X-Forwarded-For a client sends is believed.
+func (g *Gateway) RateLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok, wait := g.limiter.Allow(ratelimit.ClientIP(r, nil))
+		if !ok {
+			secs := max(1, int(math.Ceil(wait.Seconds())))
+			problem.Write(w, r, problem.TooManyRequests(
+				fmt.Sprintf("more than %d requests a second from your address; try again in %ds", g.perSecond, secs), secs))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ServiceStatus is one service's health as the gateway sees it.
+type ServiceStatus struct {
+	Service string `json:"service"`
+	// Status is "ready", "not ready" or "unreachable".
+	Status string `json:"status"`
+}
+
+// Status asks every service's /readyz at once. It reports only the
+// verdict, never a service's own detail, which may name files and hosts.
+func (g *Gateway) Status(ctx context.Context) []ServiceStatus {
+	out := make([]ServiceStatus, len(g.names))
+	var wg sync.WaitGroup
+	for i, name := range g.names {
+		wg.Go(func() {
+			out[i] = ServiceStatus{Service: name, Status: g.ready(ctx, g.upstreams[name])}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (g *Gateway) ready(ctx context.Context, u *upstream) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.url.JoinPath("/readyz").String(), nil)
+	if err != nil {
+		return "unreachable"
+	}
+	resp, err := g.probe.Do(req)
+	if err != nil {
+		return "unreachable"
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "not ready"
+	}
+	return "ready"
+}

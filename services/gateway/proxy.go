@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/server"
+)
+
+// newTransport is shared by every upstream. Connections stay alive and
+// many stay idle per service: a new connection per request costs far more
+// than the hop itself, and Go's default of two idle connections per host
+// throttles a busy gateway.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		// Services are reached directly, never through an outbound proxy
+		// from the environment.
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   3 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// No ResponseHeaderTimeout: each request's context carries the
+		// --upstream-timeout deadline, answer included.
+	}
+}
+
+// upstream is one service the gateway forwards to.
+type upstream struct {
+	name    string
+	url     *url.URL
+	timeout time.Duration
+	proxy   *httputil.ReverseProxy
+	log     *slog.Logger
+	// guarded is the proxy behind the token check, for routes that are
+	// not public.
+	guarded http.Handler
+}
+
+func newUpstream(name string, target *url.URL, timeout time.Duration, transport http.RoundTripper, m *metrics, log *slog.Logger) *upstream {
+	u := &upstream{name: name, url: target, timeout: timeout, log: log}
+	u.proxy = &httputil.ReverseProxy{
+		// The path and query go on unchanged: services serve their public
+		// routes under /api/<name>/ themselves. Rewrite (unlike Director)
+		// starts from a request with the client's Forwarded and
+		// X-Forwarded-* headers removed, so a client cannot pose as
+		// another address; SetXForwarded then adds the true ones.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = target.Scheme
+			pr.Out.URL.Host = target.Host
+			pr.Out.Host = ""
+			pr.SetXForwarded()
+		},
+		Transport:    observed{next: transport, service: name, m: m},
+		ErrorHandler: u.failed,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return u
+}
+
+// ServeHTTP forwards r to the service within the upstream deadline.
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), u.timeout)
+	defer cancel()
+	u.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// statusClientClosed is what nginx logs when the client left first; no
+// client ever sees it.
+const statusClientClosed = 499
+
+// failed answers when the service could not be asked or gave no answer.
+// Upstream answers, 5xx included, never come here: they pass through as
+// they are.
+func (u *upstream) failed(w http.ResponseWriter, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Body too large",
+			fmt.Sprintf("the body must be at most %d bytes", tooLarge.Limit)))
+		return
+	case errors.Is(r.Context().Err(), context.Canceled):
+		// The client went away; there is nobody to answer.
+		w.WriteHeader(statusClientClosed)
+		return
+	}
+	detail := fmt.Sprintf("the %s service is unavailable; try again shortly", u.name)
+	switch {
+	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
+		detail = fmt.Sprintf("the %s service did not answer within %s", u.name, u.timeout)
+	case isTimeout(err):
+		detail = fmt.Sprintf("the %s service did not answer in time", u.name)
+	}
+	u.log.WarnContext(r.Context(), "a service could not be reached", "target", u.name,
+		"method", r.Method, "path", r.URL.Path, "err", err, "request_id", r.Header.Get(server.RequestIDHeader))
+	p := problem.Unavailable(detail)
+	p.Service = u.name
+	problem.Write(w, r, p)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// metrics are the gateway's view of its upstreams.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_upstream_requests_total",
+			Help: "Requests forwarded to a service, by service and the status code it answered; " +
+				`code is "error" when it could not be reached or did not answer, "499" when the client left first.`,
+		}, []string{"service", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gateway_upstream_duration_seconds",
+			Help:    "Time from forwarding a request to a service until its response headers arrive, by service.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"service"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// observed counts and times each round trip to one service.
+type observed struct {
+	next    http.RoundTripper
+	service string
+	m       *metrics
+}
+
+func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := o.next.RoundTrip(r)
+	o.m.duration.WithLabelValues(o.service).Observe(time.Since(start).Seconds())
+	code := "error"
+	switch {
+	case err == nil:
+		code = strconv.Itoa(resp.StatusCode)
+	case errors.Is(r.Context().Err(), context.Canceled):
+		code = strconv.Itoa(statusClientClosed)
+	}
+	o.m.requests.WithLabelValues(o.service, code).Inc()
+	return resp, err
+}
