@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/services/gateway"
 	"github.com/microshop/microshop/services/users"
 )
 
@@ -16,6 +17,7 @@ import (
 func services() []service.Spec {
 	return []service.Spec{
 		users.Spec(),
+		gateway.Spec(),
 	}
 }
 
