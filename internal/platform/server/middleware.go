@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -30,6 +31,27 @@ func requestID(next http.Handler) http.Handler {
 			r.Header.Set(RequestIDHeader, id)
 		}
 		w.Header().Set(RequestIDHeader, id)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// TimeoutHeader carries the caller's remaining time in milliseconds, so a
+// service stops working on a call its caller has already given up on.
+const TimeoutHeader = "Request-Timeout-Ms"
+
+// maxPropagated bounds what a caller may ask for.
+const maxPropagated = 60 * time.Second
+
+// deadline applies the caller's propagated deadline to the request context.
+func deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.Header.Get(TimeoutHeader); v != "" {
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms > 0 {
+				ctx, cancel := context.WithTimeout(r.Context(), min(time.Duration(ms)*time.Millisecond, maxPropagated))
+				defer cancel()
+				r = r.WithContext(ctx)
+			}
+		}
 		next.ServeHTTP(w, r)
 	})
 }

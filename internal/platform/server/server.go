@@ -66,7 +66,7 @@ func New(o Options) *Server {
 	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry}
 
 	r := chi.NewRouter()
-	r.Use(requestID, observe(o.Log, newHTTPMetrics(o.Registry)), recoverer(o.Log), limitBody(o.MaxBody))
+	r.Use(requestID, observe(o.Log, newHTTPMetrics(o.Registry)), recoverer(o.Log), limitBody(o.MaxBody), deadline)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
 	})

@@ -27,6 +27,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/broker"
+	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
@@ -83,6 +84,9 @@ type Runtime struct {
 	DataDir string
 	// ConsumerMetrics count events handled by this service's consumers.
 	ConsumerMetrics *events.ConsumerMetrics
+	// ClientMetrics count this service's calls to others; pass them to
+	// client.New.
+	ClientMetrics *client.Metrics
 
 	wg   sync.WaitGroup
 	bg   context.Context
@@ -156,7 +160,7 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 
 	reg := prometheus.NewRegistry()
 	rt := &Runtime{Name: spec.Name, Log: log, Registry: reg, DataDir: *dataDir, errs: make(chan error, 1),
-		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys)}
+		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys), ClientMetrics: client.NewMetrics(reg)}
 	checks := map[string]server.Check{}
 
 	if spec.Migrations != nil {
