@@ -1,0 +1,54 @@
+package inventory
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/openapi"
+	"github.com/microshop/microshop/internal/platform/service"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+//go:embed openapi.yaml
+var openapiYAML []byte
+
+// Migrations are inventory's schema migrations, one folder per dialect.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// OpenAPI is inventory's API contract.
+func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
+
+// Spec describes inventory to the service runtime.
+func Spec() service.Spec {
+	return service.Spec{
+		Name:       "inventory",
+		Summary:    "inventory: the catalog, stock, and the reservations that hold stock for orders.",
+		Port:       8082,
+		Migrations: Migrations(),
+		Publishes:  true,
+		Setup: func(f *config.Flags) service.Build {
+			var (
+				ttl       = f.Duration("reservation-ttl", 15*time.Minute, "how long a reservation holds stock before it expires unless committed")
+				threshold = f.Int("low-stock-threshold", 5, "publish inventory.low_stock when a reservation takes available units below this (0: never)")
+				seed      = f.Bool("seed-catalog", true, "load the built-in catalog when there are no products")
+			)
+			return func(ctx context.Context, rt *service.Runtime) error {
+				s, err := New(ctx, Config{ReservationTTL: *ttl, LowStockThreshold: int64(*threshold), SeedCatalog: *seed}, rt.DB, rt.Log)
+				if err != nil {
+					return err
+				}
+				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.ServiceKeys, rt.Log)
+				rt.Go("reservation expiry", s.RunExpiry)
+				return nil
+			}
+		},
+	}
+}
