@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/pressly/goose/v3"
@@ -149,8 +150,15 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // tracking them in the table goose_<name>. A sub-folder named for the
 // dialect ("sqlite", "postgres"), when present, is used instead of the root.
 // On Postgres a session advisory lock makes replicas that start together
-// migrate once.
+// migrate once; on SQLite a lock file beside the database does.
 func (db *DB) Migrate(ctx context.Context, log *slog.Logger, name string, fsys fs.FS) error {
+	if db.Dialect == SQLite {
+		unlock, err := lockSQLiteMigrations(ctx, db.Source)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	if sub, err := fs.Sub(fsys, string(db.Dialect)); err == nil {
 		if st, err := fs.Stat(sub, "."); err == nil && st.IsDir() {
 			fsys = sub
@@ -183,6 +191,39 @@ func (db *DB) Migrate(ctx context.Context, log *slog.Logger, name string, fsys f
 		log.Info("migration applied", "set", name, "version", r.Source.Version, "file", r.Source.Path)
 	}
 	return nil
+}
+
+// lockSQLiteMigrations makes the processes that share a SQLite file
+// migrate it one at a time: it holds an exclusive transaction on a small
+// lock database beside the file. The operating system releases the lock
+// if the process dies.
+func lockSQLiteMigrations(ctx context.Context, path string) (unlock func(), err error) {
+	lockDB, err := sql.Open("sqlite", "file:"+path+".migrate-lock?_pragma=busy_timeout(50)")
+	if err != nil {
+		return nil, fmt.Errorf("opening the migration lock: %w", err)
+	}
+	conn, err := lockDB.Conn(ctx)
+	if err != nil {
+		lockDB.Close()
+		return nil, fmt.Errorf("opening the migration lock: %w", err)
+	}
+	for {
+		_, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE")
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "database is locked") {
+			conn.Close()
+			lockDB.Close()
+			return nil, fmt.Errorf("taking the migration lock: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond) // another process is migrating
+	}
+	return func() {
+		_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		conn.Close()
+		lockDB.Close()
+	}, nil
 }
 
 // Redact removes a password from a database URL so it can be logged.
