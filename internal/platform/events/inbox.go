@@ -63,19 +63,26 @@ func (m *ConsumerMetrics) count(consumer, typ, outcome string) {
 // is done. Events are handled one at a time, in stream order.
 func (c *Consumer) Run(ctx context.Context) error {
 	log := c.Log.With("consumer", c.Name, "stream", c.Stream)
+	cfg := jetstream.ConsumerConfig{
+		Durable:       c.Name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: 1000,
+	}
+	// One subject goes in FilterSubject, which NATS servers before 2.10
+	// understand too; only several need FilterSubjects.
+	if len(c.Subjects) == 1 {
+		cfg.FilterSubject = c.Subjects[0]
+	} else {
+		cfg.FilterSubjects = c.Subjects
+	}
 	var cons jetstream.Consumer
 	// The stream belongs to another service and may not exist yet when
 	// this one starts first: wait for it instead of failing.
 	for {
 		var err error
-		cons, err = c.JS.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
-			Durable:        c.Name,
-			FilterSubjects: c.Subjects,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        30 * time.Second,
-			DeliverPolicy:  jetstream.DeliverAllPolicy,
-			MaxAckPending:  1000,
-		})
+		cons, err = c.JS.CreateOrUpdateConsumer(ctx, c.Stream, cfg)
 		if err == nil {
 			break
 		}
