@@ -82,6 +82,8 @@ type Runtime struct {
 	Credentials *auth.Credentials
 	// DataDir is where the service may keep local files.
 	DataDir string
+	// Addr is the address the service listens on.
+	Addr string
 	// ConsumerMetrics count events handled by this service's consumers.
 	ConsumerMetrics *events.ConsumerMetrics
 	// ClientMetrics count this service's calls to others; pass them to
@@ -107,6 +109,10 @@ func (rt *Runtime) Go(name string, fn func(ctx context.Context) error) {
 		}
 	}()
 }
+
+// Background is the context of background work: it ends after the HTTP
+// server has drained, when the service stops.
+func (rt *Runtime) Background() context.Context { return rt.bg }
 
 // Consume runs c, filling in the runtime's database, broker and logger.
 func (rt *Runtime) Consume(c *events.Consumer) {
@@ -203,6 +209,13 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 	defer stopBackground()
 	rt.bg = bg
 
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *addr, err)
+	}
+	defer ln.Close()
+	rt.Addr = ln.Addr().String()
+
 	if build != nil {
 		if err := build(ctx, rt); err != nil {
 			stopBackground()
@@ -236,12 +249,6 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 		rt.Go("outbox relay", relay.Run)
 	}
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		stopBackground()
-		rt.wg.Wait()
-		return fmt.Errorf("listening on %s: %w", *addr, err)
-	}
 	log.Info("serving", "addr", ln.Addr().String())
 
 	sctx, stopServing := context.WithCancel(ctx)
