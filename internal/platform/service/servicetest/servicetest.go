@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -152,9 +151,3 @@ func (l *Logs) String() string {
 
 // Contains reports whether any log line contains s.
 func (l *Logs) Contains(s string) bool { return strings.Contains(l.String(), s) }
-
-// TempFile returns a path in a fresh temporary directory.
-func TempFile(t testing.TB, name string) string {
-	return filepath.Join(t.TempDir(), name)
-}
-
