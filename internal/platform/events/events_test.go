@@ -216,7 +216,8 @@ func streamMsgs(t *testing.T, b *testBroker) []*jetstream.RawStreamMsg {
 	return out
 }
 
-// gauge returns the value of the metric called name with the given labels.
+// metric returns the value of the counter or gauge called name whose labels
+// include the given ones.
 func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
