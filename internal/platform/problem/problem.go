@@ -32,6 +32,66 @@ type Problem struct {
 
 	// RetryAfter, when set, is sent as the Retry-After header in seconds.
 	RetryAfter int `json:"-"`
+	// Extensions are the members a problem type adds beside the standard
+	// ones (RFC 9457 section 3.2), such as the reason a card was declined.
+	// They are written at the top level of the document and read back
+	// from it, so a client keeps them; a standard member's name is ignored.
+	Extensions map[string]any `json:"-"`
+}
+
+// members are the standard members; an extension may not take their names.
+var members = map[string]bool{"type": true, "title": true, "status": true, "detail": true,
+	"instance": true, "errors": true, "service": true, "request_id": true}
+
+// standard is Problem without its JSON methods.
+type standard Problem
+
+// MarshalJSON writes the standard members followed by the extensions.
+func (p Problem) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(standard(p))
+	if err != nil || len(p.Extensions) == 0 {
+		return b, err
+	}
+	ext := make(map[string]any, len(p.Extensions))
+	for k, v := range p.Extensions {
+		if !members[k] {
+			ext[k] = v
+		}
+	}
+	if len(ext) == 0 {
+		return b, nil
+	}
+	e, err := json.Marshal(ext)
+	if err != nil {
+		return nil, fmt.Errorf("encoding problem extensions: %w", err)
+	}
+	// Both are JSON objects: join "{...}" and "{...}" into one.
+	return append(append(b[:len(b)-1], ','), e[1:]...), nil
+}
+
+// UnmarshalJSON reads the standard members and keeps any others as
+// Extensions.
+func (p *Problem) UnmarshalJSON(b []byte) error {
+	var s standard
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	*p = Problem(s)
+	p.Extensions = nil
+	for k, v := range all {
+		if members[k] {
+			continue
+		}
+		if p.Extensions == nil {
+			p.Extensions = map[string]any{}
+		}
+		p.Extensions[k] = v
+	}
+	return nil
 }
 
 // FieldError names one invalid field and why it is invalid.

@@ -151,3 +151,36 @@ func TestFromAndError(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
+
+// Extension members (RFC 9457 section 3.2) travel beside the standard
+// ones and survive a decode, so a client can act on them.
+func TestExtensionsRoundTrip(t *testing.T) {
+	p := problem.New(http.StatusPaymentRequired, "payment-declined", "Payment declined", "the card was declined")
+	p.Extensions = map[string]any{"reason": "insufficient_funds", "status": "ignored"}
+	w := httptest.NewRecorder()
+	problem.Write(w, httptest.NewRequest(http.MethodPost, "/pay", nil), p)
+
+	var raw map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw["reason"] != "insufficient_funds" || raw["status"] != float64(402) || raw["instance"] != "/pay" {
+		t.Errorf("body = %s", w.Body)
+	}
+	var got problem.Problem
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != 402 || got.Detail != "the card was declined" || len(got.Extensions) != 1 || got.Extensions["reason"] != "insufficient_funds" {
+		t.Errorf("decoded = %+v", got)
+	}
+
+	// Without extensions the document is exactly the standard members.
+	plain, _ := json.Marshal(problem.NotFound("x"))
+	if want := `{"type":"https://microshop.dev/problems/not-found","title":"Not found","status":404,"detail":"x"}`; string(plain) != want {
+		t.Errorf("plain problem = %s, want %s", plain, want)
+	}
+	if err := json.Unmarshal([]byte(`[1]`), &got); err == nil {
+		t.Error("an array decoded as a problem")
+	}
+}
