@@ -39,6 +39,7 @@ Usage:
 Commands:
   run       run the whole system on this machine (embedded NATS, SQLite)
   serve     run one service, as a container or a process manager would
+  start     start a stopped service of a running system again
   version   print the version
 
 Run "microshop <command> --help" for a command's flags.
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSystem(ctx, rest, getenv, stdout, stderr)
 	case "serve":
 		return serve(ctx, rest, getenv, stdout, stderr)
+	case "start":
+		return start(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return version(rest, stdout, stderr)
 	case "help", "-h", "--help", "-help":

@@ -11,11 +11,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -25,28 +22,6 @@ import (
 	"github.com/microshop/microshop/internal/platform/logging"
 	"github.com/microshop/microshop/internal/platform/service"
 )
-
-// child is one service process that run supervises.
-type child struct {
-	Name string `json:"name"`
-	Port int    `json:"port"`
-	PID  int    `json:"pid"`
-	URL  string `json:"url"`
-	Log  string `json:"log"`
-
-	cmd *exec.Cmd
-	// exited is closed when the process has ended; err says how.
-	exited chan struct{}
-	err    error
-}
-
-// runState is written to <data>/run.json so tests and tools can find the
-// processes of a running system.
-type runState struct {
-	Gateway  string   `json:"gateway"`
-	NATS     string   `json:"nats"`
-	Services []*child `json:"services"`
-}
 
 func runSystem(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("microshop run", flag.ContinueOnError)
@@ -126,48 +101,39 @@ Flags:
 	}
 	env = append(env, "MICROSHOP_SERVICE_KEYS="+publics)
 
-	state := runState{Gateway: fmt.Sprintf("http://127.0.0.1:%d", *port), NATS: nats.URL()}
+	sup := &supervisor{
+		exe: exe, data: data, natsURL: nats.URL(), logLevel: *logLevel, env: env, seeds: seeds, log: log,
+		state: runState{Gateway: fmt.Sprintf("http://127.0.0.1:%d", *port), NATS: nats.URL()},
+		specs: map[string]service.Spec{}, ports: map[string]int{},
+	}
 	for _, spec := range specs {
-		c, err := startChild(exe, spec, data, servicePort(spec, *port), nats.URL(), *logLevel,
-			append(env, "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]))
-		if err != nil {
-			stopAll(state.Services, stderr)
+		sup.specs[spec.Name] = spec
+		sup.ports[spec.Name] = servicePort(spec, *port)
+		if _, err := sup.start(spec.Name); err != nil {
+			sup.stopAll(stderr)
 			return err
 		}
-		state.Services = append(state.Services, c)
 	}
-	if err := writeState(data, state); err != nil {
-		stopAll(state.Services, stderr)
+	if err := waitReady(ctx, sup.children(), *timeout); err != nil {
+		sup.stopAll(stderr)
 		return err
 	}
-	if err := waitReady(ctx, state.Services, *timeout); err != nil {
-		stopAll(state.Services, stderr)
+	ctl, err := sup.serveControl(ctx)
+	if err != nil {
+		sup.stopAll(stderr)
 		return err
 	}
-	printTable(stdout, state, data, admin)
+	defer ctl.Close()
+	printTable(stdout, sup.snapshot(), data, admin)
 
 	// Run until Ctrl-C. A service that dies is reported, not restarted:
-	// the point is to watch the rest keep working without it.
-	exited := make(chan *child, len(state.Services))
-	for _, c := range state.Services {
-		go func() {
-			<-c.exited
-			exited <- c
-		}()
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			fmt.Fprintln(stdout, "\nstopping: draining every service, then the broker")
-			stopAll(state.Services, stderr)
-			fmt.Fprintln(stdout, "stopped")
-			return nil
-		case c := <-exited:
-			if ctx.Err() == nil {
-				log.Warn("a service process exited; the others keep running", "service", c.Name, "pid", c.PID, "err", errString(c.err), "log", c.Log)
-			}
-		}
-	}
+	// the point is to watch the rest keep working without it. The control
+	// socket can start it again (microshop start <service>).
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\nstopping: draining every service, then the broker")
+	sup.stopAll(stderr)
+	fmt.Fprintln(stdout, "stopped")
+	return nil
 }
 
 // servicePort places each service after the gateway: users at port+1, and
@@ -187,49 +153,6 @@ func childEnv(getenv func(string) string, specs []service.Spec, gateway int) []s
 		env = append(env, config.EnvName(s.Name+"-url")+"="+fmt.Sprintf("http://127.0.0.1:%d", servicePort(s, gateway)))
 	}
 	return env
-}
-
-func startChild(exe string, spec service.Spec, data string, port int, natsURL, logLevel string, env []string) (*child, error) {
-	logPath := filepath.Join(data, "logs", spec.Name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", logPath, err)
-	}
-	cmd := exec.Command(exe, "serve", spec.Name,
-		"--addr", "127.0.0.1:"+strconv.Itoa(port),
-		"--data", data,
-		"--nats", natsURL,
-		"--log-level", logLevel,
-	)
-	cmd.Env = env
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	// If run itself is killed, the kernel stops the services too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", spec.Name, err)
-	}
-	c := &child{Name: spec.Name, Port: port, PID: cmd.Process.Pid, URL: fmt.Sprintf("http://127.0.0.1:%d", port),
-		Log: logPath, cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		c.err = cmd.Wait()
-		logFile.Close()
-		close(c.exited)
-	}()
-	return c, nil
-}
-
-func writeState(data string, st runState) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(data, "run.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
-		return fmt.Errorf("writing run state: %w", err)
-	}
-	return os.Rename(tmp, filepath.Join(data, "run.json"))
 }
 
 // waitReady polls every service's /readyz until all answer 200.
@@ -259,22 +182,6 @@ func waitReady(ctx context.Context, children []*child, timeout time.Duration) er
 		}
 	}
 	return nil
-}
-
-// stopAll stops the services in reverse start order: the gateway first, so
-// no new requests come in, and users last.
-func stopAll(children []*child, stderr io.Writer) {
-	for i := len(children) - 1; i >= 0; i-- {
-		c := children[i]
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(15 * time.Second):
-			fmt.Fprintf(stderr, "%s did not stop within 15s; killing it\n", c.Name)
-			_ = c.cmd.Process.Kill()
-			<-c.exited
-		}
-	}
 }
 
 // serviceKeys loads the service-identity keys of this data directory,
