@@ -121,7 +121,7 @@ func (db *DB) Close() error {
 // Writer is the pool that write transactions must use.
 func (db *DB) Writer() *sql.DB { return db.write }
 
-// Ping checks both pools; it backs the service's readiness check.
+// Ping checks the read pool; it backs the service's readiness check.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.DB.PingContext(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
@@ -136,6 +136,13 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)
 	}
+	// A panic in fn must not leave the single SQLite writer held.
+	defer func() {
+		if v := recover(); v != nil {
+			_ = tx.Rollback()
+			panic(v)
+		}
+	}()
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -29,7 +30,7 @@ type Validator interface {
 // and decoding succeeded, its problems are returned as a 422.
 func Decode(w http.ResponseWriter, r *http.Request, v any) *problem.Problem {
 	ct := r.Header.Get("Content-Type")
-	if ct != "" && !strings.HasPrefix(ct, "application/json") {
+	if mt, _, err := mime.ParseMediaType(ct); ct != "" && (err != nil || mt != "application/json") {
 		p := problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
 			fmt.Sprintf("the body must be application/json, not %q", ct))
 		return p
