@@ -319,27 +319,21 @@ func (s *Service) CreateProduct(ctx context.Context, np NewProduct) (contract.Pr
 // of reservations already made stay as they were.
 func (s *Service) UpdateProduct(ctx context.Context, sku string, u ProductUpdate) (contract.Product, error) {
 	var p product
-	err := retry(func() error {
-		return s.db.InTx(ctx, func(tx *sql.Tx) error {
-			var err error
-			if p, err = s.store.product(ctx, tx, sku); err != nil {
-				return err
-			}
-			if u.Name != nil {
-				p.Name = strings.TrimSpace(*u.Name)
-			}
-			if u.Description != nil {
-				p.Description = *u.Description
-			}
-			if u.PriceCents != nil {
-				p.PriceCents = *u.PriceCents
-			}
-			ok, err := s.store.updateProduct(ctx, tx, p, s.now())
-			if err == nil && !ok {
-				err = errConflict
-			}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = s.store.lockProduct(ctx, tx, sku, s.now()); err != nil {
 			return err
-		})
+		}
+		if u.Name != nil {
+			p.Name = strings.TrimSpace(*u.Name)
+		}
+		if u.Description != nil {
+			p.Description = *u.Description
+		}
+		if u.PriceCents != nil {
+			p.PriceCents = *u.PriceCents
+		}
+		return s.store.updateProduct(ctx, tx, p)
 	})
 	if err != nil {
 		return contract.Product{}, err

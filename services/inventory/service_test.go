@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -290,6 +291,10 @@ func TestCreateUpdateRestock(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		final, err := s.Product(ctx, "LAMP")
+		if err != nil || !strings.HasPrefix(final.Name, "Lamp ") || !strings.HasPrefix(final.Description, "desc ") || final.PriceCents != 5900 {
+			t.Fatalf("an edit was lost: %+v %v", final, err)
+		}
 		if len(outbox(t, db)) != 0 {
 			t.Fatal("catalog edits wrote events")
 		}

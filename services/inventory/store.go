@@ -99,17 +99,25 @@ func (s store) product(ctx context.Context, q querier, sku string) (product, err
 	return scanProduct(q.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE sku = $1`, sku))
 }
 
-// updateProduct writes p's catalog fields if nobody changed the product
-// since it was read at p.Version; it reports false when someone did.
-func (s store) updateProduct(ctx context.Context, tx *sql.Tx, p product, now time.Time) (bool, error) {
-	res, err := tx.ExecContext(ctx,
-		`UPDATE products SET name = $1, description = $2, search = $3, price_cents = $4, version = version + 1, updated_at = $5
-		 WHERE sku = $6 AND version = $7`,
-		p.Name, p.Description, searchText(p.Name, p.Description), p.PriceCents, now.UnixMilli(), p.SKU, p.Version)
+// lockProduct takes the row lock of a product that is about to be edited
+// and returns it as it is now: a read-modify-write behind it cannot lose a
+// concurrent edit on Postgres (the UPDATE waits for the other
+// transaction, then sees its result), and SQLite has one writer anyway.
+func (s store) lockProduct(ctx context.Context, tx *sql.Tx, sku string, now time.Time) (product, error) {
+	return scanProduct(tx.QueryRowContext(ctx,
+		`UPDATE products SET version = version + 1, updated_at = $1 WHERE sku = $2 RETURNING `+productColumns,
+		now.UnixMilli(), sku))
+}
+
+// updateProduct writes p's catalog fields; lockProduct must have locked it.
+func (s store) updateProduct(ctx context.Context, tx *sql.Tx, p product) error {
+	_, err := tx.ExecContext(ctx,
+		`UPDATE products SET name = $1, description = $2, search = $3, price_cents = $4 WHERE sku = $5`,
+		p.Name, p.Description, searchText(p.Name, p.Description), p.PriceCents, p.SKU)
 	if err != nil {
-		return false, fmt.Errorf("updating product %s: %w", p.SKU, err)
+		return fmt.Errorf("updating product %s: %w", p.SKU, err)
 	}
-	return affectedOne(res, "updating product "+p.SKU)
+	return nil
 }
 
 // listProducts returns up to limit products after the sku after, in sku
