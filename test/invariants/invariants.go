@@ -1,0 +1,282 @@
+// Package invariants checks, from the outside, that the system is
+// consistent after any crash, restart or retry. It reads each service
+// only through its public API (as an admin, through the gateway), never
+// through a database:
+//
+//   - every accepted order has reached a final state;
+//   - stock is conserved: for every product, received = available +
+//     reserved + sold, nothing stays reserved once the system settles, and
+//     sold equals the units of confirmed orders;
+//   - a confirmed order has exactly one capture, of exactly its total; a
+//     rejected one has none; a cancelled one was refunded in full;
+//   - the payments ledger balances to zero;
+//   - one Idempotency-Key never made two orders.
+package invariants
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"time"
+
+	inventory "github.com/microshop/microshop/services/inventory/contract"
+	orders "github.com/microshop/microshop/services/orders/contract"
+	payments "github.com/microshop/microshop/services/payments/contract"
+)
+
+// Checker reads the system through its gateway with an admin token.
+type Checker struct {
+	Gateway    string
+	AdminToken string
+	HTTP       *http.Client
+}
+
+// Expect is what the test knows from the client side.
+type Expect struct {
+	// Received is each product's received stock before the test, if known;
+	// a product's received count must not change unless restocked.
+	Received map[string]int64
+	// Accepted are the ids of orders the API accepted (201 or 202).
+	Accepted []string
+	// Keys maps each Idempotency-Key used to the order ids it was answered
+	// with; every answer for one key must name the same order.
+	Keys map[string][]string
+}
+
+// Report is what Check found.
+type Report struct {
+	Orders, Confirmed, Rejected, Cancelled, Pending int
+	Violations                                      []string
+}
+
+func (r *Report) violate(format string, args ...any) {
+	r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
+}
+
+// Settle waits until no order is PENDING (or timeout passes), then checks.
+func (c *Checker) Settle(ctx context.Context, timeout time.Duration, exp Expect) (Report, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		all, err := c.Orders(ctx)
+		if err != nil {
+			return Report{}, err
+		}
+		pending := 0
+		for _, o := range all {
+			if o.Status == orders.StatusPending {
+				pending++
+			}
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return Report{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return c.Check(ctx, exp)
+}
+
+// Check reads every service once and reports each broken invariant.
+func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
+	var rep Report
+	all, err := c.Orders(ctx)
+	if err != nil {
+		return rep, err
+	}
+	byID := map[string]orders.Order{}
+	soldBy := map[string]int64{} // units of confirmed orders per sku
+	for _, o := range all {
+		byID[o.ID] = o
+		rep.Orders++
+		switch o.Status {
+		case orders.StatusConfirmed:
+			rep.Confirmed++
+			for _, l := range o.Lines {
+				soldBy[l.SKU] += l.Quantity
+			}
+		case orders.StatusRejected:
+			rep.Rejected++
+		case orders.StatusCancelled:
+			rep.Cancelled++
+		case orders.StatusPending:
+			rep.Pending++
+			rep.violate("order %s is still PENDING after the system settled", o.ID)
+		default:
+			rep.violate("order %s has an unknown status %q", o.ID, o.Status)
+		}
+		var sum int64
+		for _, l := range o.Lines {
+			sum += l.Quantity * l.PriceCents
+		}
+		if sum != o.TotalCents {
+			rep.violate("order %s: total %d is not the sum of its lines %d", o.ID, o.TotalCents, sum)
+		}
+	}
+	for _, id := range exp.Accepted {
+		if _, ok := byID[id]; !ok {
+			rep.violate("accepted order %s does not exist", id)
+		}
+	}
+	for key, answered := range exp.Keys {
+		distinct := map[string]bool{}
+		for _, id := range answered {
+			distinct[id] = true
+		}
+		if len(distinct) > 1 {
+			rep.violate("Idempotency-Key %q made %d orders: %v", key, len(distinct), keys(distinct))
+		}
+	}
+
+	// Stock.
+	var stock httpList[inventory.StockLevel]
+	if err := c.get(ctx, "/api/inventory/stock", &stock); err != nil {
+		return rep, err
+	}
+	for _, s := range stock.Items {
+		if s.Received != s.Available+s.Reserved+s.Sold {
+			rep.violate("stock of %s is not conserved: received %d != available %d + reserved %d + sold %d",
+				s.SKU, s.Received, s.Available, s.Reserved, s.Sold)
+		}
+		if s.Reserved != 0 {
+			rep.violate("%s still has %d units reserved after the system settled", s.SKU, s.Reserved)
+		}
+		if s.Sold != soldBy[s.SKU] {
+			rep.violate("%s: inventory sold %d units but confirmed orders hold %d", s.SKU, s.Sold, soldBy[s.SKU])
+		}
+		if want, ok := exp.Received[s.SKU]; ok && want != s.Received {
+			rep.violate("%s: received stock changed from %d to %d", s.SKU, want, s.Received)
+		}
+	}
+
+	// Payments.
+	pays, err := c.Payments(ctx)
+	if err != nil {
+		return rep, err
+	}
+	byOrder := map[string][]payments.Payment{}
+	for _, p := range pays {
+		byOrder[p.OrderID] = append(byOrder[p.OrderID], p)
+	}
+	for _, o := range all {
+		var captures []payments.Payment
+		for _, p := range byOrder[o.ID] {
+			if p.CapturedCents > 0 {
+				captures = append(captures, p)
+			}
+		}
+		switch o.Status {
+		case orders.StatusConfirmed, orders.StatusCancelled:
+			if len(captures) != 1 {
+				rep.violate("%s order %s has %d captures, want exactly 1", o.Status, o.ID, len(captures))
+				continue
+			}
+			if captures[0].CapturedCents != o.TotalCents {
+				rep.violate("%s order %s: captured %d, want its total %d", o.Status, o.ID, captures[0].CapturedCents, o.TotalCents)
+			}
+			wantRefund := int64(0)
+			if o.Status == orders.StatusCancelled {
+				wantRefund = o.TotalCents
+			}
+			if captures[0].RefundedCents != wantRefund {
+				rep.violate("%s order %s: refunded %d, want %d", o.Status, o.ID, captures[0].RefundedCents, wantRefund)
+			}
+		case orders.StatusRejected:
+			if len(captures) != 0 {
+				rep.violate("rejected order %s has %d captures, want none", o.ID, len(captures))
+			}
+		}
+	}
+	for orderID := range byOrder {
+		if _, ok := byID[orderID]; !ok {
+			rep.violate("payments has payments for order %s, which orders does not know", orderID)
+		}
+	}
+	var ledger payments.Ledger
+	if err := c.get(ctx, "/api/payments/ledger", &ledger); err != nil {
+		return rep, err
+	}
+	if ledger.TotalCents != 0 || !ledger.Balanced {
+		rep.violate("the ledger does not balance: total %d, balanced %t", ledger.TotalCents, ledger.Balanced)
+	}
+	sort.Strings(rep.Violations)
+	return rep, nil
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type httpList[T any] struct {
+	Items         []T    `json:"items"`
+	NextPageToken string `json:"next_page_token"`
+}
+
+// Orders lists every customer's orders.
+func (c *Checker) Orders(ctx context.Context) ([]orders.Order, error) {
+	return all[orders.Order](ctx, c, "/api/orders?all=true&limit=100")
+}
+
+// Payments lists every payment.
+func (c *Checker) Payments(ctx context.Context) ([]payments.Payment, error) {
+	return all[payments.Payment](ctx, c, "/api/payments?limit=100")
+}
+
+func all[T any](ctx context.Context, c *Checker, path string) ([]T, error) {
+	var out []T
+	token := ""
+	for {
+		p := path
+		if token != "" {
+			p += "&page_token=" + url.QueryEscape(token)
+		}
+		var page httpList[T]
+		if err := c.get(ctx, p, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Items...)
+		if page.NextPageToken == "" {
+			return out, nil
+		}
+		token = page.NextPageToken
+	}
+}
+
+func (c *Checker) get(ctx context.Context, path string, v any) error {
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Gateway+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.AdminToken)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("GET %s: decoding: %w", path, err)
+	}
+	return nil
+}
