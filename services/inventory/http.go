@@ -43,11 +43,12 @@ func Routes(r chi.Router, s *Service, doc *openapi.Document, verifier *auth.Veri
 			r.Get("/stock", h.stock)
 		})
 	})
-	r.Route("/internal/reservations", func(r chi.Router) {
+	r.Route("/internal", func(r chi.Router) {
 		r.Use(auth.RequireService(keys, "orders"))
-		r.Post("/", h.reserve)
-		r.Post("/{order_id}/commit", h.commit)
-		r.Post("/{order_id}/release", h.release)
+		r.Post("/quotes", h.quote)
+		r.Post("/reservations", h.reserve)
+		r.Post("/reservations/{order_id}/commit", h.commit)
+		r.Post("/reservations/{order_id}/release", h.release)
 	})
 }
 
@@ -176,6 +177,20 @@ func (h *handlers) stock(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, httpjson.List[contract.StockLevel]{Items: levels})
 }
 
+func (h *handlers) quote(w http.ResponseWriter, r *http.Request) {
+	var req QuoteRequest
+	if p := httpjson.Decode(w, r, &req); p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	q, err := h.s.Quote(r.Context(), req)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, q)
+}
+
 func (h *handlers) reserve(w http.ResponseWriter, r *http.Request) {
 	var req ReserveRequest
 	if p := httpjson.Decode(w, r, &req); p != nil {
@@ -232,10 +247,13 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &oos):
 		p := problem.New(http.StatusConflict, contract.ProblemOutOfStock, "Out of stock", oos.Error()+"; nothing was reserved")
+		skus := make([]string, 0, len(oos.Short))
 		for _, s := range oos.Short {
+			skus = append(skus, s.SKU)
 			p.Errors = append(p.Errors, problem.FieldError{Field: fmt.Sprintf("lines[%d].quantity", s.Line),
 				Reason: fmt.Sprintf("%s: %d requested, %d available", s.SKU, s.Requested, s.Available)})
 		}
+		p.Extensions = map[string]any{"skus": skus}
 		problem.Write(w, r, p)
 	case errors.Is(err, ErrReservationReleased):
 		problem.Write(w, r, problem.New(http.StatusConflict, contract.ProblemReservationReleased, "Reservation released", err.Error()))

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/httpjson"
@@ -86,7 +87,7 @@ func start(t *testing.T, args []string, env map[string]string) *system {
 		t.Fatal(err)
 	}
 	s.forged = credentials(t, "orders", other["orders"], "")
-	s.client = contract.NewClient(url, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, s.orders)
+	s.client = contract.NewClient(client.New("inventory", url, s.orders, client.Options{}, nil))
 	return s
 }
 
@@ -396,6 +397,7 @@ func testInternalAuth(t *testing.T, s *system) {
 		path string
 		body any
 	}{
+		{"/internal/quotes", map[string]any{"lines": reserve["lines"]}},
 		{"/internal/reservations", reserve},
 		{"/internal/reservations/auth-check/commit", nil},
 		{"/internal/reservations/auth-check/release", nil},
@@ -458,14 +460,27 @@ func testReservations(t *testing.T, s *system) {
 	// All or nothing: R-B is short, so R-A is not reserved either.
 	p = problemOf(t, call("/internal/reservations", map[string]any{"order_id": "ord-2", "lines": []map[string]any{{"sku": "R-A", "quantity": 1}, {"sku": "R-B", "quantity": 2}}}), 409)
 	if !strings.HasSuffix(p.Type, "/out-of-stock") || !strings.Contains(p.Detail, "R-B") || strings.Contains(p.Detail, "R-A") ||
-		len(p.Errors) != 1 || p.Errors[0].Field != "lines[1].quantity" {
+		len(p.Errors) != 1 || p.Errors[0].Field != "lines[1].quantity" || fmt.Sprint(p.Extensions["skus"]) != "[R-B]" {
 		t.Fatalf("out of stock: %+v", p)
 	}
 	s.wantStock(t, "R-A", 10, 7, 3, 0)
 	s.wantStock(t, "R-B", 2, 1, 1, 0)
 
 	// The typed client orders will use: the same answers, as Go errors.
-	_, err := s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "ord-3", Lines: []contract.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "R-B", Quantity: 5}}})
+	q, err := s.client.Quote(ctx, []contract.ReserveLine{{SKU: "R-B", Quantity: 5}, {SKU: "R-A", Quantity: 2}})
+	if err != nil || q.TotalCents != 7*1250 || q.Currency != "USD" || len(q.Lines) != 2 || q.Lines[0].SKU != "R-B" || q.Lines[0].PriceCents != 1250 {
+		t.Fatalf("quote: %+v %v", q, err)
+	}
+	_, err = s.client.Quote(ctx, []contract.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "GHOST", Quantity: 1}})
+	if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines[1].sku" {
+		t.Fatalf("quote of an unknown sku: %v", err)
+	}
+	p = problemOf(t, call("/internal/quotes", map[string]any{"lines": []any{}}), 422)
+	if p.Errors[0].Field != "lines" {
+		t.Fatalf("quote without lines: %+v", p)
+	}
+	s.wantStock(t, "R-B", 2, 1, 1, 0) // quotes reserve nothing
+	_, err = s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "ord-3", Lines: []contract.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "R-B", Quantity: 5}}})
 	var oos *contract.OutOfStockError
 	if !errors.Is(err, contract.ErrOutOfStock) || !errors.As(err, &oos) || !slices.Equal(oos.SKUs, []string{"R-B"}) {
 		t.Fatalf("client out of stock: %v", err)

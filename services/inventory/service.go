@@ -184,14 +184,27 @@ func (r *ReserveRequest) Valid() []problem.FieldError {
 	if reason := orderIDProblem(r.OrderID); reason != "" {
 		errs = append(errs, problem.FieldError{Field: "order_id", Reason: reason})
 	}
-	if len(r.Lines) < 1 || len(r.Lines) > maxLines {
+	return append(errs, linesProblems(r.Lines)...)
+}
+
+// QuoteRequest is orders' request for prices; see contract.QuoteRequest.
+type QuoteRequest contract.QuoteRequest
+
+// Valid checks every line.
+func (q *QuoteRequest) Valid() []problem.FieldError { return linesProblems(q.Lines) }
+
+// linesProblems checks the lines of a reservation or a quote: 1 to 100 of
+// them, each sku once, 1 to 1000 units each.
+func linesProblems(lines []contract.ReserveLine) []problem.FieldError {
+	var errs []problem.FieldError
+	if len(lines) < 1 || len(lines) > maxLines {
 		errs = append(errs, problem.FieldError{Field: "lines", Reason: fmt.Sprintf("must hold between 1 and %d lines", maxLines)})
-		if len(r.Lines) > maxLines {
+		if len(lines) > maxLines {
 			return errs // do not list the problems of thousands of lines
 		}
 	}
-	seen := make(map[string]int, len(r.Lines))
-	for i, l := range r.Lines {
+	seen := make(map[string]int, len(lines))
+	for i, l := range lines {
 		if reason := skuProblem(l.SKU); reason != "" {
 			errs = append(errs, problem.FieldError{Field: fmt.Sprintf("lines[%d].sku", i), Reason: reason})
 		} else if first, dup := seen[l.SKU]; dup {
@@ -465,25 +478,15 @@ func (s *Service) hold(ctx context.Context, tx *sql.Tx, req ReserveRequest) (res
 		}
 	}
 	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		errs := make([]problem.FieldError, len(unknown))
-		for j, i := range unknown {
-			errs[j] = problem.FieldError{Field: fmt.Sprintf("lines[%d].sku", i), Reason: "no product has this sku"}
-		}
-		return reservation{}, problem.Invalid(errs)
+		return reservation{}, unknownSKUs(unknown)
 	}
 	if len(short) > 0 {
 		slices.SortFunc(short, func(a, b Shortage) int { return a.Line - b.Line })
 		return reservation{}, &OutOfStockError{Short: short}
 	}
-	r.Currency = r.Lines[0].Currency
-	for _, l := range r.Lines {
-		if l.Currency != r.Currency {
-			return reservation{}, problem.Invalid([]problem.FieldError{{Field: "lines",
-				Reason: fmt.Sprintf("all products of a reservation must share one currency; %s is in %s, %s in %s",
-					r.Lines[0].SKU, r.Currency, l.SKU, l.Currency)}})
-		}
-		r.TotalCents += l.PriceCents * l.Quantity
+	var err error
+	if r.TotalCents, r.Currency, err = total(r.Lines); err != nil {
+		return reservation{}, err
 	}
 	stored, err := s.store.insertReservation(ctx, tx, r)
 	if err != nil {
@@ -502,6 +505,56 @@ func (s *Service) hold(ctx context.Context, tx *sql.Tx, req ReserveRequest) (res
 		}
 	}
 	return r, nil
+}
+
+// unknownSKUs is the 422 for lines (by index) whose sku names no product.
+func unknownSKUs(lines []int) error {
+	slices.Sort(lines)
+	errs := make([]problem.FieldError, len(lines))
+	for j, i := range lines {
+		errs[j] = problem.FieldError{Field: fmt.Sprintf("lines[%d].sku", i), Reason: "no product has this sku"}
+	}
+	return problem.Invalid(errs)
+}
+
+// total sums priced lines, which must all be in one currency.
+func total(lines []contract.ReservationLine) (int64, string, error) {
+	var sum int64
+	currency := lines[0].Currency
+	for _, l := range lines {
+		if l.Currency != currency {
+			return 0, "", problem.Invalid([]problem.FieldError{{Field: "lines",
+				Reason: fmt.Sprintf("all products of an order must share one currency; %s is in %s, %s in %s",
+					lines[0].SKU, currency, l.SKU, l.Currency)}})
+		}
+		sum += l.PriceCents * l.Quantity
+	}
+	return sum, currency, nil
+}
+
+// Quote prices lines at the current catalog prices, reserving nothing.
+func (s *Service) Quote(ctx context.Context, req QuoteRequest) (contract.Quote, error) {
+	q := contract.Quote{Lines: make([]contract.ReservationLine, len(req.Lines))}
+	var unknown []int
+	for i, l := range req.Lines {
+		p, err := s.store.product(ctx, s.db, l.SKU)
+		switch {
+		case errors.Is(err, ErrProductNotFound):
+			unknown = append(unknown, i)
+			continue
+		case err != nil:
+			return contract.Quote{}, err
+		}
+		q.Lines[i] = contract.ReservationLine{SKU: p.SKU, Quantity: l.Quantity, PriceCents: p.PriceCents, Currency: p.Currency}
+	}
+	if len(unknown) > 0 {
+		return contract.Quote{}, unknownSKUs(unknown)
+	}
+	var err error
+	if q.TotalCents, q.Currency, err = total(q.Lines); err != nil {
+		return contract.Quote{}, err
+	}
+	return q, nil
 }
 
 // sameLines reports whether a stored reservation holds exactly the

@@ -661,3 +661,31 @@ func TestConfigIsChecked(t *testing.T) {
 		t.Errorf("sweep interval for 1ms: %s", d)
 	}
 }
+
+func TestQuote(t *testing.T) {
+	dbtest.Dialects(t, func(t *testing.T, db *database.DB) {
+		s := newService(t, db, Config{})
+		ctx := context.Background()
+		addProduct(t, s, "A", 1, 250, "USD")
+		addProduct(t, s, "B", 0, 1000, "USD")
+		addProduct(t, s, "E", 9, 700, "EUR")
+		// Prices only: B has no stock and is quoted all the same.
+		q, err := s.Quote(ctx, QuoteRequest{Lines: []contract.ReserveLine{line("B", 3), line("A", 2)}})
+		if err != nil || q.TotalCents != 3500 || q.Currency != "USD" ||
+			!slices.Equal(q.Lines, []contract.ReservationLine{{SKU: "B", Quantity: 3, PriceCents: 1000, Currency: "USD"}, {SKU: "A", Quantity: 2, PriceCents: 250, Currency: "USD"}}) {
+			t.Fatalf("quote: %+v %v", q, err)
+		}
+		_, err = s.Quote(ctx, QuoteRequest{Lines: []contract.ReserveLine{line("NOPE", 1), line("A", 1)}})
+		if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines[0].sku" {
+			t.Fatalf("unknown sku: %v", err)
+		}
+		_, err = s.Quote(ctx, QuoteRequest{Lines: []contract.ReserveLine{line("A", 1), line("E", 1)}})
+		if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines" {
+			t.Fatalf("mixed currencies: %v", err)
+		}
+		wantStock(t, s, "A", 1, 1, 0, 0)
+		if n := len(outbox(t, db)); n != 0 {
+			t.Fatalf("quotes wrote %d events", n)
+		}
+	})
+}

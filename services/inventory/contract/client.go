@@ -1,110 +1,89 @@
 package contract
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/problem"
 )
 
-// DefaultTimeout bounds a call whose context has no deadline of its own.
-const DefaultTimeout = 10 * time.Second
-
-// Client calls inventory's internal reservation routes with this
-// service's credential. Every method is idempotent by order id, so a
-// caller may retry any of them after a timeout or a 5xx.
+// Client calls inventory's internal routes (only orders may) through a
+// platform client, which gives every call a deadline, a circuit breaker
+// and a concurrency limit, and signs it with the caller's service
+// credential. Every call is idempotent by order id, so each carries an
+// Idempotency-Key and the platform client retries it safely after a
+// timeout or a 503.
 type Client struct {
-	base  string
-	http  *http.Client
-	creds *auth.Credentials
+	c *client.Client
 }
 
-// NewClient returns a client of the inventory service at baseURL
-// (e.g. "http://127.0.0.1:8082"). hc carries the calls (its transport
-// decides pooling, breakers and limits); creds sign each request.
-func NewClient(baseURL string, hc *http.Client, creds *auth.Credentials) *Client {
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), http: hc, creds: creds}
+// NewClient returns a client of inventory over c, made with
+// client.New("inventory", baseURL, credentials, options, metrics).
+func NewClient(c *client.Client) *Client {
+	return &Client{c: c}
+}
+
+// Quote prices lines at the current catalog prices, reserving nothing. An
+// unknown sku or a bad line is a 422 problem (problem.From).
+func (c *Client) Quote(ctx context.Context, lines []ReserveLine) (Quote, error) {
+	var q Quote
+	err := c.do(ctx, "/internal/quotes", quoteKey(lines), QuoteRequest{Lines: lines}, &q)
+	return q, err
 }
 
 // Reserve holds stock for every line of an order, or none of it. When the
-// order was reserved before it returns that reservation unchanged. A
-// shortage is an *OutOfStockError (errors.Is(err, ErrOutOfStock)).
+// order was reserved before it returns that reservation unchanged; the
+// same order id with other lines is ErrReservationMismatch. A shortage is
+// an *OutOfStockError (errors.Is(err, ErrOutOfStock)); an unknown sku or
+// a bad line is a 422 problem.
 func (c *Client) Reserve(ctx context.Context, req ReserveRequest) (Reservation, error) {
-	r, err := c.do(ctx, "/internal/reservations", req)
+	var r Reservation
+	err := c.do(ctx, "/internal/reservations", "reserve:"+req.OrderID, req, &r)
 	var oos *OutOfStockError
-	if errors.As(err, &oos) {
-		oos.SKUs = skusOf(oos.Problem, req.Lines)
+	if errors.As(err, &oos) && len(oos.SKUs) == 0 {
+		oos.SKUs = skusOfLines(oos.Problem, req.Lines)
 	}
 	return r, err
 }
 
 // Commit turns a held reservation into a sale. Committing again is a
-// no-op; a released or expired reservation is ErrReservationReleased.
+// no-op; a released or expired reservation is ErrReservationReleased, an
+// unknown order ErrNotFound.
 func (c *Client) Commit(ctx context.Context, orderID string) (Reservation, error) {
-	return c.do(ctx, "/internal/reservations/"+url.PathEscape(orderID)+"/commit", nil)
+	var r Reservation
+	err := c.do(ctx, "/internal/reservations/"+url.PathEscape(orderID)+"/commit", "commit:"+orderID, nil, &r)
+	return r, err
 }
 
 // Release gives a reservation's stock back, held or committed (a
-// cancelled order). Releasing again is a no-op.
+// cancelled order). Releasing again is a no-op; an unknown order is
+// ErrNotFound.
 func (c *Client) Release(ctx context.Context, orderID string) (Reservation, error) {
-	return c.do(ctx, "/internal/reservations/"+url.PathEscape(orderID)+"/release", nil)
+	var r Reservation
+	err := c.do(ctx, "/internal/reservations/"+url.PathEscape(orderID)+"/release", "release:"+orderID, nil, &r)
+	return r, err
 }
 
-func (c *Client) do(ctx context.Context, path string, body any) (Reservation, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
+func (c *Client) do(ctx context.Context, path, key string, in, out any) error {
+	err := c.c.Do(ctx, client.Call{Method: http.MethodPost, Path: path, In: in, Out: out, IdempotencyKey: key})
+	return classify(err)
+}
+
+// quoteKey marks a quote safe to retry: it changes nothing, and the same
+// lines always make the same key.
+func quoteKey(lines []ReserveLine) string {
+	h := sha256.New()
+	for _, l := range lines {
+		h.Write([]byte(l.SKU + "\x00" + strconv.FormatInt(l.Quantity, 10) + "\x00"))
 	}
-	var rd io.Reader = http.NoBody
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return Reservation{}, fmt.Errorf("encoding the request to inventory: %w", err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, rd)
-	if err != nil {
-		return Reservation{}, fmt.Errorf("calling inventory: %w", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json, application/problem+json")
-	if err := c.creds.Authorize(req); err != nil {
-		return Reservation{}, fmt.Errorf("calling inventory: %w", err)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return Reservation{}, fmt.Errorf("calling inventory %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return Reservation{}, fmt.Errorf("reading inventory's answer to %s: %w", path, err)
-	}
-	if resp.StatusCode >= 300 {
-		return Reservation{}, responseError(resp, b)
-	}
-	var r Reservation
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Reservation{}, fmt.Errorf("decoding inventory's answer to %s: %w", path, err)
-	}
-	return r, nil
+	return "quote:" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // Error is an error answer of inventory: its problem document and, when
@@ -141,31 +120,40 @@ func (e *OutOfStockError) Is(target error) bool { return target == ErrOutOfStock
 // Unwrap lets problem.From find the problem.
 func (e *OutOfStockError) Unwrap() error { return e.Problem }
 
-// responseError turns a non-2xx answer into an error, decoding
-// problem+json when that is what came back.
-func responseError(resp *http.Response, body []byte) error {
-	var p problem.Problem
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), problem.ContentType) || json.Unmarshal(body, &p) != nil || p.Status == 0 {
-		p = problem.Problem{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode),
-			Detail: strings.TrimSpace(string(body[:min(len(body), 200)]))}
+// classify turns a problem inventory answered into the contract's errors.
+// Other errors (client.ErrUnavailable: unreachable, 503, breaker open)
+// pass unchanged.
+func classify(err error) error {
+	p := problem.From(err)
+	if p == nil || errors.Is(err, client.ErrUnavailable) {
+		return err
 	}
 	slug := p.Type[strings.LastIndex(p.Type, "/")+1:]
 	switch {
-	case resp.StatusCode == http.StatusConflict && slug == ProblemOutOfStock:
-		return &OutOfStockError{Problem: &p}
-	case resp.StatusCode == http.StatusConflict && slug == ProblemReservationReleased:
-		return &Error{Kind: ErrReservationReleased, Problem: &p}
-	case resp.StatusCode == http.StatusConflict && slug == ProblemReservationMismatch:
-		return &Error{Kind: ErrReservationMismatch, Problem: &p}
-	case resp.StatusCode == http.StatusNotFound:
-		return &Error{Kind: ErrNotFound, Problem: &p}
+	case p.Status == http.StatusConflict && slug == ProblemOutOfStock:
+		e := &OutOfStockError{Problem: p}
+		if skus, ok := p.Extensions["skus"].([]any); ok {
+			for _, s := range skus {
+				if s, ok := s.(string); ok {
+					e.SKUs = append(e.SKUs, s)
+				}
+			}
+		}
+		return e
+	case p.Status == http.StatusConflict && slug == ProblemReservationReleased:
+		return &Error{Kind: ErrReservationReleased, Problem: p}
+	case p.Status == http.StatusConflict && slug == ProblemReservationMismatch:
+		return &Error{Kind: ErrReservationMismatch, Problem: p}
+	case p.Status == http.StatusNotFound:
+		return &Error{Kind: ErrNotFound, Problem: p}
 	}
-	return &Error{Problem: &p}
+	return &Error{Problem: p}
 }
 
-// skusOf reads the skus an out-of-stock problem names: its field errors
-// point at request lines ("lines[2].quantity").
-func skusOf(p *problem.Problem, lines []ReserveLine) []string {
+// skusOfLines reads the skus of an out-of-stock problem without a "skus"
+// member from its field errors, which point at request lines
+// ("lines[2].quantity").
+func skusOfLines(p *problem.Problem, lines []ReserveLine) []string {
 	var skus []string
 	for _, fe := range p.Errors {
 		rest, ok := strings.CutPrefix(fe.Field, "lines[")

@@ -44,6 +44,21 @@ type ReserveLine struct {
 	Quantity int64  `json:"quantity"`
 }
 
+// QuoteRequest asks for the current prices of some lines, reserving
+// nothing.
+type QuoteRequest struct {
+	Lines []ReserveLine `json:"lines"`
+}
+
+// Quote prices lines at the catalog's current prices. A reservation made
+// later may differ if an admin changes a price in between; the
+// reservation's prices are the ones that hold.
+type Quote struct {
+	Lines      []ReservationLine `json:"lines"`
+	TotalCents int64             `json:"total_cents"`
+	Currency   string            `json:"currency"`
+}
+
 // Reservation statuses.
 const (
 	StatusHeld      = "held"
@@ -84,7 +99,8 @@ type ReservationLine struct {
 // Errors the internal API answers with, as the Client reports them.
 var (
 	// ErrOutOfStock: some line asks for more than is available; nothing
-	// was reserved. The error is an *OutOfStockError naming the skus.
+	// was reserved. The error is an *OutOfStockError naming the skus (the
+	// problem's "skus" member).
 	ErrOutOfStock = errors.New("out of stock")
 	// ErrReservationReleased: the reservation was released or expired, so
 	// it can no longer be committed.
