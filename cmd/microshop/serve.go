@@ -9,6 +9,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/service"
 	"github.com/microshop/microshop/services/gateway"
+	"github.com/microshop/microshop/services/inventory"
 	"github.com/microshop/microshop/services/users"
 )
 
@@ -17,6 +18,7 @@ import (
 func services() []service.Spec {
 	return []service.Spec{
 		users.Spec(),
+		inventory.Spec(),
 		gateway.Spec(),
 	}
 }
