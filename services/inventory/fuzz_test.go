@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/microshop/microshop/internal/platform/httpjson"
@@ -144,7 +145,8 @@ func FuzzListQuery(f *testing.F) {
 		if len(errs) > 0 {
 			return
 		}
-		if limit < 1 || limit > maxLimit || (after != "" && skuProblem(after) != "") || utf8.RuneCountInString(q) > maxQuery {
+		if limit < 1 || limit > maxLimit || (after != "" && skuProblem(after) != "") || utf8.RuneCountInString(q) > maxQuery ||
+			!utf8.ValidString(q) || strings.ContainsFunc(q, unicode.IsControl) {
 			t.Fatalf("accepted %q: q %q, after %q, limit %d", raw, q, after, limit)
 		}
 	})

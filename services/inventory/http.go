@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -79,8 +81,9 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 // an opaque token that holds the last sku of the previous page.
 func listQuery(v url.Values) (q, after string, limit int, errs []problem.FieldError) {
 	q = v.Get("q")
-	if !utf8.ValidString(q) || utf8.RuneCountInString(q) > maxQuery {
-		errs = append(errs, problem.FieldError{Field: "q", Reason: fmt.Sprintf("must be text of at most %d characters", maxQuery)})
+	// Postgres refuses invalid UTF-8 and NUL in text; refuse them first.
+	if !utf8.ValidString(q) || utf8.RuneCountInString(q) > maxQuery || strings.ContainsFunc(q, unicode.IsControl) {
+		errs = append(errs, problem.FieldError{Field: "q", Reason: fmt.Sprintf("must be text of at most %d characters, without control characters", maxQuery)})
 	}
 	limit = defaultLimit
 	if s := v.Get("limit"); s != "" {

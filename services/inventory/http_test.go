@@ -257,7 +257,7 @@ func testCatalog(t *testing.T, s *system) {
 	}
 	for _, q := range []string{"limit=0", "limit=101", "limit=-1", "limit=ten", "limit=99999999999999999999",
 		"page_token=%21%21%21", "page_token=" + base64.RawURLEncoding.EncodeToString([]byte("not a sku")),
-		"q=" + strings.Repeat("q", 201)} {
+		"q=" + strings.Repeat("q", 201), "q=%00", "q=%ff%fe", "q=a%0Ab"} {
 		p := problemOf(t, servicetest.Call(t, "GET", s.url+"/api/inventory/products?"+q, "", nil), 422)
 		field, _, _ := strings.Cut(q, "=")
 		if len(p.Errors) != 1 || p.Errors[0].Field != field {
