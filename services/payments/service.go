@@ -1,0 +1,407 @@
+// Package payments owns payments and their double-entry ledger. It
+// authorizes, captures, voids and refunds card payments for orders with a
+// built-in card processor that behaves like a real one, and announces
+// payments.captured, payments.refunded and payments.failed.
+//
+// The processor's test cards (spaces and dashes are allowed):
+//
+//	4242 4242 4242 4242  approved
+//	4000 0000 0000 0002  declined, reason card_declined
+//	4000 0000 0000 9995  declined, reason insufficient_funds
+//	4000 0000 0000 0077  answers after --slow-card-delay (10s), then
+//	                     approves; a caller that gives up first frees it
+//
+// Any other valid card (Luhn, 12-19 digits, visa, mastercard, amex or
+// discover, not expired, a cvc of 3 digits or 4 for amex) is approved.
+// Of a card only its brand and last four digits are ever stored; the
+// number and cvc live in memory for the length of one request.
+//
+// Its routes are internal, for orders only (authorize, capture, void,
+// refund, list by order; every write under an Idempotency-Key), and
+// admin (list payments, one payment, the ledger).
+package payments
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/events"
+	"github.com/microshop/microshop/internal/platform/ids"
+	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/services/payments/contract"
+)
+
+// Config holds the payments service's settings.
+type Config struct {
+	// SlowCardDelay is how long the slow test card takes to answer.
+	SlowCardDelay time.Duration
+	// IdempotencyTTL is how long the answer to an idempotency key is kept
+	// (0: forever).
+	IdempotencyTTL time.Duration
+}
+
+// Service is the payments service.
+type Service struct {
+	cfg    Config
+	db     *database.DB
+	store  store
+	outbox events.Outbox
+	proc   processor
+	// keys serialises requests that share an idempotency key.
+	keys keyLocks
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// New returns the service over its database.
+func New(cfg Config, db *database.DB, log *slog.Logger) *Service {
+	return &Service{cfg: cfg, db: db, store: store{db: db}, proc: processor{slowDelay: cfg.SlowCardDelay},
+		keys: keyLocks{held: map[string]*keyLock{}}, log: log, now: now}
+}
+
+// now is the service's clock, at the millisecond the database keeps, so
+// an answer shows the times that a later read shows.
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// Outcome keeps the result of a write with its idempotency key. A write
+// calls Save inside its own transaction, so the answer exists exactly
+// when the change does, and a retry finds it.
+type Outcome interface {
+	Save(ctx context.Context, tx *sql.Tx, result any, err error) error
+}
+
+// authorization is a validated request to hold money on a card.
+type authorization struct {
+	orderID  string
+	amount   int64
+	currency string
+	card     card
+}
+
+// newAuthorization checks every field of req as of now, returning one
+// problem per invalid field.
+func newAuthorization(req contract.AuthorizeRequest, now time.Time) (authorization, []problem.FieldError) {
+	var errs []problem.FieldError
+	if reason := orderIDProblem(req.OrderID); reason != "" {
+		errs = append(errs, problem.FieldError{Field: "order_id", Reason: reason})
+	}
+	if reason := amountProblem(req.AmountCents); reason != "" {
+		errs = append(errs, problem.FieldError{Field: "amount_cents", Reason: reason})
+	}
+	if reason := currencyProblem(req.Currency); reason != "" {
+		errs = append(errs, problem.FieldError{Field: "currency", Reason: reason})
+	}
+	c, cardErrs := parseCard(req.Card, now)
+	errs = append(errs, cardErrs...)
+	if len(errs) > 0 {
+		return authorization{}, errs
+	}
+	return authorization{orderID: req.OrderID, amount: req.AmountCents, currency: req.Currency, card: c}, nil
+}
+
+const maxOrderID = 100
+
+func orderIDProblem(id string) string {
+	switch {
+	case id == "":
+		return "is required"
+	case len(id) > maxOrderID:
+		return fmt.Sprintf("must be at most %d bytes", maxOrderID)
+	case !utf8.ValidString(id):
+		return "must be valid UTF-8"
+	case strings.IndexFunc(id, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0:
+		return "must not hold spaces or control characters"
+	}
+	return ""
+}
+
+func amountProblem(cents int64) string {
+	if cents < contract.MinAmountCents || cents > contract.MaxAmountCents {
+		return fmt.Sprintf("must be from %d to %d (minor units)", contract.MinAmountCents, contract.MaxAmountCents)
+	}
+	return ""
+}
+
+func currencyProblem(c string) string {
+	if len(c) != 3 || strings.Trim(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+		return "must be an ISO 4217 code of three capital letters, such as EUR"
+	}
+	return ""
+}
+
+// Authorize asks the processor to hold a's amount on its card and records
+// the payment, authorized or declined. A decline is a
+// *contract.DeclinedError, recorded and announced as payments.failed. An
+// order voided before is refused with contract.ErrOrderVoided.
+func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (contract.Payment, error) {
+	// Spare the processor a doomed call; the check that counts is the
+	// one under the order's lock below.
+	if voided, err := s.store.orderVoided(ctx, a.orderID); err != nil {
+		return contract.Payment{}, err
+	} else if voided {
+		return contract.Payment{}, contract.ErrOrderVoided
+	}
+	// The processor is asked outside the transaction: a slow answer must
+	// not hold the database's writer.
+	d, err := s.proc.authorize(ctx, a.card, a.amount)
+	if err != nil {
+		return contract.Payment{}, err
+	}
+	now := s.now()
+	p := payment{id: ids.New(), orderID: a.orderID, status: contract.StatusAuthorized, amount: a.amount,
+		currency: a.currency, brand: a.card.Brand(), last4: a.card.Last4(), createdAt: now, updatedAt: now}
+	var declined error
+	if d.declined != "" {
+		p.status, p.declineReason = contract.StatusDeclined, d.declined
+		declined = &contract.DeclinedError{Reason: d.declined, PaymentID: p.id}
+	}
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		voided, err := s.store.lockOrder(ctx, tx, a.orderID)
+		if err != nil {
+			return err
+		}
+		if voided {
+			return contract.ErrOrderVoided
+		}
+		if err := s.store.insertPayment(ctx, tx, p); err != nil {
+			return err
+		}
+		if declined != nil {
+			if _, err := s.outbox.Add(ctx, tx, contract.PaymentFailed{PaymentID: p.id, OrderID: p.orderID,
+				AmountCents: p.amount, Currency: p.currency, Reason: p.declineReason}); err != nil {
+				return err
+			}
+			return out.Save(ctx, tx, nil, declined)
+		}
+		if err := s.store.post(ctx, tx, moveAuthorize, ids.New(), p, p.amount, now); err != nil {
+			return err
+		}
+		return out.Save(ctx, tx, p.public(), nil)
+	})
+	if err != nil {
+		return contract.Payment{}, fmt.Errorf("authorizing a payment for order %s: %w", a.orderID, err)
+	}
+	if declined != nil {
+		return contract.Payment{}, declined
+	}
+	return p.public(), nil
+}
+
+// Capture takes the whole amount of authorized payment id. amount, when
+// not nil, must equal it. A payment is captured once: any later capture
+// is contract.ErrAlreadyCaptured.
+func (s *Service) Capture(ctx context.Context, id string, amount *int64, out Outcome) (contract.Payment, error) {
+	var p payment
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = s.store.payment(ctx, tx, id); err != nil {
+			return err
+		}
+		if err := capturable(p); err != nil {
+			return err
+		}
+		if amount != nil && *amount != p.amount {
+			return problem.Invalid([]problem.FieldError{{Field: "amount_cents",
+				Reason: fmt.Sprintf("must equal the authorized amount, %d, or be left out", p.amount)}})
+		}
+		now := s.now()
+		ok, err := s.store.capture(ctx, tx, id, now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// Another capture committed between the read and the update.
+			if p, err = s.store.payment(ctx, tx, id); err != nil {
+				return err
+			}
+			if err := capturable(p); err != nil {
+				return err
+			}
+			return fmt.Errorf("payment %s is %s and yet could not be captured", id, p.status)
+		}
+		p.status, p.captured, p.updatedAt = contract.StatusCaptured, p.amount, now
+		if err := s.store.post(ctx, tx, moveCapture, ids.New(), p, p.amount, now); err != nil {
+			return err
+		}
+		if _, err := s.outbox.Add(ctx, tx, contract.PaymentCaptured{PaymentID: p.id, OrderID: p.orderID,
+			AmountCents: p.amount, Currency: p.currency}); err != nil {
+			return err
+		}
+		return out.Save(ctx, tx, p.public(), nil)
+	})
+	if err != nil {
+		return contract.Payment{}, fmt.Errorf("capturing payment %s: %w", id, err)
+	}
+	return p.public(), nil
+}
+
+// capturable says why p cannot be captured, or nil.
+func capturable(p payment) error {
+	switch p.status {
+	case contract.StatusAuthorized:
+		return nil
+	case contract.StatusCaptured:
+		return contract.ErrAlreadyCaptured
+	case contract.StatusVoided:
+		return contract.ErrPaymentVoided
+	default:
+		return contract.ErrNotAuthorized
+	}
+}
+
+// Void releases the holds of every authorized payment of orderID and
+// leaves a tombstone, so a late authorization for the order is refused.
+// Captured payments are left alone and listed in the result; voiding
+// again gives the same result.
+func (s *Service) Void(ctx context.Context, orderID string, out Outcome) (contract.VoidResult, error) {
+	res := contract.VoidResult{OrderID: orderID, Voided: []string{}, Captured: []string{}}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		now := s.now()
+		// The tombstone first: it takes the order's lock, so an
+		// authorization in flight either committed before (and is voided
+		// below) or sees the tombstone.
+		if err := s.store.tombstone(ctx, tx, orderID, now); err != nil {
+			return err
+		}
+		voided, err := s.store.voidAuthorized(ctx, tx, orderID, now)
+		if err != nil {
+			return err
+		}
+		for _, p := range voided {
+			if err := s.store.post(ctx, tx, moveVoid, ids.New(), p, p.amount, now); err != nil {
+				return err
+			}
+		}
+		all, err := s.store.byOrder(ctx, tx, orderID)
+		if err != nil {
+			return err
+		}
+		for _, p := range all {
+			switch p.status {
+			case contract.StatusVoided:
+				res.Voided = append(res.Voided, p.id)
+			case contract.StatusCaptured:
+				res.Captured = append(res.Captured, p.id)
+			}
+		}
+		return out.Save(ctx, tx, res, nil)
+	})
+	if err != nil {
+		return contract.VoidResult{}, fmt.Errorf("voiding order %s: %w", orderID, err)
+	}
+	return res, nil
+}
+
+// Refund gives amount of captured payment id back. The refunds of a
+// payment never pass its captured amount (contract.ErrRefundExceeds).
+func (s *Service) Refund(ctx context.Context, id string, amount int64, out Outcome) (contract.Payment, error) {
+	var p payment
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = s.store.payment(ctx, tx, id); err != nil {
+			return err
+		}
+		if p.status != contract.StatusCaptured {
+			return contract.ErrNotCaptured
+		}
+		now := s.now()
+		total, ok, err := s.store.refund(ctx, tx, id, amount, now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return contract.ErrRefundExceeds
+		}
+		p.refunded, p.updatedAt = total, now
+		if err := s.store.post(ctx, tx, moveRefund, ids.New(), p, amount, now); err != nil {
+			return err
+		}
+		if _, err := s.outbox.Add(ctx, tx, contract.PaymentRefunded{PaymentID: p.id, OrderID: p.orderID,
+			AmountCents: amount, RefundedCentsTotal: total, Currency: p.currency}); err != nil {
+			return err
+		}
+		return out.Save(ctx, tx, p.public(), nil)
+	})
+	if err != nil {
+		return contract.Payment{}, fmt.Errorf("refunding payment %s: %w", id, err)
+	}
+	return p.public(), nil
+}
+
+// ByOrder lists an order's payments, oldest first.
+func (s *Service) ByOrder(ctx context.Context, orderID string) ([]contract.Payment, error) {
+	ps, err := s.store.byOrder(ctx, s.db, orderID)
+	if err != nil {
+		return nil, err
+	}
+	return publics(ps), nil
+}
+
+// Payments lists up to limit payments older than before, newest first, of
+// one order when orderID is set, and says whether more follow.
+func (s *Service) Payments(ctx context.Context, orderID, before string, limit int) ([]contract.Payment, bool, error) {
+	ps, err := s.store.list(ctx, orderID, before, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(ps) > limit
+	if more {
+		ps = ps[:limit]
+	}
+	return publics(ps), more, nil
+}
+
+// Payment returns one payment.
+func (s *Service) Payment(ctx context.Context, id string) (contract.Payment, error) {
+	p, err := s.store.payment(ctx, s.db, id)
+	if err != nil {
+		return contract.Payment{}, err
+	}
+	return p.public(), nil
+}
+
+// Ledger sums the ledger, or one payment's part of it.
+func (s *Service) Ledger(ctx context.Context, paymentID string) (contract.Ledger, error) {
+	return s.store.ledger(ctx, paymentID)
+}
+
+// ForgetAnswers deletes the answers of idempotency keys older than the
+// configured TTL, every interval, until ctx is done.
+func (s *Service) ForgetAnswers(ctx context.Context, interval time.Duration) error {
+	if s.cfg.IdempotencyTTL <= 0 {
+		return nil
+	}
+	for {
+		n, err := s.store.forgetAnswers(ctx, s.now().Add(-s.cfg.IdempotencyTTL))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("forgetting old idempotency keys failed; will retry", "err", err)
+		case n > 0:
+			s.log.Info("forgot old idempotency keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+func publics(ps []payment) []contract.Payment {
+	out := make([]contract.Payment, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.public())
+	}
+	return out
+}
+
+// errNoAnswer: the card processor had not answered when the caller gave up.
+var errNoAnswer = errors.New("the card processor did not answer in time")

@@ -1,0 +1,50 @@
+package payments
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/openapi"
+	"github.com/microshop/microshop/internal/platform/service"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+//go:embed openapi.yaml
+var openapiYAML []byte
+
+// Migrations are payments' schema migrations, one folder per dialect.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// OpenAPI is payments' API contract.
+func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
+
+// Spec describes payments to the service runtime.
+func Spec() service.Spec {
+	return service.Spec{
+		Name:       "payments",
+		Summary:    "payments: card authorizations, captures, voids and refunds with a built-in card processor, and a double-entry ledger.",
+		Port:       8084,
+		Migrations: Migrations(),
+		Publishes:  true,
+		Setup: func(f *config.Flags) service.Build {
+			var (
+				slow = f.Duration("slow-card-delay", 10*time.Second, "how long the slow test card "+CardSlow+" takes to answer")
+				ttl  = f.Duration("idempotency-ttl", 30*24*time.Hour, "how long the answers of idempotency keys are kept (0: forever)")
+			)
+			return func(ctx context.Context, rt *service.Runtime) error {
+				s := New(Config{SlowCardDelay: *slow, IdempotencyTTL: *ttl}, rt.DB, rt.Log)
+				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.ServiceKeys, rt.Log)
+				rt.Go("idempotency key expiry", func(ctx context.Context) error { return s.ForgetAnswers(ctx, time.Hour) })
+				return nil
+			}
+		},
+	}
+}
