@@ -10,6 +10,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/service"
 	"github.com/microshop/microshop/services/gateway"
 	"github.com/microshop/microshop/services/inventory"
+	"github.com/microshop/microshop/services/payments"
 	"github.com/microshop/microshop/services/users"
 )
 
@@ -19,6 +20,7 @@ func services() []service.Spec {
 	return []service.Spec{
 		users.Spec(),
 		inventory.Spec(),
+		payments.Spec(),
 		gateway.Spec(),
 	}
 }
