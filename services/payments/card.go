@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -187,6 +188,9 @@ func cvcProblem(cvc, brand string) string {
 	}
 	return ""
 }
+
+// errNoAnswer: the card processor had not answered when the caller gave up.
+var errNoAnswer = errors.New("the card processor did not answer in time")
 
 // processor is the built-in card processor. It behaves like a real one
 // for the test cards above: it approves, declines with a reason, or takes

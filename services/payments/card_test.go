@@ -99,11 +99,12 @@ func TestParseCard(t *testing.T) {
 		t.Errorf("a card prints its number: %s", s)
 	}
 	var logged strings.Builder
-	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "card", c, "input", good)
+	req := contract.AuthorizeRequest{OrderID: "o", AmountCents: 1, Currency: "EUR", Card: good}
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "card", c, "input", good, "request", req)
 	if strings.Contains(logged.String(), "42424242") || strings.Contains(logged.String(), "4242 4242 4242") {
 		t.Errorf("a card logs its number: %s", logged.String())
 	}
-	if s := fmt.Sprintf("%v %+v %#v", good, good, good); strings.Contains(s, "4242 4242 4242") {
+	if s := fmt.Sprintf("%v %+v %#v %v %+v", good, good, good, req, req); strings.Contains(s, "4242 4242 4242") {
 		t.Errorf("the request's card prints its number: %s", s)
 	}
 

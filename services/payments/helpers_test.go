@@ -44,7 +44,11 @@ type env struct {
 	NATS    string
 
 	// Orders is the typed client, signed as orders.
-	Orders *contract.Client
+	Orders      *contract.Client
+	ordersCreds *auth.Credentials
+	// args and vars started the service; a replica reuses them.
+	args []string
+	vars map[string]string
 	// OrdersToken, PaymentsToken are raw service credentials.
 	OrdersToken, PaymentsToken string
 	AdminToken, CustomerToken  string
@@ -64,13 +68,14 @@ func start(t *testing.T, args ...string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := servicetest.Start(t, payments.Spec(),
-		append([]string{"--nats", natsURL, "--users-url", usersSvc.URL}, args...),
-		map[string]string{"MICROSHOP_SERVICE_KEY": seeds["payments"], "MICROSHOP_SERVICE_KEYS": publics})
+	args = append([]string{"--nats", natsURL, "--users-url", usersSvc.URL}, args...)
+	vars := map[string]string{"MICROSHOP_SERVICE_KEY": seeds["payments"], "MICROSHOP_SERVICE_KEYS": publics}
+	svc := servicetest.Start(t, payments.Spec(), args, vars)
 	url, checker := openapitest.Proxy(t, payments.OpenAPI(), svc.URL)
 
-	e := &env{URL: url, Checker: checker, Direct: svc.URL, Service: svc, NATS: natsURL}
-	e.Orders = contract.NewClient(url, credentials(t, "orders", seeds["orders"], publics), client.Options{Timeout: 10 * time.Second}, nil)
+	e := &env{URL: url, Checker: checker, Direct: svc.URL, Service: svc, NATS: natsURL, args: args, vars: vars}
+	e.ordersCreds = credentials(t, "orders", seeds["orders"], publics)
+	e.Orders = contract.NewClient(url, e.ordersCreds, client.Options{Timeout: 10 * time.Second}, nil)
 	e.OrdersToken = token(t, credentials(t, "orders", seeds["orders"], publics))
 	e.PaymentsToken = token(t, credentials(t, "payments", seeds["payments"], publics))
 
@@ -82,6 +87,16 @@ func start(t *testing.T, args ...string) *env {
 	}
 	e.CustomerToken = login(t, usersSvc.URL, "shopper@example.com", "long enough password")
 	return e
+}
+
+// replica starts another payments process on the same database, broker
+// and keys, as a second replica behind a balancer, and returns a client of
+// it. The service must have been started with an explicit --db.
+func (e *env) replica(t *testing.T) (*contract.Client, string) {
+	t.Helper()
+	svc := servicetest.Start(t, payments.Spec(), e.args, e.vars)
+	url, _ := openapitest.Proxy(t, payments.OpenAPI(), svc.URL)
+	return contract.NewClient(url, e.ordersCreds, client.Options{Timeout: 10 * time.Second}, nil), url
 }
 
 func credentials(t *testing.T, name, seed, publics string) *auth.Credentials {

@@ -142,15 +142,21 @@ func (h *handlers) keyed(w http.ResponseWriter, r *http.Request, req any, ok int
 		render: func(result any, err error) answer { return h.render(r, ok, result, err) }}
 	result, err := write(rec)
 	switch {
+	case rec.saved != nil && err == rec.savedErr:
+		send(w, *rec.saved, false)
 	case errors.Is(err, errKeyTaken):
 		// Another replica answered this key first; its answer stands.
 		if !h.replay(w, r, key, sum) {
 			h.fail(w, r, fmt.Errorf("the answer of idempotency key %q vanished: %w", key, err))
 		}
-	case rec.saved != nil && err == rec.savedErr:
-		send(w, *rec.saved, false)
 	case err != nil:
-		h.fail(w, r, err)
+		// A refusal stores nothing, but it may come from seeing the work
+		// of another replica that answered this very key meanwhile (the
+		// payment it captured): then that answer stands. A caller that
+		// has given up gets the refusal itself.
+		if r.Context().Err() != nil || !h.replay(w, r, key, sum) {
+			h.fail(w, r, err)
+		}
 	default:
 		httpjson.Write(w, ok, result)
 	}
@@ -333,7 +339,7 @@ func (h *handlers) problemFor(r *http.Request, err error) *problem.Problem {
 	case errors.Is(err, errKeyMissing), errors.Is(err, errKeyInvalid):
 		return problem.New(http.StatusBadRequest, contract.ProblemKeyRequired, "Idempotency key required", err.Error())
 	case errors.Is(err, errNoAnswer):
-		return problem.New(http.StatusServiceUnavailable, contract.ProblemProcessorUnanswered, "Card processor timeout",
+		return problem.New(http.StatusServiceUnavailable, contract.ProblemProcessorTimeout, "Card processor timeout",
 			"the card processor had not answered when the caller's deadline passed; nothing was charged, retry with the same Idempotency-Key")
 	case r.Context().Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return problem.Unavailable("the request was cancelled before it finished")

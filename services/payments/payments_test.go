@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +29,7 @@ func newKey() string { return "key-" + rand.Text() }
 // real users service) through every route, then checks the books and the
 // events, and that the OpenAPI document covers all it was asked.
 func TestPayments(t *testing.T) {
-	e := start(t)
+	e := start(t, "--db", filepath.Join(t.TempDir(), "payments.db"))
 	t.Run("authorize capture refund", func(t *testing.T) { testLifecycle(t, e) })
 	t.Run("idempotency", func(t *testing.T) { testIdempotency(t, e) })
 	t.Run("declines", func(t *testing.T) { testDeclines(t, e) })
@@ -38,6 +39,7 @@ func TestPayments(t *testing.T) {
 	t.Run("slow card", func(t *testing.T) { testSlowCard(t, e) })
 	t.Run("admin", func(t *testing.T) { testAdmin(t, e) })
 	t.Run("concurrency", func(t *testing.T) { testConcurrency(t, e) })
+	t.Run("replicas", func(t *testing.T) { testReplicas(t, e) })
 	t.Run("many operations", func(t *testing.T) { exercise(t, e) })
 	t.Run("books balance", func(t *testing.T) { checkBooks(t, e) })
 	t.Run("events", func(t *testing.T) { checkEvents(t, e) })
@@ -51,6 +53,7 @@ func TestOnPostgres(t *testing.T) {
 	t.Run("authorize capture refund", func(t *testing.T) { testLifecycle(t, e) })
 	t.Run("void", func(t *testing.T) { testVoid(t, e) })
 	t.Run("concurrency", func(t *testing.T) { testConcurrency(t, e) })
+	t.Run("replicas", func(t *testing.T) { testReplicas(t, e) })
 	t.Run("many operations", func(t *testing.T) { exercise(t, e) })
 	t.Run("books balance", func(t *testing.T) { checkBooks(t, e) })
 	t.Run("events", func(t *testing.T) { checkEvents(t, e) })
@@ -686,6 +689,57 @@ func testConcurrency(t *testing.T, e *env) {
 			}
 			checkPaymentLedger(t, e, p)
 		}
+	}
+}
+
+// testReplicas sends the same keyed writes to two replicas at once, as a
+// caller retrying through a balancer does: they share only the database,
+// so the stored key decides, and both answer the same.
+func testReplicas(t *testing.T, e *env) {
+	ctx := context.Background()
+	other, otherURL := e.replica(t)
+	clients := []*contract.Client{e.Orders, other}
+	for round := range 5 {
+		req := authorizeReq(newOrderID(), int64(100+round), payments.CardApproved)
+		key := newKey()
+		var wg sync.WaitGroup
+		got := make([]contract.Payment, 2)
+		for i, c := range clients {
+			wg.Go(func() {
+				var err error
+				if got[i], err = c.Authorize(ctx, key, req); err != nil {
+					t.Errorf("replica %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if list, _ := e.Orders.ByOrder(ctx, req.OrderID); len(list) != 1 || got[0] != got[1] || got[0].ID != list[0].ID {
+			t.Fatalf("round %d: the replicas answered %+v and %+v; the order has %+v", round, got[0], got[1], list)
+		}
+		// The same capture at both: captured once, the same answer twice.
+		ckey := newKey()
+		for i, c := range clients {
+			wg.Go(func() {
+				var err error
+				if got[i], err = c.Capture(ctx, ckey, got[i].ID, 0); err != nil {
+					t.Errorf("capture at replica %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if got[0] != got[1] || got[0].Status != contract.StatusCaptured {
+			t.Fatalf("round %d: captures answered %+v and %+v", round, got[0], got[1])
+		}
+		checkPaymentLedger(t, e, got[0])
+	}
+	// A replayed answer is byte for byte the first, whichever replica
+	// answers it.
+	req := authorizeReq(newOrderID(), 4_321, payments.CardDeclined)
+	key := newKey()
+	a := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.OrdersToken, req, "Idempotency-Key", key)
+	b := servicetest.Call(t, "POST", otherURL+"/internal/payments/authorize", e.OrdersToken, req, "Idempotency-Key", key)
+	if a.Status != http.StatusPaymentRequired || b.Status != a.Status || !bytes.Equal(a.Body, b.Body) || b.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("a decline replayed by the other replica: %d %s / %d %s", a.Status, a.Body, b.Status, b.Body)
 	}
 }
 

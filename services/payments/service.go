@@ -24,7 +24,6 @@ package payments
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -402,6 +401,3 @@ func publics(ps []payment) []contract.Payment {
 	}
 	return out
 }
-
-// errNoAnswer: the card processor had not answered when the caller gave up.
-var errNoAnswer = errors.New("the card processor did not answer in time")

@@ -80,6 +80,13 @@ type AuthorizeRequest struct {
 	Card        Card   `json:"card"`
 }
 
+// LogValue logs the request with its card masked: a JSON log handler
+// would otherwise print the card's fields one by one.
+func (r AuthorizeRequest) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("order_id", r.OrderID), slog.Int64("amount_cents", r.AmountCents),
+		slog.String("currency", r.Currency), slog.String("card", r.Card.String()))
+}
+
 // CaptureRequest takes the money of an authorized payment. AmountCents,
 // when given, must equal the authorized amount; nil captures it all.
 type CaptureRequest struct {
@@ -195,16 +202,16 @@ func (PaymentFailed) EventVersion() int { return 1 }
 // Problem type slugs of payments' own problems (after
 // https://microshop.dev/problems/).
 const (
-	ProblemDeclined            = "payment-declined"
-	ProblemOrderVoided         = "order-voided"
-	ProblemAlreadyCaptured     = "already-captured"
-	ProblemPaymentVoided       = "payment-voided"
-	ProblemNotAuthorized       = "payment-not-authorized"
-	ProblemNotCaptured         = "payment-not-captured"
-	ProblemRefundExceeds       = "refund-exceeds-captured"
-	ProblemKeyReuse            = "idempotency-key-reuse"
-	ProblemKeyRequired         = "idempotency-key-required"
-	ProblemProcessorUnanswered = "processor-timeout"
+	ProblemDeclined         = "payment-declined"
+	ProblemOrderVoided      = "order-voided"
+	ProblemAlreadyCaptured  = "already-captured"
+	ProblemPaymentVoided    = "payment-voided"
+	ProblemNotAuthorized    = "payment-not-authorized"
+	ProblemNotCaptured      = "payment-not-captured"
+	ProblemRefundExceeds    = "refund-exceeds-captured"
+	ProblemKeyReuse         = "idempotency-key-reuse"
+	ProblemKeyRequired      = "idempotency-key-required"
+	ProblemProcessorTimeout = "processor-timeout"
 )
 
 // Errors the internal API answers with, as the Client reports them. Each
