@@ -1,19 +1,5 @@
 package payments
 
-// Idempotency: every write of the internal API carries an Idempotency-Key.
-// The first request with a key runs, and its answer (status, content type
-// and body) is stored in the same transaction as the change it made. A
-// later request with the key and the same request gets that answer again,
-// byte for byte, and changes nothing; the key with another request is
-// refused (idempotency-key-reuse). Requests refused before anything
-// changed (invalid input, a payment in the wrong state) store nothing:
-// asking again gets the same refusal while the state holds.
-//
-// Requests sharing a key wait for each other in this process, so the
-// processor is asked once; across replicas the stored key is unique, and
-// the replica that loses the race throws its work away and replays the
-// winner's answer.
-
 import (
 	"context"
 	"crypto/sha256"
@@ -27,6 +13,21 @@ import (
 
 	"github.com/microshop/microshop/services/payments/contract"
 )
+
+// Idempotency: every write of the internal API carries an Idempotency-Key.
+// The first request with a key runs, and its answer (status, content type
+// and body) is stored in the same transaction as the change it made. A
+// later request with the key and the same request gets that answer again,
+// byte for byte, and changes nothing; the key with another request is
+// refused (idempotency-key-reuse). Requests refused before anything
+// changed (invalid input, a payment in the wrong state) store nothing:
+// asking again gets the same refusal while the state holds.
+//
+// Requests sharing a key wait for each other in this process, so the
+// processor is asked once. Across replicas the stored key is unique: the
+// replica that loses the race throws its work away and replays the
+// winner's answer, and one refused because it saw the winner's work (the
+// payment already captured) looks for that answer before it refuses.
 
 // IdempotencyKeyHeader names the header that makes a write safe to retry.
 const IdempotencyKeyHeader = "Idempotency-Key"
