@@ -10,6 +10,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/service"
 	"github.com/microshop/microshop/services/gateway"
 	"github.com/microshop/microshop/services/inventory"
+	"github.com/microshop/microshop/services/orders"
 	"github.com/microshop/microshop/services/payments"
 	"github.com/microshop/microshop/services/users"
 )
@@ -20,6 +21,7 @@ func services() []service.Spec {
 	return []service.Spec{
 		users.Spec(),
 		inventory.Spec(),
+		orders.Spec(),
 		payments.Spec(),
 		gateway.Spec(),
 	}

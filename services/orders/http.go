@@ -1,0 +1,164 @@
+package orders
+
+import (
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/client"
+	"github.com/microshop/microshop/internal/platform/httpjson"
+	"github.com/microshop/microshop/internal/platform/ids"
+	"github.com/microshop/microshop/internal/platform/openapi"
+	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/services/orders/contract"
+)
+
+// Routes lists every route of orders in one place.
+func Routes(r chi.Router, s *Service, doc *openapi.Document, verifier *auth.Verifier, log *slog.Logger) {
+	h := &handlers{s: s, log: log}
+	r.Method(http.MethodGet, "/openapi.json", doc)
+	r.Route("/api/orders", func(r chi.Router) {
+		r.Use(auth.Authenticate(verifier), auth.Require)
+		r.Post("/", h.place)
+		r.Get("/", h.list)
+		r.Get("/{id}", h.get)
+		r.Get("/{id}/saga", h.saga)
+		r.Post("/{id}/cancel", h.cancel)
+	})
+}
+
+type handlers struct {
+	s   *Service
+	log *slog.Logger
+}
+
+func (h *handlers) place(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" || len(key) > maxKeyLen {
+		problem.Write(w, r, problem.New(http.StatusBadRequest, "idempotency-key-required", "Idempotency-Key required",
+			"send an Idempotency-Key header (1 to 200 characters, e.g. a UUID) so a retried request cannot order twice"))
+		return
+	}
+	var req PlaceOrder
+	if p := httpjson.Decode(w, r, &req); p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	o, _, err := h.s.Place(r.Context(), auth.FromContext(r.Context()), key, req)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.writeOrder(w, o)
+}
+
+// writeOrder answers 201 with an order whose saga has ended, or 202 with
+// a Location to poll.
+func (h *handlers) writeOrder(w http.ResponseWriter, o order) {
+	w.Header().Set("Location", "/api/orders/"+o.ID)
+	status := http.StatusCreated
+	if !o.final() {
+		status = http.StatusAccepted
+		w.Header().Set("Retry-After", "1")
+	}
+	httpjson.Write(w, status, o.public())
+}
+
+func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 20
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			problem.Write(w, r, problem.Invalid([]problem.FieldError{{Field: "limit", Reason: "must be an integer from 1 to 100"}}))
+			return
+		}
+		limit = n
+	}
+	after := ""
+	if v := q.Get("page_token"); v != "" {
+		b, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || !ids.Valid(string(b)) {
+			problem.Write(w, r, problem.Invalid([]problem.FieldError{{Field: "page_token", Reason: "is not a token this API gave out"}}))
+			return
+		}
+		after = string(b)
+	}
+	all := q.Get("all") == "true"
+	orders, err := h.s.List(r.Context(), auth.FromContext(r.Context()), all, after, limit+1)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := httpjson.List[contract.Order]{Items: []contract.Order{}}
+	for i, o := range orders {
+		if i == limit {
+			out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(orders[i-1].ID))
+			break
+		}
+		out.Items = append(out.Items, o.public())
+	}
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
+	o, err := h.s.Get(r.Context(), auth.FromContext(r.Context()), chi.URLParam(r, "id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, o.public())
+}
+
+func (h *handlers) saga(w http.ResponseWriter, r *http.Request) {
+	log, err := h.s.Saga(r.Context(), auth.FromContext(r.Context()), chi.URLParam(r, "id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, httpjson.List[contract.SagaEntry]{Items: log})
+}
+
+func (h *handlers) cancel(w http.ResponseWriter, r *http.Request) {
+	o, err := h.s.Cancel(r.Context(), auth.FromContext(r.Context()), chi.URLParam(r, "id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if o.Status != contract.StatusCancelled {
+		status = http.StatusAccepted
+		w.Header().Set("Location", "/api/orders/"+o.ID)
+	}
+	httpjson.Write(w, status, o.public())
+}
+
+// fail maps the service's errors to problems, in one place.
+func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		problem.Write(w, r, problem.NotFound("no such order"))
+	case errors.Is(err, ErrKeyReused):
+		problem.Write(w, r, problem.New(http.StatusUnprocessableEntity, "idempotency-key-reuse", "Idempotency-Key reused", err.Error()))
+	case errors.Is(err, ErrNotCancellable):
+		problem.Write(w, r, problem.New(http.StatusConflict, "not-cancellable", "Order cannot be cancelled", err.Error()))
+	case errors.Is(err, ErrUnknownProduct):
+		problem.Write(w, r, problem.Invalid([]problem.FieldError{{Field: "lines", Reason: err.Error()}}))
+	case problem.From(err) != nil && problem.From(err).Status < 500:
+		problem.Write(w, r, problem.From(err))
+	case errors.Is(err, client.ErrUnavailable):
+		p := problem.Unavailable("inventory could not price the order right now; nothing was stored, try again")
+		p.RetryAfter = 2
+		problem.Write(w, r, p)
+	case r.Context().Err() != nil:
+		problem.Write(w, r, problem.Unavailable("the request was cancelled before it finished"))
+	default:
+		h.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
+		problem.Write(w, r, problem.Internal())
+	}
+}

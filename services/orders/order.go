@@ -1,0 +1,142 @@
+package orders
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/services/orders/contract"
+)
+
+// Limits on an order. Totals stay far from int64 overflow: 100 lines x
+// 1,000 units x inventory's maximum price of 10^9 cents is 10^14.
+const (
+	maxLines    = 100
+	maxQuantity = 1000
+	maxKeyLen   = 200
+)
+
+var skuPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// PlaceOrder is the body of POST /api/orders. Prices are not part of it:
+// they come from inventory, never from the client.
+type PlaceOrder struct {
+	Lines           []LineRequest    `json:"lines"`
+	ShippingAddress contract.Address `json:"shipping_address"`
+	Card            Card             `json:"card"`
+}
+
+// LineRequest is one product and quantity.
+type LineRequest struct {
+	SKU      string `json:"sku"`
+	Quantity int64  `json:"quantity"`
+}
+
+// Valid checks the order field by field.
+func (p *PlaceOrder) Valid() []problem.FieldError {
+	var errs []problem.FieldError
+	add := func(field, reason string) { errs = append(errs, problem.FieldError{Field: field, Reason: reason}) }
+	switch {
+	case len(p.Lines) == 0:
+		add("lines", "an order needs at least one line")
+	case len(p.Lines) > maxLines:
+		add("lines", fmt.Sprintf("an order may have at most %d lines", maxLines))
+	}
+	if len(p.Lines) <= maxLines {
+		seen := map[string]bool{}
+		for i, l := range p.Lines {
+			f := fmt.Sprintf("lines[%d]", i)
+			if !skuPattern.MatchString(l.SKU) {
+				add(f+".sku", "must be 1-64 letters, digits, - or _")
+			} else if seen[l.SKU] {
+				add(f+".sku", "appears twice; give one line per product")
+			}
+			seen[l.SKU] = true
+			if l.Quantity < 1 || l.Quantity > maxQuantity {
+				add(f+".quantity", fmt.Sprintf("must be between 1 and %d", maxQuantity))
+			}
+		}
+	}
+	a := p.ShippingAddress
+	for _, f := range []struct {
+		name, value string
+		max         int
+	}{{"name", a.Name, 100}, {"street", a.Street, 200}, {"city", a.City, 100}, {"postal_code", a.PostalCode, 20}} {
+		v := strings.TrimSpace(f.value)
+		switch {
+		case v == "":
+			add("shipping_address."+f.name, "is required")
+		case utf8.RuneCountInString(v) > f.max:
+			add("shipping_address."+f.name, fmt.Sprintf("must be at most %d characters", f.max))
+		}
+	}
+	if len(a.Country) != 2 || strings.ToUpper(a.Country) != a.Country || !isLetters(a.Country) {
+		add("shipping_address.country", "must be a two-letter ISO 3166 code such as DE or US")
+	}
+	errs = append(errs, p.Card.valid(time.Now())...)
+	return errs
+}
+
+func isLetters(s string) bool {
+	for _, r := range s {
+		if r < 'A' || r > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// hash identifies a request for the idempotency check: the same key with
+// another body is refused. It covers what the order is (lines, address)
+// and which card, by brand and last four digits only.
+func (p *PlaceOrder) hash() string {
+	num := p.Card.digits()
+	last4 := ""
+	if len(num) >= 4 {
+		last4 = num[len(num)-4:]
+	}
+	b, _ := json.Marshal(struct {
+		Lines []LineRequest
+		Addr  contract.Address
+		Last4 string
+		Exp   string
+	}{p.Lines, p.ShippingAddress, last4, fmt.Sprintf("%d/%d", p.Card.ExpMonth, p.Card.ExpYear)})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// order is an order as orders keeps it.
+type order struct {
+	ID             string
+	UserID         string
+	Email          string
+	IdempotencyKey string
+	RequestHash    string
+	Status         string
+	Reason         string
+	Lines          []contract.Line
+	TotalCents     int64
+	Currency       string
+	Shipping       contract.Address
+	Card           contract.CardSummary
+	PaymentID      string
+	SagaStep       string
+	StepDeadline   time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+func (o order) public() contract.Order {
+	return contract.Order{ID: o.ID, Status: o.Status, Reason: o.Reason, Lines: o.Lines, TotalCents: o.TotalCents,
+		Currency: o.Currency, ShippingAddress: o.Shipping, Card: o.Card, PaymentID: o.PaymentID,
+		CreatedAt: o.CreatedAt.UTC(), UpdatedAt: o.UpdatedAt.UTC()}
+}
+
+// final reports whether the order's saga has ended.
+func (o order) final() bool { return o.SagaStep == stepDone }

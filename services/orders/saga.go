@@ -1,0 +1,485 @@
+package orders
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/client"
+	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/events"
+	"github.com/microshop/microshop/services/orders/contract"
+)
+
+// The checkout saga, orchestrated by orders:
+//
+//	reserve   inventory holds the stock     out of stock: REJECTED
+//	authorize payments authorizes the card  declined: release, REJECTED
+//	commit    inventory sells the stock     expired: void, REJECTED
+//	capture   payments takes the money      then CONFIRMED
+//
+// Each step is idempotent by order id (inventory) or by an
+// Idempotency-Key derived from it (payments), so running a step twice,
+// after a timeout or a crash, changes nothing. The order row names the
+// next step; it is written in the same transaction that records a step's
+// result in the saga log, so a restarted orders resumes exactly there.
+//
+// Reserve and authorize are retried until the step's deadline and then
+// compensated. Authorization is the saga's pivot: after it, the saga only
+// goes forward (commit, capture, retried until they succeed) unless the
+// reservation has expired. Compensations (void, release, refund) are
+// retried until they succeed.
+const (
+	stepReserve   = "reserve"
+	stepAuthorize = "authorize"
+	stepCommit    = "commit"
+	stepCapture   = "capture"
+	stepVoid      = "void"    // compensation: cancel the authorization
+	stepRelease   = "release" // compensation: give the stock back, then REJECTED
+	stepRefund    = "refund"  // cancel: refund the capture
+	stepReturn    = "return"  // cancel: give the sold stock back, then CANCELLED
+	stepDone      = "done"
+)
+
+// Inventory is what the saga needs of the inventory service.
+type Inventory interface {
+	// Quote prices lines without holding stock; unknown skus are an error
+	// the caller shows the client.
+	Quote(ctx context.Context, lines []LineRequest) ([]contract.Line, int64, string, error)
+	Reserve(ctx context.Context, orderID string, lines []LineRequest) ([]contract.Line, int64, string, error)
+	Commit(ctx context.Context, orderID string) error
+	Release(ctx context.Context, orderID string) error
+}
+
+// Payments is what the saga needs of the payments service.
+type Payments interface {
+	Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card Card) (paymentID string, err error)
+	Capture(ctx context.Context, key, paymentID string, amount int64) error
+	Void(ctx context.Context, key, orderID string) error
+	Refund(ctx context.Context, key, paymentID string, amount int64) error
+	// Authorized returns the id of the order's authorized payment, or "".
+	Authorized(ctx context.Context, orderID string) (string, error)
+}
+
+// Outcomes the adapters report with errors.Is.
+var (
+	ErrOutOfStock          = errors.New("out of stock")
+	ErrDeclined            = errors.New("payment declined")
+	ErrReservationReleased = errors.New("reservation released or expired")
+	ErrOrderVoided         = errors.New("the order's payments were voided")
+	ErrUnknownProduct      = errors.New("unknown product")
+)
+
+// sagas runs checkout and cancel sagas.
+type sagas struct {
+	store    store
+	db       *database.DB
+	outbox   events.Outbox
+	inv      Inventory
+	pay      Payments
+	log      *slog.Logger
+	owner    string
+	stepTime time.Duration // how long reserve/authorize may keep retrying
+	lease    time.Duration
+	metrics  *sagaMetrics
+	now      func() time.Time
+
+	mu      sync.Mutex
+	running map[string]chan struct{} // closed when the saga stops here
+}
+
+// start runs the saga of id in the background unless this process already
+// runs it. card is nil when resuming: the card is never stored.
+func (s *sagas) start(ctx context.Context, id string, card *Card) <-chan struct{} {
+	s.mu.Lock()
+	if ch, ok := s.running[id]; ok {
+		s.mu.Unlock()
+		return ch
+	}
+	ch := make(chan struct{})
+	s.running[id] = ch
+	s.mu.Unlock()
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.running, id)
+			s.mu.Unlock()
+			close(ch)
+		}()
+		if err := s.run(ctx, id, card); err != nil && ctx.Err() == nil {
+			s.log.Error("saga stopped; it will be resumed", "order_id", id, "err", err)
+		}
+	}()
+	return ch
+}
+
+// run drives the saga of id from its current step until it is done, the
+// lease is lost, or ctx ends. It must hold the lease (claimed by the
+// caller, or set when the order was created).
+func (s *sagas) run(ctx context.Context, id string, card *Card) error {
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		o, err := s.store.get(ctx, s.db, id)
+		if err != nil {
+			return err
+		}
+		if o.SagaStep == stepDone {
+			return nil
+		}
+		if ok, err := s.store.renew(ctx, id, s.owner, s.now().Add(s.lease)); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("lost the saga lease of %s to another orders process", id)
+		}
+		if err := s.step(ctx, o, card); err != nil {
+			return err
+		}
+	}
+}
+
+// step runs o's current step once (with its retries) and records where
+// the saga goes next.
+func (s *sagas) step(ctx context.Context, o order, card *Card) error {
+	switch o.SagaStep {
+	case stepReserve:
+		var lines []contract.Line
+		var total int64
+		var currency string
+		err := s.attempt(ctx, o, true, func(ctx context.Context) error {
+			var err error
+			lines, total, currency, err = s.inv.Reserve(ctx, o.ID, requestLines(o.Lines))
+			return err
+		})
+		switch {
+		case err == nil:
+			return s.advance(ctx, o, stepAuthorize, "reserved "+fmt.Sprint(total)+" "+currency, func(tx *sql.Tx) error {
+				return s.store.setPrices(ctx, tx, o.ID, lines, total, currency)
+			})
+		case errors.Is(err, ErrOutOfStock):
+			return s.finish(ctx, o, contract.StatusRejected, contract.ReasonOutOfStock, err.Error())
+		case errors.Is(err, ErrUnknownProduct):
+			return s.finish(ctx, o, contract.StatusRejected, contract.ReasonOutOfStock, err.Error())
+		default:
+			// The reservation may have been made before inventory became
+			// unreachable: give it back.
+			return s.compensate(ctx, o, stepRelease, contract.ReasonInventoryUnavailable, err)
+		}
+
+	case stepAuthorize:
+		if card == nil {
+			// Resumed after a restart: the card is gone. If payments
+			// authorized it before we stopped, carry on; else give up.
+			var pid string
+			err := s.forever(ctx, o, func(ctx context.Context) error {
+				var err error
+				pid, err = s.pay.Authorized(ctx, o.ID)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if pid != "" {
+				return s.advance(ctx, o, stepCommit, "found authorization "+pid+" after a restart", func(tx *sql.Tx) error {
+					return s.store.setPayment(ctx, tx, o.ID, pid)
+				})
+			}
+			return s.compensate(ctx, o, stepVoid, contract.ReasonInterrupted, errors.New("the card is not kept across restarts"))
+		}
+		var pid string
+		err := s.attempt(ctx, o, true, func(ctx context.Context) error {
+			var err error
+			pid, err = s.pay.Authorize(ctx, "authorize:"+o.ID, o.ID, o.TotalCents, o.Currency, *card)
+			return err
+		})
+		switch {
+		case err == nil:
+			return s.advance(ctx, o, stepCommit, "authorized "+pid, func(tx *sql.Tx) error {
+				return s.store.setPayment(ctx, tx, o.ID, pid)
+			})
+		case errors.Is(err, ErrDeclined):
+			return s.compensate(ctx, o, stepRelease, contract.ReasonPaymentDeclined, err)
+		case errors.Is(err, ErrOrderVoided):
+			return s.compensate(ctx, o, stepRelease, contract.ReasonPaymentUnavailable, err)
+		default:
+			// Timed out or unreachable: payments may still authorize it
+			// late, so void the order's payments before giving the stock back.
+			return s.compensate(ctx, o, stepVoid, contract.ReasonPaymentUnavailable, err)
+		}
+
+	case stepCommit:
+		err := s.forever(ctx, o, func(ctx context.Context) error {
+			err := s.inv.Commit(ctx, o.ID)
+			if errors.Is(err, ErrReservationReleased) {
+				return permanent{err}
+			}
+			return err
+		})
+		switch {
+		case err == nil:
+			return s.advance(ctx, o, stepCapture, "stock sold", nil)
+		case errors.Is(err, ErrReservationReleased):
+			return s.compensate(ctx, o, stepVoid, contract.ReasonReservationExpired, err)
+		default:
+			return err
+		}
+
+	case stepCapture:
+		err := s.forever(ctx, o, func(ctx context.Context) error {
+			return s.pay.Capture(ctx, "capture:"+o.ID, o.PaymentID, o.TotalCents)
+		})
+		if err != nil {
+			return err
+		}
+		return s.finish(ctx, o, contract.StatusConfirmed, "", "captured "+fmt.Sprint(o.TotalCents))
+
+	case stepVoid:
+		err := s.forever(ctx, o, func(ctx context.Context) error {
+			return s.pay.Void(ctx, "void:"+o.ID, o.ID)
+		})
+		if err != nil {
+			return err
+		}
+		return s.advance(ctx, o, stepRelease, "payments voided", nil)
+
+	case stepRelease:
+		err := s.forever(ctx, o, func(ctx context.Context) error { return s.inv.Release(ctx, o.ID) })
+		if err != nil {
+			return err
+		}
+		return s.finish(ctx, o, contract.StatusRejected, o.Reason, "stock released")
+
+	case stepRefund:
+		err := s.forever(ctx, o, func(ctx context.Context) error {
+			return s.pay.Refund(ctx, "refund:"+o.ID, o.PaymentID, o.TotalCents)
+		})
+		if err != nil {
+			return err
+		}
+		return s.advance(ctx, o, stepReturn, "refunded "+fmt.Sprint(o.TotalCents), nil)
+
+	case stepReturn:
+		err := s.forever(ctx, o, func(ctx context.Context) error { return s.inv.Release(ctx, o.ID) })
+		if err != nil {
+			return err
+		}
+		return s.finish(ctx, o, contract.StatusCancelled, "", "stock returned")
+	}
+	return fmt.Errorf("order %s is at an unknown saga step %q", o.ID, o.SagaStep)
+}
+
+// permanent marks an error that retrying cannot fix.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// retryable reports whether err is the kind a later try may not repeat:
+// the target was unreachable, timed out, or said it was unavailable.
+func retryable(err error) bool {
+	var p permanent
+	if errors.As(err, &p) {
+		return false
+	}
+	return errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// attempt runs call, retrying what is retryable with backoff until the
+// step's deadline (set when the step began, so a restart does not extend
+// it). A non-retryable error returns at once.
+func (s *sagas) attempt(ctx context.Context, o order, bounded bool, call func(context.Context) error) error {
+	deadline := o.StepDeadline
+	if deadline.IsZero() {
+		deadline = s.now().Add(s.stepTime)
+	}
+	s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now())
+	for i := 0; ; i++ {
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		err := call(cctx)
+		cancel()
+		if err == nil || !retryable(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if bounded && !s.now().Before(deadline) {
+			return fmt.Errorf("%s did not succeed before its deadline: %w", o.SagaStep, err)
+		}
+		s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "retrying", err.Error(), s.now())
+		if err := s.sleep(ctx, o, i); err != nil {
+			return err
+		}
+	}
+}
+
+// forever retries call until it succeeds or fails for good. Steps after
+// the pivot and compensations use it: they must happen eventually.
+func (s *sagas) forever(ctx context.Context, o order, call func(context.Context) error) error {
+	s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now())
+	for i := 0; ; i++ {
+		cctx, cancel := context.WithTimeout(ctx, s.stepTime)
+		err := call(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var p permanent
+		if errors.As(err, &p) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.metrics.retry(o.SagaStep)
+		s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "retrying", err.Error(), s.now())
+		if err := s.sleep(ctx, o, i); err != nil {
+			return err
+		}
+	}
+}
+
+// sleep backs off with full jitter (capped at 2s) and renews the lease.
+func (s *sagas) sleep(ctx context.Context, o order, attempt int) error {
+	limit := min(50*time.Millisecond<<min(attempt, 6), 2*time.Second)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Duration(rand.Int64N(int64(limit)) + 1)):
+	}
+	if ok, err := s.store.renew(ctx, o.ID, s.owner, s.now().Add(s.lease)); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("lost the saga lease of %s", o.ID)
+	}
+	return nil
+}
+
+// advance records a step's success and moves to next in one transaction.
+func (s *sagas) advance(ctx context.Context, o order, next, detail string, also func(tx *sql.Tx) error) error {
+	now := s.now()
+	var deadline time.Time
+	if next == stepReserve || next == stepAuthorize {
+		deadline = now.Add(s.stepTime)
+	}
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
+		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, "succeeded", detail, now); err != nil {
+			return err
+		}
+		return s.store.advance(ctx, tx, o.ID, next, deadline, now.Add(s.lease), now)
+	})
+}
+
+// compensate records a failed step and turns the saga to a compensation.
+func (s *sagas) compensate(ctx context.Context, o order, next, reason string, cause error) error {
+	now := s.now()
+	s.metrics.compensation(reason)
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, "failed", reason+": "+cause.Error(), now); err != nil {
+			return err
+		}
+		if err := s.store.setReason(ctx, tx, o.ID, reason); err != nil {
+			return err
+		}
+		return s.store.advance(ctx, tx, o.ID, next, time.Time{}, now.Add(s.lease), now)
+	})
+}
+
+// finish gives the order its final status and publishes it, in one
+// transaction with the saga's end.
+func (s *sagas) finish(ctx context.Context, o order, status, reason, detail string) error {
+	now := s.now()
+	event := "succeeded"
+	if status == contract.StatusRejected && o.SagaStep != stepRelease {
+		event = "failed"
+	}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		lines, err := s.store.lines(ctx, tx, o.ID)
+		if err != nil {
+			return err
+		}
+		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, event, detail, now); err != nil {
+			return err
+		}
+		if err := s.store.setStatus(ctx, tx, o.ID, status, reason, now); err != nil {
+			return err
+		}
+		if err := s.store.advance(ctx, tx, o.ID, stepDone, time.Time{}, now, now); err != nil {
+			return err
+		}
+		var body events.Body
+		switch status {
+		case contract.StatusConfirmed:
+			body = contract.OrderConfirmed{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
+				TotalCents: o.TotalCents, Currency: o.Currency, PaymentID: o.PaymentID, ConfirmedAt: now.UTC()}
+		case contract.StatusRejected:
+			body = contract.OrderRejected{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Reason: reason, Lines: lines,
+				TotalCents: o.TotalCents, Currency: o.Currency, RejectedAt: now.UTC()}
+		case contract.StatusCancelled:
+			body = contract.OrderCancelled{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
+				TotalCents: o.TotalCents, RefundedCents: o.TotalCents, Currency: o.Currency, CancelledAt: now.UTC()}
+		}
+		_, err = s.outbox.Add(ctx, tx, body)
+		return err
+	})
+	if err == nil {
+		s.metrics.finished(status, reason, now.Sub(o.CreatedAt))
+	}
+	return err
+}
+
+// requestLines turns stored lines back into reservation lines.
+func requestLines(lines []contract.Line) []LineRequest {
+	out := make([]LineRequest, len(lines))
+	for i, l := range lines {
+		out[i] = LineRequest{SKU: l.SKU, Quantity: l.Quantity}
+	}
+	return out
+}
+
+// resume claims and runs unfinished sagas. At start it also reclaims the
+// sagas this owner held before a restart; afterwards, every interval, it
+// picks up sagas whose owner's lease ran out (a crashed replica).
+func (s *sagas) resume(ctx context.Context, interval time.Duration) error {
+	reclaimOwn := true
+	for {
+		ids, err := s.store.unfinished(ctx, s.owner, reclaimOwn, s.now(), 1000)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("looking for unfinished sagas failed", "err", err)
+		}
+		for _, id := range ids {
+			s.mu.Lock()
+			_, mine := s.running[id]
+			s.mu.Unlock()
+			if mine {
+				continue
+			}
+			ok, err := s.store.claim(ctx, id, s.owner, reclaimOwn, s.now(), s.now().Add(s.lease))
+			if err != nil {
+				s.log.Warn("claiming a saga failed", "order_id", id, "err", err)
+				continue
+			}
+			if ok {
+				s.log.Info("resuming saga", "order_id", id)
+				s.metrics.resumed()
+				s.start(ctx, id, nil)
+			}
+		}
+		reclaimOwn = false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}

@@ -1,0 +1,227 @@
+// Package orders owns orders, their lines and the checkout saga that
+// keeps three databases consistent: it reserves stock in inventory,
+// authorizes the card in payments, commits the stock, captures the
+// money, and confirms the order, compensating when a step fails. It
+// announces the outcome as orders.confirmed, orders.rejected or
+// orders.cancelled.
+package orders
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/ids"
+	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/services/orders/contract"
+)
+
+// Errors of the orders domain; http.go maps them to statuses.
+var (
+	ErrNotFound       = errors.New("no such order")
+	ErrKeyReused      = errors.New("this Idempotency-Key was used for a different order")
+	ErrNotCancellable = errors.New("the order cannot be cancelled")
+)
+
+// Config holds the orders service's settings.
+type Config struct {
+	// StepTimeout is how long reserve and authorize keep retrying an
+	// unreachable service before the saga compensates.
+	StepTimeout time.Duration
+	// Wait is how long POST /api/orders waits for the saga before it
+	// answers 202 with a Location to poll.
+	Wait time.Duration
+	// Owner names this process for saga leases; it must be stable across
+	// restarts of the same replica so it can reclaim its sagas at once.
+	Owner string
+}
+
+// Service is the orders service.
+type Service struct {
+	cfg   Config
+	db    *database.DB
+	store store
+	inv   Inventory
+	sagas *sagas
+	log   *slog.Logger
+	// bg outlives requests: a saga keeps going when its client hangs up.
+	bg context.Context
+}
+
+// Place stores a new order and starts its saga; it returns the order as
+// it stands when the saga ends or cfg.Wait passes. created says whether
+// this call made the order (false: an earlier call with the same key did).
+func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req PlaceOrder) (o order, created bool, err error) {
+	hash := req.hash()
+	if existing, err := s.store.byKey(ctx, c.UserID(), key); err == nil {
+		if existing.RequestHash != hash {
+			return order{}, false, ErrKeyReused
+		}
+		return s.waitFor(ctx, existing.ID), false, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return order{}, false, err
+	}
+
+	// Prices come from inventory, never from the client; an unknown
+	// product is refused before anything is stored.
+	lines, total, currency, err := s.inv.Quote(ctx, req.Lines)
+	if err != nil {
+		return order{}, false, err
+	}
+	now := s.sagas.now()
+	o = order{
+		ID: ids.New(), UserID: c.UserID(), Email: c.Email, IdempotencyKey: key, RequestHash: hash,
+		Status: contract.StatusPending, Lines: lines, TotalCents: total, Currency: currency,
+		Shipping: trimAddress(req.ShippingAddress), Card: contract.CardSummary{Brand: req.Card.brand(), Last4: req.Card.last4()},
+		SagaStep: stepReserve, StepDeadline: now.Add(s.cfg.StepTimeout), CreatedAt: now, UpdatedAt: now,
+	}
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.store.insert(ctx, tx, o, s.cfg.Owner, now.Add(s.sagas.lease)); err != nil {
+			return err
+		}
+		return s.store.log(ctx, tx, o.ID, "create", "succeeded", fmt.Sprintf("%d lines, %d %s", len(lines), total, currency), now)
+	})
+	if errors.Is(err, errDuplicateKey) {
+		// A concurrent request with the same key won the race.
+		return s.Place(ctx, c, key, req)
+	}
+	if err != nil {
+		return order{}, false, err
+	}
+	card := req.Card
+	done := s.sagas.start(s.bg, o.ID, &card)
+	s.wait(ctx, done)
+	o, err = s.store.get(ctx, s.db, o.ID)
+	return o, true, err
+}
+
+func trimAddress(a contract.Address) contract.Address {
+	return contract.Address{Name: strings.TrimSpace(a.Name), Street: strings.TrimSpace(a.Street),
+		City: strings.TrimSpace(a.City), PostalCode: strings.TrimSpace(a.PostalCode), Country: a.Country}
+}
+
+// wait blocks until done closes, cfg.Wait passes, or ctx ends.
+func (s *Service) wait(ctx context.Context, done <-chan struct{}) {
+	t := time.NewTimer(s.cfg.Wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// waitFor waits a little for a saga this process is running, then returns
+// the order as it stands.
+func (s *Service) waitFor(ctx context.Context, id string) order {
+	s.sagas.mu.Lock()
+	ch, running := s.sagas.running[id]
+	s.sagas.mu.Unlock()
+	if running {
+		s.wait(ctx, ch)
+	}
+	o, err := s.store.get(ctx, s.db, id)
+	if err != nil {
+		s.log.Warn("reading an order after waiting", "order_id", id, "err", err)
+	}
+	return o
+}
+
+// Get returns an order its owner (or an admin) may see. Another
+// customer's order is ErrNotFound, as if it did not exist.
+func (s *Service) Get(ctx context.Context, c *auth.Claims, id string) (order, error) {
+	if !ids.Valid(id) {
+		return order{}, ErrNotFound
+	}
+	o, err := s.store.get(ctx, s.db, id)
+	if err != nil {
+		return order{}, err
+	}
+	if o.UserID != c.UserID() && !c.HasRole(auth.RoleAdmin) {
+		return order{}, ErrNotFound
+	}
+	return o, nil
+}
+
+// List returns the caller's orders, newest first; admins may ask for
+// everyone's.
+func (s *Service) List(ctx context.Context, c *auth.Claims, all bool, after string, limit int) ([]order, error) {
+	user := c.UserID()
+	if all {
+		if !c.HasRole(auth.RoleAdmin) {
+			return nil, problem.Forbidden("only admins may list every customer's orders")
+		}
+		user = ""
+	}
+	return s.store.list(ctx, user, after, limit)
+}
+
+// Saga returns an order's saga log.
+func (s *Service) Saga(ctx context.Context, c *auth.Claims, id string) ([]contract.SagaEntry, error) {
+	if _, err := s.Get(ctx, c, id); err != nil {
+		return nil, err
+	}
+	return s.store.sagaLog(ctx, id)
+}
+
+// Cancel cancels a confirmed order: it refunds the payment, returns the
+// stock and marks it CANCELLED, through the same saga machinery.
+func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order, error) {
+	o, err := s.Get(ctx, c, id)
+	if err != nil {
+		return order{}, err
+	}
+	switch {
+	case o.Status == contract.StatusCancelled, o.SagaStep == stepRefund, o.SagaStep == stepReturn:
+		return s.waitFor(ctx, id), nil // already cancelled, or cancelling
+	case o.Status == contract.StatusPending:
+		return order{}, fmt.Errorf("%w: it is still being placed; try again in a moment", ErrNotCancellable)
+	case o.Status != contract.StatusConfirmed:
+		return order{}, fmt.Errorf("%w: it is %s", ErrNotCancellable, o.Status)
+	}
+	now := s.sagas.now()
+	var moved bool
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		// Only one cancel wins, even across replicas.
+		res, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, lease_owner = $2, lease_until = $3, updated_at = $4
+			WHERE id = $5 AND status = $6 AND saga_step = $7`,
+			stepRefund, s.cfg.Owner, now.Add(s.sagas.lease).UnixMilli(), now.UnixMilli(), id, contract.StatusConfirmed, stepDone)
+		if err != nil {
+			return fmt.Errorf("starting the cancellation of %s: %w", id, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		moved = n == 1
+		if !moved {
+			return nil
+		}
+		return s.store.log(ctx, tx, id, "cancel", "started", "requested by "+c.UserID(), now)
+	})
+	if err != nil {
+		return order{}, err
+	}
+	if moved {
+		s.wait(ctx, s.sagas.start(s.bg, id, nil))
+	}
+	return s.waitFor(ctx, id), nil
+}
+
+// New builds the orders service. bg is the context sagas run in: it ends
+// when the service stops, not when a request does.
+func New(cfg Config, db *database.DB, inv Inventory, pay Payments, reg prometheus.Registerer, log *slog.Logger, bg context.Context) *Service {
+	st := store{db: db}
+	sg := &sagas{store: st, db: db, inv: inv, pay: pay, log: log, owner: cfg.Owner,
+		stepTime: cfg.StepTimeout, lease: 30 * time.Second, now: time.Now, running: map[string]chan struct{}{}}
+	sg.metrics = newSagaMetrics(reg, st.sagaCounts)
+	return &Service{cfg: cfg, db: db, store: st, inv: inv, sagas: sg, log: log, bg: bg}
+}

@@ -1,0 +1,303 @@
+package orders
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/ids"
+	"github.com/microshop/microshop/services/orders/contract"
+)
+
+// store is the only code that touches orders' tables.
+type store struct{ db *database.DB }
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s store) insert(ctx context.Context, tx *sql.Tx, o order, owner string, leaseUntil time.Time) error {
+	ship, err := json.Marshal(o.Shipping)
+	if err != nil {
+		return fmt.Errorf("encoding the address: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO orders (id, user_id, email, idempotency_key, request_hash, status, reason,
+		total_cents, currency, shipping, card_brand, card_last4, saga_step, step_deadline, lease_owner, lease_until, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, '', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)`,
+		o.ID, o.UserID, o.Email, o.IdempotencyKey, o.RequestHash, o.Status, o.TotalCents, o.Currency, string(ship),
+		o.Card.Brand, o.Card.Last4, o.SagaStep, o.StepDeadline.UnixMilli(), owner, leaseUntil.UnixMilli(), o.CreatedAt.UnixMilli())
+	if database.IsUniqueViolation(err) {
+		return errDuplicateKey
+	}
+	if err != nil {
+		return fmt.Errorf("storing order: %w", err)
+	}
+	return s.replaceLines(ctx, tx, o.ID, o.Lines)
+}
+
+// errDuplicateKey: another request with the same Idempotency-Key won.
+var errDuplicateKey = errors.New("idempotency key already used")
+
+func (s store) replaceLines(ctx context.Context, tx *sql.Tx, id string, lines []contract.Line) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM order_lines WHERE order_id = $1`, id); err != nil {
+		return fmt.Errorf("storing order lines: %w", err)
+	}
+	for i, l := range lines {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO order_lines (order_id, line_no, sku, quantity, price_cents) VALUES ($1, $2, $3, $4, $5)`,
+			id, i, l.SKU, l.Quantity, l.PriceCents); err != nil {
+			return fmt.Errorf("storing order lines: %w", err)
+		}
+	}
+	return nil
+}
+
+const orderColumns = `id, user_id, email, idempotency_key, request_hash, status, reason, total_cents, currency,
+	shipping, card_brand, card_last4, payment_id, saga_step, step_deadline, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanOrder(row scanner) (order, error) {
+	var o order
+	var ship string
+	var deadline, created, updated int64
+	err := row.Scan(&o.ID, &o.UserID, &o.Email, &o.IdempotencyKey, &o.RequestHash, &o.Status, &o.Reason, &o.TotalCents,
+		&o.Currency, &ship, &o.Card.Brand, &o.Card.Last4, &o.PaymentID, &o.SagaStep, &deadline, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return order{}, ErrNotFound
+	}
+	if err != nil {
+		return order{}, fmt.Errorf("reading order: %w", err)
+	}
+	if err := json.Unmarshal([]byte(ship), &o.Shipping); err != nil {
+		return order{}, fmt.Errorf("reading order %s address: %w", o.ID, err)
+	}
+	if deadline > 0 {
+		o.StepDeadline = time.UnixMilli(deadline)
+	}
+	o.CreatedAt, o.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
+	return o, nil
+}
+
+func (s store) lines(ctx context.Context, q querier, id string) ([]contract.Line, error) {
+	rows, err := q.QueryContext(ctx, `SELECT sku, quantity, price_cents FROM order_lines WHERE order_id = $1 ORDER BY line_no`, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading order lines: %w", err)
+	}
+	defer rows.Close()
+	lines := []contract.Line{}
+	for rows.Next() {
+		var l contract.Line
+		if err := rows.Scan(&l.SKU, &l.Quantity, &l.PriceCents); err != nil {
+			return nil, fmt.Errorf("reading order lines: %w", err)
+		}
+		lines = append(lines, l)
+	}
+	return lines, rows.Err()
+}
+
+func (s store) get(ctx context.Context, q querier, id string) (order, error) {
+	o, err := scanOrder(q.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+	if err != nil {
+		return order{}, err
+	}
+	o.Lines, err = s.lines(ctx, q, id)
+	return o, err
+}
+
+func (s store) byKey(ctx context.Context, userID, key string) (order, error) {
+	o, err := scanOrder(s.db.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE user_id = $1 AND idempotency_key = $2`, userID, key))
+	if err != nil {
+		return order{}, err
+	}
+	o.Lines, err = s.lines(ctx, s.db, o.ID)
+	return o, err
+}
+
+// list returns a page of orders, newest first, after the id `after`.
+// userID "" lists everyone's (for admins).
+func (s store) list(ctx context.Context, userID, after string, limit int) ([]order, error) {
+	q := `SELECT ` + orderColumns + ` FROM orders WHERE ($1 = '' OR user_id = $1) AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3`
+	rows, err := s.db.QueryContext(ctx, q, userID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing orders: %w", err)
+	}
+	var out []order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing orders: %w", err)
+	}
+	for i := range out {
+		if out[i].Lines, err = s.lines(ctx, s.db, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// advance moves an order's saga to step, renewing the lease, and logs it.
+func (s store) advance(ctx context.Context, tx *sql.Tx, id, step string, deadline time.Time, leaseUntil time.Time, now time.Time) error {
+	dl := int64(0)
+	if !deadline.IsZero() {
+		dl = deadline.UnixMilli()
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, step_deadline = $2, lease_until = $3, updated_at = $4 WHERE id = $5`,
+		step, dl, leaseUntil.UnixMilli(), now.UnixMilli(), id)
+	if err != nil {
+		return fmt.Errorf("advancing the saga of %s to %s: %w", id, step, err)
+	}
+	return nil
+}
+
+func (s store) setStatus(ctx context.Context, tx *sql.Tx, id, status, reason string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, reason = $2, updated_at = $3 WHERE id = $4`, status, reason, now.UnixMilli(), id)
+	if err != nil {
+		return fmt.Errorf("setting order %s to %s: %w", id, status, err)
+	}
+	return nil
+}
+
+// setReason records why the saga is compensating, before it is final.
+func (s store) setReason(ctx context.Context, tx *sql.Tx, id, reason string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE orders SET reason = $1 WHERE id = $2`, reason, id)
+	if err != nil {
+		return fmt.Errorf("recording the reason for %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s store) setPrices(ctx context.Context, tx *sql.Tx, id string, lines []contract.Line, total int64, currency string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE orders SET total_cents = $1, currency = $2 WHERE id = $3`, total, currency, id); err != nil {
+		return fmt.Errorf("storing prices of %s: %w", id, err)
+	}
+	return s.replaceLines(ctx, tx, id, lines)
+}
+
+func (s store) setPayment(ctx context.Context, tx *sql.Tx, id, paymentID string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE orders SET payment_id = $1 WHERE id = $2`, paymentID, id); err != nil {
+		return fmt.Errorf("storing the payment of %s: %w", id, err)
+	}
+	return nil
+}
+
+// log appends to the saga log.
+func (s store) log(ctx context.Context, q interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, id, step, event, detail string, now time.Time) error {
+	if len(detail) > 500 {
+		detail = detail[:500]
+	}
+	_, err := q.ExecContext(ctx, `INSERT INTO saga_log (id, order_id, step, event, detail, at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		ids.New(), id, step, event, detail, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("writing the saga log of %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s store) sagaLog(ctx context.Context, id string) ([]contract.SagaEntry, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT step, event, detail, at FROM saga_log WHERE order_id = $1 ORDER BY id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading the saga log of %s: %w", id, err)
+	}
+	defer rows.Close()
+	out := []contract.SagaEntry{}
+	for rows.Next() {
+		var e contract.SagaEntry
+		var at int64
+		if err := rows.Scan(&e.Step, &e.Event, &e.Detail, &at); err != nil {
+			return nil, fmt.Errorf("reading the saga log of %s: %w", id, err)
+		}
+		e.At = time.UnixMilli(at).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// claim takes the lease of an unfinished saga when nobody holds it, or
+// when its holder is this very owner (a restarted process reclaiming its
+// own). It reports whether the lease is now ours.
+func (s store) claim(ctx context.Context, id, owner string, reclaimOwn bool, now, until time.Time) (bool, error) {
+	var res sql.Result
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = tx.ExecContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2
+			WHERE id = $3 AND saga_step <> $4 AND (lease_until < $5 OR lease_owner = '' OR ($6 AND lease_owner = $1))`,
+			owner, until.UnixMilli(), id, stepDone, now.UnixMilli(), reclaimOwn)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("claiming the saga of %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// renew extends a lease this owner holds; false means it was lost.
+func (s store) renew(ctx context.Context, id, owner string, until time.Time) (bool, error) {
+	var n int64
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE orders SET lease_until = $1 WHERE id = $2 AND lease_owner = $3`, until.UnixMilli(), id, owner)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("renewing the saga lease of %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// unfinished lists sagas that may be resumed: not done, and whose lease
+// has run out or is held by owner (when reclaimOwn).
+func (s store) unfinished(ctx context.Context, owner string, reclaimOwn bool, now time.Time, limit int) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM orders WHERE saga_step <> $1
+		AND (lease_until < $2 OR lease_owner = '' OR ($3 AND lease_owner = $4)) ORDER BY id LIMIT $5`,
+		stepDone, now.UnixMilli(), reclaimOwn, owner, limit)
+	if err != nil {
+		return nil, fmt.Errorf("finding unfinished sagas: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// sagaCounts counts orders by saga step, for metrics and the console.
+func (s store) sagaCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT saga_step, COUNT(*) FROM orders WHERE saga_step <> $1 GROUP BY saga_step`, stepDone)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var step string
+		var n int
+		if err := rows.Scan(&step, &n); err != nil {
+			return nil, err
+		}
+		out[step] = n
+	}
+	return out, rows.Err()
+}
