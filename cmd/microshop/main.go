@@ -39,7 +39,8 @@ Usage:
 Commands:
   run       run the whole system on this machine (embedded NATS, SQLite)
   serve     run one service, as a container or a process manager would
-  start     start a stopped service of a running system again
+  start     start a stopped process of a running system again
+  nats      run the embedded NATS JetStream server alone
   version   print the version
 
 Run "microshop <command> --help" for a command's flags.
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSystem(ctx, rest, getenv, stdout, stderr)
 	case "serve":
 		return serve(ctx, rest, getenv, stdout, stderr)
+	case "nats":
+		return natsServer(ctx, rest, stdout, stderr)
 	case "start":
 		return start(ctx, rest, getenv, stdout, stderr)
 	case "version":

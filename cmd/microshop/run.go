@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/auth"
-	"github.com/microshop/microshop/internal/platform/broker"
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/logging"
 	"github.com/microshop/microshop/internal/platform/service"
@@ -38,13 +38,20 @@ func runSystem(ctx context.Context, args []string, getenv func(string) string, s
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: microshop run [flags]
 
-Runs the whole system on this machine with no outside servers: an embedded
-NATS JetStream server, then every service as its own process (the same
-binary running "serve <service>"), each on its own port with its own SQLite
-file under --data. Waits until every service is ready, prints where they
-are, and stops them all gracefully on Ctrl-C. A second run reuses the data.
+Runs the whole system on this machine with no outside servers: a NATS
+JetStream server and every service, each as its own process (the same
+binary running "nats" or "serve <service>"), each service on its own port
+with its own SQLite file under --data, plus a built-in mail server that
+keeps what notifications sends. Waits until everything is ready, prints
+where it is, and stops it all gracefully on Ctrl-C. A second run reuses the
+data.
 
-Service logs go to <data>/logs/<service>.log.
+Ports: the gateway on --port, users +1, inventory +2, orders +3,
+payments +4, notifications +5, reports +6, the mailbox's web API +7 and
+its SMTP server +8; NATS on --nats-port.
+
+Logs go to <data>/logs/<process>.log. While it runs, "microshop start
+<process> --data <dir>" starts a process that stopped.
 
 Flags:
 `)
@@ -59,8 +66,8 @@ Flags:
 	if *mode != "microservices" {
 		return fmt.Errorf("--mode %q is not available yet; use microservices", *mode)
 	}
-	if *port < 1 || *port > 65535-7 {
-		return fmt.Errorf("--port %d: want a port between 1 and %d", *port, 65535-7)
+	if *port < 1 || *port > 65535-8 {
+		return fmt.Errorf("--port %d: want a port between 1 and %d", *port, 65535-8)
 	}
 	level, err := logging.ParseLevel(*logLevel)
 	if err != nil {
@@ -75,17 +82,12 @@ Flags:
 	}
 	log := logging.New(stderr, "run", level)
 
-	nats, err := broker.StartEmbedded(filepath.Join(data, "nats"), "127.0.0.1", *natsPort, log)
-	if err != nil {
-		return err
-	}
-	defer nats.Shutdown()
-
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding this binary to start the services: %w", err)
 	}
 	specs := services()
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", *natsPort)
 	env := childEnv(getenv, specs, *port)
 	admin, err := adminCredentials(getenv, data)
 	if err != nil {
@@ -94,24 +96,48 @@ Flags:
 	if admin.generated {
 		env = append(env, "MICROSHOP_ADMIN_EMAIL="+admin.email, "MICROSHOP_ADMIN_PASSWORD="+admin.password)
 	}
-
 	seeds, publics, err := serviceKeys(data, specs)
 	if err != nil {
 		return err
 	}
 	env = append(env, "MICROSHOP_SERVICE_KEYS="+publics)
 
-	sup := &supervisor{
-		exe: exe, data: data, natsURL: nats.URL(), logLevel: *logLevel, env: env, seeds: seeds, log: log,
-		state: runState{Gateway: fmt.Sprintf("http://127.0.0.1:%d", *port), NATS: nats.URL()},
-		specs: map[string]service.Spec{}, ports: map[string]int{},
+	// The built-in mail server: notifications sends real SMTP to it.
+	mb, err := startMailbox(data, *port, log)
+	if err != nil {
+		return err
 	}
+	defer mb.Close()
+	env = append(env, "MICROSHOP_SMTP_URL="+mb.smtpURL, "MICROSHOP_MAILBOX_URL="+mb.httpURL)
+
+	sup := &supervisor{exe: exe, data: data, log: log,
+		state: runState{Gateway: fmt.Sprintf("http://127.0.0.1:%d", *port), NATS: natsURL, Mailbox: mb.httpURL, SMTP: mb.smtpURL}}
+	// NATS is a process of its own, like the services, so it can be
+	// stopped and started (or killed) on its own too.
+	sup.add("nats", proc{args: []string{"nats", "--port", fmt.Sprint(*natsPort), "--store", filepath.Join(data, "nats")},
+		env: os.Environ(), port: *natsPort, ready: dialing})
 	for _, spec := range specs {
-		sup.specs[spec.Name] = spec
-		sup.ports[spec.Name] = servicePort(spec, *port)
-		if _, err := sup.start(spec.Name); err != nil {
+		p := servicePort(spec, *port)
+		sup.add(spec.Name, proc{
+			args: []string{"serve", spec.Name, "--addr", fmt.Sprintf("127.0.0.1:%d", p), "--data", data,
+				"--nats", natsURL, "--log-level", *logLevel},
+			env:  append(env[:len(env):len(env)], "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]),
+			port: p,
+		})
+	}
+	for _, name := range sup.order {
+		c, err := sup.start(name)
+		if err != nil {
 			sup.stopAll(stderr)
 			return err
+		}
+		if name == "nats" {
+			// Services wait for the broker anyway; starting it first just
+			// makes their first connection succeed.
+			if err := waitReady(ctx, []*child{c}, *timeout); err != nil {
+				sup.stopAll(stderr)
+				return err
+			}
 		}
 	}
 	if err := waitReady(ctx, sup.children(), *timeout); err != nil {
@@ -167,12 +193,8 @@ func waitReady(ctx context.Context, children []*child, timeout time.Duration) er
 				return fmt.Errorf("%s exited while starting (%s); see %s", c.Name, errString(c.err), c.Log)
 			default:
 			}
-			resp, err := client.Get(c.URL + "/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
+			if isReady(client, c) {
+				break
 			}
 			select {
 			case <-ctx.Done():
@@ -182,6 +204,23 @@ func waitReady(ctx context.Context, children []*child, timeout time.Duration) er
 		}
 	}
 	return nil
+}
+
+func isReady(client *http.Client, c *child) bool {
+	if c.ready == dialing {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.Port), time.Second)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	}
+	resp, err := client.Get(c.URL + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // serviceKeys loads the service-identity keys of this data directory,
@@ -249,11 +288,11 @@ func adminCredentials(getenv func(string) string, data string) (adminAccount, er
 func printTable(w io.Writer, st runState, data string, admin adminAccount) {
 	fmt.Fprintf(w, "microshop is running (data in %s)\n\n", data)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tURL\tPID\tLOG")
-	fmt.Fprintf(tw, "nats\t%s\t%d\t(embedded)\n", st.NATS, os.Getpid())
+	fmt.Fprintln(tw, "PROCESS\tURL\tPID\tLOG")
 	for _, c := range st.Services {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", c.Name, c.URL, c.PID, c.Log)
 	}
+	fmt.Fprintf(tw, "mailbox\t%s (SMTP %s)\t%d\t(in this process)\n", st.Mailbox, st.SMTP, os.Getpid())
 	tw.Flush()
 	if admin.generated {
 		fmt.Fprintf(w, "\nAn admin account was created for this data directory. Keep these; they are shown once:\n  email:    %s\n  password: %s\n", admin.email, admin.password)

@@ -8,45 +8,67 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/microshop/microshop/internal/platform/service"
 )
 
-// supervisor owns the service processes of `microshop run`.
+// supervisor owns the processes of `microshop run`: the NATS server and
+// every service, each started from this same binary.
 type supervisor struct {
-	exe      string
-	data     string
-	natsURL  string
-	logLevel string
-	env      []string
-	seeds    map[string]string
-	log      *slog.Logger
-	specs    map[string]service.Spec
-	ports    map[string]int
+	exe  string
+	data string
+	log  *slog.Logger
 
 	mu    sync.Mutex
+	procs map[string]proc // how to start each, by name
+	order []string        // start order
 	state runState
 }
 
-// start starts the named service's process, unless one is running.
+// proc says how to start one process: its arguments after the binary,
+// extra environment, its port, and how to tell it is ready.
+type proc struct {
+	args  []string
+	env   []string
+	port  int
+	ready readiness
+}
+
+// readiness is how waitReady decides a process can take work.
+type readiness int
+
+const (
+	readyz  readiness = iota // GET /readyz answers 200
+	dialing                  // the port accepts connections (NATS)
+)
+
+// add registers a process to start.
+func (s *supervisor) add(name string, p proc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.procs == nil {
+		s.procs = map[string]proc{}
+	}
+	s.procs[name] = p
+	s.order = append(s.order, name)
+}
+
+// start starts the named process, unless one is running.
 func (s *supervisor) start(name string) (*child, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	spec, ok := s.specs[name]
+	p, ok := s.procs[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown service %q", name)
+		return nil, fmt.Errorf("unknown process %q; the processes are %s", name, strings.Join(s.order, ", "))
 	}
 	for _, c := range s.state.Services {
 		if c.Name == name && c.running() {
 			return nil, fmt.Errorf("%s is already running as pid %d", name, c.PID)
 		}
 	}
-	c, err := startChild(s.exe, spec, s.data, s.ports[name], s.natsURL, s.logLevel,
-		append(s.env[:len(s.env):len(s.env)], "MICROSHOP_SERVICE_KEY="+s.seeds[name]))
+	c, err := startChild(s.exe, name, s.data, p)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +78,7 @@ func (s *supervisor) start(name string) (*child, error) {
 		stopping := c.stopping
 		s.mu.Unlock()
 		if !stopping {
-			s.log.Warn("a service process exited; the others keep running", "service", c.Name, "pid", c.PID, "err", errString(c.err), "log", c.Log)
+			s.log.Warn("a process exited; the others keep running", "process", c.Name, "pid", c.PID, "err", errString(c.err), "log", c.Log)
 		}
 	}()
 	replaced := false
@@ -141,7 +163,8 @@ type child struct {
 	Log     string `json:"log"`
 	Running bool   `json:"running"`
 
-	cmd *exec.Cmd
+	cmd   *exec.Cmd
+	ready readiness
 	// exited is closed when the process has ended; err says how.
 	exited   chan struct{}
 	err      error
@@ -161,32 +184,33 @@ func (c *child) running() bool {
 type runState struct {
 	Gateway  string   `json:"gateway"`
 	NATS     string   `json:"nats"`
+	Mailbox  string   `json:"mailbox"`
+	SMTP     string   `json:"smtp"`
 	Services []*child `json:"services"`
 }
 
-func startChild(exe string, spec service.Spec, data string, port int, natsURL, logLevel string, env []string) (*child, error) {
-	logPath := filepath.Join(data, "logs", spec.Name+".log")
+func startChild(exe, name, data string, p proc) (*child, error) {
+	logPath := filepath.Join(data, "logs", name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", logPath, err)
 	}
-	cmd := exec.Command(exe, "serve", spec.Name,
-		"--addr", "127.0.0.1:"+strconv.Itoa(port),
-		"--data", data,
-		"--nats", natsURL,
-		"--log-level", logLevel,
-	)
-	cmd.Env = env
+	cmd := exec.Command(exe, p.args...)
+	cmd.Env = p.env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	// If run itself is killed, the kernel stops the services too.
+	// If run itself is killed, the kernel stops its children too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", spec.Name, err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	c := &child{Name: spec.Name, Port: port, PID: cmd.Process.Pid, URL: fmt.Sprintf("http://127.0.0.1:%d", port),
-		Log: logPath, cmd: cmd, exited: make(chan struct{})}
+	scheme := "http"
+	if p.ready == dialing {
+		scheme = "nats"
+	}
+	c := &child{Name: name, Port: p.port, PID: cmd.Process.Pid, URL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, p.port),
+		Log: logPath, cmd: cmd, ready: p.ready, exited: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		logFile.Close()

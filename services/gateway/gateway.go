@@ -28,6 +28,9 @@ import (
 type Target struct {
 	Name string
 	URL  string
+	// Role, when set, is the role a token needs to reach the target at
+	// all; for targets that do not check tokens themselves (the mailbox).
+	Role string
 }
 
 // Config holds the gateway's settings.
@@ -81,6 +84,9 @@ func New(cfg Config, v *auth.Verifier, log *slog.Logger, reg prometheus.Register
 		}
 		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, transport, m, log)
 		up.guarded = auth.Authenticate(v)(auth.Require(up))
+		if t.Role != "" {
+			up.guarded = auth.Authenticate(v)(auth.RequireRole(t.Role)(up))
+		}
 		g.upstreams[t.Name] = up
 		g.names = append(g.names, t.Name)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/service"
 )
@@ -33,6 +34,7 @@ func Spec() service.Spec {
 				o := &others[i]
 				o.url = f.String(o.name+"-url", o.def, "base URL of the "+o.name+" service")
 			}
+			mailbox := f.String("mailbox-url", "", "base URL of a mail server's web API to show admins at /api/mailbox (microshop run sets it)")
 			var (
 				timeout = f.Duration("upstream-timeout", 30*time.Second, "deadline of one request to a service, its answer included")
 				perIP   = f.Int("rate-limit", 200, "requests a second per client address, in bursts of up to twice that (0: unlimited)")
@@ -45,6 +47,10 @@ func Spec() service.Spec {
 				targets := []Target{{Name: "users", URL: users.Value.String()}}
 				for _, o := range others {
 					targets = append(targets, Target{Name: o.name, URL: *o.url})
+				}
+				if *mailbox != "" {
+					// The built-in mailbox checks no tokens: only admins may read it.
+					targets = append(targets, Target{Name: "mailbox", URL: *mailbox, Role: auth.RoleAdmin})
 				}
 				g, err := New(Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP},
 					rt.Verifier, rt.Log, rt.Registry)

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/microshop/microshop/internal/platform/broker"
+	"github.com/microshop/microshop/internal/platform/logging"
+)
+
+// natsServer runs the embedded NATS JetStream server as a process of its
+// own; `run` starts it this way so it can be stopped, killed and started
+// like any service.
+func natsServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("microshop nats", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		host  = fs.String("host", "127.0.0.1", "address to listen on")
+		port  = fs.Int("port", 4223, "client port")
+		store = fs.String("store", filepath.Join("data", "nats"), "directory of the JetStream store")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: microshop nats [flags]\n\nRuns a NATS server with JetStream, keeping its streams under --store.\n`microshop run` starts one; use it alone to give services a broker\nwithout installing NATS.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if helped, err := parseFlags(fs, args); helped || err != nil {
+		return err
+	}
+	log := logging.New(stdout, "nats", 0)
+	srv, err := broker.StartEmbedded(*store, *host, *port, log)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "url", srv.URL(), "store", *store)
+	<-ctx.Done()
+	srv.Shutdown()
+	log.Info("stopped")
+	return nil
+}
