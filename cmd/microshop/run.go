@@ -108,7 +108,9 @@ Flags:
 		return err
 	}
 	defer mb.Close()
-	env = append(env, "MICROSHOP_SMTP_URL="+mb.smtpURL, "MICROSHOP_MAILBOX_URL="+mb.httpURL)
+	env = append(env, "MICROSHOP_SMTP_URL="+mb.smtpURL, "MICROSHOP_MAILBOX_URL="+mb.httpURL,
+		// On one machine the webhook receivers a developer runs are local.
+		"MICROSHOP_WEBHOOK_ALLOW_PRIVATE=true")
 
 	sup := &supervisor{exe: exe, data: data, log: log,
 		state: runState{Gateway: fmt.Sprintf("http://127.0.0.1:%d", *port), NATS: natsURL, Mailbox: mb.httpURL, SMTP: mb.smtpURL}}
