@@ -90,11 +90,8 @@ func problemDetail(err error) string {
 // paymentsAdapter speaks to payments through its contract client.
 type paymentsAdapter struct{ c *payments.Client }
 
-func (a paymentsAdapter) Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card Card) (string, error) {
-	p, err := a.c.Authorize(ctx, key, payments.AuthorizeRequest{
-		OrderID: orderID, AmountCents: amount, Currency: currency,
-		Card: payments.Card{Number: card.Number, ExpMonth: card.ExpMonth, ExpYear: card.ExpYear, CVC: card.CVC},
-	})
+func (a paymentsAdapter) Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card payments.Card) (string, error) {
+	p, err := a.c.Authorize(ctx, key, payments.AuthorizeRequest{OrderID: orderID, AmountCents: amount, Currency: currency, Card: card})
 	switch {
 	case errors.Is(err, payments.ErrDeclined):
 		return "", fmt.Errorf("%w: %v", ErrDeclined, err)

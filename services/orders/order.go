@@ -12,6 +12,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/services/orders/contract"
+	payments "github.com/microshop/microshop/services/payments/contract"
 )
 
 // Limits on an order. Totals stay far from int64 overflow: 100 lines x
@@ -25,11 +26,13 @@ const (
 var skuPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // PlaceOrder is the body of POST /api/orders. Prices are not part of it:
-// they come from inventory, never from the client.
+// they come from inventory, never from the client. orders holds the card
+// in memory only, for as long as it takes to ask payments to authorize
+// it; it is never stored or logged (it prints and logs masked).
 type PlaceOrder struct {
 	Lines           []LineRequest    `json:"lines"`
 	ShippingAddress contract.Address `json:"shipping_address"`
-	Card            Card             `json:"card"`
+	Card            payments.Card    `json:"card"`
 }
 
 // LineRequest is one product and quantity.
@@ -79,8 +82,10 @@ func (p *PlaceOrder) Valid() []problem.FieldError {
 	if len(a.Country) != 2 || strings.ToUpper(a.Country) != a.Country || !isLetters(a.Country) {
 		add("shipping_address.country", "must be a two-letter ISO 3166 code such as DE or US")
 	}
-	errs = append(errs, p.Card.valid(time.Now())...)
-	return errs
+	// The card is checked as payments will check it, so an order with a
+	// card payments would refuse is refused before anything is stored.
+	_, cardErrs := p.Card.Check(time.Now())
+	return append(errs, cardErrs...)
 }
 
 func isLetters(s string) bool {
@@ -94,19 +99,15 @@ func isLetters(s string) bool {
 
 // hash identifies a request for the idempotency check: the same key with
 // another body is refused. It covers what the order is (lines, address)
-// and which card, by brand and last four digits only.
-func (p *PlaceOrder) hash() string {
-	num := p.Card.digits()
-	last4 := ""
-	if len(num) >= 4 {
-		last4 = num[len(num)-4:]
-	}
+// and which card, by the checked card's last four digits and the expiry
+// only: a hash of the whole number would be guessable.
+func (p *PlaceOrder) hash(card payments.Checked) string {
 	b, _ := json.Marshal(struct {
 		Lines []LineRequest
 		Addr  contract.Address
 		Last4 string
 		Exp   string
-	}{p.Lines, p.ShippingAddress, last4, fmt.Sprintf("%d/%d", p.Card.ExpMonth, p.Card.ExpYear)})
+	}{p.Lines, p.ShippingAddress, card.Last4(), fmt.Sprintf("%d/%d", p.Card.ExpMonth, p.Card.ExpYear)})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

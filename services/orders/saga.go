@@ -14,6 +14,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/services/orders/contract"
+	payments "github.com/microshop/microshop/services/payments/contract"
 )
 
 // The checkout saga, orchestrated by orders:
@@ -58,7 +59,7 @@ type Inventory interface {
 
 // Payments is what the saga needs of the payments service.
 type Payments interface {
-	Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card Card) (paymentID string, err error)
+	Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card payments.Card) (paymentID string, err error)
 	Capture(ctx context.Context, key, paymentID string, amount int64) error
 	Void(ctx context.Context, key, orderID string) error
 	Refund(ctx context.Context, key, paymentID string, amount int64) error
@@ -95,7 +96,7 @@ type sagas struct {
 
 // start runs the saga of id in the background unless this process already
 // runs it. card is nil when resuming: the card is never stored.
-func (s *sagas) start(ctx context.Context, id string, card *Card) <-chan struct{} {
+func (s *sagas) start(ctx context.Context, id string, card *payments.Card) <-chan struct{} {
 	s.mu.Lock()
 	if ch, ok := s.running[id]; ok {
 		s.mu.Unlock()
@@ -121,7 +122,7 @@ func (s *sagas) start(ctx context.Context, id string, card *Card) <-chan struct{
 // run drives the saga of id from its current step until it is done, the
 // lease is lost, or ctx ends. It must hold the lease (claimed by the
 // caller, or set when the order was created).
-func (s *sagas) run(ctx context.Context, id string, card *Card) error {
+func (s *sagas) run(ctx context.Context, id string, card *payments.Card) error {
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -146,7 +147,7 @@ func (s *sagas) run(ctx context.Context, id string, card *Card) error {
 
 // step runs o's current step once (with its retries) and records where
 // the saga goes next.
-func (s *sagas) step(ctx context.Context, o order, card *Card) error {
+func (s *sagas) step(ctx context.Context, o order, card *payments.Card) error {
 	switch o.SagaStep {
 	case stepReserve:
 		var lines []contract.Line

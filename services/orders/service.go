@@ -60,7 +60,13 @@ type Service struct {
 // it stands when the saga ends or cfg.Wait passes. created says whether
 // this call made the order (false: an earlier call with the same key did).
 func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req PlaceOrder) (o order, created bool, err error) {
-	hash := req.hash()
+	// The handler's Valid checked the card already; this check, as of
+	// the saga's clock, gives the brand and last four digits to keep.
+	checked, cardErrs := req.Card.Check(s.sagas.now())
+	if len(cardErrs) > 0 {
+		return order{}, false, problem.Invalid(cardErrs)
+	}
+	hash := req.hash(checked)
 	if existing, err := s.store.byKey(ctx, c.UserID(), key); err == nil {
 		if existing.RequestHash != hash {
 			return order{}, false, ErrKeyReused
@@ -80,7 +86,7 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	o = order{
 		ID: ids.New(), UserID: c.UserID(), Email: c.Email, IdempotencyKey: key, RequestHash: hash,
 		Status: contract.StatusPending, Lines: lines, TotalCents: total, Currency: currency,
-		Shipping: trimAddress(req.ShippingAddress), Card: contract.CardSummary{Brand: req.Card.brand(), Last4: req.Card.last4()},
+		Shipping: trimAddress(req.ShippingAddress), Card: contract.CardSummary{Brand: checked.Brand(), Last4: checked.Last4()},
 		SagaStep: stepReserve, StepDeadline: now.Add(s.cfg.StepTimeout), CreatedAt: now, UpdatedAt: now,
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {

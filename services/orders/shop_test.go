@@ -34,7 +34,7 @@ type shop struct {
 	checker  *openapitest.Checker
 	services map[string]*servicetest.Service
 	args     map[string][]string // each service's flags, to start it again
-	admin    string // an admin access token
+	admin    string              // an admin access token
 	nats     string
 	env      func(name string, extra ...string) map[string]string
 }

@@ -94,7 +94,7 @@ func fingerprintOf(req contract.AuthorizeRequest) authorizeFingerprint {
 		}
 	}
 	f := authorizeFingerprint{OrderID: req.OrderID, AmountCents: req.AmountCents, Currency: req.Currency,
-		Brand: brandOf(string(digits)), ExpMonth: req.Card.ExpMonth, ExpYear: req.Card.ExpYear}
+		Brand: req.Card.Brand(), ExpMonth: req.Card.ExpMonth, ExpYear: req.Card.ExpYear}
 	if len(digits) >= 4 {
 		f.Last4 = string(digits[len(digits)-4:])
 	}

@@ -82,7 +82,7 @@ type authorization struct {
 	orderID  string
 	amount   int64
 	currency string
-	card     card
+	card     contract.Checked
 }
 
 // newAuthorization checks every field of req as of now, returning one

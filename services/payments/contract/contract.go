@@ -44,7 +44,8 @@ const (
 
 // Card is a card as the caller sends it. Number may hold spaces and
 // dashes. String and LogValue show only its last four digits, so a card
-// printed or logged by mistake does not leak.
+// printed or logged by mistake does not leak. Check (card.go) validates
+// it as payments does.
 type Card struct {
 	Number   string `json:"number"`
 	ExpMonth int    `json:"exp_month"`
@@ -54,16 +55,11 @@ type Card struct {
 
 // String masks the card.
 func (c Card) String() string {
-	digits := make([]byte, 0, len(c.Number))
-	for i := 0; i < len(c.Number); i++ {
-		if b := c.Number[i]; b >= '0' && b <= '9' {
-			digits = append(digits, b)
-		}
-	}
+	digits := digitsOf(c.Number)
 	if len(digits) < 4 {
 		return "card ****"
 	}
-	return "card ****" + string(digits[len(digits)-4:])
+	return "card ****" + digits[len(digits)-4:]
 }
 
 // GoString masks the card for %#v too.
