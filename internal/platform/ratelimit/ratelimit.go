@@ -92,11 +92,13 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 	if err != nil {
 		return host
 	}
-	xff := r.Header.Get("X-Forwarded-For")
-	if xff == "" || !isTrusted(peer, trusted) {
+	// Several header lines are one list (RFC 9110, 5.3): the proxy's entry
+	// ends the last line, and the first may be the client's own invention.
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 || !isTrusted(peer, trusted) {
 		return peer.String()
 	}
-	parts := strings.Split(xff, ",")
+	parts := strings.Split(xff[len(xff)-1], ",")
 	last := strings.TrimSpace(parts[len(parts)-1])
 	if a, err := netip.ParseAddr(last); err == nil {
 		return a.String()
