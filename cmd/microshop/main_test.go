@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These call run as main does, with their own arguments, environment and
+// output, on the paths that return before anything starts. test/e2e runs
+// the whole system.
+
+type result struct {
+	err            error
+	stdout, stderr string
+}
+
+func invoke(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	getenv := func(k string) string { return env[k] }
+	err := run(ctx, args, getenv, strings.NewReader(""), &stdout, &stderr)
+	return result{err: err, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func TestNoArgumentsPrintsUsage(t *testing.T) {
+	r := invoke(t, nil)
+	if !errors.Is(r.err, errUsage) {
+		t.Errorf("err = %v, want errUsage", r.err)
+	}
+	if !strings.Contains(r.stderr, "Usage:") {
+		t.Errorf("stderr holds no usage:\n%s", r.stderr)
+	}
+	if r.stdout != "" {
+		t.Errorf("stdout = %q, want nothing", r.stdout)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"help", "--help", "-help", "-h"} {
+		t.Run(arg, func(t *testing.T) {
+			r := invoke(t, nil, arg)
+			if r.err != nil {
+				t.Errorf("err = %v, want nil", r.err)
+			}
+			if r.stdout != usage {
+				t.Errorf("stdout = %q, want the usage", r.stdout)
+			}
+			for _, cmd := range []string{"run", "serve", "start", "nats", "version"} {
+				if !strings.Contains(r.stdout, "\n  "+cmd+" ") {
+					t.Errorf("the usage does not list %q", cmd)
+				}
+			}
+			if r.stderr != "" {
+				t.Errorf("stderr = %q, want nothing", r.stderr)
+			}
+		})
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	r := invoke(t, nil, "frobnicate", "--x")
+	if r.err == nil {
+		t.Fatal("an unknown command succeeded")
+	}
+	// main prints nothing more for errUsage, so the name must be on stderr.
+	if !errors.Is(r.err, errUsage) {
+		t.Errorf("err = %v, want errUsage", r.err)
+	}
+	if !strings.Contains(r.stderr, `unknown command "frobnicate"`) || !strings.Contains(r.stderr, "Usage:") {
+		t.Errorf("stderr does not name the command and show the usage:\n%s", r.stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := invoke(t, nil, "version")
+	if r.err != nil {
+		t.Fatalf("err = %v", r.err)
+	}
+	line := strings.TrimSuffix(r.stdout, "\n")
+	if !strings.HasPrefix(line, "microshop ") || strings.Contains(line, "\n") {
+		t.Errorf("stdout = %q, want one line starting with microshop", r.stdout)
+	}
+	for _, want := range []string{runtime.Version(), runtime.GOOS + "/" + runtime.GOARCH} {
+		if !strings.Contains(line, want) {
+			t.Errorf("version %q does not hold %q", line, want)
+		}
+	}
+}
+
+func TestCommandHelp(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string // in the help text
+	}{
+		{[]string{"version", "--help"}, []string{"Usage: microshop version", "Go version"}},
+		{[]string{"run", "--help"}, []string{"Usage: microshop run", "-port", "-data", "-mode", "-nats-port", "MICROSHOP_PORT"}},
+		{[]string{"run", "-h"}, []string{"Usage: microshop run"}},
+		{[]string{"serve", "--help"}, []string{"Usage: microshop serve <service>", "users", "orders"}},
+		{[]string{"serve", "users", "--help"}, []string{"Usage: microshop serve users", "-addr", "-db", "-service-key", "MICROSHOP_ADDR"}},
+		{[]string{"serve", "orders", "-h"}, []string{"Usage: microshop serve orders"}},
+		{[]string{"start", "--help"}, []string{"Usage: microshop start <service>", "-data"}},
+		{[]string{"start", "orders", "--help"}, []string{"Usage: microshop start"}},
+		{[]string{"nats", "--help"}, []string{"Usage: microshop nats", "-port", "-store"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := invoke(t, nil, tt.args...)
+			if r.err != nil {
+				t.Errorf("err = %v, want nil", r.err)
+			}
+			help := r.stdout + r.stderr
+			for _, w := range tt.want {
+				if !strings.Contains(help, w) {
+					t.Errorf("the help does not hold %q:\n%s", w, help)
+				}
+			}
+		})
+	}
+}
+
+func TestServe(t *testing.T) {
+	t.Run("without a service", func(t *testing.T) {
+		r := invoke(t, nil, "serve")
+		if !errors.Is(r.err, errUsage) {
+			t.Errorf("err = %v, want errUsage", r.err)
+		}
+		if !strings.Contains(r.stderr, "Usage: microshop serve") {
+			t.Errorf("stderr:\n%s", r.stderr)
+		}
+	})
+	t.Run("an unknown service", func(t *testing.T) {
+		r := invoke(t, nil, "serve", "nosuch")
+		if r.err == nil {
+			t.Fatal("serving an unknown service succeeded")
+		}
+		msg := r.err.Error()
+		if !strings.Contains(msg, `"nosuch"`) {
+			t.Errorf("the error does not name the service: %v", msg)
+		}
+		for _, name := range serviceNames() {
+			if !strings.Contains(msg, name) {
+				t.Errorf("the error does not list %s: %v", name, msg)
+			}
+		}
+	})
+	t.Run("a stray argument", func(t *testing.T) {
+		r := invoke(t, nil, "serve", "users", "extra")
+		if r.err == nil || !strings.Contains(r.err.Error(), "extra") {
+			t.Errorf("err = %v, want it to name the unexpected argument", r.err)
+		}
+	})
+}
+
+func TestRunRefusesBadFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string // in the error
+	}{
+		{"a port past the range", nil, []string{"--port", "70000"}, []string{"--port 70000", fmt.Sprint(65535 - 8)}},
+		{"port 0", nil, []string{"--port", "0"}, []string{"--port 0"}},
+		{"a port leaving no room for the services", nil, []string{"--port", "65530"}, []string{"--port 65530"}},
+		{"a port from the environment", map[string]string{"MICROSHOP_PORT": "70000"}, nil, []string{"--port 70000"}},
+		{"a port in the environment that is not a number", map[string]string{"MICROSHOP_PORT": "eighty"}, nil, []string{"MICROSHOP_PORT", "eighty"}},
+		{"an unavailable mode", nil, []string{"--mode", "monolith"}, []string{`"monolith"`, "microservices"}},
+		{"a bad log level", nil, []string{"--log-level", "loud"}, []string{"loud"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := t.TempDir()
+			r := invoke(t, tt.env, append([]string{"run", "--data", data}, tt.args...)...)
+			if r.err == nil {
+				t.Fatal("run accepted the flags")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.err.Error(), w) {
+					t.Errorf("the error %q does not hold %q", r.err, w)
+				}
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q: nothing should have started", r.stdout)
+			}
+		})
+	}
+}
+
+func TestRunRefusesUnknownFlag(t *testing.T) {
+	r := invoke(t, nil, "run", "--no-such-flag")
+	if !errors.Is(r.err, errUsage) {
+		t.Errorf("err = %v, want errUsage", r.err)
+	}
+	if !strings.Contains(r.stderr, "no-such-flag") || !strings.Contains(r.stderr, "Usage: microshop run") {
+		t.Errorf("stderr does not name the flag and show the usage:\n%s", r.stderr)
+	}
+}
+
+func TestStart(t *testing.T) {
+	t.Run("without a running system", func(t *testing.T) {
+		data := t.TempDir()
+		r := invoke(t, nil, "start", "orders", "--data", data)
+		if r.err == nil {
+			t.Fatal("start succeeded with no system running")
+		}
+		msg := r.err.Error()
+		if !strings.Contains(msg, data) || !strings.Contains(msg, "is `microshop run --data "+data+"` running?") {
+			t.Errorf("the error does not say the system under %s is not running: %v", data, msg)
+		}
+		if r.stdout != "" {
+			t.Errorf("stdout = %q", r.stdout)
+		}
+	})
+	t.Run("without a name", func(t *testing.T) {
+		r := invoke(t, nil, "start", "--data", t.TempDir())
+		if !errors.Is(r.err, errUsage) {
+			t.Errorf("err = %v, want errUsage", r.err)
+		}
+		if !strings.Contains(r.stderr, "Usage: microshop start") {
+			t.Errorf("stderr:\n%s", r.stderr)
+		}
+	})
+}
+
+// The gateway, the services and the mailbox each need a port of their own
+// next to --port, as run's help says.
+func TestServicePortsAreDistinct(t *testing.T) {
+	const gateway = 9000
+	used := map[int]string{gateway + 7: "mailbox web API", gateway + 8: "mailbox SMTP"}
+	for _, s := range services() {
+		p := servicePort(s, gateway)
+		if other, ok := used[p]; ok {
+			t.Errorf("%s and %s share port %d", s.Name, other, p)
+		}
+		used[p] = s.Name
+		if p < gateway || p > gateway+6 {
+			t.Errorf("%s is on port %d, outside %d..%d", s.Name, p, gateway, gateway+6)
+		}
+	}
+	if used[gateway] != "gateway" || used[gateway+1] != "users" || used[gateway+3] != "orders" {
+		t.Errorf("ports = %v, want the gateway on --port, users +1, orders +3", used)
+	}
+}
