@@ -166,7 +166,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		args []string
 		want []string // in the error
 	}{
-		{"a port past the range", nil, []string{"--port", "70000"}, []string{"--port 70000", fmt.Sprint(65535 - 8)}},
+		{"a port past the range", nil, []string{"--port", "70000"}, []string{"--port 70000", fmt.Sprint(65535 - 9)}},
 		{"port 0", nil, []string{"--port", "0"}, []string{"--port 0"}},
 		{"a port leaving no room for the services", nil, []string{"--port", "65530"}, []string{"--port 65530"}},
 		{"a port from the environment", map[string]string{"MICROSHOP_PORT": "70000"}, nil, []string{"--port 70000"}},
@@ -233,7 +233,7 @@ func TestStart(t *testing.T) {
 // next to --port, as run's help says.
 func TestServicePortsAreDistinct(t *testing.T) {
 	const gateway = 9000
-	used := map[int]string{gateway + 7: "mailbox web API", gateway + 8: "mailbox SMTP"}
+	used := map[int]string{gateway + 7: "mailbox web API", gateway + 8: "mailbox SMTP", gateway + 9: "trace collector"}
 	for _, s := range services() {
 		p := servicePort(s, gateway)
 		if other, ok := used[p]; ok {

@@ -47,8 +47,8 @@ where it is, and stops it all gracefully on Ctrl-C. A second run reuses the
 data.
 
 Ports: the gateway on --port, users +1, inventory +2, orders +3,
-payments +4, notifications +5, reports +6, the mailbox's web API +7 and
-its SMTP server +8; NATS on --nats-port.
+payments +4, notifications +5, reports +6, the mailbox's web API +7, its
+SMTP server +8 and the trace collector +9; NATS on --nats-port.
 
 Logs go to <data>/logs/<process>.log. While it runs, "microshop start
 <process> --data <dir>" starts a process that stopped.
@@ -66,8 +66,8 @@ Flags:
 	if *mode != "microservices" {
 		return fmt.Errorf("--mode %q is not available yet; use microservices", *mode)
 	}
-	if *port < 1 || *port > 65535-8 {
-		return fmt.Errorf("--port %d: want a port between 1 and %d", *port, 65535-8)
+	if *port < 1 || *port > 65535-9 {
+		return fmt.Errorf("--port %d: want a port between 1 and %d", *port, 65535-9)
 	}
 	level, err := logging.ParseLevel(*logLevel)
 	if err != nil {
@@ -114,6 +114,15 @@ Flags:
 
 	sup := &supervisor{exe: exe, data: data, log: log,
 		state: runState{Gateway: fmt.Sprintf("http://127.0.0.1:%d", *port), NATS: natsURL, Mailbox: mb.httpURL, SMTP: mb.smtpURL}}
+
+	// The built-in trace collector: every service exports its spans here.
+	col, err := startCollector(*port+9, natsURL, sup, log)
+	if err != nil {
+		return err
+	}
+	defer col.Close()
+	sup.state.Telemetry = col.url
+	env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+col.url, "MICROSHOP_TELEMETRY_URL="+col.url)
 	// NATS is a process of its own, like the services, so it can be
 	// stopped and started (or killed) on its own too.
 	sup.add("nats", proc{args: []string{"nats", "--port", fmt.Sprint(*natsPort), "--store", filepath.Join(data, "nats")},
@@ -295,6 +304,7 @@ func printTable(w io.Writer, st runState, data string, admin adminAccount) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", c.Name, c.URL, c.PID, c.Log)
 	}
 	fmt.Fprintf(tw, "mailbox\t%s (SMTP %s)\t%d\t(in this process)\n", st.Mailbox, st.SMTP, os.Getpid())
+	fmt.Fprintf(tw, "traces\t%s (OTLP)\t%d\t(in this process)\n", st.Telemetry, os.Getpid())
 	tw.Flush()
 	if admin.generated {
 		fmt.Fprintf(w, "\nAn admin account was created for this data directory. Keep these; they are shown once:\n  email:    %s\n  password: %s\n", admin.email, admin.password)

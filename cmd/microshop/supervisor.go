@@ -182,11 +182,12 @@ func (c *child) running() bool {
 
 // runState is what run.json and the control socket's /status hold.
 type runState struct {
-	Gateway  string   `json:"gateway"`
-	NATS     string   `json:"nats"`
-	Mailbox  string   `json:"mailbox"`
-	SMTP     string   `json:"smtp"`
-	Services []*child `json:"services"`
+	Gateway   string   `json:"gateway"`
+	NATS      string   `json:"nats"`
+	Mailbox   string   `json:"mailbox"`
+	SMTP      string   `json:"smtp"`
+	Telemetry string   `json:"telemetry"`
+	Services  []*child `json:"services"`
 }
 
 func startChild(exe, name, data string, p proc) (*child, error) {

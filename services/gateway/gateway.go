@@ -22,6 +22,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/ratelimit"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
 // Target is a service the gateway routes to: /api/<Name>/... goes to URL.
@@ -36,6 +37,8 @@ type Target struct {
 // Config holds the gateway's settings.
 type Config struct {
 	Targets []Target
+	// Telemetry traces the calls to services; nil traces nothing.
+	Telemetry *telemetry.Telemetry
 	// UpstreamTimeout bounds one request to a service, its answer included.
 	UpstreamTimeout time.Duration
 	// RateLimit is requests a second per client address, in bursts of up
@@ -82,7 +85,11 @@ func New(cfg Config, v *auth.Verifier, log *slog.Logger, reg prometheus.Register
 		if _, dup := g.upstreams[t.Name]; dup {
 			return nil, fmt.Errorf("the service %s is listed twice", t.Name)
 		}
-		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, transport, m, log)
+		tel := cfg.Telemetry
+		if tel == nil {
+			tel = telemetry.Disabled()
+		}
+		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, transport, m, tel, log)
 		up.guarded = auth.Authenticate(v)(auth.Require(up))
 		if t.Role != "" {
 			up.guarded = auth.Authenticate(v)(auth.RequireRole(t.Role)(up))

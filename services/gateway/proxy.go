@@ -13,9 +13,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/server"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
 // newTransport is shared by every upstream. Connections stay alive and
@@ -54,7 +58,7 @@ type upstream struct {
 	guarded http.Handler
 }
 
-func newUpstream(name string, target *url.URL, timeout time.Duration, transport http.RoundTripper, m *metrics, log *slog.Logger) *upstream {
+func newUpstream(name string, target *url.URL, timeout time.Duration, transport http.RoundTripper, m *metrics, tel *telemetry.Telemetry, log *slog.Logger) *upstream {
 	u := &upstream{name: name, url: target, timeout: timeout, log: log}
 	u.proxy = &httputil.ReverseProxy{
 		// The path and query go on unchanged: services serve their public
@@ -68,7 +72,7 @@ func newUpstream(name string, target *url.URL, timeout time.Duration, transport 
 			pr.Out.Host = ""
 			pr.SetXForwarded()
 		},
-		Transport:    observed{next: transport, service: name, m: m},
+		Transport:    observed{next: transport, service: name, m: m, tel: tel},
 		ErrorHandler: u.failed,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -148,11 +152,24 @@ type observed struct {
 	next    http.RoundTripper
 	service string
 	m       *metrics
+	tel     *telemetry.Telemetry
 }
 
+// RoundTrip measures the call and makes it a client span of the request's
+// trace, whose context it passes to the service in the traceparent header.
 func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
+	ctx, span := o.tel.Tracer.Start(r.Context(), "proxy "+o.service, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("peer.service", o.service), attribute.String("http.request.method", r.Method)))
+	defer span.End()
+	r = r.Clone(ctx)
+	o.tel.Inject(ctx, r.Header)
 	resp, err := o.next.RoundTrip(r)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	} else {
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	}
 	o.m.duration.WithLabelValues(o.service).Observe(time.Since(start).Seconds())
 	code := "error"
 	switch {

@@ -35,6 +35,7 @@ func Spec() service.Spec {
 				o.url = f.String(o.name+"-url", o.def, "base URL of the "+o.name+" service")
 			}
 			mailbox := f.String("mailbox-url", "", "base URL of a mail server's web API to show admins at /api/mailbox (microshop run sets it)")
+			tracesURL := f.String("telemetry-url", "", "base URL of a trace collector's API to show admins at /api/telemetry (microshop run sets it)")
 			var (
 				timeout = f.Duration("upstream-timeout", 30*time.Second, "deadline of one request to a service, its answer included")
 				perIP   = f.Int("rate-limit", 200, "requests a second per client address, in bursts of up to twice that (0: unlimited)")
@@ -48,11 +49,14 @@ func Spec() service.Spec {
 				for _, o := range others {
 					targets = append(targets, Target{Name: o.name, URL: *o.url})
 				}
+				if *tracesURL != "" {
+					targets = append(targets, Target{Name: "telemetry", URL: *tracesURL, Role: auth.RoleAdmin})
+				}
 				if *mailbox != "" {
 					// The built-in mailbox checks no tokens: only admins may read it.
 					targets = append(targets, Target{Name: "mailbox", URL: *mailbox, Role: auth.RoleAdmin})
 				}
-				g, err := New(Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP},
+				g, err := New(Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, Telemetry: rt.Telemetry},
 					rt.Verifier, rt.Log, rt.Registry)
 				if err != nil {
 					return err

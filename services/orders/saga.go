@@ -10,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
@@ -88,6 +92,7 @@ type sagas struct {
 	stepTime time.Duration // how long reserve/authorize may keep retrying
 	lease    time.Duration
 	metrics  *sagaMetrics
+	tracer   trace.Tracer
 	now      func() time.Time
 
 	mu      sync.Mutex
@@ -147,7 +152,15 @@ func (s *sagas) run(ctx context.Context, id string, card *payments.Card) error {
 
 // step runs o's current step once (with its retries) and records where
 // the saga goes next.
-func (s *sagas) step(ctx context.Context, o order, card *payments.Card) error {
+func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err error) {
+	ctx, span := s.tracer.Start(ctx, "saga "+o.SagaStep, trace.WithAttributes(
+		attribute.String("order.id", o.ID), attribute.String("saga.step", o.SagaStep)))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	switch o.SagaStep {
 	case stepReserve:
 		var lines []contract.Line

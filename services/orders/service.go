@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 	"github.com/microshop/microshop/services/orders/contract"
 )
 
@@ -42,6 +44,8 @@ type Config struct {
 	// Owner names this process for saga leases; it must be stable across
 	// restarts of the same replica so it can reclaim its sagas at once.
 	Owner string
+	// Telemetry traces the saga's steps; nil traces nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // Service is the orders service.
@@ -103,7 +107,8 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 		return order{}, false, err
 	}
 	card := req.Card
-	done := s.sagas.start(s.bg, o.ID, &card)
+	// The saga outlives the request but stays in its trace.
+	done := s.sagas.start(trace.ContextWithSpan(s.bg, trace.SpanFromContext(ctx)), o.ID, &card)
 	s.wait(ctx, done)
 	o, err = s.store.get(ctx, s.db, o.ID)
 	return o, true, err
@@ -217,7 +222,7 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 		return order{}, err
 	}
 	if moved {
-		s.wait(ctx, s.sagas.start(s.bg, id, nil))
+		s.wait(ctx, s.sagas.start(trace.ContextWithSpan(s.bg, trace.SpanFromContext(ctx)), id, nil))
 	}
 	return s.waitFor(ctx, id), nil
 }
@@ -226,7 +231,10 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 // when the service stops, not when a request does.
 func New(cfg Config, db *database.DB, inv Inventory, pay Payments, reg prometheus.Registerer, log *slog.Logger, bg context.Context) *Service {
 	st := store{db: db}
-	sg := &sagas{store: st, db: db, inv: inv, pay: pay, log: log, owner: cfg.Owner,
+	if cfg.Telemetry == nil {
+		cfg.Telemetry = telemetry.Disabled()
+	}
+	sg := &sagas{store: st, db: db, inv: inv, pay: pay, log: log, owner: cfg.Owner, tracer: cfg.Telemetry.Tracer,
 		stepTime: cfg.StepTimeout, lease: 30 * time.Second, now: time.Now, running: map[string]chan struct{}{}}
 	sg.metrics = newSagaMetrics(reg, st.sagaCounts)
 	return &Service{cfg: cfg, db: db, store: st, inv: inv, sagas: sg, log: log, bg: bg}

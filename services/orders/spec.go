@@ -54,9 +54,9 @@ func Spec() service.Spec {
 					host, _ := os.Hostname()
 					id = fmt.Sprintf("orders@%s%s", host, rt.Addr)
 				}
-				inv := inventory.NewClient(client.New("inventory", *inventoryURL, rt.Credentials, client.Options{}, rt.ClientMetrics))
-				pay := payments.NewClient(*paymentsURL, rt.Credentials, client.Options{}, rt.ClientMetrics)
-				s := New(Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id}, rt.DB, inventoryAdapter{inv},
+				inv := inventory.NewClient(client.New("inventory", *inventoryURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry}, rt.ClientMetrics))
+				pay := payments.NewClient(*paymentsURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry}, rt.ClientMetrics)
+				s := New(Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id, Telemetry: rt.Telemetry}, rt.DB, inventoryAdapter{inv},
 					paymentsAdapter{pay}, rt.Registry, rt.Log, rt.Background())
 				s.sagas.lease = *lease
 				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.Log)

@@ -22,7 +22,12 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
 // ErrUnavailable means the target could not be reached or answered that
@@ -41,6 +46,9 @@ type Options struct {
 	// MaxConcurrent is the bulkhead: calls in flight to the target
 	// (default 128). Past it a call waits for a slot or its deadline.
 	MaxConcurrent int
+	// Telemetry makes a client span per attempt and passes the trace on;
+	// nil traces nothing.
+	Telemetry *telemetry.Telemetry
 	// BreakerFailures opens the breaker after this many consecutive
 	// failures (default 5); it half-opens after BreakerOpen (default 5s).
 	BreakerFailures int
@@ -65,6 +73,9 @@ func (o *Options) defaults() {
 	}
 	if o.BreakerOpen == 0 {
 		o.BreakerOpen = 5 * time.Second
+	}
+	if o.Telemetry == nil {
+		o.Telemetry = telemetry.Disabled()
 	}
 }
 
@@ -100,6 +111,8 @@ func New(target, base string, creds *auth.Credentials, opts Options, m *Metrics)
 		MaxRequests: 1,
 		Timeout:     opts.BreakerOpen,
 		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= uint32(opts.BreakerFailures) },
+		// A caller that gives up says nothing about the target's health.
+		IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
 		OnStateChange: func(_ string, _, to gobreaker.State) {
 			m.breakerState(target, to)
 		},
@@ -165,7 +178,17 @@ func (cl *Client) Do(ctx context.Context, c Call) error {
 func (cl *Client) attempt(ctx context.Context, c Call, body []byte) (retry bool, err error) {
 	start := time.Now()
 	outcome := "error"
-	defer func() { cl.metrics.observe(cl.target, c.Method, outcome, time.Since(start)) }()
+	ctx, span := cl.opts.Telemetry.Tracer.Start(ctx, cl.target+" "+c.Method+" "+c.Path,
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("peer.service", cl.target), attribute.String("http.request.method", c.Method)))
+	defer func() {
+		span.SetAttributes(attribute.String("outcome", outcome))
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		cl.metrics.observe(cl.target, c.Method, outcome, time.Since(start))
+	}()
 
 	// Bulkhead: a slow target may hold at most MaxConcurrent calls.
 	select {
@@ -198,6 +221,7 @@ func (cl *Client) attempt(ctx context.Context, c Call, body []byte) (retry bool,
 	if c.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", c.IdempotencyKey)
 	}
+	cl.opts.Telemetry.Inject(actx, req.Header)
 	if id := RequestID(ctx); id != "" {
 		req.Header.Set("X-Request-Id", id)
 	}
@@ -213,10 +237,11 @@ func (cl *Client) attempt(ctx context.Context, c Call, body []byte) (retry bool,
 	}
 	resp, err := cl.hc.Do(req)
 	if err != nil {
-		done(err)
 		if ctx.Err() != nil {
+			done(errCallerGone)
 			return false, fmt.Errorf("%w: calling %s: %w", ErrUnavailable, cl.target, ctx.Err())
 		}
+		done(err)
 		outcome = "unreachable"
 		return true, fmt.Errorf("%w: calling %s %s: %v", ErrUnavailable, c.Method, cl.target+c.Path, err)
 	}
@@ -258,6 +283,9 @@ func decodeProblem(resp *http.Response, payload []byte) *problem.Problem {
 	}
 	return problem.New(resp.StatusCode, "upstream", http.StatusText(resp.StatusCode), string(payload))
 }
+
+// errCallerGone marks a call its caller abandoned, for the breaker.
+var errCallerGone = errors.New("the caller gave up")
 
 type requestIDKey struct{}
 

@@ -7,12 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
 // Handler applies one event inside tx, the transaction that also records
@@ -36,6 +42,9 @@ type Consumer struct {
 	Log *slog.Logger
 	// Metrics, when set, counts outcomes; see NewConsumerMetrics.
 	Metrics *ConsumerMetrics
+	// Telemetry, when set, makes a span per event in the trace that
+	// published it.
+	Telemetry *telemetry.Telemetry
 }
 
 // ConsumerMetrics count what consumers did with events.
@@ -125,7 +134,19 @@ func (c *Consumer) deliver(ctx context.Context, log *slog.Logger, msg jetstream.
 		_ = msg.Ack()
 		return
 	}
+	tel := c.Telemetry
+	if tel == nil {
+		tel = telemetry.Disabled()
+	}
+	ctx, span := tel.Tracer.Start(tel.Extract(ctx, http.Header(msg.Headers())), "handle "+e.Type,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.consumer.group.name", c.Name), attribute.String("messaging.message.id", e.ID)))
+	defer span.End()
 	outcome, err := c.HandleEvent(ctx, e)
+	span.SetAttributes(attribute.String("outcome", outcome))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
 	c.Metrics.count(c.Name, e.Type, outcome)
 	switch {
 	case err == nil:

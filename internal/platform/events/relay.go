@@ -7,13 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
 // Relay publishes a service's outbox to JetStream.
@@ -30,6 +35,10 @@ type Relay struct {
 	log      *slog.Logger
 	batch    int
 	interval time.Duration
+
+	// Telemetry makes a span per published event, in the trace of the
+	// change that wrote it; nil traces nothing.
+	Telemetry *telemetry.Telemetry
 
 	published prometheus.Counter
 	failures  prometheus.Counter
@@ -88,20 +97,26 @@ type pending struct {
 // Pass publishes one batch and returns how many events it published.
 func (r *Relay) Pass(ctx context.Context) (int, error) {
 	rows, err := r.db.QueryContext(ctx,
-		`SELECT seq, event_id, event_type, version, occurred_at, data FROM outbox ORDER BY seq LIMIT $1`, r.batch)
+		`SELECT seq, event_id, event_type, version, occurred_at, data, trace_parent FROM outbox ORDER BY seq LIMIT $1`, r.batch)
 	if err != nil {
 		return 0, fmt.Errorf("reading the outbox: %w", err)
 	}
+	tel := r.Telemetry
+	if tel == nil {
+		tel = telemetry.Disabled()
+	}
 	var batch []*nats.Msg
 	var seqs []int64
+	var spans []trace.Span
 	for rows.Next() {
 		var (
-			seq  int64
-			e    Event
-			at   int64
-			data string
+			seq    int64
+			e      Event
+			at     int64
+			data   string
+			parent string
 		)
-		if err := rows.Scan(&seq, &e.ID, &e.Type, &e.Version, &at, &data); err != nil {
+		if err := rows.Scan(&seq, &e.ID, &e.Type, &e.Version, &at, &data, &parent); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("reading the outbox: %w", err)
 		}
@@ -112,6 +127,11 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 			rows.Close()
 			return 0, err
 		}
+		sctx, span := tel.Tracer.Start(tel.FromTraceParent(ctx, parent), "publish "+e.Type,
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.message.id", e.ID)))
+		tel.Inject(sctx, http.Header(msg.Header))
+		spans = append(spans, span)
 		batch = append(batch, msg)
 		seqs = append(seqs, seq)
 	}
@@ -123,6 +143,11 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
+	defer func() {
+		for _, sp := range spans {
+			sp.End()
+		}
+	}()
 
 	futures := make([]pending, 0, len(batch))
 	var pubErr error

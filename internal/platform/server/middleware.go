@@ -13,7 +13,12 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
 // RequestIDHeader carries a request's id between client, gateway and services.
@@ -156,13 +161,27 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
-// observe logs and measures each request. Routes are labelled by their
-// chi pattern ("/api/inventory/products/{sku}"), never by the raw path,
-// so the label set stays bounded.
-func observe(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler {
+// observe traces, logs and measures each request. Routes are labelled by
+// their chi pattern ("/api/inventory/products/{sku}"), never by the raw
+// path, so the label set stays bounded. The server span continues the
+// caller's trace when the request carries a traceparent header.
+func observe(log *slog.Logger, m *httpMetrics, traced *telemetry.Telemetry) func(http.Handler) http.Handler {
+	untraced := telemetry.Disabled()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tel := traced
 			start := time.Now()
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+				// Probes and scrapes are measured but not traced: they
+				// would drown the traces people look for.
+				tel = untraced
+			}
+			ctx := tel.Extract(r.Context(), r.Header)
+			ctx, span := tel.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+			defer span.End()
+			r = r.WithContext(ctx)
 			rec := &statusRecorder{ResponseWriter: w}
 			m.inflight.Inc()
 			defer m.inflight.Dec()
@@ -175,6 +194,11 @@ func observe(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler {
 				route = rc.RoutePattern()
 			}
 			elapsed := time.Since(start)
+			span.SetName(r.Method + " " + route)
+			span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", rec.status))
+			if rec.status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(rec.status))
+			}
 			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
 			m.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
 			level := slog.LevelDebug

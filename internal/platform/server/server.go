@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
 // DefaultMaxBody bounds request bodies: an order with 100 lines and a
@@ -52,12 +53,17 @@ type Options struct {
 	// Checks run on /readyz; all must pass for the service to be ready.
 	Checks  map[string]Check
 	MaxBody int64
+	// Telemetry traces requests; nil records nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // New builds a server with the shared middleware and routes in place.
 func New(o Options) *Server {
 	if o.MaxBody == 0 {
 		o.MaxBody = DefaultMaxBody
+	}
+	if o.Telemetry == nil {
+		o.Telemetry = telemetry.Disabled()
 	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
@@ -66,7 +72,7 @@ func New(o Options) *Server {
 	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry}
 
 	r := chi.NewRouter()
-	r.Use(requestID, observe(o.Log, newHTTPMetrics(o.Registry)), recoverer(o.Log), limitBody(o.MaxBody), deadline)
+	r.Use(requestID, observe(o.Log, newHTTPMetrics(o.Registry), o.Telemetry), recoverer(o.Log), limitBody(o.MaxBody), deadline)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
 	})

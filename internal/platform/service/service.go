@@ -33,6 +33,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/logging"
 	"github.com/microshop/microshop/internal/platform/server"
+	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
 // Spec describes one service to the runtime.
@@ -89,6 +90,9 @@ type Runtime struct {
 	// ClientMetrics count this service's calls to others; pass them to
 	// client.New.
 	ClientMetrics *client.Metrics
+	// Telemetry traces the service: pass it to clients (client.Options)
+	// and use its Tracer for spans of the service's own work.
+	Telemetry *telemetry.Telemetry
 
 	wg   sync.WaitGroup
 	bg   context.Context
@@ -116,7 +120,7 @@ func (rt *Runtime) Background() context.Context { return rt.bg }
 
 // Consume runs c, filling in the runtime's database, broker and logger.
 func (rt *Runtime) Consume(c *events.Consumer) {
-	c.DB, c.JS, c.Log, c.Metrics = rt.DB, rt.JS, rt.Log, rt.ConsumerMetrics
+	c.DB, c.JS, c.Log, c.Metrics, c.Telemetry = rt.DB, rt.JS, rt.Log, rt.ConsumerMetrics, rt.Telemetry
 	rt.Go("consumer "+c.Name, c.Run)
 }
 
@@ -164,9 +168,21 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 		return err
 	}
 
+	tel, err := telemetry.New(ctx, spec.Name, getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush the last spans; a collector that is gone must not hold
+		// up the stop.
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+
 	reg := prometheus.NewRegistry()
 	rt := &Runtime{Name: spec.Name, Log: log, Registry: reg, DataDir: *dataDir, errs: make(chan error, 1),
-		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys), ClientMetrics: client.NewMetrics(reg)}
+		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys), ClientMetrics: client.NewMetrics(reg), Telemetry: tel}
 	checks := map[string]server.Check{}
 
 	if spec.Migrations != nil {
@@ -203,7 +219,7 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 	rt.Keys = auth.NewRemoteKeySet(*usersURL+"/.well-known/jwks.json",
 		filepath.Join(*dataDir, spec.Name+".jwks-cache.json"), nil, log)
 	rt.Verifier = auth.NewVerifier(rt.Keys)
-	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks})
+	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel})
 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
@@ -246,6 +262,7 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 			}
 		})
 		relay := events.NewRelay(rt.DB, rt.JS, log, reg)
+		relay.Telemetry = tel
 		rt.Go("outbox relay", relay.Run)
 	}
 

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/microshop/microshop/internal/collector"
+)
+
+// runCollector is the built-in trace collector of `run`: services export
+// OTLP to it, and the console reads it through the gateway at
+// /api/telemetry. It also reports the event streams and their consumers'
+// lag, read from NATS.
+type runCollector struct {
+	*collector.Collector
+	url string
+	srv *http.Server
+}
+
+func startCollector(port int, natsURL string, sup *supervisor, log *slog.Logger) (*runCollector, error) {
+	c := collector.New(500)
+	c.Health = func(context.Context) map[string]bool {
+		out := map[string]bool{}
+		for _, ch := range sup.snapshot().Services {
+			out[ch.Name] = ch.Running
+		}
+		return out
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("the trace collector's port: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", c.Receiver())
+	mux.Handle("/api/telemetry/", c.API())
+	mux.HandleFunc("GET /api/telemetry/streams", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		streams, err := streamReport(ctx, natsURL)
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": "Service unavailable", "status": 503,
+				"detail": "the broker could not be asked about its streams: " + err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"items": streams})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("the trace collector stopped", "err", err)
+		}
+	}()
+	return &runCollector{Collector: c, url: "http://" + addr, srv: srv}, nil
+}
+
+func (c *runCollector) Close() error { return c.srv.Close() }
+
+type streamInfo struct {
+	Name      string         `json:"name"`
+	Subjects  []string       `json:"subjects"`
+	Messages  uint64         `json:"messages"`
+	Bytes     uint64         `json:"bytes"`
+	LastSeq   uint64         `json:"last_seq"`
+	Consumers []consumerInfo `json:"consumers"`
+}
+
+type consumerInfo struct {
+	Name string `json:"name"`
+	// Lag is how many events wait for the consumer (JetStream's pending).
+	Lag         uint64 `json:"lag"`
+	AckPending  int    `json:"ack_pending"`
+	Redelivered int    `json:"redelivered"`
+	Filter      string `json:"filter"`
+}
+
+// streamReport lists every stream with its consumers' lag.
+func streamReport(ctx context.Context, natsURL string) ([]streamInfo, error) {
+	nc, err := nats.Connect(natsURL, nats.Name("microshop-run-report"), nats.Timeout(2*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	out := []streamInfo{}
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		info := s.CachedInfo()
+		si := streamInfo{Name: name, Subjects: info.Config.Subjects, Messages: info.State.Msgs, Bytes: info.State.Bytes,
+			LastSeq: info.State.LastSeq, Consumers: []consumerInfo{}}
+		cl := s.ListConsumers(ctx)
+		for ci := range cl.Info() {
+			si.Consumers = append(si.Consumers, consumerInfo{Name: ci.Name, Lag: ci.NumPending, AckPending: ci.NumAckPending,
+				Redelivered: ci.NumRedelivered, Filter: ci.Config.FilterSubject})
+		}
+		if err := cl.Err(); err != nil {
+			return nil, err
+		}
+		out = append(out, si)
+	}
+	if err := names.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
+		return nil, err
+	}
+	return out, nil
+}
