@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/balancer"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -82,7 +84,8 @@ func (o *Options) defaults() {
 // Client calls one target service.
 type Client struct {
 	target  string // the service's name, for errors and metrics
-	base    string
+	bal     *balancer.Balancer
+	badURL  error
 	hc      *http.Client
 	creds   *auth.Credentials
 	opts    Options
@@ -91,12 +94,20 @@ type Client struct {
 	metrics *Metrics
 }
 
-// New returns a client of the service target at base URL. creds, when
-// not nil, signs each request with this service's credential.
+// New returns a client of the service target at base, one base URL or a
+// comma-separated list of its replicas' (see package balancer). creds,
+// when not nil, signs each request with this service's credential. A bad
+// URL list makes every call fail with that configuration error; check it
+// at start with Validate.
 func New(target, base string, creds *auth.Credentials, opts Options, m *Metrics) *Client {
 	opts.defaults()
+	bal, err := balancer.New(base)
+	if err == nil {
+		// Replicas are probed for as long as the process lives, like the client.
+		bal.Start(context.Background())
+	}
 	c := &Client{
-		target: target, base: base, creds: creds, opts: opts, metrics: m,
+		target: target, bal: bal, badURL: err, creds: creds, opts: opts, metrics: m,
 		hc: &http.Client{Transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -121,6 +132,14 @@ func New(target, base string, creds *auth.Credentials, opts Options, m *Metrics)
 	return c
 }
 
+// Validate reports whether base is a usable URL list for New.
+func Validate(target, base string) error {
+	if _, err := balancer.New(base); err != nil {
+		return fmt.Errorf("the %s service's URL %q: %w", target, base, err)
+	}
+	return nil
+}
+
 // Call is one request: Method and Path on the target, an optional JSON
 // body In, and Out to decode a 2xx JSON answer into.
 type Call struct {
@@ -138,6 +157,9 @@ type Call struct {
 // target's own when it sent one); an unreachable target as an error
 // wrapping ErrUnavailable.
 func (cl *Client) Do(ctx context.Context, c Call) error {
+	if cl.badURL != nil {
+		return fmt.Errorf("calling %s: %w", cl.target, cl.badURL)
+	}
 	var body []byte
 	if c.In != nil {
 		var err error
@@ -152,7 +174,8 @@ func (cl *Client) Do(ctx context.Context, c Call) error {
 		attempts = cl.opts.Attempts
 	}
 	var err error
-	for i := range attempts {
+	var failed []*url.URL // replicas that refused this call's connection
+	for i := 0; i < attempts; i++ {
 		if i > 0 {
 			cl.metrics.retry(cl.target)
 			// Full jitter: a random wait up to an exponentially growing cap,
@@ -166,7 +189,16 @@ func (cl *Client) Do(ctx context.Context, c Call) error {
 			}
 		}
 		var retry bool
-		retry, err = cl.attempt(ctx, c, body)
+		var replica *url.URL
+		replica, retry, err = cl.attempt(ctx, c, body, failed)
+		if err != nil && refused(err) && len(failed) < cl.bal.Len()-1 {
+			// Nothing was sent: any call, safe or not, may go to another
+			// replica at once, and that costs no attempt.
+			cl.bal.Down(replica)
+			failed = append(failed, replica)
+			i--
+			continue
+		}
 		if err == nil || !retry {
 			return err
 		}
@@ -174,8 +206,17 @@ func (cl *Client) Do(ctx context.Context, c Call) error {
 	return err
 }
 
-// attempt makes one try and says whether a failure is worth retrying.
-func (cl *Client) attempt(ctx context.Context, c Call, body []byte) (retry bool, err error) {
+// refused reports a connection that could not be made: the request never
+// left this process.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// attempt makes one try on one replica (not one of exclude, when it can)
+// and says which replica and whether a failure is worth retrying.
+func (cl *Client) attempt(ctx context.Context, c Call, body []byte, exclude []*url.URL) (replica *url.URL, retry bool, err error) {
+	replica = cl.bal.Pick(exclude...)
 	start := time.Now()
 	outcome := "error"
 	ctx, span := cl.opts.Telemetry.Tracer.Start(ctx, cl.target+" "+c.Method+" "+c.Path,
@@ -196,20 +237,20 @@ func (cl *Client) attempt(ctx context.Context, c Call, body []byte) (retry bool,
 		defer func() { <-cl.slots }()
 	case <-ctx.Done():
 		outcome = "bulkhead_full"
-		return false, fmt.Errorf("%w: %s: no free slot before the deadline: %w", ErrUnavailable, cl.target, ctx.Err())
+		return replica, false, fmt.Errorf("%w: %s: no free slot before the deadline: %w", ErrUnavailable, cl.target, ctx.Err())
 	}
 	done, err := cl.breaker.Allow()
 	if err != nil {
 		outcome = "breaker_open"
-		return false, fmt.Errorf("%w: %s: circuit breaker open after repeated failures", ErrUnavailable, cl.target)
+		return replica, false, fmt.Errorf("%w: %s: circuit breaker open after repeated failures", ErrUnavailable, cl.target)
 	}
 
 	actx, cancel := context.WithTimeout(ctx, cl.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, c.Method, cl.base+c.Path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(actx, c.Method, replica.String()+c.Path, bytes.NewReader(body))
 	if err != nil {
 		done(nil)
-		return false, fmt.Errorf("building the request to %s: %w", cl.target, err)
+		return replica, false, fmt.Errorf("building the request to %s: %w", cl.target, err)
 	}
 	for k, v := range c.Header {
 		req.Header[k] = v
@@ -232,25 +273,25 @@ func (cl *Client) attempt(ctx context.Context, c Call, body []byte) (retry bool,
 	if cl.creds != nil {
 		if err := cl.creds.Authorize(req); err != nil {
 			done(nil)
-			return false, err
+			return replica, false, err
 		}
 	}
 	resp, err := cl.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			done(errCallerGone)
-			return false, fmt.Errorf("%w: calling %s: %w", ErrUnavailable, cl.target, ctx.Err())
+			return replica, false, fmt.Errorf("%w: calling %s: %w", ErrUnavailable, cl.target, ctx.Err())
 		}
 		done(err)
 		outcome = "unreachable"
-		return true, fmt.Errorf("%w: calling %s %s: %v", ErrUnavailable, c.Method, cl.target+c.Path, err)
+		return replica, true, fmt.Errorf("%w: calling %s %s: %w", ErrUnavailable, c.Method, cl.target+c.Path, err)
 	}
 	defer resp.Body.Close()
 	payload, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		done(err)
 		outcome = "unreachable"
-		return true, fmt.Errorf("%w: reading the answer of %s: %v", ErrUnavailable, cl.target, err)
+		return replica, true, fmt.Errorf("%w: reading the answer of %s: %v", ErrUnavailable, cl.target, err)
 	}
 	outcome = strconv.Itoa(resp.StatusCode)
 	switch {
@@ -258,21 +299,21 @@ func (cl *Client) attempt(ctx context.Context, c Call, body []byte) (retry bool,
 		done(nil)
 		if c.Out != nil && len(payload) > 0 {
 			if err := json.Unmarshal(payload, c.Out); err != nil {
-				return false, fmt.Errorf("decoding the answer of %s: %w", cl.target, err)
+				return replica, false, fmt.Errorf("decoding the answer of %s: %w", cl.target, err)
 			}
 		}
-		return false, nil
+		return replica, false, nil
 	case resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway ||
 		resp.StatusCode == http.StatusGatewayTimeout || resp.StatusCode == http.StatusTooManyRequests:
 		done(errors.New(resp.Status))
 		p := decodeProblem(resp, payload)
-		return true, fmt.Errorf("%w: %s answered %d: %w", ErrUnavailable, cl.target, resp.StatusCode, p)
+		return replica, true, fmt.Errorf("%w: %s answered %d: %w", ErrUnavailable, cl.target, resp.StatusCode, p)
 	case resp.StatusCode >= 500:
 		done(errors.New(resp.Status))
-		return false, decodeProblem(resp, payload)
+		return replica, false, decodeProblem(resp, payload)
 	default:
 		done(nil) // a 4xx is the target working correctly
-		return false, decodeProblem(resp, payload)
+		return replica, false, decodeProblem(resp, payload)
 	}
 }
 

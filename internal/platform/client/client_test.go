@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -649,4 +650,40 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 		}
 	}
 	return 0
+}
+
+// A replica that refuses connections costs nothing: even a POST without
+// an Idempotency-Key (never sent, so safe) goes to another replica.
+func TestRefusedReplicaFailsOver(t *testing.T) {
+	var hits atomic.Int64
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			return
+		}
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer live.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+
+	c := client.New("payments", deadURL+","+live.URL, nil, fast(client.Options{Attempts: 1}), nil)
+	for i := range 6 {
+		var out struct{ OK bool }
+		if err := c.Do(context.Background(), client.Call{Method: http.MethodPost, Path: "/charge", In: map[string]int{"n": i}, Out: &out}); err != nil || !out.OK {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if hits.Load() != 6 {
+		t.Fatalf("the live replica got %d of 6 calls", hits.Load())
+	}
+	if err := client.Validate("payments", "not a url"); err == nil {
+		t.Fatal("a bad URL list was accepted")
+	}
+	bad := client.New("payments", "", nil, client.Options{}, nil)
+	if err := bad.Do(context.Background(), client.Call{Method: http.MethodGet, Path: "/"}); err == nil || !strings.Contains(err.Error(), "payments") {
+		t.Fatalf("a client with no URL: %v", err)
+	}
 }

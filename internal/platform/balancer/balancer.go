@@ -1,0 +1,167 @@
+// Package balancer spreads calls over the replicas of a service and stops
+// sending to a replica that fails its readiness check, without a restart:
+// it probes every replica's /readyz in the background and round-robins
+// over the ready ones. A replica that refuses a connection is marked down
+// at once, before the next probe.
+//
+// The replica list may name more replicas than run: `microshop run` hands
+// every service all the ports a service's replicas may use, and the probes
+// find the ones that are up. So scaling out or in needs no reconfiguration.
+package balancer
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Balancer chooses among the replicas of one service.
+type Balancer struct {
+	replicas []*replica
+	next     atomic.Uint64
+	probe    *http.Client
+	interval time.Duration
+	once     sync.Once
+}
+
+type replica struct {
+	url   *url.URL
+	ready atomic.Bool
+}
+
+// New returns a balancer over a comma-separated list of base URLs. With
+// one URL there is nothing to balance and no probing: that replica is
+// always chosen (a Kubernetes Service, say, balances behind it).
+func New(urls string) (*Balancer, error) {
+	b := &Balancer{interval: time.Second, probe: &http.Client{Timeout: time.Second}}
+	for _, raw := range strings.Split(urls, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, &url.Error{Op: "parse", URL: raw, Err: errBadURL}
+		}
+		r := &replica{url: u}
+		r.ready.Store(true) // optimistic until the first probe says otherwise
+		b.replicas = append(b.replicas, r)
+	}
+	if len(b.replicas) == 0 {
+		return nil, &url.Error{Op: "parse", URL: urls, Err: errBadURL}
+	}
+	return b, nil
+}
+
+var errBadURL = errors.New("want one or more base URLs such as http://127.0.0.1:8082, comma-separated")
+
+// Run probes the replicas every interval until ctx ends. It does nothing
+// for a single replica.
+func (b *Balancer) Run(ctx context.Context) {
+	if len(b.replicas) < 2 {
+		return
+	}
+	for {
+		b.ProbeAll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(b.interval):
+		}
+	}
+}
+
+// Start runs the probes in the background once, until ctx ends.
+func (b *Balancer) Start(ctx context.Context) {
+	b.once.Do(func() { go b.Run(ctx) })
+}
+
+// ProbeAll checks every replica's /readyz now.
+func (b *Balancer) ProbeAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, r := range b.replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url.String()+"/readyz", nil)
+			if err != nil {
+				return
+			}
+			resp, err := b.probe.Do(req)
+			ok := err == nil && resp.StatusCode == http.StatusOK
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if ctx.Err() == nil {
+				r.ready.Store(ok)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Pick returns the next ready replica's base URL, skipping those in
+// exclude (replicas that just failed this call). When none is known to be
+// ready it still returns one, so a call can find out for itself.
+func (b *Balancer) Pick(exclude ...*url.URL) *url.URL {
+	n := len(b.replicas)
+	if n == 1 {
+		return b.replicas[0].url
+	}
+	start := int(b.next.Add(1) % uint64(n))
+	var fallback *url.URL
+	for i := range n {
+		r := b.replicas[(start+i)%n]
+		if excluded(r.url, exclude) {
+			continue
+		}
+		if r.ready.Load() {
+			return r.url
+		}
+		if fallback == nil {
+			fallback = r.url
+		}
+	}
+	if fallback == nil {
+		fallback = b.replicas[start].url
+	}
+	return fallback
+}
+
+func excluded(u *url.URL, list []*url.URL) bool {
+	for _, x := range list {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}
+
+// Down marks a replica not ready until its next good probe: the caller
+// could not connect to it.
+func (b *Balancer) Down(u *url.URL) {
+	for _, r := range b.replicas {
+		if r.url == u && len(b.replicas) > 1 {
+			r.ready.Store(false)
+		}
+	}
+}
+
+// Len is the number of replicas the balancer knows of.
+func (b *Balancer) Len() int { return len(b.replicas) }
+
+// Ready counts the replicas that passed their last probe.
+func (b *Balancer) Ready() int {
+	n := 0
+	for _, r := range b.replicas {
+		if r.ready.Load() {
+			n++
+		}
+	}
+	return n
+}
