@@ -134,11 +134,41 @@ func (s *statusRecorder) Flush() {
 	}
 }
 
+// shed answers 503 with Retry-After when max requests are in flight
+// already. Health probes and scrapes always pass: a busy service is still
+// alive, and saying so keeps it from being restarted.
+func shed(max int, m *httpMetrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if max <= 0 {
+			return next
+		}
+		slots := make(chan struct{}, max)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+				next.ServeHTTP(w, r)
+				return
+			}
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+				next.ServeHTTP(w, r)
+			default:
+				m.shed.Inc()
+				p := problem.Unavailable("the service is at capacity; try again in a moment")
+				p.RetryAfter = 1
+				problem.Write(w, r, p)
+			}
+		})
+	}
+}
+
 // httpMetrics are the RED figures of one service's HTTP server.
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
+	shed     prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -156,8 +186,12 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Name: "http_server_requests_in_flight",
 			Help: "HTTP requests being handled now.",
 		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "http_server_requests_shed_total",
+			Help: "Requests answered 503 at once because too many were in flight.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inflight)
+	reg.MustRegister(m.requests, m.duration, m.inflight, m.shed)
 	return m
 }
 

@@ -36,11 +36,12 @@ type Server struct {
 	// Router is where a service mounts its routes.
 	Router chi.Router
 
-	log      *slog.Logger
-	checks   map[string]Check
-	registry *prometheus.Registry
-	draining atomic.Bool
-	handler  http.Handler
+	log        *slog.Logger
+	checks     map[string]Check
+	registry   *prometheus.Registry
+	draining   atomic.Bool
+	handler    http.Handler
+	drainDelay time.Duration
 }
 
 // Options configure a Server.
@@ -55,6 +56,14 @@ type Options struct {
 	MaxBody int64
 	// Telemetry traces requests; nil records nothing.
 	Telemetry *telemetry.Telemetry
+	// MaxInFlight sheds load: past this many requests at once, new ones
+	// get a 503 with Retry-After at once instead of queueing until the
+	// process collapses. Zero means no limit. Probes are never shed.
+	MaxInFlight int
+	// DrainDelay is how long Serve keeps answering, with /readyz false,
+	// after it is told to stop and before it closes the listener, so
+	// balancers that probe readiness stop sending first.
+	DrainDelay time.Duration
 }
 
 // New builds a server with the shared middleware and routes in place.
@@ -69,10 +78,11 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry}
+	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry, drainDelay: o.DrainDelay}
 
 	r := chi.NewRouter()
-	r.Use(requestID, observe(o.Log, newHTTPMetrics(o.Registry), o.Telemetry), recoverer(o.Log), limitBody(o.MaxBody), deadline)
+	m := newHTTPMetrics(o.Registry)
+	r.Use(requestID, shed(o.MaxInFlight, m), observe(o.Log, m, o.Telemetry), recoverer(o.Log), limitBody(o.MaxBody), deadline)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
 	})
@@ -143,6 +153,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
+	if s.drainDelay > 0 {
+		// Still serving, but no longer ready: let balancers notice.
+		s.log.Info("turning unready before draining", "for", s.drainDelay.String())
+		time.Sleep(s.drainDelay)
+	}
 	s.log.Info("draining", "addr", ln.Addr().String(), "within", drain.String())
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()

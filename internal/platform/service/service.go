@@ -137,6 +137,8 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 		usersURL  = f.String("users-url", "http://127.0.0.1:8081", "base URL of the users service, for its JWKS")
 		logLevel  = f.String("log-level", "info", "log level: debug, info, warn or error")
 		drain     = f.Duration("drain-timeout", 10*time.Second, "how long to wait for requests in flight when stopping")
+		drainWait = f.Duration("drain-delay", 0, "when stopping, how long to keep serving with /readyz false before closing, so balancers stop sending first")
+		inFlight  = f.Int("max-in-flight", 1024, "requests handled at once; more are answered 503 with Retry-After (0: no limit)")
 		sReplicas = f.Int("stream-replicas", 1, "replicas of the service's JetStream stream (3 on a NATS cluster)")
 		svcKey    = f.String("service-key", "", "this service's identity key for calls between services: a base64 Ed25519 seed")
 		svcKeys   = f.String("service-keys", "", "public identity keys of the services allowed to call this one: name=<base64>,...")
@@ -219,7 +221,8 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 	rt.Keys = auth.NewRemoteKeySet(*usersURL+"/.well-known/jwks.json",
 		filepath.Join(*dataDir, spec.Name+".jwks-cache.json"), nil, log)
 	rt.Verifier = auth.NewVerifier(rt.Keys)
-	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel})
+	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel,
+		MaxInFlight: *inFlight, DrainDelay: *drainWait})
 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
