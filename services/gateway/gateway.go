@@ -14,12 +14,14 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/balancer"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/ratelimit"
 	"github.com/microshop/microshop/internal/platform/telemetry"
@@ -102,15 +104,25 @@ func New(cfg Config, v *auth.Verifier, log *slog.Logger, reg prometheus.Register
 
 // targetURL checks a service's base URL. It must have no path: the
 // gateway forwards paths unchanged, so a path here would be ignored.
-func targetURL(t Target) (*url.URL, error) {
-	u, err := url.Parse(t.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--%s-url %q: want a base URL such as http://127.0.0.1:8082", t.Name, t.URL)
+// A comma-separated list names the service's replicas, which the gateway
+// balances over (see package balancer).
+func targetURL(t Target) (*balancer.Balancer, error) {
+	for _, raw := range strings.Split(t.URL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--%s-url %q: want a base URL such as http://127.0.0.1:8082", t.Name, t.URL)
+		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return nil, fmt.Errorf("--%s-url %q: want a base URL with no path, query or user", t.Name, t.URL)
+		}
 	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-		return nil, fmt.Errorf("--%s-url %q: want a base URL with no path, query or user", t.Name, t.URL)
+	b, err := balancer.New(t.URL)
+	if err != nil {
+		return nil, fmt.Errorf("--%s-url %q: %w", t.Name, t.URL, err)
 	}
-	return u, nil
+	// The gateway lives as long as its process; so do the probes.
+	b.Start(context.Background())
+	return b, nil
 }
 
 // API forwards a request for /api/<service>/... to that service: it
@@ -159,8 +171,13 @@ func (g *Gateway) RateLimit(next http.Handler) http.Handler {
 // ServiceStatus is one service's health as the gateway sees it.
 type ServiceStatus struct {
 	Service string `json:"service"`
-	// Status is "ready", "not ready" or "unreachable".
+	// Status is "ready" when at least one replica is, else "not ready"
+	// or "unreachable".
 	Status string `json:"status"`
+	// Replicas and Ready count the replicas the gateway knows of and the
+	// ready ones.
+	Replicas int `json:"replicas"`
+	Ready    int `json:"ready"`
 }
 
 // Status asks every service's /readyz at once. It reports only the
@@ -170,15 +187,31 @@ func (g *Gateway) Status(ctx context.Context) []ServiceStatus {
 	var wg sync.WaitGroup
 	for i, name := range g.names {
 		wg.Go(func() {
-			out[i] = ServiceStatus{Service: name, Status: g.ready(ctx, g.upstreams[name])}
+			out[i] = g.serviceStatus(ctx, name, g.upstreams[name])
 		})
 	}
 	wg.Wait()
 	return out
 }
 
-func (g *Gateway) ready(ctx context.Context, u *upstream) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.url.JoinPath("/readyz").String(), nil)
+func (g *Gateway) serviceStatus(ctx context.Context, name string, u *upstream) ServiceStatus {
+	st := ServiceStatus{Service: name, Status: "unreachable", Replicas: u.bal.Len()}
+	for _, base := range u.bal.All() {
+		switch g.ready(ctx, base) {
+		case "ready":
+			st.Ready++
+			st.Status = "ready"
+		case "not ready":
+			if st.Status == "unreachable" {
+				st.Status = "not ready"
+			}
+		}
+	}
+	return st
+}
+
+func (g *Gateway) ready(ctx context.Context, base *url.URL) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.JoinPath("/readyz").String(), nil)
 	if err != nil {
 		return "unreachable"
 	}

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/microshop/microshop/internal/platform/balancer"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/server"
 	"github.com/microshop/microshop/internal/platform/telemetry"
@@ -49,7 +50,7 @@ func newTransport() *http.Transport {
 // upstream is one service the gateway forwards to.
 type upstream struct {
 	name    string
-	url     *url.URL
+	bal     *balancer.Balancer
 	timeout time.Duration
 	proxy   *httputil.ReverseProxy
 	log     *slog.Logger
@@ -58,8 +59,8 @@ type upstream struct {
 	guarded http.Handler
 }
 
-func newUpstream(name string, target *url.URL, timeout time.Duration, transport http.RoundTripper, m *metrics, tel *telemetry.Telemetry, log *slog.Logger) *upstream {
-	u := &upstream{name: name, url: target, timeout: timeout, log: log}
+func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, transport http.RoundTripper, m *metrics, tel *telemetry.Telemetry, log *slog.Logger) *upstream {
+	u := &upstream{name: name, bal: bal, timeout: timeout, log: log}
 	u.proxy = &httputil.ReverseProxy{
 		// The path and query go on unchanged: services serve their public
 		// routes under /api/<name>/ themselves. Rewrite (unlike Director)
@@ -67,12 +68,13 @@ func newUpstream(name string, target *url.URL, timeout time.Duration, transport 
 		// X-Forwarded-* headers removed, so a client cannot pose as
 		// another address; SetXForwarded then adds the true ones.
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			target := bal.Pick()
 			pr.Out.URL.Scheme = target.Scheme
 			pr.Out.URL.Host = target.Host
 			pr.Out.Host = ""
 			pr.SetXForwarded()
 		},
-		Transport:    observed{next: transport, service: name, m: m, tel: tel},
+		Transport:    observed{next: transport, service: name, m: m, tel: tel, bal: bal},
 		ErrorHandler: u.failed,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -119,6 +121,12 @@ func (u *upstream) failed(w http.ResponseWriter, r *http.Request, err error) {
 	problem.Write(w, r, p)
 }
 
+// refused reports a connection that could not be made.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -153,6 +161,7 @@ type observed struct {
 	service string
 	m       *metrics
 	tel     *telemetry.Telemetry
+	bal     *balancer.Balancer
 }
 
 // RoundTrip measures the call and makes it a client span of the request's
@@ -165,6 +174,18 @@ func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(ctx)
 	o.tel.Inject(ctx, r.Header)
 	resp, err := o.next.RoundTrip(r)
+	// A replica that refuses the connection never saw the request: send
+	// it to another one, whatever its method.
+	var failed []*url.URL
+	for err != nil && refused(err) && len(failed) < o.bal.Len()-1 {
+		down := o.bal.Find(r.URL)
+		o.bal.Down(down)
+		failed = append(failed, down)
+		next := o.bal.Pick(failed...)
+		r = r.Clone(ctx)
+		r.URL.Scheme, r.URL.Host = next.Scheme, next.Host
+		resp, err = o.next.RoundTrip(r)
+	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 	} else {

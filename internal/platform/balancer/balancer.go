@@ -152,6 +152,25 @@ func (b *Balancer) Down(u *url.URL) {
 	}
 }
 
+// All returns every replica's base URL.
+func (b *Balancer) All() []*url.URL {
+	out := make([]*url.URL, len(b.replicas))
+	for i, r := range b.replicas {
+		out[i] = r.url
+	}
+	return out
+}
+
+// Find returns the replica whose base URL has u's scheme and host, or nil.
+func (b *Balancer) Find(u *url.URL) *url.URL {
+	for _, r := range b.replicas {
+		if r.url.Scheme == u.Scheme && r.url.Host == u.Host {
+			return r.url
+		}
+	}
+	return nil
+}
+
 // Len is the number of replicas the balancer knows of.
 func (b *Balancer) Len() int { return len(b.replicas) }
 
