@@ -1,36 +1,32 @@
 package gateway
 
 import (
-	_ "embed"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/microshop/microshop/internal/platform/httpjson"
+	"github.com/microshop/microshop/web"
 )
-
-//go:embed home.html
-var homePage []byte
 
 // Routes lists every route of the gateway in one place. All of them count
 // against the client's rate limit; the runtime's /healthz, /readyz and
 // /metrics, mounted before, do not.
 func Routes(r chi.Router, g *Gateway) {
+	ui := web.Handler()
 	r.Group(func(r chi.Router) {
 		r.Use(g.RateLimit)
-		r.Get("/", home)
+		// The web UI: one page whose views are hash routes (/#/orders),
+		// and the files it loads. It calls the API below, same origin.
+		r.Get("/", ui.ServeHTTP)
+		r.Head("/", ui.ServeHTTP)
+		r.Get("/assets/*", ui.ServeHTTP)
+		r.Head("/assets/*", ui.ServeHTTP)
 		r.Get("/favicon.ico", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 		r.Get("/status", g.status)
 		r.HandleFunc("/api", g.API) // an unknown service: 404
 		r.HandleFunc("/api/*", g.API)
 	})
-}
-
-// home is a placeholder until the web UI replaces it.
-func home(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(homePage)
 }
 
 func (g *Gateway) status(w http.ResponseWriter, r *http.Request) {
