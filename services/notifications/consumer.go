@@ -1,0 +1,184 @@
+package notifications
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/events"
+	"github.com/microshop/microshop/internal/platform/ids"
+	inventory "github.com/microshop/microshop/services/inventory/contract"
+	orders "github.com/microshop/microshop/services/orders/contract"
+	payments "github.com/microshop/microshop/services/payments/contract"
+	users "github.com/microshop/microshop/services/users/contract"
+)
+
+// Consumers returns one inbox-guarded durable consumer per event type.
+// One each, not one per stream with several filter subjects: NATS servers
+// before 2.10 take a single filter subject per consumer. Each durable is
+// shared by every replica, so an event reaches one of them.
+func (s *Service) Consumers() []*events.Consumer {
+	var out []*events.Consumer
+	for _, typ := range EventTypes() {
+		publisher, _, _ := strings.Cut(typ, ".")
+		out = append(out, &events.Consumer{
+			Name:     "notifications-" + strings.NewReplacer(".", "-", "_", "-").Replace(typ),
+			Stream:   events.StreamName(publisher),
+			Subjects: []string{typ},
+			Handle:   s.handle,
+		})
+	}
+	return out
+}
+
+// notice is what one event asks for besides its webhooks: an email, when
+// it has someone to write to.
+type notice struct {
+	orderID string
+	to      string
+	mail    *rendered
+}
+
+// handle runs inside the inbox transaction: it only records the deliveries
+// e asks for, one per channel, as pending rows. Sending happens after the
+// commit, in the dispatcher; so a redelivered event finds its inbox row
+// and adds nothing, and a delivery row exists exactly when its event was
+// handled.
+func (s *Service) handle(ctx context.Context, tx *sql.Tx, e events.Event) error {
+	now := time.Now()
+	if s.cfg.MaxEventAge > 0 && !e.Time.IsZero() && now.Sub(e.Time) > s.cfg.MaxEventAge {
+		s.log.InfoContext(ctx, "event too old to notify; skipped", "event_id", e.ID, "type", e.Type,
+			"age", now.Sub(e.Time).Round(time.Second).String(), "max_event_age", s.cfg.MaxEventAge.String())
+		return nil
+	}
+	n, err := s.notice(e)
+	if err != nil {
+		return err
+	}
+	added := 0
+	if n.mail != nil {
+		ok, err := s.store.insertDelivery(ctx, tx, newDelivery{
+			ID: ids.New(), EventID: e.ID, EventType: e.Type, OrderID: n.orderID,
+			Channel: ChannelEmail, Recipient: n.to,
+			Subject: n.mail.Subject, Body: n.mail.Text, HTML: n.mail.HTML, CreatedAt: now,
+		})
+		if err != nil {
+			return err
+		}
+		if ok {
+			added++
+		}
+	}
+	hooks, err := s.store.subscribers(ctx, tx, e.Type)
+	if err != nil {
+		return err
+	}
+	if len(hooks) > 0 {
+		// The body is the envelope as it came, re-encoded once: every
+		// endpoint gets the same bytes, on every try.
+		body, err := json.Marshal(e)
+		if err != nil {
+			return events.Permanent(fmt.Errorf("encoding event %s for webhooks: %w", e.ID, err))
+		}
+		for _, h := range hooks {
+			ok, err := s.store.insertDelivery(ctx, tx, newDelivery{
+				ID: ids.New(), EventID: e.ID, EventType: e.Type, OrderID: n.orderID,
+				Channel: webhookChannel(h.ID), EndpointID: h.ID, Recipient: h.URL,
+				Body: string(body), CreatedAt: now,
+			})
+			if err != nil {
+				return err
+			}
+			if ok {
+				added++
+			}
+		}
+	}
+	if added > 0 {
+		s.poke() // the dispatcher looks again; it may be just before the commit, so it polls too
+	}
+	return nil
+}
+
+// notice decides the email of an event. A body that does not decode is
+// permanent: no redelivery fixes it, and the event goes to dead letters.
+func (s *Service) notice(e events.Event) (notice, error) {
+	switch e.Type {
+	case users.UserRegistered{}.EventType():
+		var b users.UserRegistered
+		if err := e.Decode(&b); err != nil {
+			return notice{}, err
+		}
+		return s.email(e, "", b.Email, msgWelcome, welcomeData{Name: firstNonEmpty(b.Name, b.Email), Email: b.Email})
+	case orders.OrderConfirmed{}.EventType():
+		var b orders.OrderConfirmed
+		if err := e.Decode(&b); err != nil {
+			return notice{}, err
+		}
+		return s.email(e, b.OrderID, b.Email, msgReceipt, orderData{OrderID: b.OrderID,
+			Lines: orderLines(b.Lines, b.Currency), Total: formatMoney(b.TotalCents, b.Currency)})
+	case orders.OrderRejected{}.EventType():
+		var b orders.OrderRejected
+		if err := e.Decode(&b); err != nil {
+			return notice{}, err
+		}
+		return s.email(e, b.OrderID, b.Email, msgRejected, orderData{OrderID: b.OrderID,
+			Lines: orderLines(b.Lines, b.Currency), Total: formatMoney(b.TotalCents, b.Currency),
+			Reason: b.Reason, Why: rejectionReason(b.Reason)})
+	case orders.OrderCancelled{}.EventType():
+		// The refund notice goes out on the cancellation, which carries
+		// the customer's address and the whole story. payments.refunded
+		// (below) also comes for it; it drives webhooks only, so one
+		// cancellation makes one email, whatever order the events come in.
+		var b orders.OrderCancelled
+		if err := e.Decode(&b); err != nil {
+			return notice{}, err
+		}
+		return s.email(e, b.OrderID, b.Email, msgRefund, orderData{OrderID: b.OrderID,
+			Lines: orderLines(b.Lines, b.Currency), Total: formatMoney(b.TotalCents, b.Currency),
+			Refunded: formatMoney(b.RefundedCents, b.Currency)})
+	case payments.PaymentRefunded{}.EventType():
+		var b payments.PaymentRefunded
+		if err := e.Decode(&b); err != nil {
+			return notice{}, err
+		}
+		return notice{orderID: b.OrderID}, nil
+	case inventory.LowStock{}.EventType():
+		var b inventory.LowStock
+		if err := e.Decode(&b); err != nil {
+			return notice{}, err
+		}
+		return s.email(e, "", s.cfg.AdminEmail, msgLowStock, lowStockData{SKU: b.SKU, Name: firstNonEmpty(b.Name, b.SKU),
+			Available: b.Available, Threshold: b.Threshold})
+	default:
+		return notice{}, events.Permanent(fmt.Errorf("notifications does not handle %s events", e.Type))
+	}
+}
+
+// email renders the message name for to. An event without a usable
+// address gets no email (its webhooks still go).
+func (s *Service) email(e events.Event, orderID, to, name string, data any) (notice, error) {
+	n := notice{orderID: orderID}
+	addr, err := mail.ParseAddress(to)
+	if err != nil || addr.Name != "" || addr.Address != to {
+		s.log.Warn("event has no usable email address; no email", "event_id", e.ID, "type", e.Type)
+		return n, nil
+	}
+	r, err := s.msgs.render(name, data)
+	if err != nil {
+		return notice{}, events.Permanent(err)
+	}
+	n.to, n.mail = to, &r
+	return n, nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if strings.TrimSpace(a) != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,275 @@
+// Package notifications tells people and systems what happened in the
+// shop: it consumes other services' events and sends an email (over SMTP)
+// and signed webhooks for each, exactly once per event and channel,
+// retrying with backoff until the receiver takes it.
+//
+// The event handler, inside the inbox transaction, only records the
+// deliveries an event asks for; a dispatcher sends them. See
+// docs/notifications.md.
+package notifications
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/internal/platform/ids"
+	"github.com/microshop/microshop/internal/platform/problem"
+	inventory "github.com/microshop/microshop/services/inventory/contract"
+	orders "github.com/microshop/microshop/services/orders/contract"
+	payments "github.com/microshop/microshop/services/payments/contract"
+	users "github.com/microshop/microshop/services/users/contract"
+)
+
+// EventTypes are the events notifications consumes, and the ones a
+// webhook endpoint may subscribe to.
+func EventTypes() []string {
+	return []string{
+		users.UserRegistered{}.EventType(),
+		orders.OrderConfirmed{}.EventType(),
+		orders.OrderRejected{}.EventType(),
+		orders.OrderCancelled{}.EventType(),
+		payments.PaymentRefunded{}.EventType(),
+		inventory.LowStock{}.EventType(),
+	}
+}
+
+// Limits.
+const (
+	// MaxEndpoints bounds the webhook endpoints; each event fans out to
+	// all that subscribe to it, inside one transaction.
+	MaxEndpoints       = 100
+	maxDescriptionLen  = 200
+	defaultListLimit   = 20
+	maxListLimit       = 100
+	maxLastErrorLength = 500
+)
+
+// Errors the service answers with; http.go maps them to statuses.
+var (
+	ErrNotFound         = errors.New("not found")
+	ErrAlreadyPending   = errors.New("the delivery is pending already; it will be tried")
+	ErrTooManyEndpoints = fmt.Errorf("there are %d webhook endpoints already; delete one first", MaxEndpoints)
+)
+
+// Config is what the service needs to know besides its stores.
+type Config struct {
+	// From is the sender of every email.
+	From mail.Address
+	// AdminEmail receives the stock alerts.
+	AdminEmail string
+	// MaxTries is how many tries a delivery gets before it is dead.
+	MaxTries int
+	// RetryBase and RetryMax bound the backoff between tries: before try
+	// n+1 the dispatcher waits a random time up to
+	// min(RetryMax, RetryBase × 2^(n-1)) (exponential, full jitter).
+	RetryBase, RetryMax time.Duration
+	// MaxEventAge: older events are recorded and not notified, so a new
+	// deployment (or one whose database was lost) does not send the
+	// streams' whole history. 0 notifies any event.
+	MaxEventAge time.Duration
+	// AllowPrivate lets webhooks reach loopback and private addresses.
+	AllowPrivate bool
+}
+
+// Service is notifications: its stores, templates and webhook guard.
+type Service struct {
+	cfg   Config
+	store store
+	msgs  *messages
+	guard guard
+	key   signingKey
+	log   *slog.Logger
+	// wake tells the dispatcher there may be new work.
+	wake chan struct{}
+}
+
+// New returns the service. key is the webhook signing key (see
+// loadSigningKey); New refuses one that the stored endpoints were not
+// made with.
+func New(ctx context.Context, cfg Config, db *database.DB, key signingKey, log *slog.Logger) (*Service, error) {
+	msgs, err := loadMessages()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, store: store{db}, msgs: msgs, key: key, log: log,
+		guard: guard{allowPrivate: cfg.AllowPrivate, resolver: net.DefaultResolver},
+		wake:  make(chan struct{}, 1)}
+	if err := checkSigningKey(ctx, s.store, key); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// poke wakes the dispatcher without waiting.
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Webhook is a webhook endpoint as the API shows it. Secret is set only
+// in the answer that created it.
+type Webhook struct {
+	ID          string    `json:"id"`
+	URL         string    `json:"url"`
+	EventTypes  []string  `json:"event_types"`
+	Description string    `json:"description,omitempty"`
+	Secret      string    `json:"secret,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// WebhookRequest registers a webhook endpoint.
+type WebhookRequest struct {
+	URL         string   `json:"url"`
+	EventTypes  []string `json:"event_types"`
+	Description string   `json:"description,omitempty"`
+}
+
+// Valid checks what can be checked without the network; CreateWebhook
+// then checks where the URL leads.
+func (r *WebhookRequest) Valid() []problem.FieldError {
+	var errs []problem.FieldError
+	switch {
+	case r.URL == "":
+		errs = append(errs, problem.FieldError{Field: "url", Reason: "is required"})
+	case len(r.URL) > MaxURLLength:
+		errs = append(errs, problem.FieldError{Field: "url", Reason: fmt.Sprintf("must be at most %d bytes", MaxURLLength)})
+	default:
+		if why := checkShape(r.URL); why != "" {
+			errs = append(errs, problem.FieldError{Field: "url", Reason: why})
+		}
+	}
+	known := EventTypes()
+	if len(r.EventTypes) == 0 {
+		errs = append(errs, problem.FieldError{Field: "event_types", Reason: "must name at least one of " + strings.Join(known, ", ")})
+	}
+	for i, t := range r.EventTypes {
+		field := fmt.Sprintf("event_types[%d]", i)
+		switch {
+		case !slices.Contains(known, t):
+			errs = append(errs, problem.FieldError{Field: field, Reason: fmt.Sprintf("%q is not an event notifications sends; use %s", t, strings.Join(known, ", "))})
+		case slices.Contains(r.EventTypes[:i], t):
+			errs = append(errs, problem.FieldError{Field: field, Reason: fmt.Sprintf("%q is listed twice", t)})
+		}
+	}
+	if len([]rune(r.Description)) > maxDescriptionLen {
+		errs = append(errs, problem.FieldError{Field: "description", Reason: fmt.Sprintf("must be at most %d characters", maxDescriptionLen)})
+	} else if strings.ContainsFunc(r.Description, unicode.IsControl) {
+		errs = append(errs, problem.FieldError{Field: "description", Reason: "must not hold control characters"})
+	}
+	return errs
+}
+
+// CreateWebhook registers an endpoint after checking where its URL
+// leads, and returns it with its secret: the only time the secret is shown.
+func (s *Service) CreateWebhook(ctx context.Context, req WebhookRequest) (Webhook, error) {
+	if why := s.guard.checkURL(ctx, req.URL); why != "" {
+		return Webhook{}, problem.Invalid([]problem.FieldError{{Field: "url", Reason: why}})
+	}
+	e := endpoint{ID: ids.New(), URL: req.URL, Description: req.Description, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	// Stored in the order of EventTypes, whatever order they came in.
+	for _, t := range EventTypes() {
+		if slices.Contains(req.EventTypes, t) {
+			e.EventTypes = append(e.EventTypes, t)
+		}
+	}
+	if err := s.store.insertEndpoint(ctx, e, MaxEndpoints); err != nil {
+		return Webhook{}, err
+	}
+	s.log.InfoContext(ctx, "webhook endpoint registered", "endpoint_id", e.ID, "url", redactURL(e.URL), "event_types", e.EventTypes)
+	w := e.public()
+	w.Secret = s.key.secret(e.ID)
+	return w, nil
+}
+
+func (e endpoint) public() Webhook {
+	return Webhook{ID: e.ID, URL: e.URL, EventTypes: e.EventTypes, Description: e.Description, CreatedAt: e.CreatedAt}
+}
+
+// Webhooks lists the endpoints, oldest first, without their secrets.
+func (s *Service) Webhooks(ctx context.Context) ([]Webhook, error) {
+	es, err := s.store.endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Webhook, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.public())
+	}
+	return out, nil
+}
+
+// DeleteWebhook removes an endpoint; its deliveries still waiting become dead.
+func (s *Service) DeleteWebhook(ctx context.Context, id string) error {
+	if !ids.Valid(id) {
+		return ErrNotFound
+	}
+	if err := s.store.deleteEndpoint(ctx, id); err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "webhook endpoint deleted", "endpoint_id", id)
+	return nil
+}
+
+// Delivery is one notification of one event on one channel.
+type Delivery struct {
+	ID        string `json:"id"`
+	EventID   string `json:"event_id"`
+	EventType string `json:"event_type"`
+	OrderID   string `json:"order_id,omitempty"`
+	// Channel is "email" or "webhook:<endpoint id>".
+	Channel   string `json:"channel"`
+	Recipient string `json:"recipient"`
+	Subject   string `json:"subject,omitempty"`
+	Status    string `json:"status"`
+	// Tries counts the tries of the current series (a replay starts a new one).
+	Tries     int        `json:"tries"`
+	LastError string     `json:"last_error,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	SentAt    *time.Time `json:"sent_at,omitempty"`
+	// NextAttemptAt is when a pending or failed delivery is tried next.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+}
+
+// DeliveryFilter narrows a list of deliveries; empty fields match all.
+type DeliveryFilter struct {
+	EventType, OrderID, Status string
+}
+
+// Deliveries lists deliveries, newest first, after the id after.
+func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter, after string, limit int) ([]Delivery, error) {
+	return s.store.deliveries(ctx, f, after, limit)
+}
+
+// Delivery returns one delivery.
+func (s *Service) Delivery(ctx context.Context, id string) (Delivery, error) {
+	if !ids.Valid(id) {
+		return Delivery{}, ErrNotFound
+	}
+	return s.store.delivery(ctx, id)
+}
+
+// Replay puts a sent, failed or dead delivery back to pending for a new
+// series of tries, and returns it.
+func (s *Service) Replay(ctx context.Context, id string) (Delivery, error) {
+	if !ids.Valid(id) {
+		return Delivery{}, ErrNotFound
+	}
+	d, err := s.store.replay(ctx, id, time.Now())
+	if err != nil {
+		return Delivery{}, err
+	}
+	s.log.InfoContext(ctx, "delivery replayed", "delivery_id", id)
+	s.poke()
+	return d, nil
+}
