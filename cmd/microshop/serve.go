@@ -10,6 +10,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/service"
 	"github.com/microshop/microshop/services/gateway"
 	"github.com/microshop/microshop/services/inventory"
+	"github.com/microshop/microshop/services/notifications"
 	"github.com/microshop/microshop/services/orders"
 	"github.com/microshop/microshop/services/payments"
 	"github.com/microshop/microshop/services/users"
@@ -23,6 +24,7 @@ func services() []service.Spec {
 		inventory.Spec(),
 		orders.Spec(),
 		payments.Spec(),
+		notifications.Spec(),
 		gateway.Spec(),
 	}
 }
