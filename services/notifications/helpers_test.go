@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -54,7 +55,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{NATS: servicetest.NATS(t)}
+	return newEnvOn(t, servicetest.NATS(t))
+}
+
+// newEnvOn is newEnv with the NATS server at natsURL.
+func newEnvOn(t *testing.T, natsURL string) *env {
+	t.Helper()
+	e := &env{NATS: natsURL}
 	u := servicetest.Start(t, users.Spec(), []string{"--nats", e.NATS}, map[string]string{
 		"MICROSHOP_ADMIN_EMAIL":      adminEmail,
 		"MICROSHOP_ADMIN_PASSWORD":   adminPassword,
@@ -407,4 +414,40 @@ func (n *notif) handled(t *testing.T, consumer string) int {
 		}
 	}
 	return total
+}
+
+// systemNATS starts the nats-server found on PATH (the machine's own, which
+// may be older than the embedded one) on a free port with its own store,
+// or skips t when there is none.
+func systemNATS(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		t.Skip("no nats-server on PATH; skipping the run against the machine's NATS version")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	waitFor(t, "nats-server to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	out, _ := exec.Command(bin, "--version").Output()
+	t.Logf("running against %s", strings.TrimSpace(string(out)))
+	return "nats://" + addr
 }

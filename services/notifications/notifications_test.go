@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
@@ -56,6 +57,15 @@ func TestOnPostgres(t *testing.T) {
 		other := e.start(t, "--db", db, key, "--webhook-allow-private")
 		testReplicas(t, e, n, other)
 	})
+}
+
+// TestOnSystemNATS runs against the machine's own nats-server (2.9 here),
+// which takes one filter subject per consumer: notifications makes one
+// durable consumer per event type.
+func TestOnSystemNATS(t *testing.T) {
+	e := newEnvOn(t, systemNATS(t))
+	n := e.start(t, "--admin-alert-email", "ops@example.com")
+	t.Run("emails", func(t *testing.T) { testEmails(t, e, n) })
 }
 
 // TestReplicas runs two replicas on one SQLite file (the same --data) and
@@ -158,6 +168,14 @@ func TestRestart(t *testing.T) {
 func testEmails(t *testing.T, e *env, n *notif) {
 	tag := ids.New()[18:]
 	ada := "ada-" + tag + "@example.com"
+
+	// The real users service published users.registered for the customer
+	// newEnv registered: welcomed.
+	waitFor(t, "the customer's welcome email", func() bool {
+		return slices.ContainsFunc(e.Mailbox.Messages(), func(m mailbox.Message) bool {
+			return slices.Equal(m.To, []string{"shopper@example.com"}) && m.Subject == "Welcome to microshop, Shopper"
+		})
+	})
 
 	reg := e.publish(t, users.UserRegistered{UserID: "u-" + tag, Email: ada, Name: "Ada", RegisteredAt: time.Now().UTC()})
 	m := e.emailOf(t, reg.ID)
