@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -16,8 +17,10 @@ import (
 // without knowing its secrets: <data>/control.sock, plain HTTP over a unix
 // socket that only the owner can open.
 //
-//	GET  /status                the processes, as in run.json, with liveness
-//	POST /services/{name}/start start a service whose process has stopped
+//	GET  /status                    the processes, as in run.json, with liveness
+//	POST /services/{name}/start     start a process that has stopped
+//	POST /services/{name}/scale?n=N run N replicas of a service
+//	POST /services/{name}/restart   replace every replica, one at a time
 
 func controlPath(data string) string { return filepath.Join(data, "control.sock") }
 
@@ -50,6 +53,29 @@ func (s *supervisor) serveControl(ctx context.Context) (net.Listener, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(c)
 	})
+	mux.HandleFunc("POST /services/{name}/scale", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil {
+			http.Error(w, "n must be a number of replicas", http.StatusBadRequest)
+			return
+		}
+		replicas, err := s.scale(r.Context(), r.PathValue("name"), n)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(replicas)
+	})
+	mux.HandleFunc("POST /services/{name}/restart", func(w http.ResponseWriter, r *http.Request) {
+		replicas, err := s.restart(r.Context(), r.PathValue("name"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(replicas)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
@@ -67,7 +93,7 @@ func (s *supervisor) serveControl(ctx context.Context) (net.Listener, error) {
 // controlClient talks to the control socket of the system using data.
 func controlClient(data string) *http.Client {
 	return &http.Client{
-		Timeout: 60 * time.Second,
+		Timeout: 5 * time.Minute, // a rolling restart of five replicas takes a while
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", controlPath(data))

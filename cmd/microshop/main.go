@@ -40,6 +40,8 @@ Commands:
   run       run the whole system on this machine (embedded NATS, SQLite)
   serve     run one service, as a container or a process manager would
   start     start a stopped process of a running system again
+  scale     run N replicas of a service of a running system
+  restart   rolling restart of a service of a running system, without errors
   nats      run the embedded NATS JetStream server alone
   version   print the version
 
@@ -63,6 +65,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return natsServer(ctx, rest, stdout, stderr)
 	case "start":
 		return start(ctx, rest, getenv, stdout, stderr)
+	case "scale":
+		return scale(ctx, rest, getenv, stdout, stderr)
+	case "restart":
+		return restart(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return version(rest, stdout, stderr)
 	case "help", "-h", "--help", "-help":

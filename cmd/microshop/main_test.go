@@ -106,7 +106,7 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"serve", "--help"}, []string{"Usage: microshop serve <service>", "users", "orders"}},
 		{[]string{"serve", "users", "--help"}, []string{"Usage: microshop serve users", "-addr", "-db", "-service-key", "MICROSHOP_ADDR"}},
 		{[]string{"serve", "orders", "-h"}, []string{"Usage: microshop serve orders"}},
-		{[]string{"start", "--help"}, []string{"Usage: microshop start <service>", "-data"}},
+		{[]string{"start", "--help"}, []string{"Usage: microshop start <process>", "-data"}},
 		{[]string{"start", "orders", "--help"}, []string{"Usage: microshop start"}},
 		{[]string{"nats", "--help"}, []string{"Usage: microshop nats", "-port", "-store"}},
 	}
@@ -166,7 +166,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		args []string
 		want []string // in the error
 	}{
-		{"a port past the range", nil, []string{"--port", "70000"}, []string{"--port 70000", fmt.Sprint(65535 - 9)}},
+		{"a port past the range", nil, []string{"--port", "70000"}, []string{"--port 70000", fmt.Sprint(65535 - 9 - 100*(maxReplicas-1))}},
 		{"port 0", nil, []string{"--port", "0"}, []string{"--port 0"}},
 		{"a port leaving no room for the services", nil, []string{"--port", "65530"}, []string{"--port 65530"}},
 		{"a port from the environment", map[string]string{"MICROSHOP_PORT": "70000"}, nil, []string{"--port 70000"}},

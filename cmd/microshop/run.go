@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,6 +35,7 @@ func runSystem(ctx context.Context, args []string, getenv func(string) string, s
 		mode     = f.String("mode", "microservices", "microservices: one process per service")
 		logLevel = f.String("log-level", "info", "log level of the services: debug, info, warn or error")
 		timeout  = f.Duration("ready-timeout", 30*time.Second, "how long to wait for every service to become ready")
+		replicas = f.String("replicas", "", "replicas per service, e.g. payments=3,inventory=2 (default 1 each; at most 5)")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: microshop run [flags]
@@ -66,8 +68,12 @@ Flags:
 	if *mode != "microservices" {
 		return fmt.Errorf("--mode %q is not available yet; use microservices", *mode)
 	}
-	if *port < 1 || *port > 65535-9 {
-		return fmt.Errorf("--port %d: want a port between 1 and %d", *port, 65535-9)
+	if *port < 1 || *port > 65535-9-100*(maxReplicas-1) {
+		return fmt.Errorf("--port %d: want a port between 1 and %d", *port, 65535-9-100*(maxReplicas-1))
+	}
+	scaleTo, err := parseReplicas(*replicas)
+	if err != nil {
+		return err
 	}
 	level, err := logging.ParseLevel(*logLevel)
 	if err != nil {
@@ -123,17 +129,27 @@ Flags:
 	defer col.Close()
 	sup.state.Telemetry = col.url
 	env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+col.url, "MICROSHOP_TELEMETRY_URL="+col.url)
+	sup.readyTimeout = *timeout
 	// NATS is a process of its own, like the services, so it can be
 	// stopped and started (or killed) on its own too.
-	sup.add("nats", proc{args: []string{"nats", "--port", fmt.Sprint(*natsPort), "--store", filepath.Join(data, "nats")},
-		env: os.Environ(), port: *natsPort, ready: dialing})
+	sup.add("nats", proc{
+		args: func(int) []string {
+			return []string{"nats", "--port", fmt.Sprint(*natsPort), "--store", filepath.Join(data, "nats")}
+		},
+		port:  func(int) int { return *natsPort },
+		env:   os.Environ(),
+		ready: dialing,
+	})
 	for _, spec := range specs {
-		p := servicePort(spec, *port)
+		base := servicePort(spec, *port)
 		sup.add(spec.Name, proc{
-			args: []string{"serve", spec.Name, "--addr", fmt.Sprintf("127.0.0.1:%d", p), "--data", data,
-				"--nats", natsURL, "--log-level", *logLevel},
-			env:  append(env[:len(env):len(env)], "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]),
-			port: p,
+			args: func(slot int) []string {
+				return []string{"serve", spec.Name, "--addr", fmt.Sprintf("127.0.0.1:%d", replicaPort(base, slot)), "--data", data,
+					"--nats", natsURL, "--log-level", *logLevel, "--drain-delay", drainDelay(spec)}
+			},
+			port:     func(slot int) int { return replicaPort(base, slot) },
+			env:      append(env[:len(env):len(env)], "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]),
+			scalable: spec.Name != "gateway",
 		})
 	}
 	for _, name := range sup.order {
@@ -154,6 +170,12 @@ Flags:
 	if err := waitReady(ctx, sup.children(), *timeout); err != nil {
 		sup.stopAll(stderr)
 		return err
+	}
+	for name, n := range scaleTo {
+		if _, err := sup.scale(ctx, name, n); err != nil {
+			sup.stopAll(stderr)
+			return err
+		}
 	}
 	ctl, err := sup.serveControl(ctx)
 	if err != nil {
@@ -182,12 +204,54 @@ func servicePort(spec service.Spec, gateway int) int {
 	return gateway + (spec.Port - 8080)
 }
 
+// parseReplicas reads "payments=3,inventory=2".
+func parseReplicas(s string) (map[string]int, error) {
+	out := map[string]int{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	known := map[string]bool{}
+	for _, spec := range services() {
+		known[spec.Name] = spec.Name != "gateway"
+	}
+	for _, pair := range strings.Split(s, ",") {
+		name, count, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		n, err := strconv.Atoi(count)
+		switch {
+		case !ok || err != nil:
+			return nil, fmt.Errorf("--replicas %q: want service=count pairs such as payments=3,inventory=2", s)
+		case !known[name]:
+			return nil, fmt.Errorf("--replicas: %q is not a service that can be scaled", name)
+		case n < 1 || n > maxReplicas:
+			return nil, fmt.Errorf("--replicas: %s=%d: want 1 to %d", name, n, maxReplicas)
+		}
+		out[name] = n
+	}
+	return out, nil
+}
+
+// drainDelay is how long a stopping service stays up but unready, so the
+// balancers of its callers (probing every second) stop sending first.
+func drainDelay(spec service.Spec) string {
+	if spec.Name == "gateway" {
+		return "0s" // nothing balances in front of it here
+	}
+	return "1500ms"
+}
+
 // childEnv is the environment of every service process: this process's,
 // plus every service's URL so each finds the ones it calls.
 func childEnv(getenv func(string) string, specs []service.Spec, gateway int) []string {
 	env := os.Environ()
 	for _, s := range specs {
-		env = append(env, config.EnvName(s.Name+"-url")+"="+fmt.Sprintf("http://127.0.0.1:%d", servicePort(s, gateway)))
+		base := servicePort(s, gateway)
+		urls := []string{fmt.Sprintf("http://127.0.0.1:%d", base)}
+		if s.Name != "gateway" {
+			for k := 1; k < maxReplicas; k++ {
+				urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", replicaPort(base, k)))
+			}
+		}
+		env = append(env, config.EnvName(s.Name+"-url")+"="+strings.Join(urls, ","))
 	}
 	return env
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,18 +9,27 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
+// maxReplicas is how many replicas of one service `run` can hold. Replica
+// k of a service listens on the service's port + 100×k, and every service
+// is told all these ports of the others: their balancers probe them and
+// use the ones that are up, so scaling needs no reconfiguration.
+const maxReplicas = 5
+
 // supervisor owns the processes of `microshop run`: the NATS server and
-// every service, each started from this same binary.
+// every service's replicas, each started from this same binary.
 type supervisor struct {
 	exe  string
 	data string
 	log  *slog.Logger
+	// readyTimeout bounds the wait for a new replica during scale and restart.
+	readyTimeout time.Duration
 
 	mu    sync.Mutex
 	procs map[string]proc // how to start each, by name
@@ -27,13 +37,15 @@ type supervisor struct {
 	state runState
 }
 
-// proc says how to start one process: its arguments after the binary,
-// extra environment, its port, and how to tell it is ready.
+// proc says how to start a process's replicas: the arguments after the
+// binary and the port of replica slot k, extra environment, and how to
+// tell it is ready.
 type proc struct {
-	args  []string
-	env   []string
-	port  int
-	ready readiness
+	args     func(slot int) []string
+	port     func(slot int) int
+	env      []string
+	ready    readiness
+	scalable bool
 }
 
 // readiness is how waitReady decides a process can take work.
@@ -43,6 +55,9 @@ const (
 	readyz  readiness = iota // GET /readyz answers 200
 	dialing                  // the port accepts connections (NATS)
 )
+
+// replicaPort is the port of replica slot k of a service on port.
+func replicaPort(port, slot int) int { return port + 100*slot }
 
 // add registers a process to start.
 func (s *supervisor) add(name string, p proc) {
@@ -55,20 +70,39 @@ func (s *supervisor) add(name string, p proc) {
 	s.order = append(s.order, name)
 }
 
-// start starts the named process, unless one is running.
+// running returns the running replicas of name, by slot.
+func (s *supervisor) runningLocked(name string) map[int]*child {
+	out := map[int]*child{}
+	for _, c := range s.state.Services {
+		if c.Name == name && c.running() {
+			out[c.Replica] = c
+		}
+	}
+	return out
+}
+
+// start starts replica slot 0 of name, or, when it runs already, reports
+// so. It is what `microshop start` does after a process was killed.
 func (s *supervisor) start(name string) (*child, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, ok := s.procs[name]
-	if !ok {
-		return nil, fmt.Errorf("unknown process %q; the processes are %s", name, strings.Join(s.order, ", "))
+	if _, ok := s.procs[name]; !ok {
+		return nil, s.unknownLocked(name)
 	}
-	for _, c := range s.state.Services {
-		if c.Name == name && c.running() {
-			return nil, fmt.Errorf("%s is already running as pid %d", name, c.PID)
-		}
+	if c, ok := s.runningLocked(name)[0]; ok {
+		return nil, fmt.Errorf("%s is already running as pid %d", name, c.PID)
 	}
-	c, err := startChild(s.exe, name, s.data, p)
+	return s.startSlotLocked(name, 0)
+}
+
+func (s *supervisor) unknownLocked(name string) error {
+	return fmt.Errorf("unknown process %q; the processes are %s", name, strings.Join(s.order, ", "))
+}
+
+// startSlotLocked starts replica slot of name.
+func (s *supervisor) startSlotLocked(name string, slot int) (*child, error) {
+	p := s.procs[name]
+	c, err := startChild(s.exe, name, slot, s.data, p)
 	if err != nil {
 		return nil, err
 	}
@@ -76,14 +110,15 @@ func (s *supervisor) start(name string) (*child, error) {
 		<-c.exited
 		s.mu.Lock()
 		stopping := c.stopping
+		_ = s.writeStateLocked()
 		s.mu.Unlock()
 		if !stopping {
-			s.log.Warn("a process exited; the others keep running", "process", c.Name, "pid", c.PID, "err", errString(c.err), "log", c.Log)
+			s.log.Warn("a process exited; the others keep running", "process", c.Name, "replica", c.Replica, "pid", c.PID, "err", errString(c.err), "log", c.Log)
 		}
 	}()
 	replaced := false
 	for i, old := range s.state.Services {
-		if old.Name == name {
+		if old.Name == name && old.Replica == slot {
 			s.state.Services[i] = c
 			replaced = true
 		}
@@ -92,6 +127,142 @@ func (s *supervisor) start(name string) (*child, error) {
 		s.state.Services = append(s.state.Services, c)
 	}
 	return c, s.writeStateLocked()
+}
+
+// freeSlotLocked returns a replica slot of name with nothing running.
+func (s *supervisor) freeSlotLocked(name string) (int, bool) {
+	running := s.runningLocked(name)
+	for k := range maxReplicas {
+		if _, ok := running[k]; !ok {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// scale starts or stops replicas of name until n run. New replicas must be
+// ready before it returns; replicas leave gracefully (drain).
+func (s *supervisor) scale(ctx context.Context, name string, n int) ([]*child, error) {
+	s.mu.Lock()
+	p, ok := s.procs[name]
+	switch {
+	case !ok:
+		s.mu.Unlock()
+		return nil, s.unknownLocked(name)
+	case !p.scalable:
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%s cannot be scaled; the scalable services are %s", name, strings.Join(s.scalableLocked(), ", "))
+	case n < 1 || n > maxReplicas:
+		s.mu.Unlock()
+		return nil, fmt.Errorf("replicas of %s: want 1 to %d, not %d", name, maxReplicas, n)
+	}
+	running := s.runningLocked(name)
+	var started, stopping []*child
+	for len(running)+len(started) < n {
+		slot, _ := s.freeSlotLocked(name)
+		c, err := s.startSlotLocked(name, slot)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		started = append(started, c)
+		running = s.runningLocked(name)
+	}
+	if len(running) > n {
+		var slots []int
+		for k := range running {
+			slots = append(slots, k)
+		}
+		sort.Sort(sort.Reverse(sort.IntSlice(slots)))
+		for _, k := range slots[:len(running)-n] {
+			running[k].stopping = true
+			stopping = append(stopping, running[k])
+		}
+	}
+	s.mu.Unlock()
+	if err := waitReady(ctx, started, s.readyTimeout); err != nil {
+		return nil, err
+	}
+	for _, c := range stopping {
+		stop(c, io.Discard)
+	}
+	return s.replicas(name), nil
+}
+
+func (s *supervisor) scalableLocked() []string {
+	var out []string
+	for _, name := range s.order {
+		if s.procs[name].scalable {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// restart replaces every replica of name, one at a time: it starts the
+// new process on a free slot, waits until it is ready, then drains and
+// stops the old one. Clients and the gateway find the new replica by
+// probing and stop sending to the old one when its readiness turns false,
+// so no request fails.
+func (s *supervisor) restart(ctx context.Context, name string) ([]*child, error) {
+	s.mu.Lock()
+	if _, ok := s.procs[name]; !ok {
+		s.mu.Unlock()
+		return nil, s.unknownLocked(name)
+	}
+	old := s.runningLocked(name)
+	s.mu.Unlock()
+	if len(old) == 0 {
+		return nil, fmt.Errorf("%s is not running; use start", name)
+	}
+	var slots []int
+	for k := range old {
+		slots = append(slots, k)
+	}
+	sort.Ints(slots)
+	for _, k := range slots {
+		s.mu.Lock()
+		free, ok := s.freeSlotLocked(name)
+		if !ok || !s.procs[name].scalable {
+			// No room for a second process (or a service whose port must
+			// not move, like the gateway): replace in place.
+			s.mu.Unlock()
+			old[k].stopping = true
+			stop(old[k], io.Discard)
+			s.mu.Lock()
+			free = k
+		}
+		c, err := s.startSlotLocked(name, free)
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if err := waitReady(ctx, []*child{c}, s.readyTimeout); err != nil {
+			return nil, err
+		}
+		if old[k].running() {
+			s.mu.Lock()
+			old[k].stopping = true
+			s.mu.Unlock()
+			stop(old[k], io.Discard)
+		}
+	}
+	return s.replicas(name), nil
+}
+
+// replicas returns the running replicas of name.
+func (s *supervisor) replicas(name string) []*child {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*child
+	for _, c := range s.state.Services {
+		if c.Name == name && c.running() {
+			cc := *c
+			cc.Running = true
+			out = append(out, &cc)
+		}
+	}
+	return out
 }
 
 // children returns the current processes in start order.
@@ -105,6 +276,10 @@ func (s *supervisor) children() []*child {
 func (s *supervisor) snapshot() runState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.snapshotLocked()
+}
+
+func (s *supervisor) snapshotLocked() runState {
 	st := s.state
 	st.Services = nil
 	for _, c := range s.state.Services {
@@ -118,7 +293,7 @@ func (s *supervisor) snapshot() runState {
 // writeStateLocked writes <data>/run.json so tests and tools can find the
 // processes of a running system.
 func (s *supervisor) writeStateLocked() error {
-	b, err := json.MarshalIndent(s.state, "", "  ")
+	b, err := json.MarshalIndent(s.snapshotLocked(), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -129,8 +304,8 @@ func (s *supervisor) writeStateLocked() error {
 	return os.Rename(tmp, filepath.Join(s.data, "run.json"))
 }
 
-// stopAll stops the services in reverse start order: the gateway first,
-// so no new requests come in, and users last.
+// stopAll stops everything: the gateway first, so no new requests come
+// in, then the services together, then NATS.
 func (s *supervisor) stopAll(stderr io.Writer) {
 	children := s.children()
 	s.mu.Lock()
@@ -138,25 +313,45 @@ func (s *supervisor) stopAll(stderr io.Writer) {
 		c.stopping = true
 	}
 	s.mu.Unlock()
-	for i := len(children) - 1; i >= 0; i-- {
-		c := children[i]
-		if !c.running() {
-			continue
+	var gateway, services, broker []*child
+	for _, c := range children {
+		switch c.Name {
+		case "gateway":
+			gateway = append(gateway, c)
+		case "nats":
+			broker = append(broker, c)
+		default:
+			services = append(services, c)
 		}
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(15 * time.Second):
-			fmt.Fprintf(stderr, "%s did not stop within 15s; killing it\n", c.Name)
-			_ = c.cmd.Process.Kill()
-			<-c.exited
+	}
+	for _, group := range [][]*child{gateway, services, broker} {
+		var wg sync.WaitGroup
+		for _, c := range group {
+			wg.Go(func() { stop(c, stderr) })
 		}
+		wg.Wait()
 	}
 }
 
-// child is one service process that run supervises.
+// stop asks c to stop (SIGTERM: it drains) and kills it after 15s.
+func stop(c *child, stderr io.Writer) {
+	if !c.running() {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(15 * time.Second):
+		fmt.Fprintf(stderr, "%s did not stop within 15s; killing it\n", c.Name)
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// child is one process that run supervises.
 type child struct {
 	Name    string `json:"name"`
+	Replica int    `json:"replica"`
 	Port    int    `json:"port"`
 	PID     int    `json:"pid"`
 	URL     string `json:"url"`
@@ -190,13 +385,17 @@ type runState struct {
 	Services  []*child `json:"services"`
 }
 
-func startChild(exe, name, data string, p proc) (*child, error) {
-	logPath := filepath.Join(data, "logs", name+".log")
+func startChild(exe, name string, slot int, data string, p proc) (*child, error) {
+	logName := name
+	if slot > 0 {
+		logName = fmt.Sprintf("%s-%d", name, slot+1)
+	}
+	logPath := filepath.Join(data, "logs", logName+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", logPath, err)
 	}
-	cmd := exec.Command(exe, p.args...)
+	cmd := exec.Command(exe, p.args(slot)...)
 	cmd.Env = p.env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -210,7 +409,8 @@ func startChild(exe, name, data string, p proc) (*child, error) {
 	if p.ready == dialing {
 		scheme = "nats"
 	}
-	c := &child{Name: name, Port: p.port, PID: cmd.Process.Pid, URL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, p.port),
+	port := p.port(slot)
+	c := &child{Name: name, Replica: slot, Port: port, PID: cmd.Process.Pid, URL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
 		Log: logPath, cmd: cmd, ready: p.ready, exited: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()

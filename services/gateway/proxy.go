@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -121,6 +122,11 @@ func (u *upstream) failed(w http.ResponseWriter, r *http.Request, err error) {
 	problem.Write(w, r, p)
 }
 
+// keepOpen is a request body whose Close does nothing.
+type keepOpen struct{ io.ReadCloser }
+
+func (keepOpen) Close() error { return nil }
+
 // refused reports a connection that could not be made.
 func refused(err error) bool {
 	var op *net.OpError
@@ -173,6 +179,12 @@ func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
 	defer span.End()
 	r = r.Clone(ctx)
 	o.tel.Inject(ctx, r.Header)
+	if r.Body != nil && r.Body != http.NoBody && o.bal.Len() > 1 {
+		// The transport closes the body even when it could not connect;
+		// keep it open so a refused request can go to another replica.
+		// The server closes the real body when the request ends.
+		r.Body = keepOpen{r.Body}
+	}
 	resp, err := o.next.RoundTrip(r)
 	// A replica that refuses the connection never saw the request: send
 	// it to another one, whatever its method.

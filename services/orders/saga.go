@@ -97,6 +97,7 @@ type sagas struct {
 
 	mu      sync.Mutex
 	running map[string]chan struct{} // closed when the saga stops here
+	wg      sync.WaitGroup           // sagas running in this process
 }
 
 // start runs the saga of id in the background unless this process already
@@ -109,8 +110,10 @@ func (s *sagas) start(ctx context.Context, id string, card *payments.Card) <-cha
 	}
 	ch := make(chan struct{})
 	s.running[id] = ch
+	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
+		defer s.wg.Done()
 		defer func() {
 			s.mu.Lock()
 			delete(s.running, id)
@@ -492,6 +495,13 @@ func (s *sagas) resume(ctx context.Context, interval time.Duration) error {
 		reclaimOwn = false
 		select {
 		case <-ctx.Done():
+			// Stopping: once this process's sagas have stopped, hand their
+			// leases back so another replica resumes them at once instead
+			// of waiting for the leases to run out.
+			s.wg.Wait()
+			if err := s.store.releaseLeases(context.WithoutCancel(ctx), s.owner); err != nil {
+				s.log.Warn("handing back saga leases failed; they expire by themselves", "err", err)
+			}
 			return nil
 		case <-time.After(interval):
 		}

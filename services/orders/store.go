@@ -262,6 +262,14 @@ func (s store) renew(ctx context.Context, id, owner string, until time.Time) (bo
 	return n == 1, nil
 }
 
+// releaseLeases gives up every unfinished saga's lease owner holds.
+func (s store) releaseLeases(ctx context.Context, owner string) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE orders SET lease_until = 0 WHERE lease_owner = $1 AND saga_step <> $2`, owner, stepDone)
+		return err
+	})
+}
+
 // unfinished lists sagas that may be resumed: not done, and whose lease
 // has run out or is held by owner (when reclaimOwn).
 func (s store) unfinished(ctx context.Context, owner string, reclaimOwn bool, now time.Time, limit int) ([]string, error) {

@@ -81,9 +81,10 @@ type System struct {
 
 type runState struct {
 	Services []struct {
-		Name string `json:"name"`
-		PID  int    `json:"pid"`
-		URL  string `json:"url"`
+		Name    string `json:"name"`
+		PID     int    `json:"pid"`
+		URL     string `json:"url"`
+		Running bool   `json:"running"`
 	} `json:"services"`
 }
 
@@ -98,7 +99,7 @@ func (s *System) PID(t *testing.T, service string) int {
 		t.Fatal(err)
 	}
 	for _, c := range st.Services {
-		if c.Name == service {
+		if c.Name == service && c.Running {
 			return c.PID
 		}
 	}
@@ -225,19 +226,36 @@ func (s *System) Kill(t *testing.T, service string) {
 // socket, and returns once it is ready.
 func (s *System) StartService(t *testing.T, service string) {
 	t.Helper()
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+	s.control(t, "/services/"+service+"/start")
+}
+
+// Scale runs n replicas of service, returning once they are ready.
+func (s *System) Scale(t *testing.T, service string, n int) {
+	t.Helper()
+	s.control(t, fmt.Sprintf("/services/%s/scale?n=%d", service, n))
+}
+
+// Restart replaces every replica of service, one at a time.
+func (s *System) Restart(t *testing.T, service string) {
+	t.Helper()
+	s.control(t, "/services/"+service+"/restart")
+}
+
+func (s *System) control(t *testing.T, path string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", filepath.Join(s.Data, "control.sock"))
 		}}}
-	resp, err := hc.Post("http://run/services/"+service+"/start", "", nil)
+	resp, err := hc.Post("http://run"+path, "", nil)
 	if err != nil {
-		t.Fatalf("starting %s again: %v", service, err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("starting %s again: %d %s", service, resp.StatusCode, b)
+		t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
 	}
 }
 

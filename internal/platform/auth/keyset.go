@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,7 +29,7 @@ var ErrUnknownKey = errors.New("unknown signing key")
 // given), refreshed in the background. Verification keeps working while
 // users is down, with the keys it last saw.
 type RemoteKeySet struct {
-	url       string
+	urls      []string
 	client    *http.Client
 	log       *slog.Logger
 	cacheFile string
@@ -42,14 +43,21 @@ type RemoteKeySet struct {
 	fetching sync.Mutex
 }
 
-// NewRemoteKeySet returns a key set fetched from url. When cacheFile is not
+// NewRemoteKeySet returns a key set fetched from url, or from the first of
+// a comma-separated list of URLs (users' replicas) that answers. When cacheFile is not
 // empty the last good JWKS is kept there, so a service that restarts
 // while users is down still verifies tokens.
 func NewRemoteKeySet(url, cacheFile string, client *http.Client, log *slog.Logger) *RemoteKeySet {
 	if client == nil {
 		client = &http.Client{Timeout: 5 * time.Second}
 	}
-	ks := &RemoteKeySet{url: url, client: client, log: log, cacheFile: cacheFile}
+	var urls []string
+	for _, u := range strings.Split(url, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	ks := &RemoteKeySet{urls: urls, client: client, log: log, cacheFile: cacheFile}
 	if cacheFile != "" {
 		if b, err := os.ReadFile(cacheFile); err == nil {
 			var set JWKS
@@ -72,7 +80,7 @@ func (ks *RemoteKeySet) Run(ctx context.Context, interval time.Duration) {
 			if ctx.Err() != nil {
 				return
 			}
-			ks.log.Warn("refreshing signing keys failed; keeping the ones we have", "url", ks.url, "err", err)
+			ks.log.Warn("refreshing signing keys failed; keeping the ones we have", "urls", ks.urls, "err", err)
 			if !ks.Ready() {
 				wait = 2 * time.Second
 			}
@@ -92,44 +100,60 @@ func (ks *RemoteKeySet) Ready() bool {
 	return len(ks.keys) > 0
 }
 
-// Refresh fetches the JWKS now.
+// Refresh fetches the JWKS now, from the first URL that answers.
 func (ks *RemoteKeySet) Refresh(ctx context.Context) error {
 	ks.fetching.Lock()
 	defer ks.fetching.Unlock()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	var errs []error
+	for _, u := range ks.urls {
+		body, err := ks.fetch(ctx, u)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var set JWKS
+		if err := json.Unmarshal(body, &set); err != nil {
+			return fmt.Errorf("decoding jwks: %w", err)
+		}
+		keys, err := set.keys()
+		if err != nil {
+			return err
+		}
+		ks.mu.Lock()
+		ks.keys = keys
+		ks.lastFetch = time.Now()
+		ks.mu.Unlock()
+		if ks.cacheFile != "" {
+			if err := writeFileAtomic(ks.cacheFile, body); err != nil {
+				ks.log.Warn("caching signing keys failed", "file", ks.cacheFile, "err", err)
+			}
+		}
+		return nil
+	}
+	if len(errs) == 0 {
+		return errors.New("fetching jwks: no URL to fetch it from")
+	}
+	return errors.Join(errs...)
+}
+
+func (ks *RemoteKeySet) fetch(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fmt.Errorf("fetching jwks: %w", err)
+		return nil, fmt.Errorf("fetching jwks: %w", err)
 	}
 	resp, err := ks.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("fetching jwks: %w", err)
+		return nil, fmt.Errorf("fetching jwks: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching jwks: %s answered %s", ks.url, resp.Status)
+		return nil, fmt.Errorf("fetching jwks: %s answered %s", url, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return fmt.Errorf("fetching jwks: %w", err)
+		return nil, fmt.Errorf("fetching jwks: %w", err)
 	}
-	var set JWKS
-	if err := json.Unmarshal(body, &set); err != nil {
-		return fmt.Errorf("decoding jwks: %w", err)
-	}
-	keys, err := set.keys()
-	if err != nil {
-		return err
-	}
-	ks.mu.Lock()
-	ks.keys = keys
-	ks.lastFetch = time.Now()
-	ks.mu.Unlock()
-	if ks.cacheFile != "" {
-		if err := writeFileAtomic(ks.cacheFile, body); err != nil {
-			ks.log.Warn("caching signing keys failed", "file", ks.cacheFile, "err", err)
-		}
-	}
-	return nil
+	return body, nil
 }
 
 // Key returns the key with id kid. An unknown kid may be a key users has

@@ -76,9 +76,16 @@ func (b *Balancer) Run(ctx context.Context) {
 	}
 }
 
-// Start runs the probes in the background once, until ctx ends.
+// Start probes every replica once, so the first calls go to replicas
+// that are up, then keeps probing in the background until ctx ends.
 func (b *Balancer) Start(ctx context.Context) {
-	b.once.Do(func() { go b.Run(ctx) })
+	b.once.Do(func() {
+		if len(b.replicas) < 2 {
+			return
+		}
+		b.ProbeAll(ctx)
+		go b.Run(ctx)
+	})
 }
 
 // ProbeAll checks every replica's /readyz now.

@@ -18,6 +18,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -218,7 +219,13 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 		checks["nats"] = broker.Check(nc)
 	}
 
-	rt.Keys = auth.NewRemoteKeySet(*usersURL+"/.well-known/jwks.json",
+	var jwks []string
+	for _, u := range strings.Split(*usersURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			jwks = append(jwks, strings.TrimRight(u, "/")+"/.well-known/jwks.json")
+		}
+	}
+	rt.Keys = auth.NewRemoteKeySet(strings.Join(jwks, ","),
 		filepath.Join(*dataDir, spec.Name+".jwks-cache.json"), nil, log)
 	rt.Verifier = auth.NewVerifier(rt.Keys)
 	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel,
