@@ -31,7 +31,8 @@ export function render(root, { signal }) {
     mount(tiles, list.map((s) => h("div", { class: `card svc ${s.status.replace(/\s+/g, "-")}`, dataset: { service: s.service, status: s.status } },
       h("div", { class: "name" }, s.service),
       h("div", { style: { margin: ".2rem 0 .35rem" } }, status(s.status)),
-      h("div", { class: "muted small" }, describe(s.status)))));
+      h("div", { class: "muted small" }, describe(s.status)),
+      s.replicas > 1 ? h("div", { class: "small", style: { marginTop: ".3rem" } }, `${s.ready ?? 0} of ${s.replicas} replicas ready`) : null)));
     checked.textContent = `Last checked at ${clock(new Date())}.`;
   }, signal);
 }
