@@ -92,10 +92,13 @@ type Service struct {
 	wake chan struct{}
 }
 
-// New returns the service. key is the webhook signing key (see
-// loadSigningKey); New refuses one that the stored endpoints were not
-// made with.
-func New(ctx context.Context, cfg Config, db *database.DB, key signingKey, log *slog.Logger) (*Service, error) {
+// New returns the service. key is the webhook signing key that endpoint
+// secrets are derived from (32 bytes or more, see loadSigningKey); New
+// refuses one that the stored endpoints were not made with.
+func New(ctx context.Context, cfg Config, db *database.DB, key []byte, log *slog.Logger) (*Service, error) {
+	if len(key) < 32 {
+		return nil, errors.New("the webhook signing key must be 32 bytes or more")
+	}
 	msgs, err := loadMessages()
 	if err != nil {
 		return nil, err
