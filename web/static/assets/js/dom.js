@@ -77,6 +77,16 @@ export function clock(t) {
   return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, "0")}`;
 }
 
+// brief formats a timestamp compactly for narrow lists: the time of day
+// when it is today, else the day and the time ("30 Nov, 14:02").
+export function brief(t) {
+  const d = new Date(t);
+  if (Number.isNaN(d.getTime())) return String(t || "");
+  const time = d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  if (d.toDateString() === new Date().toDateString()) return time;
+  return `${d.toLocaleDateString(undefined, { day: "numeric", month: "short" })}, ${time.slice(0, 5)}`;
+}
+
 // shortId shows the end of a long id, which is the part that differs.
 export function shortId(id) {
   id = String(id || "");

@@ -4,7 +4,7 @@
 // checking.
 
 import { api } from "../api.js";
-import { h, mount, when, shortId, status, alert, loading, every } from "../dom.js";
+import { h, mount, when, brief, shortId, status, alert, loading, every } from "../dom.js";
 import { unavailable } from "./console.js";
 
 const EVENT_TYPES = ["", "users.registered", "orders.confirmed", "orders.rejected", "payments.refunded", "inventory.low_stock"];
@@ -49,7 +49,7 @@ export function render(root, { query, signal }) {
       h("thead", {}, h("tr", {}, h("th", {}, "Event"), h("th", {}, "Order"), h("th", {}, "Channel"), h("th", {}, "Recipient"), h("th", {}, "Subject"), h("th", { class: "num" }, "Tries"), h("th", {}, "Status"))),
       h("tbody", {}, items.map((d) => h("tr", { dataset: { event: d.event_id } },
         h("td", {}, h("div", {}, d.event_type), h("div", { class: "muted small mono", title: d.event_id }, shortId(d.event_id)),
-          d.created_at ? h("div", { class: "muted small" }, when(d.created_at)) : null),
+          d.created_at ? h("div", { class: "muted small", title: when(d.created_at) }, brief(d.created_at)) : null),
         h("td", {}, d.order_id ? h("a", { class: "mono small", href: `#/console/sagas/${encodeURIComponent(d.order_id)}`, title: d.order_id }, shortId(d.order_id)) : h("span", { class: "muted" }, "—")),
         h("td", { class: "small" }, d.channel),
         h("td", { class: "small" }, d.recipient),

@@ -6,7 +6,7 @@
 // Content-Security-Policy, which the frame inherits.
 
 import { api } from "../api.js";
-import { h, mount, when, alert, loading, every } from "../dom.js";
+import { h, mount, when, brief, alert, loading, every } from "../dom.js";
 import { unavailable } from "./console.js";
 
 export function render(root, { params, query, signal }) {
@@ -40,13 +40,14 @@ export function render(root, { params, query, signal }) {
     const items = page.items || [];
     mount(list, items.length
       ? h("div", { class: "table-wrap" }, h("table", { class: "table" },
-        h("thead", {}, h("tr", {}, h("th", {}, "Received"), h("th", {}, "To"), h("th", {}, "Subject"))),
+        h("thead", {}, h("tr", {}, h("th", {}, "Received"), h("th", {}, "Message"))),
         h("tbody", {}, items.map((m) => h("tr", {
           class: `clickable${String(m.id) === selected ? " selected" : ""}`,
           dataset: { message: m.id },
           onclick: () => { location.hash = `/console/mailbox/${m.id}${suffix}`; },
-        }, h("td", { class: "small" }, when(m.received_at)), h("td", { class: "small" }, (m.to || []).join(", ")),
-        h("td", {}, h("a", { href: `#/console/mailbox/${m.id}${suffix}` }, m.subject || "(no subject)")))))))
+        }, h("td", { class: "small nowrap", title: when(m.received_at) }, brief(m.received_at)),
+        h("td", { class: "wrap" }, h("a", { href: `#/console/mailbox/${m.id}${suffix}` }, m.subject || "(no subject)"),
+          h("div", { class: "muted small" }, "to ", (m.to || []).join(", "))))))))
       : h("div", { class: "card empty", id: "mailbox-empty" }, to ? `No messages to “${to}”.` : "No messages yet. Mail appears here when the shop sends some, for example after a customer registers or orders."));
   }, signal);
 

@@ -11,12 +11,14 @@ export function render(root, { signal }) {
   const summary = h("div", { id: "reports-summary" });
   const sales = h("div", { id: "reports-sales" }, loading());
   const top = h("div", { id: "reports-top" }, loading());
+  const charts = h("div", {},
+    h("div", { class: "card", style: { marginTop: "1rem" } }, h("h2", { style: { marginTop: 0 } }, "Sales by day"), sales),
+    h("div", { class: "card", style: { marginTop: "1rem" } }, h("h2", { style: { marginTop: 0 } }, "Top products"), top));
   mount(root,
     h("h1", {}, "Reports"),
     h("p", { class: "muted" }, "Built by the reports service only from events, so it may trail the orders by a moment."),
     summary,
-    h("div", { class: "card", style: { marginTop: "1rem" } }, h("h2", { style: { marginTop: 0 } }, "Sales by day"), sales),
-    h("div", { class: "card", style: { marginTop: "1rem" } }, h("h2", { style: { marginTop: 0 } }, "Top products"), top));
+    charts);
 
   const names = new Map();
   every(10000, async () => {
@@ -29,10 +31,10 @@ export function render(root, { signal }) {
     const failed = [sum, s, t].find((r) => r.status === "rejected")?.reason;
     if (failed?.unavailable && s.status === "rejected" && t.status === "rejected") {
       mount(summary, unavailable("reports", failed, "Sales figures come from the reports service."));
-      mount(sales);
-      mount(top);
+      charts.hidden = true;
       return;
     }
+    charts.hidden = false;
     mount(summary, sum.status === "fulfilled" ? figures(sum.value) : null);
     drawSales(sales, s);
     await drawTop(top, t, names, signal);

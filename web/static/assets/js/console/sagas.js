@@ -3,7 +3,7 @@
 // timeline of steps: started, retrying, succeeded or failed.
 
 import { api, reasonShort } from "../api.js";
-import { h, mount, money, when, clock, shortId, status, alert, loading, every } from "../dom.js";
+import { h, mount, money, when, brief, clock, shortId, status, alert, loading, every } from "../dom.js";
 
 export function render(root, { params, query, signal }) {
   const [selected] = params;
@@ -50,8 +50,8 @@ function drawList(list, page, selected, token) {
         dataset: { order: o.id },
         onclick: () => { location.hash = `/console/sagas/${encodeURIComponent(o.id)}${q}`; },
       },
-      h("td", {}, h("a", { class: "mono", href: `#/console/sagas/${encodeURIComponent(o.id)}${q}`, title: o.id }, shortId(o.id))),
-      h("td", { class: "small" }, when(o.created_at)),
+      h("td", { class: "nowrap" }, h("a", { class: "mono", href: `#/console/sagas/${encodeURIComponent(o.id)}${q}`, title: o.id }, shortId(o.id))),
+      h("td", { class: "small nowrap", title: when(o.created_at) }, brief(o.created_at)),
       h("td", { class: "num" }, money(o.total_cents, o.currency)),
       h("td", {}, status(o.status), o.reason ? h("div", { class: "muted small" }, reasonShort(o.reason)) : null)))))),
     h("nav", { class: "pager" },
@@ -82,7 +82,25 @@ function showSaga(detail, id, signal) {
   }, poll.signal);
 }
 
+// The order a saga's steps run in, compensations last.
+const STEPS = ["create", "reserve", "authorize", "commit", "capture", "void", "release", "refund", "return"];
+const EVENTS = { started: 0, retrying: 1, succeeded: 2, failed: 2 };
+
+// chronological sorts the log by time. The API orders it by an id that is
+// time-ordered only to the millisecond, and a saga runs several steps in
+// one: within a millisecond, the saga's own step order and "started before
+// its outcome" decide.
+function chronological(entries) {
+  const rank = (list, v) => (list.indexOf(v) < 0 ? list.length : list.indexOf(v));
+  return entries.map((e, i) => ({ e, i, t: new Date(e.at).getTime() })).sort((a, b) =>
+    a.t - b.t ||
+    rank(STEPS, a.e.step) - rank(STEPS, b.e.step) ||
+    (EVENTS[a.e.event] ?? 1) - (EVENTS[b.e.event] ?? 1) ||
+    a.i - b.i).map((x) => x.e);
+}
+
 function drawSaga(detail, order, entries) {
+  entries = chronological(entries);
   const t0 = entries.length ? new Date(entries[0].at).getTime() : 0;
   mount(detail, h("div", { class: "card" },
     h("div", { class: "row between" },

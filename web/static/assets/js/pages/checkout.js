@@ -171,6 +171,7 @@ async function place(form, messages, button, signal, go) {
   if (order.status === "REJECTED") {
     mount(messages, alert("error", h("strong", {}, "Your order was not placed. "), rejection(order.reason), " ",
       h("a", { href: `#/orders/${encodeURIComponent(order.id)}` }, "See the order"), "."));
+    reveal(messages);
     return;
   }
   go(`/orders/${encodeURIComponent(order.id)}`);
@@ -215,4 +216,11 @@ function showError(form, messages, err) {
   } else {
     mount(messages, alert("error", sentence(err.message)));
   }
+  reveal(messages);
+}
+
+// reveal scrolls a message into view: the button is at the bottom of a
+// long form, the message at the top.
+function reveal(el) {
+  window.scrollTo({ top: Math.max(0, el.getBoundingClientRect().top + window.scrollY - 80), behavior: "smooth" });
 }
