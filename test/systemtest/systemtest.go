@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -40,27 +41,25 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// freePorts finds n consecutive free loopback ports.
+// freePorts finds a base port whose block of n ports, and the same block
+// at +100, +200, ... for the replicas `run` may start, are all free. It
+// looks below Linux's ephemeral range (32768 and up), where the ports
+// that connections borrow would otherwise collide with a replica's.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if base+n > 65000 {
-			continue
-		}
+	const low, high, replicaBlocks = 20000, 32000 - 500, 5
+	for try := 0; try < 200; try++ {
+		base := low + rand.IntN(high-low)
 		ok := true
-		for p := base; p < base+n; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
+		for k := 0; k < replicaBlocks && ok; k++ {
+			for p := base + 100*k; p < base+100*k+n; p++ {
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+				if err != nil {
+					ok = false
+					break
+				}
+				l.Close()
 			}
-			l.Close()
 		}
 		if ok {
 			return base
@@ -135,7 +134,7 @@ func Start(t *testing.T, env ...string) *System {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePorts(t, 7)
+	port := freePorts(t, 10)
 	natsPort := freePorts(t, 1)
 	data := t.TempDir()
 	cmd := exec.Command(bin, "run", "--data", data, "--port", fmt.Sprint(port), "--nats-port", fmt.Sprint(natsPort))
