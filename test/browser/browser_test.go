@@ -58,6 +58,9 @@ type browser struct {
 
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("the browser tests run the whole system; skipped with -short")
+	}
 	chrome := findChrome()
 	if chrome == "" {
 		t.Skip("no Chromium found: set MICROSHOP_CHROME or put chromium, chromium-browser or google-chrome on PATH " +

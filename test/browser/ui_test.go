@@ -24,7 +24,7 @@ func TestWebUI(t *testing.T) {
 	)
 
 	var orderID string
-	t.Run("a customer registers, searches, checks out and sees the order confirmed", func(t *testing.T) {
+	t.Run("a customer registers, searches, checks out, sees the order confirmed and in the history, and cancels it", func(t *testing.T) {
 		p := b.open(t, s.Gateway)
 		p.visit("/")
 		p.waitFor("the catalog", `document.querySelectorAll(".product").length > 0`, 15*time.Second)
@@ -75,6 +75,17 @@ func TestWebUI(t *testing.T) {
 		p.click(`a[data-nav=orders]`)
 		p.waitText(fmt.Sprintf(`#orders tr[data-order=%q]`, orderID), "CONFIRMED", 10*time.Second)
 		p.keep("order-history")
+
+		// Cancelling refunds it; the history says so.
+		p.click(fmt.Sprintf(`#orders tr[data-order=%q] a`, orderID))
+		p.click("#cancel-order")
+		p.click("#confirm-cancel")
+		p.waitText("#order-status", "CANCELLED", 30*time.Second)
+		if msg := p.text("main .alert"); !strings.Contains(msg, "refunded") {
+			t.Errorf("after cancelling the page says %q; want it to say the payment was refunded", msg)
+		}
+		p.click(`a[data-nav=orders]`)
+		p.waitText(fmt.Sprintf(`#orders tr[data-order=%q]`, orderID), "CANCELLED", 10*time.Second)
 	})
 
 	t.Run("a declined card is told in a sentence, not JSON", func(t *testing.T) {
@@ -119,7 +130,7 @@ func TestWebUI(t *testing.T) {
 		p.keep("checkout-declined")
 	})
 
-	t.Run("an admin sees every service ready and the saga of the checkout", func(t *testing.T) {
+	t.Run("an admin sees every service ready and the saga of the checkout and its cancel", func(t *testing.T) {
 		if orderID == "" {
 			t.Skip("the checkout did not happen")
 		}
@@ -140,9 +151,9 @@ func TestWebUI(t *testing.T) {
 		p.click(`.console-nav a[href="#/console/sagas"]`)
 		p.waitFor("the checkout among all orders", fmt.Sprintf(`document.querySelector('#saga-orders tr[data-order=%q]')`, orderID), 10*time.Second)
 		p.click(fmt.Sprintf(`#saga-orders tr[data-order=%q] a`, orderID))
-		p.waitFor("the saga's steps", `document.querySelector('#saga-steps li[data-step="capture"][data-event="succeeded"]')`, 10*time.Second)
+		p.waitFor("the saga's steps", `document.querySelector('#saga-steps li[data-step="refund"][data-event="succeeded"]')`, 10*time.Second)
 		steps := js[[]string](p, `[...document.querySelectorAll("#saga-steps li")].map((li) => li.dataset.step + " " + li.dataset.event)`)
-		for _, want := range []string{"reserve succeeded", "authorize succeeded", "commit succeeded", "capture succeeded"} {
+		for _, want := range []string{"reserve succeeded", "authorize succeeded", "commit succeeded", "capture succeeded", "refund succeeded"} {
 			if !contains(steps, want) {
 				t.Errorf("the saga shows %v; it lacks %q", steps, want)
 			}

@@ -7,7 +7,7 @@ import { h, mount, status, alert, every, clock } from "../dom.js";
 export function render(root, { signal }) {
   const summary = h("div", { id: "services-summary" });
   const tiles = h("div", { class: "tiles", id: "services" });
-  const checked = h("p", { class: "muted small" });
+  const checked = h("p", { class: "muted small", style: { marginTop: ".75rem" } });
   mount(root,
     h("h1", {}, "Services"),
     h("p", { class: "muted" }, "Each service's readiness as the gateway sees it, checked every 2 seconds. ",
