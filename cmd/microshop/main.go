@@ -39,6 +39,7 @@ Usage:
 Commands:
   run       run the whole system on this machine (embedded NATS, SQLite)
   serve     run one service, as a container or a process manager would
+  migrate   apply one service's database migrations and exit
   start     start a stopped process of a running system again
   scale     run N replicas of a service of a running system
   restart   rolling restart of a service of a running system, without errors
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSystem(ctx, rest, getenv, stdout, stderr)
 	case "serve":
 		return serve(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, rest, getenv, stdout, stderr)
 	case "nats":
 		return natsServer(ctx, rest, stdout, stderr)
 	case "start":

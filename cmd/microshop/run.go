@@ -36,6 +36,9 @@ func runSystem(ctx context.Context, args []string, getenv func(string) string, s
 		logLevel = f.String("log-level", "info", "log level of the services: debug, info, warn or error")
 		timeout  = f.Duration("ready-timeout", 30*time.Second, "how long to wait for every service to become ready")
 		replicas = f.String("replicas", "", "replicas per service, e.g. payments=3,inventory=2 (default 1 each; at most 5)")
+		dbURL    = f.String("db", "", "a Postgres server URL such as postgres://user@host:5432/ to keep every service's database there (one database per service, created when missing) instead of SQLite files")
+		dbPrefix = f.String("db-prefix", "", "prefix of the per-service database names on --db (e.g. test1_ gives test1_users, ...)")
+		extNATS  = f.String("nats", "", "an outside NATS JetStream URL such as nats://host:4222 to use instead of starting one")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: microshop run [flags]
@@ -94,6 +97,22 @@ Flags:
 	}
 	specs := services()
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", *natsPort)
+	if *extNATS != "" {
+		natsURL = *extNATS
+	}
+	dbFor := func(string) []string { return nil }
+	if *dbURL != "" {
+		sources, err := createDatabases(ctx, *dbURL, *dbPrefix, specs)
+		if err != nil {
+			return err
+		}
+		dbFor = func(service string) []string {
+			if src, ok := sources[service]; ok {
+				return []string{"--db", src}
+			}
+			return nil
+		}
+	}
 	env := childEnv(getenv, specs, *port)
 	admin, err := adminCredentials(getenv, data)
 	if err != nil {
@@ -132,20 +151,22 @@ Flags:
 	sup.readyTimeout = *timeout
 	// NATS is a process of its own, like the services, so it can be
 	// stopped and started (or killed) on its own too.
-	sup.add("nats", proc{
-		args: func(int) []string {
-			return []string{"nats", "--port", fmt.Sprint(*natsPort), "--store", filepath.Join(data, "nats")}
-		},
-		port:  func(int) int { return *natsPort },
-		env:   os.Environ(),
-		ready: dialing,
-	})
+	if *extNATS == "" {
+		sup.add("nats", proc{
+			args: func(int) []string {
+				return []string{"nats", "--port", fmt.Sprint(*natsPort), "--store", filepath.Join(data, "nats")}
+			},
+			port:  func(int) int { return *natsPort },
+			env:   os.Environ(),
+			ready: dialing,
+		})
+	}
 	for _, spec := range specs {
 		base := servicePort(spec, *port)
 		sup.add(spec.Name, proc{
 			args: func(slot int) []string {
-				return []string{"serve", spec.Name, "--addr", fmt.Sprintf("127.0.0.1:%d", replicaPort(base, slot)), "--data", data,
-					"--nats", natsURL, "--log-level", *logLevel, "--drain-delay", drainDelay(spec)}
+				return append([]string{"serve", spec.Name, "--addr", fmt.Sprintf("127.0.0.1:%d", replicaPort(base, slot)), "--data", data,
+					"--nats", natsURL, "--log-level", *logLevel, "--drain-delay", drainDelay(spec)}, dbFor(spec.Name)...)
 			},
 			port:     func(slot int) int { return replicaPort(base, slot) },
 			env:      append(env[:len(env):len(env)], "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]),

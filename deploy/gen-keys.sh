@@ -1,0 +1,137 @@
+#!/bin/sh
+# gen-keys.sh makes the secrets a microshop deployment needs, with openssl
+# only (1.1.1 or later, for Ed25519), and prints them on stdout:
+#
+#   - one service identity key per service: an Ed25519 seed, base64, that the
+#     service gets as MICROSHOP_SERVICE_KEY (its own seed, and no other), and
+#     MICROSHOP_SERVICE_KEYS, the list "name=<base64 public key>,..." that every
+#     service gets to check the callers of its /internal/ routes;
+#   - MICROSHOP_WEBHOOK_SIGNING_KEY for notifications (32 random bytes), so
+#     every replica signs webhooks with the same key;
+#   - the admin account users makes at start (MICROSHOP_ADMIN_EMAIL, from the
+#     environment or admin@example.com, and a random MICROSHOP_ADMIN_PASSWORD);
+#   - for docker compose only: the Postgres superuser's password and one
+#     password per service database (on Kubernetes, CloudNativePG makes those).
+#
+# Usage:
+#   deploy/gen-keys.sh > deploy/.env            # for docker compose (read from deploy/.env)
+#   deploy/gen-keys.sh --k8s | kubectl apply -n microshop -f -   # Kubernetes Secrets
+#
+# Every run makes new keys. Keys are used together: after a new run, restart
+# every service (compose up -d, or kubectl rollout restart deployment). A new
+# webhook signing key changes the secrets webhook receivers were given.
+set -eu
+
+SERVICES="users inventory orders payments notifications reports gateway"
+DATABASES="users inventory orders payments notifications reports"
+
+usage() {
+	sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//'
+}
+
+mode=env
+case "${1:-}" in
+"" | --env) mode=env ;;
+--k8s) mode=k8s ;;
+-h | --help)
+	usage
+	exit 0
+	;;
+*)
+	echo "gen-keys.sh: unknown argument ${1}; use --env (the default) or --k8s" >&2
+	exit 2
+	;;
+esac
+
+if ! command -v openssl >/dev/null 2>&1; then
+	echo "gen-keys.sh: needs openssl (1.1.1 or later, for Ed25519)" >&2
+	exit 1
+fi
+
+umask 077
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
+
+b64() { openssl base64 -A; }
+upper() { printf '%s' "$1" | tr '[:lower:]' '[:upper:]'; }
+size() { wc -c <"$1" | tr -d ' '; }
+
+publics=""
+for s in $SERVICES; do
+	openssl genpkey -algorithm ed25519 -outform DER -out "$tmp/$s.der"
+	# A PKCS#8 Ed25519 private key is 48 bytes: a fixed 16-byte header, then
+	# the 32-byte seed. The public key's SubjectPublicKeyInfo is 44 bytes: a
+	# 12-byte header, then the 32-byte key.
+	openssl pkey -inform DER -in "$tmp/$s.der" -pubout -outform DER -out "$tmp/$s.pub.der"
+	if [ "$(size "$tmp/$s.der")" != 48 ] || [ "$(size "$tmp/$s.pub.der")" != 44 ]; then
+		echo "gen-keys.sh: openssl made an Ed25519 key of an unexpected size" >&2
+		exit 1
+	fi
+	tail -c 32 "$tmp/$s.der" | b64 >"$tmp/$s.seed"
+	tail -c 32 "$tmp/$s.pub.der" | b64 >"$tmp/$s.pub"
+	publics="${publics:+$publics,}$s=$(cat "$tmp/$s.pub")"
+done
+
+webhook_key=$(openssl rand 32 | b64)
+admin_email=${MICROSHOP_ADMIN_EMAIL:-admin@example.com}
+# The address goes into YAML and .env lines as it is: allow plain ones only.
+case "$admin_email" in
+*[!A-Za-z0-9.@_+-]* | *@*@* | @* | *@ | "")
+	echo "gen-keys.sh: MICROSHOP_ADMIN_EMAIL=$admin_email is not a plain email address" >&2
+	exit 2
+	;;
+*@*) ;;
+*)
+	echo "gen-keys.sh: MICROSHOP_ADMIN_EMAIL=$admin_email is not a plain email address" >&2
+	exit 2
+	;;
+esac
+admin_password=$(openssl rand -hex 16)
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+if [ "$mode" = env ]; then
+	echo "# microshop secrets, made by deploy/gen-keys.sh on $now."
+	echo "# Keep this file secret. docker compose reads it as deploy/.env and gives"
+	echo "# each container only what its compose.yaml entry names."
+	echo "MICROSHOP_SERVICE_KEYS=$publics"
+	for s in $SERVICES; do
+		echo "MICROSHOP_SERVICE_KEY_$(upper "$s")=$(cat "$tmp/$s.seed")"
+	done
+	echo "MICROSHOP_WEBHOOK_SIGNING_KEY=$webhook_key"
+	echo "MICROSHOP_ADMIN_EMAIL=$admin_email"
+	echo "MICROSHOP_ADMIN_PASSWORD=$admin_password"
+	echo "POSTGRES_PASSWORD=$(openssl rand -hex 24)"
+	for d in $DATABASES; do
+		echo "MICROSHOP_DB_PASSWORD_$(upper "$d")=$(openssl rand -hex 24)"
+	done
+	exit 0
+fi
+
+# --k8s: the Secrets that deploy/k8s/base's Deployments read (see
+# deploy/k8s/base/secrets.example.yaml for their shape).
+secret() {
+	printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n' "$1"
+	printf '  labels:\n    app.kubernetes.io/part-of: microshop\n'
+	if [ -n "${2:-}" ]; then
+		printf '    app.kubernetes.io/name: %s\n' "$2"
+	fi
+	printf 'type: Opaque\nstringData:\n'
+}
+echo "# microshop secrets, made by deploy/gen-keys.sh --k8s on $now."
+echo "# Apply them, never commit them: deploy/gen-keys.sh --k8s | kubectl apply -n microshop -f -"
+secret microshop-service-keys
+printf '  MICROSHOP_SERVICE_KEYS: "%s"\n' "$publics"
+for s in $SERVICES; do
+	secret "microshop-$s" "$s"
+	printf '  MICROSHOP_SERVICE_KEY: "%s"\n' "$(cat "$tmp/$s.seed")"
+	case "$s" in
+	users)
+		printf '  MICROSHOP_ADMIN_EMAIL: "%s"\n' "$admin_email"
+		printf '  MICROSHOP_ADMIN_PASSWORD: "%s"\n' "$admin_password"
+		;;
+	notifications)
+		printf '  MICROSHOP_WEBHOOK_SIGNING_KEY: "%s"\n' "$webhook_key"
+		;;
+	esac
+done

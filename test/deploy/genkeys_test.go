@@ -1,0 +1,166 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/microshop/microshop/internal/platform/auth"
+)
+
+// runGenKeys runs deploy/gen-keys.sh with args, skipping the test where
+// the machine has no sh or openssl.
+func runGenKeys(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	for _, tool := range []string{"sh", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("gen-keys.sh needs %s: %v", tool, err)
+		}
+	}
+	cmd := exec.Command("sh", append([]string{filepath.Join(repoRoot(t), "deploy", "gen-keys.sh")}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
+}
+
+// checkKeyPair proves that seed (what a service gets as
+// MICROSHOP_SERVICE_KEY) and the public key listed for it in publics
+// (MICROSHOP_SERVICE_KEYS) are one key pair, as the platform reads them.
+func checkKeyPair(t *testing.T, name, seed, publics string) {
+	t.Helper()
+	keys, err := auth.ParseServiceKeys(name, seed, publics)
+	if err != nil {
+		t.Fatalf("%s: the platform refuses the keys: %v", name, err)
+	}
+	pub, ok := keys.Public[name]
+	if !ok {
+		t.Fatalf("MICROSHOP_SERVICE_KEYS lists no key for %s", name)
+	}
+	if !keys.Private.Public().(ed25519.PublicKey).Equal(pub) {
+		t.Errorf("%s: MICROSHOP_SERVICE_KEY and the public key listed for it are not one pair", name)
+	}
+	msg := []byte("a credential of " + name)
+	if !ed25519.Verify(pub, msg, ed25519.Sign(keys.Private, msg)) {
+		t.Errorf("%s: a signature with the seed does not verify with the listed key", name)
+	}
+}
+
+func TestGenKeysForCompose(t *testing.T) {
+	out, err := runGenKeys(t, nil)
+	if err != nil {
+		t.Fatalf("gen-keys.sh: %v\n%s", err, out)
+	}
+	vars := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("not KEY=value: %q", line)
+		}
+		vars[k] = v
+	}
+	publics := vars["MICROSHOP_SERVICE_KEYS"]
+	if strings.Count(publics, "=") < len(servicePorts) {
+		t.Fatalf("MICROSHOP_SERVICE_KEYS=%q does not list every service", publics)
+	}
+	for _, name := range serviceNames() {
+		checkKeyPair(t, name, vars["MICROSHOP_SERVICE_KEY_"+strings.ToUpper(name)], publics)
+	}
+	if k, err := base64.StdEncoding.DecodeString(vars["MICROSHOP_WEBHOOK_SIGNING_KEY"]); err != nil || len(k) < 32 {
+		t.Errorf("MICROSHOP_WEBHOOK_SIGNING_KEY is not 32 bytes or more of base64")
+	}
+	if len(vars["MICROSHOP_ADMIN_PASSWORD"]) < 12 {
+		t.Errorf("MICROSHOP_ADMIN_PASSWORD is shorter than the 12 characters users wants")
+	}
+	// Every ${VAR} compose.yaml interpolates without a default is made here.
+	compose := readRepoFile(t, "deploy/compose.yaml")
+	for _, m := range interpolation.FindAllStringSubmatch(compose, -1) {
+		if strings.HasPrefix(m[2], ":?") || strings.HasPrefix(m[2], "?") {
+			if _, ok := vars[m[1]]; !ok {
+				t.Errorf("compose.yaml requires %s, which gen-keys.sh does not make", m[1])
+			}
+		}
+	}
+	// The Postgres passwords go into URLs unescaped: they must be URL-safe.
+	for k, v := range vars {
+		if strings.HasPrefix(k, "MICROSHOP_DB_PASSWORD_") && strings.Trim(v, "0123456789abcdef") != "" {
+			t.Errorf("%s is not hex: it goes into a postgres:// URL as it is", k)
+		}
+	}
+	again, err := runGenKeys(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again == out {
+		t.Error("two runs made the same keys")
+	}
+}
+
+func TestGenKeysForKubernetes(t *testing.T) {
+	out, err := runGenKeys(t, []string{"MICROSHOP_ADMIN_EMAIL=ops@example.com"}, "--k8s")
+	if err != nil {
+		t.Fatalf("gen-keys.sh --k8s: %v\n%s", err, out)
+	}
+	docs, err := splitYAML([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]*corev1.Secret{}
+	for _, j := range docs {
+		s := &corev1.Secret{}
+		if err := decodeStrict(j, s); err != nil {
+			t.Fatalf("not a Secret: %v\n%s", err, j)
+		}
+		if s.Kind != "Secret" || s.APIVersion != "v1" {
+			t.Fatalf("a %s/%s, want v1/Secret", s.APIVersion, s.Kind)
+		}
+		secrets[s.Name] = s
+	}
+	publics := secrets["microshop-service-keys"].StringData["MICROSHOP_SERVICE_KEYS"]
+	for _, name := range serviceNames() {
+		s := secrets["microshop-"+name]
+		if s == nil {
+			t.Errorf("no Secret microshop-%s", name)
+			continue
+		}
+		checkKeyPair(t, name, s.StringData["MICROSHOP_SERVICE_KEY"], publics)
+	}
+	if got := secrets["microshop-users"].StringData["MICROSHOP_ADMIN_EMAIL"]; got != "ops@example.com" {
+		t.Errorf("the admin email is %q, want the one given", got)
+	}
+	// They are the Secrets, with the keys, that the manifests read: the
+	// example Secrets of the base have the same names and keys.
+	m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+	for _, ex := range all[*corev1.Secret](m) {
+		got := secrets[ex.Name]
+		if got == nil {
+			t.Errorf("gen-keys.sh --k8s makes no Secret %s (%s)", ex.Name, m.where(ex))
+			continue
+		}
+		for _, k := range secretKeys(ex) {
+			if _, ok := got.StringData[k]; !ok {
+				t.Errorf("gen-keys.sh --k8s: Secret %s lacks %s", ex.Name, k)
+			}
+		}
+	}
+	if _, err := runGenKeys(t, []string{`MICROSHOP_ADMIN_EMAIL=a"b@example.com`}, "--k8s"); err == nil {
+		t.Error("an admin email with a quote was accepted into YAML")
+	}
+}

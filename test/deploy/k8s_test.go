@@ -1,0 +1,399 @@
+package deploy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
+)
+
+func TestKubernetesManifests(t *testing.T) {
+	root := filepath.Join(repoRoot(t), "deploy", "k8s")
+	m := loadManifests(root)
+	for _, p := range m.check(true) {
+		t.Error(p)
+	}
+	kinds := map[string]int{}
+	for _, o := range m.objects {
+		kinds[o.kind]++
+	}
+	t.Logf("decoded %d documents under deploy/k8s: %v", len(m.objects), kinds)
+	for _, want := range []string{"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap", "Secret", "Kustomization", "Cluster", "HelmValues"} {
+		if kinds[want] == 0 {
+			t.Errorf("no %s under deploy/k8s", want)
+		}
+	}
+}
+
+func TestNetworkPoliciesLetOnlyCallersIn(t *testing.T) {
+	m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+	for _, p := range m.networkMatrix() {
+		t.Error(p)
+	}
+}
+
+// TestNetworkMatrixFindsHoles proves the evaluator can fail: each case
+// loosens or tightens one policy and expects the matrix to say so.
+func TestNetworkMatrixFindsHoles(t *testing.T) {
+	policy := func(m *manifests, name string) *networkingv1.NetworkPolicy {
+		o := m.find("NetworkPolicy", name)
+		if o == nil {
+			t.Fatalf("no NetworkPolicy %s", name)
+		}
+		return o.obj.(*networkingv1.NetworkPolicy)
+	}
+	tests := []struct {
+		name   string
+		change func(m *manifests)
+		want   string
+	}{
+		{"inventory no longer admits orders", func(m *manifests) {
+			np := policy(m, "inventory-ingress")
+			np.Spec.Ingress[0].From = np.Spec.Ingress[0].From[:1] // the gateway only
+		}, "orders → inventory:8082/TCP is refused"},
+		{"the gateway admits anyone", func(m *manifests) {
+			np := policy(m, "gateway-ingress")
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{})
+		}, "a stray pod in the namespace → gateway:8080/TCP is allowed"},
+		{"payments may reach every database, and orders' database admits anyone", func(m *manifests) {
+			np := policy(m, "payments-egress")
+			for i, r := range np.Spec.Egress {
+				for j, p := range r.To {
+					if p.PodSelector != nil && p.PodSelector.MatchLabels["cnpg.io/cluster"] != "" {
+						np.Spec.Egress[i].To[j].PodSelector.MatchLabels = nil
+					}
+				}
+			}
+			policy(m, "orders-db").Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
+		}, "payments → orders-db:5432/TCP is allowed"},
+		{"reports cut off from NATS", func(m *manifests) {
+			np := policy(m, "reports-egress")
+			var kept []networkingv1.NetworkPolicyEgressRule
+			for _, r := range np.Spec.Egress {
+				if len(r.Ports) == 0 || r.Ports[0].Port == nil || r.Ports[0].Port.IntVal != 4222 {
+					kept = append(kept, r)
+				}
+			}
+			np.Spec.Egress = kept
+		}, "reports → nats:4222/TCP is refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+			tt.change(m)
+			problems := m.networkMatrix()
+			if !containsProblem(problems, tt.want) {
+				t.Errorf("the matrix did not report %q; it reported:\n%s", tt.want, strings.Join(problems, "\n"))
+			}
+		})
+	}
+}
+
+func containsProblem(problems []string, want string) bool {
+	for _, p := range problems {
+		if strings.Contains(p, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// A small, complete set of manifests for one service that passes every
+// check; each case of TestCheckerFindsBrokenManifests breaks one thing.
+var fixture = map[string]string{
+	"kustomization.yaml": `apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - app.yaml
+  - config.yaml
+  - db.yaml
+  - netpol.yaml
+`,
+	"app.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: orders
+spec:
+  selector:
+    matchLabels: {app.kubernetes.io/name: orders}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: orders}
+    spec:
+      terminationGracePeriodSeconds: 45
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+      containers:
+        - name: orders
+          image: ghcr.io/microshop/microshop:v0.1.0
+          args: ["serve", "orders"]
+          ports:
+            - {name: http, containerPort: 8083}
+          envFrom:
+            - configMapRef: {name: microshop-config}
+            - secretRef: {name: microshop-orders}
+          env:
+            - name: MICROSHOP_DB
+              valueFrom:
+                secretKeyRef: {name: orders-db-app, key: uri}
+            - name: MICROSHOP_SERVICE_KEYS
+              valueFrom:
+                secretKeyRef: {name: microshop-service-keys, key: MICROSHOP_SERVICE_KEYS}
+            - name: GOMEMLIMIT
+              value: 230MiB
+          resources:
+            requests: {cpu: 100m, memory: 128Mi}
+            limits: {cpu: "1", memory: 256Mi}
+          readinessProbe:
+            httpGet: {path: /readyz, port: http}
+          livenessProbe:
+            httpGet: {path: /healthz, port: http}
+          securityContext:
+            readOnlyRootFilesystem: true
+            allowPrivilegeEscalation: false
+            capabilities: {drop: ["ALL"]}
+          volumeMounts:
+            - {name: tmp, mountPath: /tmp}
+            - {name: data, mountPath: /data}
+      volumes:
+        - {name: tmp, emptyDir: {}}
+        - {name: data, emptyDir: {}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: orders
+spec:
+  selector: {app.kubernetes.io/name: orders}
+  ports:
+    - {name: http, port: 8083, targetPort: http}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: orders
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: orders}
+  minReplicas: 2
+  maxReplicas: 4
+  metrics:
+    - type: Resource
+      resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: orders
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {app.kubernetes.io/name: orders}
+`,
+	"config.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: microshop-config
+data:
+  MICROSHOP_DRAIN_DELAY: 5s
+  MICROSHOP_DRAIN_TIMEOUT: 20s
+  MICROSHOP_ORDERS_URL: http://orders:8083
+`,
+	"secrets.example.yaml": `apiVersion: v1
+kind: Secret
+metadata:
+  name: microshop-orders
+stringData:
+  MICROSHOP_SERVICE_KEY: REPLACE
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: microshop-service-keys
+stringData:
+  MICROSHOP_SERVICE_KEYS: REPLACE
+`,
+	"db.yaml": `apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata:
+  name: orders-db
+spec:
+  instances: 2
+  storage: {size: 1Gi}
+  bootstrap:
+    initdb: {database: orders, owner: orders}
+`,
+	"netpol.yaml": `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: orders-ingress
+spec:
+  podSelector:
+    matchLabels: {app.kubernetes.io/name: orders}
+  policyTypes: ["Ingress"]
+`,
+}
+
+func writeFixture(t *testing.T, edit func(files map[string]string)) string {
+	t.Helper()
+	files := map[string]string{}
+	for k, v := range fixture {
+		files[k] = v
+	}
+	if edit != nil {
+		edit(files)
+	}
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// replace returns an edit that replaces old with new in file, failing the
+// test when old is not there (so a case cannot pass by editing nothing).
+func replace(t *testing.T, file, old, new string) func(map[string]string) {
+	return func(files map[string]string) {
+		if !strings.Contains(files[file], old) {
+			t.Fatalf("the fixture's %s does not contain %q", file, old)
+		}
+		files[file] = strings.Replace(files[file], old, new, 1)
+	}
+}
+
+// dropDoc removes the document of kind from a multi-document file.
+func dropDoc(t *testing.T, file, kind string) func(map[string]string) {
+	return func(files map[string]string) {
+		docs := strings.Split(files[file], "---\n")
+		var kept []string
+		for _, d := range docs {
+			if !strings.Contains(d, "kind: "+kind+"\n") {
+				kept = append(kept, d)
+			}
+		}
+		if len(kept) == len(docs) {
+			t.Fatalf("the fixture's %s has no %s", file, kind)
+		}
+		files[file] = strings.Join(kept, "---\n")
+	}
+}
+
+func TestCheckerPassesTheFixture(t *testing.T) {
+	m := loadManifests(writeFixture(t, nil))
+	if p := m.check(false); len(p) > 0 {
+		t.Fatalf("the fixture is meant to pass; problems:\n%s", strings.Join(p, "\n"))
+	}
+	if len(m.objects) != 10 {
+		t.Errorf("decoded %d documents of the fixture, want 10", len(m.objects))
+	}
+}
+
+// TestCheckerFindsBrokenManifests proves the checks can fail: each case
+// breaks one rule in the fixture and expects that rule to be reported.
+func TestCheckerFindsBrokenManifests(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(t *testing.T) func(map[string]string)
+		want string
+	}{
+		{"missing readiness probe", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "          readinessProbe:\n            httpGet: {path: /readyz, port: http}\n", "")
+		}, "no readinessProbe"},
+		{"liveness on the wrong path", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "path: /healthz", "path: /readyz")
+		}, "livenessProbe is not an HTTP GET of /healthz"},
+		{"probe on a port the container lacks", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "{path: /readyz, port: http}", "{path: /readyz, port: 9999}")
+		}, "readinessProbe probes port 9999"},
+		{"a :latest image", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "microshop:v0.1.0", "microshop:latest")
+		}, "is not pinned"},
+		{"an untagged image", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "ghcr.io/microshop/microshop:v0.1.0", "ghcr.io/microshop/microshop")
+		}, "is not pinned"},
+		{"privileged", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true\n            privileged: true")
+		}, "is privileged"},
+		{"privilege escalation allowed", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "            allowPrivilegeEscalation: false\n", "")
+		}, "allowPrivilegeEscalation is not false"},
+		{"root", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "runAsNonRoot: true\n        runAsUser: 65532", "runAsUser: 0")
+		}, "runAsNonRoot is not true"},
+		{"a writable root filesystem", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+		}, "readOnlyRootFilesystem is not true"},
+		{"capabilities kept", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", `capabilities: {drop: ["ALL"]}`, `capabilities: {drop: ["NET_RAW"]}`)
+		}, "capabilities do not drop ALL"},
+		{"no memory limit", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", `limits: {cpu: "1", memory: 256Mi}`, `limits: {cpu: "1"}`)
+		}, "no memory limits"},
+		{"no cpu request", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "requests: {cpu: 100m, memory: 128Mi}", "requests: {memory: 128Mi}")
+		}, "no cpu requests"},
+		{"GOMEMLIMIT above the limit", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "value: 230MiB", "value: 300MiB")
+		}, "GOMEMLIMIT=300MiB is not below"},
+		{"Deployment without PDB", func(t *testing.T) func(map[string]string) {
+			return dropDoc(t, "app.yaml", "PodDisruptionBudget")
+		}, "no PodDisruptionBudget selects its pods"},
+		{"Deployment without HPA", func(t *testing.T) func(map[string]string) {
+			return dropDoc(t, "app.yaml", "HorizontalPodAutoscaler")
+		}, "no HorizontalPodAutoscaler targets it"},
+		{"Deployment without Service", func(t *testing.T) func(map[string]string) {
+			return dropDoc(t, "app.yaml", "Service")
+		}, "no Service selects its pods"},
+		{"a service that does not exist", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", `args: ["serve", "orders"]`, `args: ["serve", "shipping"]`)
+		}, `args serve "shipping", which is not a microshop service`},
+		{"args that serve nothing", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", `args: ["serve", "orders"]`, `args: ["run"]`)
+		}, "are not [serve <service>]"},
+		{"another service's database", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "{name: orders-db-app, key: uri}", "{name: payments-db-app, key: uri}")
+		}, `reads Secret "payments-db-app", which is neither defined`},
+		{"a Secret nobody defines", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "secretRef: {name: microshop-orders}", "secretRef: {name: microshop-shipping}")
+		}, `envFrom Secret "microshop-shipping" is not defined`},
+		{"a URL to the wrong port", func(t *testing.T) func(map[string]string) {
+			return replace(t, "config.yaml", "http://orders:8083", "http://orders:8084")
+		}, `MICROSHOP_ORDERS_URL="http://orders:8084", want http://orders:8083`},
+		{"a grace period shorter than the drain", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 10")
+		}, "terminationGracePeriodSeconds 10"},
+		{"an unknown field", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "livenessProbe:", "livenesProbe:")
+		}, `unknown field "livenesProbe"`},
+		{"an unknown kind", func(t *testing.T) func(map[string]string) {
+			return func(files map[string]string) {
+				files["job.yaml"] = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: x}\n"
+			}
+		}, `unknown kind "CronJob"`},
+		{"a Kustomization resource that does not exist", func(t *testing.T) func(map[string]string) {
+			return replace(t, "kustomization.yaml", "  - db.yaml\n", "  - db.yaml\n  - missing.yaml\n")
+		}, `resource "missing.yaml" does not exist`},
+		{"a manifest the Kustomization forgets", func(t *testing.T) func(map[string]string) {
+			return replace(t, "kustomization.yaml", "  - netpol.yaml\n", "")
+		}, "netpol.yaml is beside it but not listed"},
+		{"a NetworkPolicy for no app", func(t *testing.T) func(map[string]string) {
+			return replace(t, "netpol.yaml", "{app.kubernetes.io/name: orders}", "{app.kubernetes.io/name: ordres}")
+		}, "selects no app"},
+		{"a Cluster whose database is not the service's", func(t *testing.T) func(map[string]string) {
+			return replace(t, "db.yaml", "{database: orders, owner: orders}", "{database: app, owner: app}")
+		}, `makes the database "app", not "orders"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifests(writeFixture(t, tt.edit(t)))
+			problems := m.check(false)
+			if !containsProblem(problems, tt.want) {
+				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(problems, "\n"))
+			}
+		})
+	}
+}
