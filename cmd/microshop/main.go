@@ -44,6 +44,7 @@ Commands:
   scale     run N replicas of a service of a running system
   restart   rolling restart of a service of a running system, without errors
   nats      run the embedded NATS JetStream server alone
+  load      put a measured load on a running system (latency percentiles)
   version   print the version
 
 Run "microshop <command> --help" for a command's flags.
@@ -72,6 +73,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return scale(ctx, rest, getenv, stdout, stderr)
 	case "restart":
 		return restart(ctx, rest, getenv, stdout, stderr)
+	case "load":
+		return load(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return version(rest, stdout, stderr)
 	case "help", "-h", "--help", "-help":
