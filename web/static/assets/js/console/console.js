@@ -19,7 +19,7 @@ const sections = [
   { path: "reports", title: "Reports", render: reports.render },
   { group: "Messages" },
   { path: "mailbox", title: "Mailbox", render: mailbox.render },
-  { path: "deliveries", title: "Webhook deliveries", render: deliveries.render },
+  { path: "deliveries", title: "Deliveries", render: deliveries.render },
 ];
 
 export async function render(root, ctx) {

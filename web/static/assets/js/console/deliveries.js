@@ -17,7 +17,7 @@ export function render(root, { query, signal }) {
     EVENT_TYPES.map((t) => h("option", { value: t, selected: t === eventType }, t || "Every event type")));
   const orderIn = h("input", { type: "search", name: "order_id", value: orderId, placeholder: "Order id", "aria-label": "Order id" });
   mount(root,
-    h("h1", {}, "Webhook deliveries"),
+    h("h1", {}, "Deliveries: email and webhooks"),
     h("p", { class: "muted" }, "Each event notifications handles becomes one delivery per channel (an email, or a signed webhook to each endpoint), retried with backoff until it is sent or given up."),
     h("form", { class: "searchbar", style: { maxWidth: "720px" }, onsubmit: (e) => {
       e.preventDefault();
@@ -48,9 +48,9 @@ export function render(root, { query, signal }) {
     mount(list, h("div", { class: "table-wrap" }, h("table", { class: "table" },
       h("thead", {}, h("tr", {}, h("th", {}, "Event"), h("th", {}, "Order"), h("th", {}, "Channel"), h("th", {}, "Recipient"), h("th", {}, "Subject"), h("th", { class: "num" }, "Tries"), h("th", {}, "Status"))),
       h("tbody", {}, items.map((d) => h("tr", { dataset: { event: d.event_id } },
-        h("td", {}, h("div", {}, d.event_type), h("div", { class: "muted small mono", title: d.event_id }, shortId(d.event_id)),
+        h("td", { class: "nowrap" }, h("div", {}, d.event_type), h("div", { class: "muted small mono", title: d.event_id }, shortId(d.event_id)),
           d.created_at ? h("div", { class: "muted small", title: when(d.created_at) }, brief(d.created_at)) : null),
-        h("td", {}, d.order_id ? h("a", { class: "mono small", href: `#/console/sagas/${encodeURIComponent(d.order_id)}`, title: d.order_id }, shortId(d.order_id)) : h("span", { class: "muted" }, "—")),
+        h("td", { class: "nowrap" }, d.order_id ? h("a", { class: "mono small", href: `#/console/sagas/${encodeURIComponent(d.order_id)}`, title: d.order_id }, shortId(d.order_id)) : h("span", { class: "muted" }, "—")),
         h("td", { class: "small" }, d.channel),
         h("td", { class: "small" }, d.recipient),
         h("td", { class: "small" }, d.subject || ""),
