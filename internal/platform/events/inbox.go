@@ -106,17 +106,31 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", c.Stream, err)
 	}
+	// Drain rather than Stop when ctx ends: Stop drops the messages the
+	// client has pulled but not handled, and the broker holds them for
+	// AckWait (30s) before anyone else gets them. Draining hands them to
+	// the loop below, which gives them back once the broker has dropped
+	// this subscription, so they go to the next consumer at once instead
+	// of straight back to this one.
 	go func() {
 		<-ctx.Done()
-		it.Stop()
+		it.Drain()
 	}()
+	var held []jetstream.Msg
 	for {
 		msg, err := it.Next()
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				for _, m := range held {
+					_ = m.Nak()
+				}
 				return nil
 			}
 			log.Warn("receiving an event", "err", err)
+			continue
+		}
+		if ctx.Err() != nil {
+			held = append(held, msg)
 			continue
 		}
 		c.deliver(ctx, log, msg)
