@@ -29,10 +29,10 @@ usage() {
 	sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//'
 }
 
-mode=env
+mode="env"
 case "${1:-}" in
-"" | --env) mode=env ;;
---k8s) mode=k8s ;;
+"" | --env) mode="env" ;;
+--k8s) mode="k8s" ;;
 -h | --help)
 	usage
 	exit 0
@@ -47,6 +47,20 @@ if ! command -v openssl >/dev/null 2>&1; then
 	echo "gen-keys.sh: needs openssl (1.1.1 or later, for Ed25519)" >&2
 	exit 1
 fi
+
+admin_email=${MICROSHOP_ADMIN_EMAIL:-admin@example.com}
+# The address goes into YAML and .env lines as it is: allow plain ones only.
+case "$admin_email" in
+*[!A-Za-z0-9.@_+-]* | *@*@* | @* | *@ | "")
+	echo "gen-keys.sh: MICROSHOP_ADMIN_EMAIL=$admin_email is not a plain email address" >&2
+	exit 2
+	;;
+*@*) ;;
+*)
+	echo "gen-keys.sh: MICROSHOP_ADMIN_EMAIL=$admin_email is not a plain email address" >&2
+	exit 2
+	;;
+esac
 
 umask 077
 tmp=$(mktemp -d)
@@ -74,19 +88,6 @@ for s in $SERVICES; do
 done
 
 webhook_key=$(openssl rand 32 | b64)
-admin_email=${MICROSHOP_ADMIN_EMAIL:-admin@example.com}
-# The address goes into YAML and .env lines as it is: allow plain ones only.
-case "$admin_email" in
-*[!A-Za-z0-9.@_+-]* | *@*@* | @* | *@ | "")
-	echo "gen-keys.sh: MICROSHOP_ADMIN_EMAIL=$admin_email is not a plain email address" >&2
-	exit 2
-	;;
-*@*) ;;
-*)
-	echo "gen-keys.sh: MICROSHOP_ADMIN_EMAIL=$admin_email is not a plain email address" >&2
-	exit 2
-	;;
-esac
 admin_password=$(openssl rand -hex 16)
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
