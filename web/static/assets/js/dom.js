@@ -132,6 +132,18 @@ export function every(ms, fn, signal) {
   tick();
 }
 
+// changed reports whether value differs from what it was the last time
+// changed was asked about el, so that polling redraws a list only when its
+// data changed: a redraw replaces the rows, and a click landing on a row
+// being replaced is lost.
+const seen = new WeakMap();
+export function changed(el, value) {
+  const key = JSON.stringify(value);
+  if (seen.get(el) === key) return false;
+  seen.set(el, key);
+  return true;
+}
+
 // sleep waits ms milliseconds, or less if signal aborts.
 export function sleep(ms, signal) {
   return new Promise((resolve) => {

@@ -4,7 +4,7 @@
 // checking.
 
 import { api } from "../api.js";
-import { h, mount, when, brief, shortId, status, alert, loading, every } from "../dom.js";
+import { h, mount, when, brief, shortId, status, alert, loading, every, changed } from "../dom.js";
 import { unavailable } from "./console.js";
 
 const EVENT_TYPES = ["", "users.registered", "orders.confirmed", "orders.rejected", "payments.refunded", "inventory.low_stock"];
@@ -37,10 +37,12 @@ export function render(root, { query, signal }) {
       page = await api(`/api/notifications/deliveries${qs.size ? `?${qs}` : ""}`, { signal });
     } catch (err) {
       if (err.name === "AbortError") return;
+      changed(list, null); // the next answer redraws, even the same as before
       mount(list, err.unavailable ? unavailable("notifications", err, "Deliveries are listed by the notifications service.") : alert("error", err.message));
       return;
     }
     const items = page.items || [];
+    if (!changed(list, items)) return;
     if (!items.length) {
       mount(list, h("div", { class: "card empty" }, "No deliveries match."));
       return;

@@ -6,7 +6,7 @@
 // Content-Security-Policy, which the frame inherits.
 
 import { api } from "../api.js";
-import { h, mount, when, brief, alert, loading, every } from "../dom.js";
+import { h, mount, when, brief, alert, loading, every, changed } from "../dom.js";
 import { unavailable } from "./console.js";
 
 export function render(root, { params, query, signal }) {
@@ -34,10 +34,12 @@ export function render(root, { params, query, signal }) {
       page = await api(`/api/mailbox/messages?${qs}`, { signal });
     } catch (err) {
       if (err.name === "AbortError") return;
+      changed(list, null); // the next answer redraws, even the same as before
       mount(list, err.unavailable ? unavailable("the mailbox", err, "The mailbox exists only under microshop run.") : alert("error", err.message));
       return;
     }
     const items = page.items || [];
+    if (!changed(list, items)) return;
     mount(list, items.length
       ? h("div", { class: "table-wrap" }, h("table", { class: "table" },
         h("thead", {}, h("tr", {}, h("th", {}, "Received"), h("th", {}, "Message"))),

@@ -3,7 +3,7 @@
 // timeline of steps: started, retrying, succeeded or failed.
 
 import { api, reasonShort } from "../api.js";
-import { h, mount, money, when, brief, clock, shortId, status, alert, loading, every } from "../dom.js";
+import { h, mount, money, when, brief, clock, shortId, status, alert, loading, every, changed } from "../dom.js";
 
 export function render(root, { params, query, signal }) {
   const [selected] = params;
@@ -23,9 +23,10 @@ export function render(root, { params, query, signal }) {
       page = await api(`/api/orders?${params_}`, { signal });
     } catch (err) {
       if (err.name !== "AbortError") mount(list, alert("error", err.message));
+      changed(list, null); // the next answer redraws, even the same as before
       return;
     }
-    if (signal.aborted) return;
+    if (signal.aborted || !changed(list, page)) return;
     drawList(list, page, selected, token);
   }, signal);
 
@@ -77,7 +78,7 @@ function showSaga(detail, id, signal) {
       poll.abort();
       return;
     }
-    drawSaga(detail, order, log.items || []);
+    if (changed(detail, [order, log])) drawSaga(detail, order, log.items || []);
     if (order.status !== "PENDING") poll.abort(); // final: nothing more will happen
   }, poll.signal);
 }

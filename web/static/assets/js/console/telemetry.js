@@ -20,7 +20,7 @@
 //     (seconds, milliseconds, microseconds or nanoseconds: told apart by size).
 
 import { api } from "../api.js";
-import { h, svg, mount, clock, when, alert, loading, every } from "../dom.js";
+import { h, svg, mount, clock, when, alert, loading, every, changed } from "../dom.js";
 import { unavailable } from "./console.js";
 
 const NOT_YET = "Request rates, error rates and latencies per service and per call between services, and traces of single requests, will show here once the telemetry collector runs.";
@@ -223,12 +223,14 @@ export function renderTraces(root, { params, query, signal }) {
       page = await api(`/api/telemetry/traces?${qs}`, { signal });
     } catch (err) {
       if (err.name === "AbortError") return;
+      changed(list, null); // the next answer redraws, even the same as before
       mount(list, err.unavailable ? unavailable("telemetry", err, NOT_YET) : alert("error", err.message));
       return;
     }
     // The UI's own files are most of the traffic when one person clicks
     // around; they say nothing about the services.
     const items = (page.items || []).filter((t) => showUI || !(t.root_service === "gateway" && /^(GET|HEAD) \/(assets\/\*|favicon\.ico|status)?$/.test(t.root_name))).slice(0, 50);
+    if (!changed(list, items)) return;
     mount(list, items.length
       ? h("div", { class: "table-wrap scroll" }, h("table", { class: "table" },
         h("thead", {}, h("tr", {}, h("th", {}, "Started"), h("th", {}, "Request"), h("th", { class: "num" }, "Duration"), h("th", { class: "num" }, "Spans"), h("th", {}, "Services"), h("th", {}, "Errors"))),

@@ -28,7 +28,7 @@ export async function render(root, { params, query, signal }) {
         h("div", { class: "table-wrap" }, h("table", { class: "table" },
           h("thead", {}, h("tr", {}, h("th", {}, "Product"), h("th", { class: "num" }, "Quantity"), h("th", { class: "num" }, "Price"), h("th", { class: "num" }, "Total"))),
           h("tbody", {}, order.lines.map((l) => h("tr", {},
-            h("td", {}, h("a", { href: `#/product/${encodeURIComponent(l.sku)}` }, names.get(l.sku) || l.sku), h("div", { class: "muted small mono" }, l.sku)),
+            h("td", {}, h("a", { href: `#/product/${encodeURIComponent(l.sku)}`, dataset: { name: l.sku } }, names.get(l.sku) || l.sku), h("div", { class: "muted small mono" }, l.sku)),
             h("td", { class: "num" }, String(l.quantity)),
             h("td", { class: "num" }, money(l.price_cents, order.currency)),
             h("td", { class: "num" }, money(l.price_cents * l.quantity, order.currency))))),
@@ -80,11 +80,17 @@ export async function render(root, { params, query, signal }) {
   }
   draw();
 
-  // Product names, for people; the order itself keeps skus.
-  Promise.all([...new Set(order.lines.map((l) => l.sku))].map((sku) =>
+  // Product names, for people; the order itself keeps skus. They are
+  // filled in where they stand: redrawing the page could take a button
+  // away from under a click.
+  for (const sku of new Set(order.lines.map((l) => l.sku))) {
     api(`/api/inventory/products/${encodeURIComponent(sku)}`, { signal, auth: false })
-      .then((p) => names.set(sku, p.name)).catch(() => {})))
-    .then(() => { if (!signal.aborted) draw(); });
+      .then((p) => {
+        names.set(sku, p.name);
+        for (const a of root.querySelectorAll("a[data-name]")) if (a.dataset.name === sku) a.textContent = p.name;
+      })
+      .catch(() => {});
+  }
 
   while (order.status === "PENDING" && !signal.aborted) {
     await sleep(1000, signal);

@@ -1,7 +1,7 @@
 // The customer's order history (GET /api/orders), newest first, in pages.
 
 import { api, reasonShort } from "../api.js";
-import { h, mount, money, when, shortId, status, alert, loading, every } from "../dom.js";
+import { h, mount, money, when, shortId, status, alert, loading, every, changed } from "../dom.js";
 
 const trail = [];
 
@@ -19,10 +19,11 @@ export async function render(root, { query, signal }) {
   every(3000, async () => {
     const page = await api(`/api/orders?${params}`, { signal }).catch((err) => {
       if (err.name !== "AbortError") mount(list, alert("error", err.message));
+      changed(list, null); // the next answer redraws, even the same as before
       return null;
     });
     if (!page || signal.aborted) return;
-    draw(list, page, token);
+    if (changed(list, page)) draw(list, page, token);
     if (!page.items.some((o) => o.status === "PENDING")) poll.abort();
   }, poll.signal);
 }
