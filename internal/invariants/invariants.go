@@ -11,6 +11,9 @@
 //     rejected one has none; a cancelled one was refunded in full;
 //   - the payments ledger balances to zero;
 //   - one Idempotency-Key never made two orders.
+//
+// It lives under internal/ so that the demos (internal/demo) can use it
+// as the tests do; test/invariants is the same checker under its old name.
 package invariants
 
 import (
