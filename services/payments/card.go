@@ -36,8 +36,25 @@ var errNoAnswer = errors.New("the card processor did not answer in time")
 // processor is the built-in card processor. It behaves like a real one
 // for the test cards above: it approves, declines with a reason, or takes
 // its time. It keeps nothing.
+//
+// latency and lanes make it behave like a remote processor reached over a
+// fixed number of connections: every authorization takes latency, and at
+// most cap(lanes) are at the processor at once from this process; the
+// others wait in line. Scaling payments out multiplies the lanes, which is
+// what `microshop demo independent-scaling` shows.
 type processor struct {
 	slowDelay time.Duration
+	latency   time.Duration
+	lanes     chan struct{} // nil: no limit
+}
+
+// newProcessor returns a processor; connections 0 means no limit.
+func newProcessor(slowDelay, latency time.Duration, connections int) processor {
+	p := processor{slowDelay: slowDelay, latency: latency}
+	if connections > 0 {
+		p.lanes = make(chan struct{}, connections)
+	}
+	return p
 }
 
 // decision is the processor's answer: declined with a reason, or approved.
@@ -45,22 +62,44 @@ type decision struct {
 	declined string
 }
 
-// authorize asks for amount to be held on c. Only a slow card can fail,
-// when ctx ends before it answers.
+// authorize asks for amount to be held on c. It fails only when ctx ends
+// before it answers: a slow card, or a wait for the processor's latency
+// or for a free connection.
 func (p processor) authorize(ctx context.Context, c contract.Checked, amount int64) (decision, error) {
+	if p.lanes != nil {
+		select {
+		case p.lanes <- struct{}{}:
+			defer func() { <-p.lanes }()
+		case <-ctx.Done():
+			return decision{}, fmt.Errorf("%w: %w", errNoAnswer, ctx.Err())
+		}
+	}
+	if p.latency > 0 {
+		if err := wait(ctx, p.latency); err != nil {
+			return decision{}, err
+		}
+	}
 	switch c.Number() {
 	case CardDeclined:
 		return decision{declined: contract.ReasonCardDeclined}, nil
 	case CardInsufficientFunds:
 		return decision{declined: contract.ReasonInsufficientFunds}, nil
 	case CardSlow:
-		t := time.NewTimer(p.slowDelay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return decision{}, fmt.Errorf("%w: %w", errNoAnswer, ctx.Err())
+		if err := wait(ctx, p.slowDelay); err != nil {
+			return decision{}, err
 		}
 	}
 	return decision{}, nil
+}
+
+// wait lets d pass, or fails with errNoAnswer when ctx ends first.
+func wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", errNoAnswer, ctx.Err())
+	}
 }

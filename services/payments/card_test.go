@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,5 +142,69 @@ func TestKeyLocks(t *testing.T) {
 	<-got
 	if len(l.held) != 0 {
 		t.Errorf("locks left behind: %v", l.held)
+	}
+}
+
+func TestProcessorLatencyAndConnections(t *testing.T) {
+	mk := func(n string) contract.Checked {
+		c, _ := parseCard(contract.Card{Number: n, ExpMonth: 1, ExpYear: 2030, CVC: "123"}, testNow)
+		return c
+	}
+	const latency = 40 * time.Millisecond
+	p := newProcessor(time.Hour, latency, 2)
+	ctx := context.Background()
+
+	// Every answer takes the latency, declines too.
+	for _, number := range []string{CardApproved, CardDeclined} {
+		start := time.Now()
+		if _, err := p.authorize(ctx, mk(number), 100); err != nil || time.Since(start) < latency {
+			t.Errorf("%s answered after %s (%v), want at least %s", number, time.Since(start), err, latency)
+		}
+	}
+
+	// Six at once through two connections take three rounds.
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			if d, err := p.authorize(ctx, mk(CardApproved), 100); err != nil || d.declined != "" {
+				t.Errorf("approved card: %+v %v", d, err)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took < 3*latency {
+		t.Errorf("six authorizations over two connections took %s, want at least %s", took, 3*latency)
+	}
+
+	// A caller that gives up while waiting for a connection is answered so.
+	busy := make(chan struct{})
+	for range 2 {
+		go func() {
+			p.lanes <- struct{}{}
+			<-busy
+			<-p.lanes
+		}()
+	}
+	for len(p.lanes) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.authorize(cctx, mk(CardApproved), 100); !errors.Is(err, errNoAnswer) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting for a busy processor past the deadline: %v", err)
+	}
+	close(busy)
+
+	// The default processor adds nothing and has no limit.
+	p = newProcessor(time.Hour, 0, 0)
+	start = time.Now()
+	for range 50 {
+		if _, err := p.authorize(ctx, mk(CardApproved), 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("50 authorizations with no latency took %s", took)
 	}
 }

@@ -11,6 +11,13 @@
 //	4000 0000 0000 0077  answers after --slow-card-delay (10s), then
 //	                     approves; a caller that gives up first frees it
 //
+// Two flags make the processor behave like a remote one, for load tests
+// and demos: --processor-latency adds a round trip to every
+// authorization, and --processor-connections bounds how many a process
+// has at the processor at once (more wait in line), so one process's
+// authorizations per second are connections / latency, and each replica
+// adds as many again. Both are off (0) by default.
+//
 // Any other valid card (Luhn, 12-19 digits, visa, mastercard, amex or
 // discover, not expired, a cvc of 3 digits or 4 for amex) is approved.
 // Of a card only its brand and last four digits are ever stored; the
@@ -42,6 +49,12 @@ import (
 type Config struct {
 	// SlowCardDelay is how long the slow test card takes to answer.
 	SlowCardDelay time.Duration
+	// ProcessorLatency is added to every authorization, as a remote card
+	// processor's round trip would be (0: none).
+	ProcessorLatency time.Duration
+	// ProcessorConnections bounds the authorizations this process has at
+	// the processor at once; the others wait in line (0: no limit).
+	ProcessorConnections int
 	// IdempotencyTTL is how long the answer to an idempotency key is kept
 	// (0: forever).
 	IdempotencyTTL time.Duration
@@ -62,7 +75,7 @@ type Service struct {
 
 // New returns the service over its database.
 func New(cfg Config, db *database.DB, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, db: db, store: store{db: db}, proc: processor{slowDelay: cfg.SlowCardDelay},
+	return &Service{cfg: cfg, db: db, store: store{db: db}, proc: newProcessor(cfg.SlowCardDelay, cfg.ProcessorLatency, cfg.ProcessorConnections),
 		keys: keyLocks{held: map[string]*keyLock{}}, log: log, now: now}
 }
 

@@ -3,6 +3,7 @@ package payments
 import (
 	"context"
 	"embed"
+	"fmt"
 	"io/fs"
 	"time"
 
@@ -38,9 +39,14 @@ func Spec() service.Spec {
 			var (
 				slow = f.Duration("slow-card-delay", 10*time.Second, "how long the slow test card "+CardSlow+" takes to answer")
 				ttl  = f.Duration("idempotency-ttl", 30*24*time.Hour, "how long the answers of idempotency keys are kept (0: forever)")
+				lat  = f.Duration("processor-latency", 0, "added to every card authorization, like a remote processor's round trip (0: none)")
+				conn = f.Int("processor-connections", 0, "authorizations this process has at the card processor at once; more wait in line (0: no limit)")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
-				s := New(Config{SlowCardDelay: *slow, IdempotencyTTL: *ttl}, rt.DB, rt.Log)
+				if *lat < 0 || *conn < 0 {
+					return fmt.Errorf("--processor-latency and --processor-connections must not be negative")
+				}
+				s := New(Config{SlowCardDelay: *slow, IdempotencyTTL: *ttl, ProcessorLatency: *lat, ProcessorConnections: *conn}, rt.DB, rt.Log)
 				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.ServiceKeys, rt.Log)
 				rt.Go("idempotency key expiry", func(ctx context.Context) error { return s.ForgetAnswers(ctx, time.Hour) })
 				return nil
