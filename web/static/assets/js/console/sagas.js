@@ -12,7 +12,7 @@ export function render(root, { params, query, signal }) {
   const detail = h("div", { id: "saga" });
   mount(root,
     h("h1", {}, "Sagas"),
-    h("p", { class: "muted" }, "Every checkout is a saga that orders runs across inventory and payments: reserve, authorize, commit, capture, or release and void to undo. Pick an order to see its steps."),
+    h("p", { class: "muted" }, "Every checkout is a saga that orders runs across inventory and payments: reserve, authorize, commit, capture, or void and release to undo; a cancel refunds and returns the stock. Pick an order to see its steps."),
     h("div", { class: "split" }, list, detail));
 
   const params_ = new URLSearchParams({ all: "true", limit: "15" });
@@ -84,7 +84,7 @@ function showSaga(detail, id, signal) {
 }
 
 // The order a saga's steps run in, compensations last.
-const STEPS = ["create", "reserve", "authorize", "commit", "capture", "void", "release", "refund", "return"];
+const STEPS = ["create", "reserve", "authorize", "commit", "capture", "cancel", "void", "release", "refund", "return"];
 const EVENTS = { started: 0, retrying: 1, succeeded: 2, failed: 2 };
 
 // chronological sorts the log by time. The API orders it by an id that is
