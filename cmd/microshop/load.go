@@ -207,7 +207,8 @@ func writeReport(w io.Writer, res *loadgen.Result) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
-	fmt.Fprintf(w, "\n%d HTTP requests, a checkout's polls included\n", res.Totals.HTTPRequests)
+	fmt.Fprintf(w, "\n%d HTTP requests for %d operations (a checkout's polls are part of its operation)\n",
+		res.Totals.HTTPRequests, res.Totals.Count)
 	if res.ConfirmedCheckouts > 0 || slices.ContainsFunc(res.Operations, func(o loadgen.OpResult) bool { return o.Name == loadgen.OpCheckout }) {
 		fmt.Fprintf(w, "confirmed checkouts: %d (%.1f/s)\n", res.ConfirmedCheckouts, res.ConfirmedCheckoutsPerSecond)
 	}
