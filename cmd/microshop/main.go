@@ -45,6 +45,7 @@ Commands:
   restart   rolling restart of a service of a running system, without errors
   nats      run the embedded NATS JetStream server alone
   load      put a measured load on a running system (latency percentiles)
+  reports   rebuild the reports read model of a running system, with progress
   version   print the version
 
 Run "microshop <command> --help" for a command's flags.
@@ -75,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return restart(ctx, rest, getenv, stdout, stderr)
 	case "load":
 		return load(ctx, rest, getenv, stdout, stderr)
+	case "reports":
+		return reportsCommand(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return version(rest, stdout, stderr)
 	case "help", "-h", "--help", "-help":

@@ -13,6 +13,7 @@ import (
 	"github.com/microshop/microshop/services/notifications"
 	"github.com/microshop/microshop/services/orders"
 	"github.com/microshop/microshop/services/payments"
+	"github.com/microshop/microshop/services/reports"
 	"github.com/microshop/microshop/services/users"
 )
 
@@ -25,6 +26,7 @@ func services() []service.Spec {
 		orders.Spec(),
 		payments.Spec(),
 		notifications.Spec(),
+		reports.Spec(),
 		gateway.Spec(),
 	}
 }

@@ -2,6 +2,7 @@ package users
 
 import (
 	"context"
+	"fmt"
 	"embed"
 	"io/fs"
 	"time"
@@ -45,8 +46,13 @@ func Spec() service.Spec {
 				loginAccount  = f.Int("login-rate-account", 10, "login attempts a minute per account (0: unlimited)")
 				loginIP       = f.Int("login-rate-ip", 60, "login attempts a minute per client address (0: unlimited)")
 				registerIP    = f.Int("register-rate-ip", 30, "registrations a minute per client address (0: unlimited)")
+				proxies       = f.String("trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs of proxies (the gateway, an ingress) whose X-Forwarded-For names the client")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
+				trusted, err := ratelimit.ParsePrefixes(*proxies)
+				if err != nil {
+					return fmt.Errorf("--trusted-proxies: %w", err)
+				}
 				s, err := New(ctx, Config{AccessTTL: *accessTTL, RefreshTTL: *refreshTTL,
 					AdminEmail: *adminEmail, AdminPassword: *adminPassword}, rt.DB, rt.Log)
 				if err != nil {
@@ -54,7 +60,7 @@ func Spec() service.Spec {
 				}
 				Routes(rt.Server.Router, s, OpenAPI(), Limits{
 					LoginPerAccount: *loginAccount, LoginPerIP: *loginIP, RegisterPerIP: *registerIP,
-					TrustedProxies: ratelimit.Loopback(),
+					TrustedProxies: trusted,
 				}, rt.Log)
 				return nil
 			}

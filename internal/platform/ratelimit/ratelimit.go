@@ -3,6 +3,7 @@
 package ratelimit
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -118,4 +119,26 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 // Loopback is the default trusted-proxy list: a gateway on this machine.
 func Loopback() []netip.Prefix {
 	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+// ParsePrefixes reads a comma-separated list of CIDRs ("10.0.0.0/8,::1/128")
+// or plain addresses, which count as one host each.
+func ParsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(part); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an address", part)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -207,3 +207,16 @@ func TestLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePrefixes(t *testing.T) {
+	got, err := ratelimit.ParsePrefixes(" 10.0.0.0/8, 192.168.1.7 ,::1/128,")
+	if err != nil || len(got) != 3 || got[1].String() != "192.168.1.7/32" {
+		t.Fatalf("ParsePrefixes = %v, %v", got, err)
+	}
+	if _, err := ratelimit.ParsePrefixes("10.0.0.0/8,nonsense"); err == nil {
+		t.Fatal("nonsense was accepted")
+	}
+	if got, err := ratelimit.ParsePrefixes(""); err != nil || len(got) != 0 {
+		t.Fatalf("empty list: %v %v", got, err)
+	}
+}
