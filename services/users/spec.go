@@ -2,8 +2,8 @@ package users
 
 import (
 	"context"
-	"fmt"
 	"embed"
+	"fmt"
 	"io/fs"
 	"time"
 
