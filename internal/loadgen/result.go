@@ -218,7 +218,8 @@ func notes(res *Result) []string {
 	kinds := res.Totals.ErrorsByKind
 	if kinds["status_429"] > 0 {
 		out = append(out, fmt.Sprintf("%d operations were refused with 429 Too Many Requests: the system's rate limits, not its capacity, "+
-			"set these figures. For a load test start it with MICROSHOP_RATE_LIMIT=0 MICROSHOP_LOGIN_RATE_IP=0 MICROSHOP_REGISTER_RATE_IP=0.",
+			"set these figures. For a load test start it with MICROSHOP_RATE_LIMIT=0 MICROSHOP_LOGIN_RATE_IP=0 MICROSHOP_REGISTER_RATE_IP=0 "+
+			"(and MICROSHOP_LOGIN_RATE_ACCOUNT=0, or more --users, for long mixed runs).",
 			kinds["status_429"]))
 	}
 	if n := kinds[outcomeKind("REJECTED", "out_of_stock")]; n > 0 {
