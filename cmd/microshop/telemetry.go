@@ -42,6 +42,13 @@ func startCollector(port int, natsURL string, sup *supervisor, log *slog.Logger)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", c.Receiver())
+	// Probes, so the gateway's health panel sees the collector like a service.
+	for _, probe := range []string{"GET /healthz", "GET /readyz"} {
+		mux.HandleFunc(probe, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+		})
+	}
 	mux.Handle("/api/telemetry/", c.API())
 	mux.HandleFunc("GET /api/telemetry/streams", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)

@@ -268,6 +268,9 @@ func (m *Mailbox) Handler() http.Handler {
 		}
 		writeProblem(w, http.StatusNotFound, "no such message")
 	})
+	// Probes, so the gateway's health panel sees the mailbox like a service.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"status": "alive"}) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, map[string]string{"smtp": "ok"}) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
 	})

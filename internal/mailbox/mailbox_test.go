@@ -103,3 +103,15 @@ func TestHTTPListsNewestFirstWithFilters(t *testing.T) {
 		t.Fatalf("missing message: %d", resp.StatusCode)
 	}
 }
+
+func TestProbes(t *testing.T) {
+	m, _ := start(t, filepath.Join(t.TempDir(), "mb.jsonl"))
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %v %v", p, resp, err)
+		}
+	}
+}

@@ -71,3 +71,14 @@ func TestValidRejectsJunk(t *testing.T) {
 		t.Errorf("Valid rejects the largest ULID")
 	}
 }
+
+func TestStrictlyIncreasingWithinAMillisecond(t *testing.T) {
+	prev := ids.New()
+	for range 10000 {
+		next := ids.New()
+		if next <= prev {
+			t.Fatalf("%s came after %s", next, prev)
+		}
+		prev = next
+	}
+}
