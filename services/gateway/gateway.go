@@ -46,6 +46,9 @@ type Config struct {
 	// RateLimit is requests a second per client address, in bursts of up
 	// to twice that. Zero means unlimited.
 	RateLimit int
+	// Transport carries requests to the services; nil means the gateway's
+	// own pool of keep-alive connections.
+	Transport http.RoundTripper
 }
 
 // Gateway routes public requests to the services.
@@ -67,7 +70,10 @@ func New(cfg Config, v *auth.Verifier, log *slog.Logger, reg prometheus.Register
 	if cfg.RateLimit < 0 {
 		return nil, fmt.Errorf("--rate-limit %d: want 0 (unlimited) or more", cfg.RateLimit)
 	}
-	transport := newTransport()
+	var transport http.RoundTripper = newTransport()
+	if cfg.Transport != nil {
+		transport = cfg.Transport
+	}
 	m := newMetrics(reg)
 	g := &Gateway{
 		upstreams: map[string]*upstream{},

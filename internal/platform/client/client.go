@@ -55,6 +55,10 @@ type Options struct {
 	// failures (default 5); it half-opens after BreakerOpen (default 5s).
 	BreakerFailures int
 	BreakerOpen     time.Duration
+	// Transport carries the calls; nil means the client's own pool of
+	// keep-alive connections. The runtime sets it to an in-process
+	// transport when services share a process (see package inproc).
+	Transport http.RoundTripper
 }
 
 func (o *Options) defaults() {
@@ -106,15 +110,19 @@ func New(target, base string, creds *auth.Credentials, opts Options, m *Metrics)
 		// Replicas are probed for as long as the process lives, like the client.
 		bal.Start(context.Background())
 	}
-	c := &Client{
-		target: target, bal: bal, badURL: err, creds: creds, opts: opts, metrics: m,
-		hc: &http.Client{Transport: &http.Transport{
+	transport := opts.Transport
+	if transport == nil {
+		transport = &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        opts.MaxConcurrent,
 			MaxIdleConnsPerHost: opts.MaxConcurrent, // Go's default of 2 costs a fifth of the throughput
 			IdleConnTimeout:     90 * time.Second,
-		}},
+		}
+	}
+	c := &Client{
+		target: target, bal: bal, badURL: err, creds: creds, opts: opts, metrics: m,
+		hc:    &http.Client{Transport: transport},
 		slots: make(chan struct{}, opts.MaxConcurrent),
 	}
 	c.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
