@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
+	"github.com/microshop/microshop/internal/platform/inproc"
 	"github.com/microshop/microshop/internal/platform/logging"
 	"github.com/microshop/microshop/internal/platform/server"
 	"github.com/microshop/microshop/internal/platform/telemetry"
@@ -94,6 +96,10 @@ type Runtime struct {
 	// Telemetry traces the service: pass it to clients (client.Options)
 	// and use its Tracer for spans of the service's own work.
 	Telemetry *telemetry.Telemetry
+	// Transport carries calls to other services: pass it to clients
+	// (client.Options). nil means each client's own connection pool; when
+	// services share a process it delivers their calls in-process.
+	Transport http.RoundTripper
 
 	wg   sync.WaitGroup
 	bg   context.Context
@@ -125,8 +131,25 @@ func (rt *Runtime) Consume(c *events.Consumer) {
 	rt.Go("consumer "+c.Name, c.Run)
 }
 
+// Options are what the process gives a service besides its flags and
+// environment. The zero value is a service alone in its process.
+type Options struct {
+	// Registry, when set, is shared by services running in one process
+	// (`microshop run --mode monolith`): the service registers its
+	// handler there under its own address, and its calls to services
+	// registered there (through Runtime.Transport and the JWKS fetch)
+	// go in-process, through the same middleware, without a socket. It
+	// keeps its own listener too, for everyone else.
+	Registry *inproc.Registry
+}
+
 // Run runs the service described by spec until ctx is done.
 func Run(ctx context.Context, spec Spec, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return RunWith(ctx, spec, args, getenv, stdout, stderr, Options{})
+}
+
+// RunWith is Run with options from the process that runs the service.
+func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) string, stdout, stderr io.Writer, opts Options) error {
 	fs := flag.NewFlagSet("microshop serve "+spec.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f := config.New(fs, getenv)
@@ -225,8 +248,13 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 			jwks = append(jwks, strings.TrimRight(u, "/")+"/.well-known/jwks.json")
 		}
 	}
+	var jwksClient *http.Client // nil: the key set's own
+	if opts.Registry != nil {
+		rt.Transport = opts.Registry.Transport()
+		jwksClient = &http.Client{Transport: rt.Transport, Timeout: 5 * time.Second}
+	}
 	rt.Keys = auth.NewRemoteKeySet(strings.Join(jwks, ","),
-		filepath.Join(*dataDir, spec.Name+".jwks-cache.json"), nil, log)
+		filepath.Join(*dataDir, spec.Name+".jwks-cache.json"), jwksClient, log)
 	rt.Verifier = auth.NewVerifier(rt.Keys)
 	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel,
 		MaxInFlight: *inFlight, DrainDelay: *drainWait})
@@ -276,12 +304,39 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 		rt.Go("outbox relay", relay.Run)
 	}
 
+	var serving net.Listener = ln
+	var local *inproc.Registration
+	if opts.Registry != nil {
+		// Served in-process too, under its own address, until the
+		// listener closes: then in-process callers are refused like
+		// everyone else, and the requests they have in flight drain.
+		local, err = opts.Registry.Register(rt.Server, inprocBases(rt.Addr)...)
+		if err != nil {
+			stopBackground()
+			rt.wg.Wait()
+			return err
+		}
+		defer local.Close()
+		serving = closeHook{Listener: ln, onClose: local.Close}
+	}
+
 	log.Info("serving", "addr", ln.Addr().String())
 
 	sctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- rt.Server.Serve(sctx, ln, *drain) }()
+	go func() {
+		err := rt.Server.Serve(sctx, serving, *drain)
+		if local != nil {
+			local.Close()
+			wctx, cancel := context.WithTimeout(context.Background(), *drain)
+			if werr := local.Wait(wctx); werr != nil && err == nil {
+				err = fmt.Errorf("draining in-process requests: %w", werr)
+			}
+			cancel()
+		}
+		serveErr <- err
+	}()
 
 	select {
 	case err = <-serveErr:
@@ -301,4 +356,30 @@ func Run(ctx context.Context, spec Spec, args []string, getenv func(string) stri
 	}
 	log.Info("stopped")
 	return err
+}
+
+// closeHook runs onClose when the server closes its listener, which it
+// does first when it stops.
+type closeHook struct {
+	net.Listener
+	onClose func()
+}
+
+func (l closeHook) Close() error {
+	l.onClose()
+	return l.Listener.Close()
+}
+
+// inprocBases are the base URLs callers use for a service listening on
+// addr: that address, or the loopback names when it listens on every
+// interface.
+func inprocBases(addr string) []string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return []string{"http://" + addr}
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return []string{"http://127.0.0.1:" + port, "http://localhost:" + port, "http://[::1]:" + port}
+	}
+	return []string{"http://" + net.JoinHostPort(host, port)}
 }
