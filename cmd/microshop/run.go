@@ -32,7 +32,7 @@ func runSystem(ctx context.Context, args []string, getenv func(string) string, s
 		dataDir  = f.String("data", "data", "directory for every service's SQLite file, the NATS store and the logs")
 		port     = f.Int("port", 8080, "the gateway's port; services listen on the next six ports (users +1 ... reports +6)")
 		natsPort = f.Int("nats-port", 4223, "port of the embedded NATS JetStream server")
-		mode     = f.String("mode", "microservices", "microservices: one process per service")
+		mode     = f.String("mode", "microservices", "microservices: one process per service; monolith: every service in this one process, their calls to each other in-process")
 		logLevel = f.String("log-level", "info", "log level of the services: debug, info, warn or error")
 		timeout  = f.Duration("ready-timeout", 30*time.Second, "how long to wait for every service to become ready")
 		replicas = f.String("replicas", "", "replicas per service, e.g. payments=3,inventory=2 (default 1 each; at most 5)")
@@ -51,6 +51,11 @@ keeps what notifications sends. Waits until everything is ready, prints
 where it is, and stops it all gracefully on Ctrl-C. A second run reuses the
 data.
 
+With --mode monolith the same services run inside this one process
+instead, the broker too: each keeps its own port, database, routes and
+logs, but the calls between services are handed over in memory rather
+than sent over a socket. Events still go through NATS.
+
 Ports: the gateway on --port, users +1, inventory +2, orders +3,
 payments +4, notifications +5, reports +6, the mailbox's web API +7, its
 SMTP server +8 and the trace collector +9; NATS on --nats-port.
@@ -68,8 +73,14 @@ Flags:
 	if err := f.Parse(nil); err != nil { // reports bad MICROSHOP_* values
 		return err
 	}
-	if *mode != "microservices" {
-		return fmt.Errorf("--mode %q is not available yet; use microservices", *mode)
+	switch *mode {
+	case "microservices":
+	case "monolith":
+		if strings.TrimSpace(*replicas) != "" {
+			return fmt.Errorf("--replicas needs --mode microservices: in a monolith every service runs once, in one process")
+		}
+	default:
+		return fmt.Errorf("--mode %q: want microservices or monolith", *mode)
 	}
 	if *port < 1 || *port > 65535-9-100*(maxReplicas-1) {
 		return fmt.Errorf("--port %d: want a port between 1 and %d", *port, 65535-9-100*(maxReplicas-1))
@@ -149,6 +160,10 @@ Flags:
 	sup.state.Telemetry = col.url
 	env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+col.url, "MICROSHOP_TELEMETRY_URL="+col.url)
 	sup.readyTimeout = *timeout
+	if *mode == "monolith" {
+		return runMonolith(ctx, monolith{sup: sup, data: data, port: *port, natsPort: *natsPort, natsURL: natsURL, extNATS: *extNATS != "",
+			logLevel: *logLevel, timeout: *timeout, specs: specs, env: env, seeds: seeds, dbFor: dbFor, admin: admin}, stdout, stderr)
+	}
 	// NATS is a process of its own, like the services, so it can be
 	// stopped and started (or killed) on its own too.
 	if *extNATS == "" {

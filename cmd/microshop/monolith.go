@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/broker"
+	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/inproc"
+	"github.com/microshop/microshop/internal/platform/logging"
+	"github.com/microshop/microshop/internal/platform/service"
+)
+
+// `microshop run --mode monolith` runs every service in this one process.
+// Each keeps what it has as a process of its own: its flags and
+// environment, its database, its routes, its listener on its own port (so
+// the gateway, curl and the browser see the same system), its background
+// work and its graceful stop. What changes is the way between them: the
+// services share an inproc.Registry, so a call from one service to
+// another (orders to inventory and payments, the gateway to everyone, the
+// JWKS fetch from users) is handed to the callee's handler in memory,
+// through the same middleware, credentials, tokens and traces, without a
+// socket. Events still go through NATS JetStream, here an embedded server
+// in this same process. No service knows which mode it runs in.
+
+// monolith is what runSystem has prepared for the services.
+type monolith struct {
+	sup      *supervisor // state only: run.json, the collector's health
+	data     string
+	port     int
+	natsPort int
+	natsURL  string
+	extNATS  bool
+	logLevel string
+	timeout  time.Duration
+	specs    []service.Spec
+	env      []string // as a child process would get it
+	seeds    map[string]string
+	dbFor    func(string) []string
+	admin    adminAccount
+}
+
+// runMonolith runs the system in this process until ctx ends, then stops
+// it in the order `run` stops processes: the gateway, the services, the
+// broker.
+func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) error {
+	sup, log := m.sup, m.sup.log
+	var broker *embeddedNATS
+	if !m.extNATS {
+		var err error
+		if broker, err = startEmbeddedNATS(m.data, m.natsPort); err != nil {
+			return err
+		}
+		defer broker.stop()
+		sup.mu.Lock()
+		sup.state.Services = append(sup.state.Services, broker.child)
+		sup.mu.Unlock()
+	}
+
+	reg := inproc.NewRegistry()
+	base := envMap(m.env)
+	for _, s := range m.specs {
+		// One URL per service: there are no replicas to probe for here.
+		base[config.EnvName(s.Name+"-url")] = fmt.Sprintf("http://127.0.0.1:%d", servicePort(s, m.port))
+	}
+
+	// The gateway stops first, so no new request comes in, then the rest.
+	gatewayCtx, stopGateway := context.WithCancel(context.Background())
+	servicesCtx, stopServices := context.WithCancel(context.Background())
+	defer stopGateway()
+	defer stopServices()
+	var gateway, others []*child
+	for _, spec := range m.specs {
+		env := maps(base, map[string]string{"MICROSHOP_SERVICE_KEY": m.seeds[spec.Name]})
+		port := servicePort(spec, m.port)
+		args := append([]string{"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", m.data,
+			"--nats", m.natsURL, "--log-level", m.logLevel, "--drain-delay", "0s"}, m.dbFor(spec.Name)...)
+		runCtx := servicesCtx
+		if spec.Name == "gateway" {
+			runCtx = gatewayCtx
+		}
+		c, err := startInProcess(runCtx, spec, args, env, port, m.data, reg, sup)
+		if c != nil && spec.Name == "gateway" {
+			gateway = append(gateway, c)
+		} else if c != nil {
+			others = append(others, c)
+		}
+		if err != nil {
+			stopGateway()
+			stopServices()
+			_ = waitExited(append(gateway, others...), 30*time.Second)
+			return err
+		}
+	}
+	all := append(append([]*child(nil), others...), gateway...)
+	stopAll := func() error {
+		stopGateway()
+		err := waitExited(gateway, 30*time.Second)
+		stopServices()
+		err = errors.Join(err, waitExited(others, 30*time.Second))
+		if broker != nil {
+			broker.stop()
+		}
+		return err
+	}
+	if err := waitReady(ctx, sup.children(), m.timeout); err != nil {
+		_ = stopAll()
+		return err
+	}
+	ctl, err := serveMonolithControl(ctx, sup)
+	if err != nil {
+		_ = stopAll()
+		return err
+	}
+	defer ctl.Close()
+	fmt.Fprintf(stdout, "Mode monolith: every service runs in this process (pid %d); calls between them go in-process, events through NATS.\n", os.Getpid())
+	printTable(stdout, sup.snapshot(), m.data, m.admin)
+
+	// A service that stops on its own is reported, as in microservices
+	// mode; the others keep running.
+	for _, c := range all {
+		go func() {
+			<-c.exited
+			sup.mu.Lock()
+			stopping := c.stopping
+			sup.mu.Unlock()
+			if !stopping {
+				log.Warn("a service stopped; the others keep running", "service", c.Name, "err", errString(c.err), "log", c.Log)
+			}
+		}()
+	}
+
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\nstopping: draining every service, then the broker")
+	sup.mu.Lock()
+	for _, c := range sup.state.Services {
+		c.stopping = true
+	}
+	sup.mu.Unlock()
+	if err := stopAll(); err != nil {
+		fmt.Fprintln(stderr, err)
+	}
+	fmt.Fprintln(stdout, "stopped")
+	return nil
+}
+
+// startInProcess starts one service on a goroutine of this process, its
+// log in <data>/logs/<name>.log as a child process would have it.
+func startInProcess(ctx context.Context, spec service.Spec, args []string, env map[string]string, port int, data string,
+	reg *inproc.Registry, sup *supervisor) (*child, error) {
+	logPath := filepath.Join(data, "logs", spec.Name+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", logPath, err)
+	}
+	c := &child{Name: spec.Name, Port: port, PID: os.Getpid(), URL: fmt.Sprintf("http://127.0.0.1:%d", port), Log: logPath,
+		ready: readyz, exited: make(chan struct{})}
+	out := &syncWriter{w: logFile}
+	go func() {
+		c.err = service.RunWith(ctx, spec, args, func(k string) string { return env[k] }, out, out, service.Options{Registry: reg})
+		if c.err != nil {
+			fmt.Fprintf(out, "%s stopped: %v\n", spec.Name, c.err)
+		}
+		logFile.Close()
+		close(c.exited)
+		sup.mu.Lock()
+		_ = sup.writeStateLocked()
+		sup.mu.Unlock()
+	}()
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	sup.state.Services = append(sup.state.Services, c)
+	return c, sup.writeStateLocked()
+}
+
+// waitExited waits until every one of cs has stopped.
+func waitExited(cs []*child, within time.Duration) error {
+	deadline := time.After(within)
+	var late []string
+	for _, c := range cs {
+		select {
+		case <-c.exited:
+		case <-deadline:
+			late = append(late, c.Name)
+		}
+	}
+	if len(late) > 0 {
+		return fmt.Errorf("%s did not stop within %s", strings.Join(late, ", "), within)
+	}
+	return nil
+}
+
+// embeddedNATS is the broker in this process, listed as a process of its
+// own in run.json and the table.
+type embeddedNATS struct {
+	srv   *broker.Embedded
+	child *child
+	once  sync.Once
+	log   *os.File
+}
+
+func startEmbeddedNATS(data string, port int) (*embeddedNATS, error) {
+	logPath := filepath.Join(data, "logs", "nats.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", logPath, err)
+	}
+	srv, err := broker.StartEmbedded(filepath.Join(data, "nats"), "127.0.0.1", port, logging.New(&syncWriter{w: logFile}, "nats", 0))
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	c := &child{Name: "nats", Port: port, PID: os.Getpid(), URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Log: logPath,
+		ready: dialing, exited: make(chan struct{})}
+	return &embeddedNATS{srv: srv, child: c, log: logFile}, nil
+}
+
+func (e *embeddedNATS) stop() {
+	e.once.Do(func() {
+		e.srv.Shutdown()
+		e.log.Close()
+		close(e.child.exited)
+	})
+}
+
+// syncWriter serialises writes to a log file shared by a service's
+// stdout and stderr.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// envMap reads KEY=value pairs; a later pair wins, as it does for a
+// child process's environment.
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// maps copies base with extra on top.
+func maps(base, extra map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(extra))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+// serveMonolithControl answers on the control socket as run does, but
+// there are no processes to start, scale or restart: status only.
+func serveMonolithControl(ctx context.Context, sup *supervisor) (net.Listener, error) {
+	path := controlPath(sup.data)
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("opening the control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(sup.snapshot())
+	})
+	mux.HandleFunc("POST /services/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, fmt.Sprintf("%s cannot %s a service in --mode monolith: every service runs inside one process; "+
+			"stop run and start it again, or use --mode microservices", "microshop", r.PathValue("action")), http.StatusConflict)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			sup.log.Warn("control socket stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+		_ = os.Remove(path)
+	}()
+	return ln, nil
+}
