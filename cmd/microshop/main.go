@@ -46,6 +46,7 @@ Commands:
   nats      run the embedded NATS JetStream server alone
   load      put a measured load on a running system (latency percentiles)
   reports   rebuild the reports read model of a running system, with progress
+  contract  check a running service, in any language, against its OpenAPI document and events
   version   print the version
 
 Run "microshop <command> --help" for a command's flags.
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return load(ctx, rest, getenv, stdout, stderr)
 	case "reports":
 		return reportsCommand(ctx, rest, getenv, stdout, stderr)
+	case "contract":
+		return contract(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return version(rest, stdout, stderr)
 	case "help", "-h", "--help", "-help":

@@ -1,0 +1,277 @@
+package contractcheck_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/microshop/microshop/internal/contractcheck"
+	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/openapi"
+	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/internal/platform/service/servicetest"
+	"github.com/microshop/microshop/services/inventory"
+	"github.com/microshop/microshop/services/notifications"
+	"github.com/microshop/microshop/services/orders"
+	"github.com/microshop/microshop/services/payments"
+	"github.com/microshop/microshop/services/reports"
+	"github.com/microshop/microshop/services/users"
+)
+
+const (
+	adminEmail    = "admin@example.com"
+	adminPassword = "admin password 123"
+)
+
+// system is microshop's own services, each started for real (its own
+// port, database and runtime) on one embedded NATS, as the checker's
+// subjects.
+type system struct {
+	nats  string
+	urls  map[string]string
+	seeds map[string]string // service identity keys (base64 seeds)
+}
+
+func startSystem(t *testing.T) *system {
+	t.Helper()
+	natsURL := servicetest.NATS(t)
+	names := []string{"users", "inventory", "orders", "payments", "notifications", "reports"}
+	seeds, publics, err := auth.GenerateServiceKeys(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(name string) map[string]string {
+		return map[string]string{
+			"MICROSHOP_SERVICE_KEY":      seeds[name],
+			"MICROSHOP_SERVICE_KEYS":     publics,
+			"MICROSHOP_ADMIN_EMAIL":      adminEmail,
+			"MICROSHOP_ADMIN_PASSWORD":   adminPassword,
+			"MICROSHOP_REGISTER_RATE_IP": "0",
+			"MICROSHOP_LOGIN_RATE_IP":    "0",
+		}
+	}
+	s := &system{nats: natsURL, urls: map[string]string{}, seeds: seeds}
+	start := func(spec service.Spec, args ...string) string {
+		full := append([]string{"--nats", natsURL}, args...)
+		svc := servicetest.Start(t, spec, full, env(spec.Name))
+		s.urls[spec.Name] = svc.URL
+		return svc.URL
+	}
+	u := start(users.Spec())
+	inv := start(inventory.Spec(), "--users-url", u)
+	pay := start(payments.Spec(), "--users-url", u, "--slow-card-delay", "3s")
+	start(orders.Spec(), "--users-url", u, "--inventory-url", inv, "--payments-url", pay,
+		"--step-timeout", "5s", "--checkout-wait", "5s")
+	start(notifications.Spec(), "--users-url", u, "--smtp-url", "smtp://"+closedPort(t),
+		"--smtp-timeout", "2s", "--dispatch-interval", "100ms")
+	start(reports.Spec(), "--users-url", u)
+	return s
+}
+
+// closedPort is a loopback address nothing listens on: SMTP to it fails
+// at once, so notifications' deliveries get tried and fail quickly.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// firstSKU is a product of the seeded catalog, for the orders check's
+// lines (as a user would pass --set sku=...).
+func (s *system) firstSKU(t *testing.T) string {
+	t.Helper()
+	res, err := http.Get(s.urls["inventory"] + "/api/inventory/products?limit=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var list struct {
+		Items []struct {
+			SKU string `json:"sku"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&list); err != nil || len(list.Items) == 0 {
+		t.Fatalf("no product in the catalog: %v", err)
+	}
+	return list.Items[0].SKU
+}
+
+func (s *system) config(t *testing.T, name string, doc *openapi.Document) contractcheck.Config {
+	return contractcheck.Config{
+		Service:    name,
+		URL:        s.urls[name],
+		Doc:        doc,
+		NATS:       s.nats,
+		Email:      adminEmail,
+		Password:   adminPassword,
+		UsersURL:   s.urls["users"],
+		ServiceKey: s.seeds["orders"],
+		As:         "orders",
+		EventWait:  10 * time.Second,
+	}
+}
+
+// knownDeviations are the places where microshop's own services break
+// their documents, found by this checker and outside this package to fix
+// (service|operation|case -> the finding). Any other failure fails the
+// test; a deviation that no longer occurs is logged for removal.
+var knownDeviations = map[string]string{
+	"users|POST /api/users/refresh|body sent as text/plain":                                             "users answers 415, which its document does not list for this route",
+	"users|POST /api/users/logout|body sent as text/plain":                                              "users answers 415, which its document does not list for this route",
+	"users|PATCH /api/users/me|body sent as text/plain":                                                 "users answers 415, which its document does not list for this route",
+	"payments|POST /internal/payments/authorize|header parameter Request-Timeout-Ms not a number":       "payments ignores a Request-Timeout-Ms the document says must be an integer of 1 or more",
+	"payments|POST /internal/payments/authorize|header parameter Request-Timeout-Ms below its minimum":  "payments ignores a Request-Timeout-Ms the document says must be an integer of 1 or more",
+	"payments|POST /internal/payments/authorize|header parameter Request-Timeout-Ms not a whole number": "payments ignores a Request-Timeout-Ms the document says must be an integer of 1 or more",
+	"orders|GET /api/orders|query parameter all not true or false":                                      "orders reads any all= other than \"true\" as false; the document says it is a boolean",
+}
+
+func TestMicroshopsOwnServicesKeepTheirContracts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts every service")
+	}
+	sys := startSystem(t)
+	docs := map[string]*openapi.Document{
+		"users":         users.OpenAPI(),
+		"inventory":     inventory.OpenAPI(),
+		"orders":        orders.OpenAPI(),
+		"payments":      payments.OpenAPI(),
+		"notifications": notifications.OpenAPI(),
+		"reports":       reports.OpenAPI(),
+	}
+	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications", "reports"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := sys.config(t, name, docs[name])
+			if name == "orders" {
+				cfg.Set = map[string]string{"sku": sys.firstSKU(t)}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			rep, err := contractcheck.Run(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var table bytes.Buffer
+			if err := rep.WriteTable(&table); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Failed() || testing.Verbose() {
+				t.Logf("\n%s", table.String())
+			}
+			seen := map[string]bool{}
+			for _, f := range rep.Failures() {
+				key := name + "|" + f.Operation + "|" + f.Case
+				if why, known := knownDeviations[key]; known {
+					seen[key] = true
+					t.Logf("known deviation: %s: %s: %s (%s)", f.Operation, f.Case, f.Detail, why)
+					continue
+				}
+				t.Errorf("%s: %s: %s (status %d)", f.Operation, f.Case, f.Detail, f.Status)
+			}
+			for key := range knownDeviations {
+				if strings.HasPrefix(key, name+"|") && !seen[key] {
+					t.Logf("the known deviation %q no longer occurs: remove it from knownDeviations", key)
+				}
+			}
+			requireEveryOperationChecked(t, rep, docs[name])
+			requireNoSkipsBut(t, rep, name)
+		})
+	}
+}
+
+// Without credentials the checker still checks what it can (public
+// routes, refusals of requests without a credential) and says why it
+// skipped the rest; it fails nothing for want of a key.
+func TestWithoutCredentialsTheRestIsSkippedWithReasons(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts services")
+	}
+	natsURL := servicetest.NATS(t)
+	u := servicetest.Start(t, users.Spec(), []string{"--nats", natsURL}, nil)
+	inv := servicetest.Start(t, inventory.Spec(), []string{"--nats", natsURL, "--users-url", u.URL}, nil)
+	rep, err := contractcheck.Run(context.Background(), contractcheck.Config{
+		Service: "inventory", URL: inv.URL, Doc: inventory.OpenAPI(), NATS: natsURL, EventWait: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	_ = rep.WriteTable(&table)
+	if rep.Failed() {
+		t.Errorf("failures without credentials:\n%s", table.String())
+	}
+	want := map[string]string{ // operation|case -> a word of the reason
+		"POST /internal/reservations|reserve stock for an order":            "--service-key",
+		"POST /internal/reservations|requests the document refuses":         "--service-key",
+		"POST /api/inventory/products|add a product":                        "--token",
+		"POST /api/inventory/products|a customer's token on an admin route": "--users-url",
+		"event inventory.reserved|published":                                "--service-key",
+	}
+	got := map[string]string{}
+	for _, r := range rep.Results {
+		if r.Outcome == contractcheck.Skip || r.Outcome == contractcheck.Warn {
+			if r.Detail == "" {
+				t.Errorf("%s: %s: %s without a reason", r.Operation, r.Case, r.Outcome)
+			}
+			got[r.Operation+"|"+r.Case] = r.Detail
+		}
+	}
+	for k, word := range want {
+		if !strings.Contains(got[k], word) {
+			t.Errorf("%s: want a skip or warning naming %s, got %q\n%s", k, word, got[k], table.String())
+		}
+	}
+	passed := 0
+	for _, r := range rep.Results {
+		if r.Outcome == contractcheck.Pass && strings.HasPrefix(r.Operation, "POST /internal/") && r.Case == "no credential" {
+			passed++
+		}
+	}
+	if passed != 4 {
+		t.Errorf("%d internal routes refused a request without a credential, want 4", passed)
+	}
+}
+
+// requireEveryOperationChecked fails unless each documented operation
+// had at least one case that passed: the check covers the whole document.
+func requireEveryOperationChecked(t *testing.T, rep *contractcheck.Report, doc *openapi.Document) {
+	t.Helper()
+	passed := map[string]bool{}
+	for _, r := range rep.Results {
+		if r.Outcome == contractcheck.Pass {
+			passed[r.Operation] = true
+		}
+	}
+	for path, item := range doc.T.Paths.Map() {
+		for method := range item.Operations() {
+			if !passed[method+" "+path] {
+				t.Errorf("%s %s: no case passed", method, path)
+			}
+		}
+	}
+}
+
+// requireNoSkipsBut fails on a skipped case, except those the system
+// under test cannot avoid: with every credential given, the checker
+// should run everything.
+func requireNoSkipsBut(t *testing.T, rep *contractcheck.Report, service string) {
+	t.Helper()
+	for _, r := range rep.Results {
+		if r.Outcome != contractcheck.Skip {
+			continue
+		}
+		if strings.HasPrefix(r.Detail, "none published during the check") || strings.Contains(r.Detail, "publishes no events") {
+			continue
+		}
+		t.Errorf("%s: %s: skipped: %s", r.Operation, r.Case, r.Detail)
+	}
+}
