@@ -126,13 +126,6 @@ func (s *system) config(t *testing.T, name string, doc *openapi.Document) contra
 // (service|operation|case -> the finding). Any other failure fails the
 // test; a deviation that no longer occurs is logged for removal.
 var knownDeviations = map[string]string{
-	"users|POST /api/users/refresh|body sent as text/plain":                                             "users answers 415, which its document does not list for this route",
-	"users|POST /api/users/logout|body sent as text/plain":                                              "users answers 415, which its document does not list for this route",
-	"users|PATCH /api/users/me|body sent as text/plain":                                                 "users answers 415, which its document does not list for this route",
-	"payments|POST /internal/payments/authorize|header parameter Request-Timeout-Ms not a number":       "payments ignores a Request-Timeout-Ms the document says must be an integer of 1 or more",
-	"payments|POST /internal/payments/authorize|header parameter Request-Timeout-Ms below its minimum":  "payments ignores a Request-Timeout-Ms the document says must be an integer of 1 or more",
-	"payments|POST /internal/payments/authorize|header parameter Request-Timeout-Ms not a whole number": "payments ignores a Request-Timeout-Ms the document says must be an integer of 1 or more",
-	"orders|GET /api/orders|query parameter all not true or false":                                      "orders reads any all= other than \"true\" as false; the document says it is a boolean",
 }
 
 func TestMicroshopsOwnServicesKeepTheirContracts(t *testing.T) {

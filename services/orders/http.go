@@ -89,7 +89,15 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		}
 		after = string(b)
 	}
-	all := q.Get("all") == "true"
+	all := false
+	switch v := q.Get("all"); v {
+	case "", "false":
+	case "true":
+		all = true
+	default:
+		problem.Write(w, r, problem.Invalid([]problem.FieldError{{Field: "all", Reason: "must be true or false"}}))
+		return
+	}
 	orders, err := h.s.List(r.Context(), auth.FromContext(r.Context()), all, after, limit+1)
 	if err != nil {
 		h.fail(w, r, err)
