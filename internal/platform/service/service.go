@@ -166,6 +166,7 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		sReplicas = f.Int("stream-replicas", 1, "replicas of the service's JetStream stream (3 on a NATS cluster)")
 		svcKey    = f.String("service-key", "", "this service's identity key for calls between services: a base64 Ed25519 seed")
 		svcKeys   = f.String("service-keys", "", "public identity keys of the services allowed to call this one: name=<base64>,...")
+		pprofOn   = f.Bool("pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the service's port; off by default, as they expose internals")
 	)
 	var build Build
 	if spec.Setup != nil {
@@ -258,6 +259,11 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	rt.Verifier = auth.NewVerifier(rt.Keys)
 	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel,
 		MaxInFlight: *inFlight, DrainDelay: *drainWait})
+
+	if *pprofOn {
+		server.MountProfiles(rt.Server.Router)
+		log.Warn("profiles are served under /debug/pprof/ (--pprof)")
+	}
 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
