@@ -171,7 +171,8 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{"a port leaving no room for the services", nil, []string{"--port", "65530"}, []string{"--port 65530"}},
 		{"a port from the environment", map[string]string{"MICROSHOP_PORT": "70000"}, nil, []string{"--port 70000"}},
 		{"a port in the environment that is not a number", map[string]string{"MICROSHOP_PORT": "eighty"}, nil, []string{"MICROSHOP_PORT", "eighty"}},
-		{"an unavailable mode", nil, []string{"--mode", "monolith"}, []string{`"monolith"`, "microservices"}},
+		{"an unknown mode", nil, []string{"--mode", "mesh"}, []string{`"mesh"`, "microservices", "monolith"}},
+		{"replicas in a monolith", nil, []string{"--mode", "monolith", "--replicas", "payments=2"}, []string{"--replicas", "monolith"}},
 		{"a bad log level", nil, []string{"--log-level", "loud"}, []string{"loud"}},
 	}
 	for _, tt := range tests {

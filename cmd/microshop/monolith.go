@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -80,7 +82,11 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 	defer stopGateway()
 	defer stopServices()
 	var gateway, others []*child
-	for _, spec := range m.specs {
+	// The token issuer (users) starts first: the others fetch its keys as
+	// they start, and so find it in-process rather than over the network.
+	specs := append([]service.Spec(nil), m.specs...)
+	sort.SliceStable(specs, func(i, j int) bool { return specs[i].IssuesTokens && !specs[j].IssuesTokens })
+	for i, spec := range specs {
 		env := maps(base, map[string]string{"MICROSHOP_SERVICE_KEY": m.seeds[spec.Name]})
 		port := servicePort(spec, m.port)
 		args := append([]string{"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", m.data,
@@ -94,6 +100,9 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 			gateway = append(gateway, c)
 		} else if c != nil {
 			others = append(others, c)
+		}
+		if err == nil && spec.IssuesTokens && i+1 < len(specs) && !specs[i+1].IssuesTokens {
+			err = waitInProcess(ctx, reg, []*child{c}, m.timeout)
 		}
 		if err != nil {
 			stopGateway()
@@ -113,7 +122,7 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	if err := waitReady(ctx, sup.children(), m.timeout); err != nil {
+	if err := waitInProcess(ctx, reg, all, m.timeout); err != nil {
 		_ = stopAll()
 		return err
 	}
@@ -167,13 +176,14 @@ func startInProcess(ctx context.Context, spec service.Spec, args []string, env m
 		ready: readyz, exited: make(chan struct{})}
 	out := &syncWriter{w: logFile}
 	go func() {
-		c.err = service.RunWith(ctx, spec, args, func(k string) string { return env[k] }, out, out, service.Options{Registry: reg})
-		if c.err != nil {
-			fmt.Fprintf(out, "%s stopped: %v\n", spec.Name, c.err)
+		err := service.RunWith(ctx, spec, args, func(k string) string { return env[k] }, out, out, service.Options{Registry: reg})
+		if err != nil {
+			fmt.Fprintf(out, "%s stopped: %v\n", spec.Name, err)
 		}
 		logFile.Close()
-		close(c.exited)
 		sup.mu.Lock()
+		c.err = err // snapshots copy the child under the lock
+		close(c.exited)
 		_ = sup.writeStateLocked()
 		sup.mu.Unlock()
 	}()
@@ -181,6 +191,43 @@ func startInProcess(ctx context.Context, spec service.Spec, args []string, env m
 	defer sup.mu.Unlock()
 	sup.state.Services = append(sup.state.Services, c)
 	return c, sup.writeStateLocked()
+}
+
+// waitInProcess polls every service's /readyz in-process, never over a
+// socket, until all answer 200.
+func waitInProcess(ctx context.Context, reg *inproc.Registry, children []*child, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := &http.Client{Transport: reg.Transport(), Timeout: time.Second}
+	for _, c := range children {
+		u, err := url.Parse(c.URL + "/readyz")
+		if err != nil {
+			return err
+		}
+		for {
+			select {
+			case <-c.exited:
+				return fmt.Errorf("%s stopped while starting (%s); see %s", c.Name, errString(c.err), c.Log)
+			default:
+			}
+			// Only once registered: until then a request would go to
+			// its port, and leave a connection behind.
+			if reg.Serves(u) {
+				if resp, err := hc.Get(u.String()); err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s was not ready within %s; see %s", c.Name, timeout, c.Log)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // waitExited waits until every one of cs has stopped.
