@@ -357,4 +357,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
