@@ -45,6 +45,7 @@ Commands:
   restart   rolling restart of a service of a running system, without errors
   nats      run the embedded NATS JetStream server alone
   load      put a measured load on a running system (latency percentiles)
+  demo      run a scenario on a system of its own and judge it PASS or FAIL (demo --list)
   reports   rebuild the reports read model of a running system, with progress
   contract  check a running service, in any language, against its OpenAPI document and events
   version   print the version
@@ -77,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return restart(ctx, rest, getenv, stdout, stderr)
 	case "load":
 		return load(ctx, rest, getenv, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
 	case "reports":
 		return reportsCommand(ctx, rest, getenv, stdout, stderr)
 	case "contract":
