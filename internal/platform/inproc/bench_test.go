@@ -176,6 +176,53 @@ func benchRaw(b *testing.B, base string, transport http.RoundTripper) {
 	done()
 }
 
+// BenchmarkHop is the hop alone: a bare http.Client and a handler that
+// answers two bytes, so what is measured is the transport.
+func BenchmarkHop(b *testing.B) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("ok"))
+	})
+	b.Run("loopback-http", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{Handler: ok}
+		go func() { _ = srv.Serve(ln) }()
+		b.Cleanup(func() { _ = srv.Close() })
+		benchHop(b, "http://"+ln.Addr().String(), inproc.NewFallback())
+	})
+	b.Run("in-process", func(b *testing.B) {
+		base := deadPort(b)
+		reg := inproc.NewRegistry()
+		if _, err := reg.Register(ok, base); err != nil {
+			b.Fatal(err)
+		}
+		benchHop(b, base, reg.Transport())
+	})
+}
+
+func benchHop(b *testing.B, base string, transport http.RoundTripper) {
+	hc := &http.Client{Transport: transport}
+	call := func() {
+		resp, err := hc.Post(base+"/hop", "application/json", bytes.NewReader([]byte(`{}`)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	call()
+	b.ReportAllocs()
+	b.ResetTimer()
+	done := measureCPU(b)
+	for b.Loop() {
+		call()
+	}
+	done()
+}
+
 func BenchmarkServiceCall(b *testing.B) {
 	b.Run("client/loopback-http", func(b *testing.B) {
 		benchClient(b, loopback(b, benchService()), nil) // the client's own pool, as in production
