@@ -662,14 +662,15 @@ func (w *responseWriter) response(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// fullBody is a complete response body.
+// fullBody is a complete response body. Close may come from another
+// goroutine than Read, as callers abort reads that way.
 type fullBody struct {
 	b      []byte
-	closed bool
+	closed atomic.Bool
 }
 
 func (b *fullBody) Read(p []byte) (int, error) {
-	if b.closed {
+	if b.closed.Load() {
 		return 0, errReadAfterClose
 	}
 	if len(b.b) == 0 {
@@ -681,7 +682,7 @@ func (b *fullBody) Read(p []byte) (int, error) {
 }
 
 func (b *fullBody) Close() error {
-	b.closed = true
+	b.closed.Store(true)
 	return nil
 }
 
