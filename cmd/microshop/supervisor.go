@@ -158,7 +158,7 @@ func (s *supervisor) scale(ctx context.Context, name string, n int) ([]*child, e
 	}
 	running := s.runningLocked(name)
 	var started, stopping []*child
-	for len(running)+len(started) < n {
+	for len(running) < n { // running counts the ones just started too
 		slot, _ := s.freeSlotLocked(name)
 		c, err := s.startSlotLocked(name, slot)
 		if err != nil {

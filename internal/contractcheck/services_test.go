@@ -125,8 +125,7 @@ func (s *system) config(t *testing.T, name string, doc *openapi.Document) contra
 // their documents, found by this checker and outside this package to fix
 // (service|operation|case -> the finding). Any other failure fails the
 // test; a deviation that no longer occurs is logged for removal.
-var knownDeviations = map[string]string{
-}
+var knownDeviations = map[string]string{}
 
 func TestMicroshopsOwnServicesKeepTheirContracts(t *testing.T) {
 	if testing.Short() {

@@ -12,6 +12,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,6 +172,9 @@ func TestRollingRestartOfEveryServiceUnderLoad(t *testing.T) {
 	time.Sleep(time.Second)
 	// Scale one service out, with the others left alone.
 	s.Scale(t, "payments", 3)
+	if n := runningReplicas(t, s.Data, "payments"); n != 3 {
+		t.Fatalf("scale payments 3 left %d running", n)
+	}
 	for _, svc := range []string{"users", "inventory", "payments", "orders", "gateway"} {
 		before := tl.requests.Load()
 		s.Restart(t, svc)
@@ -199,4 +204,29 @@ func TestRollingRestartOfEveryServiceUnderLoad(t *testing.T) {
 	for _, v := range rep.Violations {
 		t.Errorf("invariant: %s", v)
 	}
+}
+
+// runningReplicas counts the running replicas of service in run.json.
+func runningReplicas(t *testing.T, data, service string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Services []struct {
+			Name    string
+			Running bool
+		}
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range st.Services {
+		if c.Name == service && c.Running {
+			n++
+		}
+	}
+	return n
 }

@@ -120,25 +120,33 @@ func (b *Balancer) Pick(exclude ...*url.URL) *url.URL {
 	if n == 1 {
 		return b.replicas[0].url
 	}
-	start := int(b.next.Add(1) % uint64(n))
+	// Round-robin over the ready replicas only: counting the empty slots
+	// would hand their turns to whichever ready replica follows them.
+	var ready [maxPick]*url.URL
+	count := 0
 	var fallback *url.URL
-	for i := range n {
-		r := b.replicas[(start+i)%n]
+	for _, r := range b.replicas {
 		if excluded(r.url, exclude) {
 			continue
 		}
-		if r.ready.Load() {
-			return r.url
-		}
-		if fallback == nil {
+		if r.ready.Load() && count < maxPick {
+			ready[count] = r.url
+			count++
+		} else if fallback == nil {
 			fallback = r.url
 		}
 	}
+	if count > 0 {
+		return ready[b.next.Add(1)%uint64(count)]
+	}
 	if fallback == nil {
-		fallback = b.replicas[start].url
+		fallback = b.replicas[b.next.Add(1)%uint64(n)].url
 	}
 	return fallback
 }
+
+// maxPick bounds the replicas Pick chooses among without allocating.
+const maxPick = 32
 
 func excluded(u *url.URL, list []*url.URL) bool {
 	for _, x := range list {

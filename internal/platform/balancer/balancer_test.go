@@ -102,3 +102,25 @@ func TestSingleReplicaIsAlwaysChosen(t *testing.T) {
 		}
 	}
 }
+
+// Empty replica slots must not hand their turns to one ready replica.
+func TestEvenShareWithEmptySlots(t *testing.T) {
+	a, b, c := newFake(t), newFake(t), newFake(t)
+	dead1, dead2 := newFake(t), newFake(t)
+	dead1.srv.Close()
+	dead2.srv.Close()
+	bal, _ := New(a.srv.URL + "," + b.srv.URL + "," + c.srv.URL + "," + dead1.srv.URL + "," + dead2.srv.URL)
+	bal.ProbeAll(context.Background())
+	for range 300 {
+		resp, err := http.Get(bal.Pick().String() + "/work")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for _, f := range []*fake{a, b, c} {
+		if n := f.hits.Load(); n != 100 {
+			t.Fatalf("shares %d %d %d, want 100 each", a.hits.Load(), b.hits.Load(), c.hits.Load())
+		}
+	}
+}

@@ -290,7 +290,13 @@ func (cl *Client) attempt(ctx context.Context, c Call, body []byte, exclude []*u
 			done(errCallerGone)
 			return replica, false, fmt.Errorf("%w: calling %s: %w", ErrUnavailable, cl.target, ctx.Err())
 		}
-		done(err)
+		if refused(err) && cl.bal.Len() > 1 {
+			// One replica that is not there says nothing about the
+			// service: the call goes to another one.
+			done(errCallerGone)
+		} else {
+			done(err)
+		}
 		outcome = "unreachable"
 		return replica, true, fmt.Errorf("%w: calling %s %s: %w", ErrUnavailable, c.Method, cl.target+c.Path, err)
 	}
@@ -333,7 +339,8 @@ func decodeProblem(resp *http.Response, payload []byte) *problem.Problem {
 	return problem.New(resp.StatusCode, "upstream", http.StatusText(resp.StatusCode), string(payload))
 }
 
-// errCallerGone marks a call its caller abandoned, for the breaker.
+// errCallerGone marks a call the breaker must not count: its caller gave
+// up, or one of several replicas refused it.
 var errCallerGone = errors.New("the caller gave up")
 
 type requestIDKey struct{}
