@@ -290,9 +290,9 @@ func closeBody(req *http.Request) {
 	}
 }
 
-// serve runs e's handler for req in a goroutine of its own and returns
-// the response once the handler has produced its headers, or the
-// caller's context ends first.
+// serve runs e's handler for req on a worker goroutine and returns the
+// response once the handler has produced its headers, or an error when
+// the caller's context ends first.
 func (r *Registry) serve(e *entry, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
@@ -388,7 +388,7 @@ func (r *Registry) logf(format string, args ...any) {
 // hand its handler.
 func serverRequest(req *http.Request, ctx context.Context) *http.Request {
 	s := req.Clone(ctx)
-	s.URL.Scheme, s.URL.Host, s.URL.User = "", "", nil
+	s.URL.Scheme, s.URL.Host, s.URL.User, s.URL.Fragment, s.URL.RawFragment = "", "", nil, "", ""
 	s.RequestURI = req.URL.RequestURI()
 	if s.Method == "" {
 		s.Method = http.MethodGet
