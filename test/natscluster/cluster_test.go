@@ -1,0 +1,229 @@
+// Package natscluster runs the shop on a three-node NATS JetStream cluster
+// (real nats-server processes clustered on loopback), kills one node in
+// the middle of checkouts, and checks that checkouts keep confirming and
+// that no event is lost: every confirmed order gets its receipt, once.
+package natscluster
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/microshop/microshop/internal/mailbox"
+	"github.com/microshop/microshop/internal/platform/service/servicetest"
+	inventory "github.com/microshop/microshop/services/inventory/contract"
+	orders "github.com/microshop/microshop/services/orders/contract"
+	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/test/systemtest"
+)
+
+// natsServer finds the nats-server binary: $MICROSHOP_NATS_SERVER, the
+// PATH, or Debian's /usr/sbin/nats-server.
+func natsServer(t *testing.T) string {
+	if p := os.Getenv("MICROSHOP_NATS_SERVER"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nats-server"); err == nil {
+		return "/usr/sbin/nats-server"
+	}
+	t.Skip("no nats-server binary (apt-get install nats-server, or set MICROSHOP_NATS_SERVER); skipping the cluster test")
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	for range 100 {
+		p := 20000 + rand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+type node struct {
+	name   string
+	client int
+	cmd    *exec.Cmd
+}
+
+// startCluster starts three clustered JetStream servers.
+func startCluster(t *testing.T) []*node {
+	bin := natsServer(t)
+	var nodes []*node
+	var routes []string
+	clusterPorts := make([]int, 3)
+	for i := range 3 {
+		clusterPorts[i] = freePort(t)
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", clusterPorts[i]))
+	}
+	for i := range 3 {
+		n := &node{name: fmt.Sprintf("n%d", i+1), client: freePort(t)}
+		dir := t.TempDir()
+		n.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(n.client), "-js", "-sd", dir,
+			"--server_name", n.name, "--cluster_name", "microshop-test",
+			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", clusterPorts[i]), "--routes", strings.Join(routes, ","))
+		logf, err := os.Create(filepath.Join(dir, "nats.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.cmd.Stdout, n.cmd.Stderr = logf, logf
+		n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := n.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = n.cmd.Process.Kill()
+			_ = n.cmd.Wait()
+			logf.Close()
+		})
+		nodes = append(nodes, n)
+	}
+	// Wait for every node to take clients and the cluster to elect its
+	// JetStream meta leader (the services create their streams at start).
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := range nodes {
+		for {
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.client)); err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not start", n.name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+func login(t *testing.T, gw, email, password string) string {
+	t.Helper()
+	r := servicetest.Call(t, "POST", gw+"/api/users/login", "", map[string]string{"email": email, "password": password})
+	if r.Status != http.StatusOK {
+		t.Fatalf("login: %d %s", r.Status, r.Body)
+	}
+	var tok users.Tokens
+	r.JSON(t, &tok)
+	return tok.AccessToken
+}
+
+func TestCheckoutsSurviveLosingANATSNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS cluster and the whole system")
+	}
+	nodes := startCluster(t)
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.client))
+	}
+	s := systemtest.Start(t,
+		"MICROSHOP_NATS="+strings.Join(urls, ","), // run's --nats: use this cluster
+		"MICROSHOP_STREAM_REPLICAS=3",             // every stream on all three nodes
+		"MICROSHOP_ADMIN_EMAIL=admin@example.com",
+		"MICROSHOP_ADMIN_PASSWORD=admin password 123",
+		"MICROSHOP_REGISTER_RATE_IP=0", "MICROSHOP_LOGIN_RATE_IP=0", "MICROSHOP_RATE_LIMIT=0",
+	)
+	gw := s.Gateway
+	admin := login(t, gw, "admin@example.com", "admin password 123")
+	email := fmt.Sprintf("cluster-%d@example.com", time.Now().UnixNano())
+	servicetest.Call(t, "POST", gw+"/api/users/register", "", map[string]string{"email": email, "password": "long enough password", "name": "C"})
+	token := login(t, gw, email, "long enough password")
+	var list struct{ Items []inventory.Product }
+	servicetest.Call(t, "GET", gw+"/api/inventory/products?limit=30", "", nil).JSON(t, &list)
+	sku := ""
+	for _, p := range list.Items {
+		if p.Available >= 40 {
+			sku = p.SKU
+			break
+		}
+	}
+
+	var confirmed []string
+	buy := func(n int, prefix string) {
+		for i := range n {
+			r := servicetest.Call(t, "POST", gw+"/api/orders", token, map[string]any{
+				"lines":            []map[string]any{{"sku": sku, "quantity": 1}},
+				"shipping_address": map[string]string{"name": "C", "street": "1 Way", "city": "Kyiv", "postal_code": "01001", "country": "UA"},
+				"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
+			}, "Idempotency-Key", fmt.Sprintf("%s-%d", prefix, i))
+			var o orders.Order
+			r.JSON(t, &o)
+			if r.Status != http.StatusCreated || o.Status != orders.StatusConfirmed {
+				t.Fatalf("order %s-%d: %d %s", prefix, i, r.Status, r.Body)
+			}
+			confirmed = append(confirmed, o.ID)
+		}
+	}
+	buy(10, "before")
+	// The streams really live on all three nodes.
+	nc, err := nats.Connect(urls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{"ORDERS", "PAYMENTS", "INVENTORY", "USERS"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if r := st.CachedInfo().Config.Replicas; r != 3 {
+			t.Fatalf("stream %s has %d replicas, want 3", name, r)
+		}
+	}
+	// Kill one node outright.
+	if err := nodes[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = nodes[1].cmd.Wait()
+	buy(10, "after")
+
+	// No event lost: every confirmed order's receipt arrives, exactly once.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var box struct{ Items []mailbox.Message }
+		servicetest.Call(t, "GET", gw+"/api/mailbox/messages?limit=1000&to="+url.QueryEscape(email), admin, nil).JSON(t, &box)
+		per := map[string]int{}
+		for _, m := range box.Items {
+			if strings.HasSuffix(m.Subject, " is confirmed") {
+				per[strings.TrimSuffix(strings.TrimPrefix(m.Subject, "Your microshop order "), " is confirmed")]++
+			}
+		}
+		missing := 0
+		for _, id := range confirmed {
+			if per[id] == 0 {
+				missing++
+			}
+			if per[id] > 1 {
+				t.Fatalf("order %s has %d receipts", id, per[id])
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d confirmed orders have no receipt after losing a NATS node", missing, len(confirmed))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
