@@ -49,6 +49,10 @@ type Config struct {
 	// Transport carries requests to the services; nil means the gateway's
 	// own pool of keep-alive connections.
 	Transport http.RoundTripper
+	// System, when set, is the system the services belong to
+	// (service.Runtime.System): of several replica URLs, only those whose
+	// readiness answer names the service of this system get requests.
+	System string
 }
 
 // Gateway routes public requests to the services.
@@ -86,7 +90,7 @@ func New(cfg Config, v *auth.Verifier, log *slog.Logger, reg prometheus.Register
 		g.limiter = ratelimit.New(time.Second/time.Duration(cfg.RateLimit), 2*cfg.RateLimit)
 	}
 	for _, t := range cfg.Targets {
-		u, err := targetURL(t)
+		u, err := targetURL(t, cfg.System)
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +116,7 @@ func New(cfg Config, v *auth.Verifier, log *slog.Logger, reg prometheus.Register
 // gateway forwards paths unchanged, so a path here would be ignored.
 // A comma-separated list names the service's replicas, which the gateway
 // balances over (see package balancer).
-func targetURL(t Target) (*balancer.Balancer, error) {
+func targetURL(t Target, system string) (*balancer.Balancer, error) {
 	for _, raw := range strings.Split(t.URL, ",") {
 		u, err := url.Parse(strings.TrimSpace(raw))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -125,6 +129,9 @@ func targetURL(t Target) (*balancer.Balancer, error) {
 	b, err := balancer.New(t.URL)
 	if err != nil {
 		return nil, fmt.Errorf("--%s-url %q: %w", t.Name, t.URL, err)
+	}
+	if system != "" {
+		b.Expect(t.Name + "@" + system)
 	}
 	// The gateway lives as long as its process; so do the probes.
 	b.Start(context.Background())

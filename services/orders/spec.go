@@ -54,8 +54,8 @@ func Spec() service.Spec {
 					host, _ := os.Hostname()
 					id = fmt.Sprintf("orders@%s%s", host, rt.Addr)
 				}
-				inv := inventory.NewClient(client.New("inventory", *inventoryURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport}, rt.ClientMetrics))
-				pay := payments.NewClient(*paymentsURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport}, rt.ClientMetrics)
+				inv := inventory.NewClient(client.New("inventory", *inventoryURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics))
+				pay := payments.NewClient(*paymentsURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics)
 				s := New(Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id, Telemetry: rt.Telemetry}, rt.DB, inventoryAdapter{inv},
 					paymentsAdapter{pay}, rt.Registry, rt.Log, rt.Background())
 				s.sagas.lease = *lease

@@ -7,6 +7,11 @@
 // The replica list may name more replicas than run: `microshop run` hands
 // every service all the ports a service's replicas may use, and the probes
 // find the ones that are up. So scaling out or in needs no reconfiguration.
+// Any program may listen on such a port, though: another service, or
+// another system's (a second `microshop run`, tests running side by
+// side). With Expect, a replica counts only if its readiness answer names
+// the expected service and system (IdentityHeader); one that names
+// anything else, or nothing, is a stranger and is never called.
 package balancer
 
 import (
@@ -20,6 +25,10 @@ import (
 	"time"
 )
 
+// IdentityHeader is the header of a service's /readyz answer that names
+// it as "<service>@<system>" (see auth.ServiceKeys.System).
+const IdentityHeader = "Microshop-Service"
+
 // Balancer chooses among the replicas of one service.
 type Balancer struct {
 	replicas []*replica
@@ -27,11 +36,15 @@ type Balancer struct {
 	probe    *http.Client
 	interval time.Duration
 	once     sync.Once
+	expect   string // the identity a replica must answer with; "" for any
 }
 
 type replica struct {
 	url   *url.URL
 	ready atomic.Bool
+	// stranger: the last probe was answered by something that is not the
+	// expected service of this system.
+	stranger atomic.Bool
 }
 
 // New returns a balancer over a comma-separated list of base URLs. With
@@ -59,6 +72,11 @@ func New(urls string) (*Balancer, error) {
 }
 
 var errBadURL = errors.New("want one or more base URLs such as http://127.0.0.1:8082, comma-separated")
+
+// Expect makes the probes accept only replicas whose readiness answer
+// carries IdentityHeader with this value, such as "inventory@3f9a1c0b72de".
+// Call it before Start.
+func (b *Balancer) Expect(identity string) { b.expect = identity }
 
 // Run probes the replicas every interval until ctx ends. It does nothing
 // for a single replica.
@@ -100,11 +118,13 @@ func (b *Balancer) ProbeAll(ctx context.Context) {
 				return
 			}
 			resp, err := b.probe.Do(req)
-			ok := err == nil && resp.StatusCode == http.StatusOK
+			stranger := err == nil && b.expect != "" && resp.Header.Get(IdentityHeader) != b.expect
+			ok := err == nil && resp.StatusCode == http.StatusOK && !stranger
 			if resp != nil {
 				resp.Body.Close()
 			}
 			if ctx.Err() == nil {
+				r.stranger.Store(stranger)
 				r.ready.Store(ok)
 			}
 		}()
@@ -114,7 +134,8 @@ func (b *Balancer) ProbeAll(ctx context.Context) {
 
 // Pick returns the next ready replica's base URL, skipping those in
 // exclude (replicas that just failed this call). When none is known to be
-// ready it still returns one, so a call can find out for itself.
+// ready it still returns one, so a call can find out for itself; never a
+// stranger while any replica is not known to be one.
 func (b *Balancer) Pick(exclude ...*url.URL) *url.URL {
 	n := len(b.replicas)
 	if n == 1 {
@@ -126,7 +147,7 @@ func (b *Balancer) Pick(exclude ...*url.URL) *url.URL {
 	count := 0
 	var fallback *url.URL
 	for _, r := range b.replicas {
-		if excluded(r.url, exclude) {
+		if excluded(r.url, exclude) || r.stranger.Load() {
 			continue
 		}
 		if r.ready.Load() && count < maxPick {
@@ -140,7 +161,14 @@ func (b *Balancer) Pick(exclude ...*url.URL) *url.URL {
 		return ready[b.next.Add(1)%uint64(count)]
 	}
 	if fallback == nil {
-		fallback = b.replicas[b.next.Add(1)%uint64(n)].url
+		start := b.next.Add(1)
+		fallback = b.replicas[start%uint64(n)].url
+		for k := range uint64(n) {
+			if r := b.replicas[(start+k)%uint64(n)]; !r.stranger.Load() {
+				fallback = r.url
+				break
+			}
+		}
 	}
 	return fallback
 }

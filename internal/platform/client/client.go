@@ -59,6 +59,11 @@ type Options struct {
 	// keep-alive connections. The runtime sets it to an in-process
 	// transport when services share a process (see package inproc).
 	Transport http.RoundTripper
+	// System, when set, is the system the target belongs to
+	// (service.Runtime.System): of several replica URLs, only those whose
+	// readiness answer names the target of this system are called, never
+	// a stranger on one of their ports (see balancer.Expect).
+	System string
 }
 
 func (o *Options) defaults() {
@@ -107,6 +112,9 @@ func New(target, base string, creds *auth.Credentials, opts Options, m *Metrics)
 	opts.defaults()
 	bal, err := balancer.New(base)
 	if err == nil {
+		if opts.System != "" {
+			bal.Expect(target + "@" + opts.System)
+		}
 		// Replicas are probed for as long as the process lives, like the client.
 		bal.Start(context.Background())
 	}

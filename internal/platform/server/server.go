@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/microshop/microshop/internal/platform/balancer"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/telemetry"
 )
@@ -42,6 +43,7 @@ type Server struct {
 	draining   atomic.Bool
 	handler    http.Handler
 	drainDelay time.Duration
+	identity   string
 }
 
 // Options configure a Server.
@@ -60,6 +62,10 @@ type Options struct {
 	// get a 503 with Retry-After at once instead of queueing until the
 	// process collapses. Zero means no limit. Probes are never shed.
 	MaxInFlight int
+	// Identity, when set, names this replica in every /readyz answer
+	// (balancer.IdentityHeader): "<service>@<system>", so that balancers
+	// of this system call it and those of another do not.
+	Identity string
 	// DrainDelay is how long Serve keeps answering, with /readyz false,
 	// after it is told to stop and before it closes the listener, so
 	// balancers that probe readiness stop sending first.
@@ -78,7 +84,7 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry, drainDelay: o.DrainDelay}
+	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry, drainDelay: o.DrainDelay, identity: o.Identity}
 
 	r := chi.NewRouter()
 	m := newHTTPMetrics(o.Registry)
@@ -108,6 +114,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.identity != "" {
+		w.Header().Set(balancer.IdentityHeader, s.identity)
+	}
 	result := map[string]string{}
 	status := http.StatusOK
 	if s.draining.Load() {

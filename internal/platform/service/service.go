@@ -100,6 +100,11 @@ type Runtime struct {
 	// (client.Options). nil means each client's own connection pool; when
 	// services share a process it delivers their calls in-process.
 	Transport http.RoundTripper
+	// System names the system this service belongs to (from the service
+	// keys; see auth.ServiceKeys.System), or is empty. Its /readyz says
+	// "<name>@<system>"; pass it to clients (client.Options) so they call
+	// only replicas of this system.
+	System string
 
 	wg   sync.WaitGroup
 	bg   context.Context
@@ -209,7 +214,8 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 
 	reg := prometheus.NewRegistry()
 	rt := &Runtime{Name: spec.Name, Log: log, Registry: reg, DataDir: *dataDir, errs: make(chan error, 1),
-		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys), ClientMetrics: client.NewMetrics(reg), Telemetry: tel}
+		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys), ClientMetrics: client.NewMetrics(reg), Telemetry: tel,
+		System: serviceKeys.System()}
 	checks := map[string]server.Check{}
 
 	if spec.Migrations != nil {
@@ -257,8 +263,12 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	rt.Keys = auth.NewRemoteKeySet(strings.Join(jwks, ","),
 		filepath.Join(*dataDir, spec.Name+".jwks-cache.json"), jwksClient, log)
 	rt.Verifier = auth.NewVerifier(rt.Keys)
+	identity := ""
+	if rt.System != "" {
+		identity = spec.Name + "@" + rt.System
+	}
 	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel,
-		MaxInFlight: *inFlight, DrainDelay: *drainWait})
+		MaxInFlight: *inFlight, DrainDelay: *drainWait, Identity: identity})
 
 	if *pprofOn {
 		server.MountProfiles(rt.Server.Router)
