@@ -5,10 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
+	"strconv"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,6 +58,12 @@ func startCollector(port int, natsURL string, sup *supervisor, log *slog.Logger)
 		})
 	}
 	mux.Handle("/api/telemetry/", c.API())
+	mux.HandleFunc("GET /api/telemetry/scrape", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+		if err := scrapeAll(r.Context(), sup, w); err != nil {
+			log.Warn("gathering the services' metrics", "err", err)
+		}
+	})
 	mux.HandleFunc("GET /api/telemetry/streams", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
@@ -128,4 +142,56 @@ func streamReport(ctx context.Context, natsURL string) ([]streamInfo, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// scrapeAll gathers every running service's /metrics into one Prometheus
+// text page, each sample labelled with its service and replica, so the
+// console (or a person with curl) needs no Prometheus server.
+func scrapeAll(ctx context.Context, sup *supervisor, w io.Writer) error {
+	client := &http.Client{Timeout: 3 * time.Second}
+	merged := map[string]*dto.MetricFamily{}
+	for _, c := range sup.snapshot().Services {
+		if !c.Running || c.ready == dialing {
+			continue
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/metrics", nil)
+		if err != nil {
+			continue
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			continue // a service that is down has no figures to give
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		service, replica := c.Name, strconv.Itoa(c.Replica+1)
+		for name, fam := range families {
+			for _, m := range fam.Metric {
+				m.Label = append(m.Label,
+					&dto.LabelPair{Name: proto.String("service"), Value: proto.String(service)},
+					&dto.LabelPair{Name: proto.String("replica"), Value: proto.String(replica)})
+			}
+			if have, ok := merged[name]; ok {
+				have.Metric = append(have.Metric, fam.Metric...)
+			} else {
+				merged[name] = fam
+			}
+		}
+	}
+	names := make([]string, 0, len(merged))
+	for name := range merged {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, name := range names {
+		if err := enc.Encode(merged[name]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

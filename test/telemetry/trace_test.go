@@ -163,6 +163,25 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 		t.Errorf("a customer reading traces: %d", r.Status)
 	}
 
+	// One page gathers every service's metrics, labelled by service.
+	page := servicetest.Call(t, "GET", s.Gateway+"/api/telemetry/scrape", admin, nil)
+	if page.Status != http.StatusOK {
+		t.Fatalf("scrape: %d %s", page.Status, page.Body)
+	}
+	all := string(page.Body)
+	for _, want := range []string{`http_server_requests_total{`, `service="orders"`, `service="gateway"`, "outbox_backlog{", "orders_sagas_in_flight{"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the gathered metrics lack %s", want)
+		}
+	}
+	if _, ok := procs["notifications"]; ok {
+		for _, want := range []string{"events_consumer_lag{", "events_consumed_total{"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("the gathered metrics lack %s", want)
+			}
+		}
+	}
+
 	// Every service's /metrics counts the requests by route, method and code.
 	for name, url := range procs {
 		if name == "nats" {

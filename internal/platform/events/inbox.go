@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,6 +51,53 @@ type Consumer struct {
 // ConsumerMetrics count what consumers did with events.
 type ConsumerMetrics struct {
 	handled *prometheus.CounterVec
+
+	mu        sync.Mutex
+	consumers map[string]lagSource // by consumer name
+}
+
+// lagSource is a running consumer whose lag is read at scrape time.
+type lagSource struct {
+	stream string
+	cons   jetstream.Consumer
+}
+
+var lagDesc = prometheus.NewDesc("events_consumer_lag",
+	"Events waiting in the stream for a consumer (JetStream's pending count), read at scrape time.",
+	[]string{"consumer", "stream"}, nil)
+
+// Describe and Collect make the lag of every running consumer a gauge.
+func (m *ConsumerMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+
+func (m *ConsumerMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	sources := make(map[string]lagSource, len(m.consumers))
+	for k, v := range m.consumers {
+		sources[k] = v
+	}
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for name, src := range sources {
+		info, err := src.cons.Info(ctx)
+		if err != nil {
+			continue // the broker is away: no figure rather than a wrong one
+		}
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(info.NumPending), name, src.stream)
+	}
+}
+
+func (m *ConsumerMetrics) track(name, stream string, cons jetstream.Consumer) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cons == nil {
+		delete(m.consumers, name)
+		return
+	}
+	m.consumers[name] = lagSource{stream: stream, cons: cons}
 }
 
 // NewConsumerMetrics registers the consumer counters in reg.
@@ -57,8 +105,8 @@ func NewConsumerMetrics(reg prometheus.Registerer) *ConsumerMetrics {
 	m := &ConsumerMetrics{handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "events_consumed_total",
 		Help: "Events received by a consumer, by consumer, event type and outcome (handled, duplicate, retry, dead_letter).",
-	}, []string{"consumer", "type", "outcome"})}
-	reg.MustRegister(m.handled)
+	}, []string{"consumer", "type", "outcome"}), consumers: map[string]lagSource{}}
+	reg.MustRegister(m.handled, m)
 	return m
 }
 
@@ -106,6 +154,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", c.Stream, err)
 	}
+	c.Metrics.track(c.Name, c.Stream, cons)
+	defer c.Metrics.track(c.Name, c.Stream, nil)
 	// Drain rather than Stop when ctx ends: Stop drops the messages the
 	// client has pulled but not handled, and the broker holds them for
 	// AckWait (30s) before anyone else gets them. Draining hands them to
