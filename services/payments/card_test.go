@@ -179,14 +179,15 @@ func TestProcessorLatencyAndConnections(t *testing.T) {
 
 	// A caller that gives up while waiting for a connection is answered so.
 	busy := make(chan struct{})
+	lanes := p.lanes // p is reassigned below, while these may still run
 	for range 2 {
 		go func() {
-			p.lanes <- struct{}{}
+			lanes <- struct{}{}
 			<-busy
-			<-p.lanes
+			<-lanes
 		}()
 	}
-	for len(p.lanes) < 2 {
+	for len(lanes) < 2 {
 		time.Sleep(time.Millisecond)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
