@@ -43,6 +43,7 @@ Commands:
   start     start a stopped process of a running system again
   scale     run N replicas of a service of a running system
   restart   rolling restart of a service of a running system, without errors
+  chaos     kill random processes of a fresh system under load, then check it
   nats      run the embedded NATS JetStream server alone
   load      put a measured load on a running system (latency percentiles)
   demo      run a scenario on a system of its own and judge it PASS or FAIL (demo --list)
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return scale(ctx, rest, getenv, stdout, stderr)
 	case "restart":
 		return restart(ctx, rest, getenv, stdout, stderr)
+	case "chaos":
+		return runChaos(ctx, rest, getenv, stdout, stderr)
 	case "load":
 		return load(ctx, rest, getenv, stdout, stderr)
 	case "demo":
