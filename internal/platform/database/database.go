@@ -88,7 +88,8 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	// crashes, which is the failure this system is built to survive.
 	pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	dsn := "file:" + path + "?" + pragmas
-	write, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	// Both pools keep their prepared statements (see stmtcache.go).
+	write, err := sql.Open(cachedDriverName, dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
 	}
@@ -99,7 +100,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		write.Close()
 		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
 	}
-	read, err := sql.Open("sqlite", dsn)
+	read, err := sql.Open(cachedDriverName, dsn)
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
