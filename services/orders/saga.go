@@ -102,7 +102,20 @@ type sagas struct {
 
 // start runs the saga of id in the background unless this process already
 // runs it. card is nil when resuming: the card is never stored.
+//
+// Whoever moves a saga to a step records that step as started in the same
+// transaction (the order's insert, the previous step's end, a cancel), so
+// a step costs one commit; a saga that is resumed records it again.
 func (s *sagas) start(ctx context.Context, id string, card *payments.Card) <-chan struct{} {
+	return s.startAt(ctx, id, card, false)
+}
+
+// resumeSaga runs the saga of id, which this process just claimed.
+func (s *sagas) resumeSaga(ctx context.Context, id string) <-chan struct{} {
+	return s.startAt(ctx, id, nil, true)
+}
+
+func (s *sagas) startAt(ctx context.Context, id string, card *payments.Card, resumed bool) <-chan struct{} {
 	s.mu.Lock()
 	if ch, ok := s.running[id]; ok {
 		s.mu.Unlock()
@@ -120,7 +133,7 @@ func (s *sagas) start(ctx context.Context, id string, card *payments.Card) <-cha
 			s.mu.Unlock()
 			close(ch)
 		}()
-		if err := s.run(ctx, id, card); err != nil && ctx.Err() == nil {
+		if err := s.run(ctx, id, card, resumed); err != nil && ctx.Err() == nil {
 			s.log.Error("saga stopped; it will be resumed", "order_id", id, "err", err)
 		}
 	}()
@@ -129,33 +142,45 @@ func (s *sagas) start(ctx context.Context, id string, card *payments.Card) <-cha
 
 // run drives the saga of id from its current step until it is done, the
 // lease is lost, or ctx ends. It must hold the lease (claimed by the
-// caller, or set when the order was created).
-func (s *sagas) run(ctx context.Context, id string, card *payments.Card) error {
-	for {
+// caller, or set when the order was created). It reads the order and
+// renews the lease once; after that each step's transaction renews the
+// lease (only while this owner holds it) and reads the order back.
+func (s *sagas) run(ctx context.Context, id string, card *payments.Card, resumed bool) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	o, err := s.store.get(ctx, s.db, id)
+	if err != nil {
+		return err
+	}
+	if o.SagaStep == stepDone {
+		return nil
+	}
+	if ok, err := s.store.renew(ctx, id, s.owner, s.now().Add(s.lease)); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("lost the saga lease of %s to another orders process", id)
+	}
+	if resumed {
+		s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now())
+	}
+	for o.SagaStep != stepDone {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		o, err := s.store.get(ctx, s.db, id)
-		if err != nil {
-			return err
-		}
-		if o.SagaStep == stepDone {
-			return nil
-		}
-		if ok, err := s.store.renew(ctx, id, s.owner, s.now().Add(s.lease)); err != nil {
-			return err
-		} else if !ok {
-			return fmt.Errorf("lost the saga lease of %s to another orders process", id)
-		}
-		if err := s.step(ctx, o, card); err != nil {
+		if o, err = s.step(ctx, o, card); err != nil {
 			return err
 		}
 	}
+	return nil
 }
 
-// step runs o's current step once (with its retries) and records where
-// the saga goes next.
-func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err error) {
+// errLeaseLost: another orders process holds the saga's lease now.
+var errLeaseLost = errors.New("lost the saga lease to another orders process")
+
+// step runs o's current step once (with its retries), records where the
+// saga goes next, and returns the order as that left it.
+func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order, err error) {
 	ctx, span := s.tracer.Start(ctx, "saga "+o.SagaStep, trace.WithAttributes(
 		attribute.String("order.id", o.ID), attribute.String("saga.step", o.SagaStep)))
 	defer func() {
@@ -176,7 +201,8 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err err
 		})
 		switch {
 		case err == nil:
-			return s.advance(ctx, o, stepAuthorize, "reserved "+fmt.Sprint(total)+" "+currency, func(tx *sql.Tx) error {
+			return s.advance(ctx, o, stepAuthorize, "reserved "+fmt.Sprint(total)+" "+currency, func(tx *sql.Tx, o *order) error {
+				o.Lines, o.TotalCents, o.Currency = lines, total, currency
 				return s.store.setPrices(ctx, tx, o.ID, lines, total, currency)
 			})
 		case errors.Is(err, ErrOutOfStock):
@@ -200,10 +226,11 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err err
 				return err
 			})
 			if err != nil {
-				return err
+				return order{}, err
 			}
 			if pid != "" {
-				return s.advance(ctx, o, stepCommit, "found authorization "+pid+" after a restart", func(tx *sql.Tx) error {
+				return s.advance(ctx, o, stepCommit, "found authorization "+pid+" after a restart", func(tx *sql.Tx, o *order) error {
+					o.PaymentID = pid
 					return s.store.setPayment(ctx, tx, o.ID, pid)
 				})
 			}
@@ -217,7 +244,8 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err err
 		})
 		switch {
 		case err == nil:
-			return s.advance(ctx, o, stepCommit, "authorized "+pid, func(tx *sql.Tx) error {
+			return s.advance(ctx, o, stepCommit, "authorized "+pid, func(tx *sql.Tx, o *order) error {
+				o.PaymentID = pid
 				return s.store.setPayment(ctx, tx, o.ID, pid)
 			})
 		case errors.Is(err, ErrDeclined):
@@ -244,7 +272,7 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err err
 		case errors.Is(err, ErrReservationReleased):
 			return s.compensate(ctx, o, stepVoid, contract.ReasonReservationExpired, err)
 		default:
-			return err
+			return order{}, err
 		}
 
 	case stepCapture:
@@ -252,7 +280,7 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err err
 			return s.pay.Capture(ctx, "capture:"+o.ID, o.PaymentID, o.TotalCents)
 		})
 		if err != nil {
-			return err
+			return order{}, err
 		}
 		return s.finish(ctx, o, contract.StatusConfirmed, "", "captured "+fmt.Sprint(o.TotalCents))
 
@@ -261,14 +289,14 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err err
 			return s.pay.Void(ctx, "void:"+o.ID, o.ID)
 		})
 		if err != nil {
-			return err
+			return order{}, err
 		}
 		return s.advance(ctx, o, stepRelease, "payments voided", nil)
 
 	case stepRelease:
 		err := s.forever(ctx, o, func(ctx context.Context) error { return s.inv.Release(ctx, o.ID) })
 		if err != nil {
-			return err
+			return order{}, err
 		}
 		return s.finish(ctx, o, contract.StatusRejected, o.Reason, "stock released")
 
@@ -277,18 +305,18 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (err err
 			return s.pay.Refund(ctx, "refund:"+o.ID, o.PaymentID, o.TotalCents)
 		})
 		if err != nil {
-			return err
+			return order{}, err
 		}
 		return s.advance(ctx, o, stepReturn, "refunded "+fmt.Sprint(o.TotalCents), nil)
 
 	case stepReturn:
 		err := s.forever(ctx, o, func(ctx context.Context) error { return s.inv.Release(ctx, o.ID) })
 		if err != nil {
-			return err
+			return order{}, err
 		}
 		return s.finish(ctx, o, contract.StatusCancelled, "", "stock returned")
 	}
-	return fmt.Errorf("order %s is at an unknown saga step %q", o.ID, o.SagaStep)
+	return order{}, fmt.Errorf("order %s is at an unknown saga step %q", o.ID, o.SagaStep)
 }
 
 // permanent marks an error that retrying cannot fix.
@@ -314,7 +342,6 @@ func (s *sagas) attempt(ctx context.Context, o order, bounded bool, call func(co
 	if deadline.IsZero() {
 		deadline = s.now().Add(s.stepTime)
 	}
-	s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now())
 	for i := 0; ; i++ {
 		cctx, cancel := context.WithDeadline(ctx, deadline)
 		err := call(cctx)
@@ -338,7 +365,6 @@ func (s *sagas) attempt(ctx context.Context, o order, bounded bool, call func(co
 // forever retries call until it succeeds or fails for good. Steps after
 // the pivot and compensations use it: they must happen eventually.
 func (s *sagas) forever(ctx context.Context, o order, call func(context.Context) error) error {
-	s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now())
 	for i := 0; ; i++ {
 		cctx, cancel := context.WithTimeout(ctx, s.stepTime)
 		err := call(cctx)
@@ -377,63 +403,92 @@ func (s *sagas) sleep(ctx context.Context, o order, attempt int) error {
 	return nil
 }
 
-// advance records a step's success and moves to next in one transaction.
-func (s *sagas) advance(ctx context.Context, o order, next, detail string, also func(tx *sql.Tx) error) error {
+// advance records a step's success and moves to next in one transaction,
+// which also records next as started. also, when set, makes the step's
+// own changes in tx and to the order it is given. It returns the order as
+// the transaction left it.
+func (s *sagas) advance(ctx context.Context, o order, next, detail string, also func(tx *sql.Tx, o *order) error) (order, error) {
 	now := s.now()
 	var deadline time.Time
 	if next == stepReserve || next == stepAuthorize {
 		deadline = now.Add(s.stepTime)
 	}
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if also != nil {
-			if err := also(tx); err != nil {
+			if err := also(tx, &o); err != nil {
 				return err
 			}
 		}
 		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, "succeeded", detail, now); err != nil {
 			return err
 		}
-		return s.store.advance(ctx, tx, o.ID, next, deadline, now.Add(s.lease), now)
+		return s.moveTo(ctx, tx, &o, next, deadline, now)
 	})
+	if err != nil {
+		return order{}, err
+	}
+	return o, nil
+}
+
+// moveTo sets the saga of o at step (renewing the lease, which must still
+// be this owner's) and records step as started, in tx; o follows.
+func (s *sagas) moveTo(ctx context.Context, tx *sql.Tx, o *order, step string, deadline, now time.Time) error {
+	lease := now.Add(s.lease)
+	if step == stepDone {
+		lease = now
+	}
+	if err := s.store.advance(ctx, tx, o.ID, step, deadline, lease, now, s.owner); err != nil {
+		return err
+	}
+	if step != stepDone {
+		if err := s.store.log(ctx, tx, o.ID, step, "started", "", now); err != nil {
+			return err
+		}
+	}
+	o.SagaStep, o.StepDeadline, o.UpdatedAt = step, deadline, now
+	return nil
 }
 
 // compensate records a failed step and turns the saga to a compensation.
-func (s *sagas) compensate(ctx context.Context, o order, next, reason string, cause error) error {
+func (s *sagas) compensate(ctx context.Context, o order, next, reason string, cause error) (order, error) {
 	now := s.now()
 	s.metrics.compensation(reason)
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, "failed", reason+": "+cause.Error(), now); err != nil {
 			return err
 		}
 		if err := s.store.setReason(ctx, tx, o.ID, reason); err != nil {
 			return err
 		}
-		return s.store.advance(ctx, tx, o.ID, next, time.Time{}, now.Add(s.lease), now)
+		o.Reason = reason
+		return s.moveTo(ctx, tx, &o, next, time.Time{}, now)
 	})
+	if err != nil {
+		return order{}, err
+	}
+	return o, nil
 }
 
 // finish gives the order its final status and publishes it, in one
 // transaction with the saga's end.
-func (s *sagas) finish(ctx context.Context, o order, status, reason, detail string) error {
+func (s *sagas) finish(ctx context.Context, o order, status, reason, detail string) (order, error) {
 	now := s.now()
 	event := "succeeded"
 	if status == contract.StatusRejected && o.SagaStep != stepRelease {
 		event = "failed"
 	}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		lines, err := s.store.lines(ctx, tx, o.ID)
-		if err != nil {
-			return err
-		}
 		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, event, detail, now); err != nil {
 			return err
 		}
 		if err := s.store.setStatus(ctx, tx, o.ID, status, reason, now); err != nil {
 			return err
 		}
-		if err := s.store.advance(ctx, tx, o.ID, stepDone, time.Time{}, now, now); err != nil {
+		o.Status, o.Reason = status, reason
+		if err := s.moveTo(ctx, tx, &o, stepDone, time.Time{}, now); err != nil {
 			return err
 		}
+		lines := o.Lines
 		var body events.Body
 		switch status {
 		case contract.StatusConfirmed:
@@ -446,13 +501,14 @@ func (s *sagas) finish(ctx context.Context, o order, status, reason, detail stri
 			body = contract.OrderCancelled{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
 				TotalCents: o.TotalCents, RefundedCents: o.TotalCents, Currency: o.Currency, CancelledAt: now.UTC()}
 		}
-		_, err = s.outbox.Add(ctx, tx, body)
+		_, err := s.outbox.Add(ctx, tx, body)
 		return err
 	})
-	if err == nil {
-		s.metrics.finished(status, reason, now.Sub(o.CreatedAt))
+	if err != nil {
+		return order{}, err
 	}
-	return err
+	s.metrics.finished(status, reason, now.Sub(o.CreatedAt))
+	return o, nil
 }
 
 // requestLines turns stored lines back into reservation lines.
@@ -489,7 +545,7 @@ func (s *sagas) resume(ctx context.Context, interval time.Duration) error {
 			if ok {
 				s.log.Info("resuming saga", "order_id", id)
 				s.metrics.resumed()
-				s.start(ctx, id, nil)
+				s.resumeSaga(ctx, id)
 			}
 		}
 		reclaimOwn = false

@@ -97,7 +97,10 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 		if err := s.store.insert(ctx, tx, o, s.cfg.Owner, now.Add(s.sagas.lease)); err != nil {
 			return err
 		}
-		return s.store.log(ctx, tx, o.ID, "create", "succeeded", fmt.Sprintf("%d lines, %d %s", len(lines), total, currency), now)
+		if err := s.store.log(ctx, tx, o.ID, "create", "succeeded", fmt.Sprintf("%d lines, %d %s", len(lines), total, currency), now); err != nil {
+			return err
+		}
+		return s.store.log(ctx, tx, o.ID, stepReserve, "started", "", now)
 	})
 	if errors.Is(err, errDuplicateKey) {
 		// A concurrent request with the same key won the race.
@@ -216,7 +219,10 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 		if !moved {
 			return nil
 		}
-		return s.store.log(ctx, tx, id, "cancel", "started", "requested by "+c.UserID(), now)
+		if err := s.store.log(ctx, tx, id, "cancel", "started", "requested by "+c.UserID(), now); err != nil {
+			return err
+		}
+		return s.store.log(ctx, tx, id, stepRefund, "started", "", now)
 	})
 	if err != nil {
 		return order{}, err

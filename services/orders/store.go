@@ -147,16 +147,22 @@ func (s store) list(ctx context.Context, userID, after string, limit int) ([]ord
 	return out, nil
 }
 
-// advance moves an order's saga to step, renewing the lease, and logs it.
-func (s store) advance(ctx context.Context, tx *sql.Tx, id, step string, deadline time.Time, leaseUntil time.Time, now time.Time) error {
+// advance moves an order's saga to step and renews the lease, provided
+// owner still holds it; errLeaseLost when another process took it over.
+func (s store) advance(ctx context.Context, tx *sql.Tx, id, step string, deadline time.Time, leaseUntil time.Time, now time.Time, owner string) error {
 	dl := int64(0)
 	if !deadline.IsZero() {
 		dl = deadline.UnixMilli()
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, step_deadline = $2, lease_until = $3, updated_at = $4 WHERE id = $5`,
-		step, dl, leaseUntil.UnixMilli(), now.UnixMilli(), id)
+	res, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, step_deadline = $2, lease_until = $3, updated_at = $4 WHERE id = $5 AND lease_owner = $6`,
+		step, dl, leaseUntil.UnixMilli(), now.UnixMilli(), id, owner)
 	if err != nil {
 		return fmt.Errorf("advancing the saga of %s to %s: %w", id, step, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("advancing the saga of %s to %s: %w", id, step, err)
+	} else if n != 1 {
+		return fmt.Errorf("advancing the saga of %s to %s: %w", id, step, errLeaseLost)
 	}
 	return nil
 }
