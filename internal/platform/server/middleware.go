@@ -239,6 +239,9 @@ func observe(log *slog.Logger, m *httpMetrics, traced *telemetry.Telemetry) func
 			if rec.status >= 500 {
 				level = slog.LevelError
 			}
+			if !log.Enabled(r.Context(), level) {
+				return // not even the arguments: boxing them costs on every request
+			}
 			log.Log(r.Context(), level, "request",
 				"method", r.Method, "route", route, "status", rec.status,
 				"duration_ms", float64(elapsed.Microseconds())/1000, "bytes", rec.bytes,
