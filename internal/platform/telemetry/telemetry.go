@@ -12,7 +12,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -40,9 +42,22 @@ type Telemetry struct {
 func New(ctx context.Context, service string, getenv func(string) string) (*Telemetry, error) {
 	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	res := resource.NewSchemaless(attribute.String("service.name", service))
+	root := sdktrace.AlwaysSample()
+	perSecond := DefaultTraceRate
+	if v := getenv(TraceRateEnv); v != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%s=%q: want the traces a second to start, or 0 for all", TraceRateEnv, v)
+		}
+		perSecond = n
+	}
+	if perSecond > 0 {
+		root = RateLimited(perSecond)
+	}
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		// A span with a parent follows it, so a trace is whole or absent.
+		sdktrace.WithSampler(sdktrace.ParentBased(root)),
 	}
 	endpoint := getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 	if endpoint == "" {
@@ -65,6 +80,53 @@ func New(ctx context.Context, service string, getenv func(string) string) (*Tele
 	tp := sdktrace.NewTracerProvider(opts...)
 	return &Telemetry{Service: service, Provider: tp, Tracer: tp.Tracer("github.com/microshop/microshop"),
 		Propagator: prop, shutdown: tp.Shutdown}, nil
+}
+
+// TraceRateEnv bounds the traces a process starts each second (see
+// RateLimited); 0 traces every request.
+const TraceRateEnv = "MICROSHOP_TRACE_RATE"
+
+// DefaultTraceRate is how many traces a second each process starts when
+// TraceRateEnv is not set: every request of a person using the shop, and
+// a steady sample under load, where tracing every request cost about a
+// tenth of the system's CPU (bench/NOTES.md).
+const DefaultTraceRate = 50.0
+
+// RateLimited samples at most perSecond new traces a second, with bursts
+// of as many: everything while traffic is light, a bounded number under
+// load. Spans that are not sampled still carry trace and span ids (logs
+// keep them, and the context still propagates) but are neither recorded
+// nor exported.
+func RateLimited(perSecond float64) sdktrace.Sampler {
+	return &rateLimited{rate: perSecond, tokens: perSecond, last: time.Now()}
+}
+
+type rateLimited struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func (s *rateLimited) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	s.mu.Lock()
+	now := time.Now()
+	s.tokens = min(s.rate, s.tokens+now.Sub(s.last).Seconds()*s.rate)
+	s.last = now
+	take := s.tokens >= 1
+	if take {
+		s.tokens--
+	}
+	s.mu.Unlock()
+	d := sdktrace.Drop
+	if take {
+		d = sdktrace.RecordAndSample
+	}
+	return sdktrace.SamplingResult{Decision: d, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+}
+
+func (s *rateLimited) Description() string {
+	return "RateLimited{" + strconv.FormatFloat(s.rate, 'f', -1, 64) + "/s}"
 }
 
 // Disabled is tracing that records nothing, for tests and tools.
