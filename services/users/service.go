@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -63,6 +65,7 @@ type Service struct {
 	log    *slog.Logger
 	// hashing bounds concurrent argon2 work: each hash holds 19 MiB.
 	hashing chan struct{}
+	release *memoryRelease
 	now     func() time.Time
 }
 
@@ -73,7 +76,7 @@ func New(ctx context.Context, cfg Config, db *database.DB, log *slog.Logger) (*S
 		return nil, err
 	}
 	s := &Service{cfg: cfg, db: db, store: store{db: db}, keys: keys, log: log,
-		hashing: make(chan struct{}, 4), now: time.Now}
+		hashing: make(chan struct{}, 4), release: newMemoryRelease(time.Second, debug.FreeOSMemory), now: time.Now}
 	if cfg.AdminEmail != "" {
 		if err := s.ensureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
 			return nil, fmt.Errorf("creating the admin account: %w", err)
@@ -155,7 +158,7 @@ func (s *Service) hash(ctx context.Context, password string) (string, error) {
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
-	defer func() { <-s.hashing }()
+	defer s.doneHashing()
 	return hashPassword(password)
 }
 
@@ -165,8 +168,43 @@ func (s *Service) check(ctx context.Context, encoded, password string) (bool, er
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
-	defer func() { <-s.hashing }()
+	defer s.doneHashing()
 	return checkPassword(encoded, password)
+}
+
+// doneHashing frees a hashing slot; once hashing has been quiet for a
+// moment, the memory argon2 used goes back to the operating system.
+func (s *Service) doneHashing() {
+	<-s.hashing
+	s.release.after()
+}
+
+// memoryRelease hands freed memory back to the operating system once no
+// work has asked for it for quiet. Argon2 allocates 19 MiB a hash, up to
+// four at once; without this the process kept that memory (its heap goal
+// stays where the burst left it until the next GC, which a quiet process
+// may not run for minutes), so a burst of registrations left users at
+// four times its usual size (bench/NOTES.md).
+type memoryRelease struct {
+	quiet   time.Duration
+	release func()
+	mu      sync.Mutex
+	timer   *time.Timer
+}
+
+func newMemoryRelease(quiet time.Duration, release func()) *memoryRelease {
+	return &memoryRelease{quiet: quiet, release: release}
+}
+
+// after (re)starts the countdown: the release runs quiet after the last call.
+func (m *memoryRelease) after() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.timer == nil {
+		m.timer = time.AfterFunc(m.quiet, m.release)
+		return
+	}
+	m.timer.Reset(m.quiet)
 }
 
 // Register opens a customer account and announces it.
