@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg Config, db *database.DB, log *slog.Logger) (*S
 		return nil, err
 	}
 	s := &Service{cfg: cfg, db: db, store: store{db: db}, keys: keys, log: log,
-		hashing: make(chan struct{}, 4), release: newMemoryRelease(time.Second, debug.FreeOSMemory), now: time.Now}
+		hashing: make(chan struct{}, 4), release: newMemoryRelease(500*time.Millisecond, debug.FreeOSMemory), now: time.Now}
 	if cfg.AdminEmail != "" {
 		if err := s.ensureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
 			return nil, fmt.Errorf("creating the admin account: %w", err)
