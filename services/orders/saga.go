@@ -107,15 +107,21 @@ type sagas struct {
 // transaction (the order's insert, the previous step's end, a cancel), so
 // a step costs one commit; a saga that is resumed records it again.
 func (s *sagas) start(ctx context.Context, id string, card *payments.Card) <-chan struct{} {
-	return s.startAt(ctx, id, card, false)
+	return s.startAt(ctx, id, card, false, nil)
+}
+
+// startNew runs the saga of o, which this process has just stored with
+// its lease: the saga starts from o as it is, without reading it back.
+func (s *sagas) startNew(ctx context.Context, o order, card *payments.Card) <-chan struct{} {
+	return s.startAt(ctx, o.ID, card, false, &o)
 }
 
 // resumeSaga runs the saga of id, which this process just claimed.
 func (s *sagas) resumeSaga(ctx context.Context, id string) <-chan struct{} {
-	return s.startAt(ctx, id, nil, true)
+	return s.startAt(ctx, id, nil, true, nil)
 }
 
-func (s *sagas) startAt(ctx context.Context, id string, card *payments.Card, resumed bool) <-chan struct{} {
+func (s *sagas) startAt(ctx context.Context, id string, card *payments.Card, resumed bool, fresh *order) <-chan struct{} {
 	s.mu.Lock()
 	if ch, ok := s.running[id]; ok {
 		s.mu.Unlock()
@@ -133,7 +139,7 @@ func (s *sagas) startAt(ctx context.Context, id string, card *payments.Card, res
 			s.mu.Unlock()
 			close(ch)
 		}()
-		if err := s.run(ctx, id, card, resumed); err != nil && ctx.Err() == nil {
+		if err := s.run(ctx, id, card, resumed, fresh); err != nil && ctx.Err() == nil {
 			s.log.Error("saga stopped; it will be resumed", "order_id", id, "err", err)
 		}
 	}()
@@ -143,24 +149,32 @@ func (s *sagas) startAt(ctx context.Context, id string, card *payments.Card, res
 // run drives the saga of id from its current step until it is done, the
 // lease is lost, or ctx ends. It must hold the lease (claimed by the
 // caller, or set when the order was created). It reads the order and
-// renews the lease once; after that each step's transaction renews the
-// lease (only while this owner holds it) and reads the order back.
-func (s *sagas) run(ctx context.Context, id string, card *payments.Card, resumed bool) error {
+// renews the lease once, unless fresh is the order this process has just
+// stored with a new lease; after that each step's transaction renews the
+// lease (only while this owner holds it), and the saga keeps the order
+// as the transactions leave it.
+func (s *sagas) run(ctx context.Context, id string, card *payments.Card, resumed bool, fresh *order) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	o, err := s.store.get(ctx, s.db, id)
-	if err != nil {
-		return err
+	var o order
+	if fresh != nil {
+		o = *fresh
+	} else {
+		var err error
+		if o, err = s.store.get(ctx, s.db, id); err != nil {
+			return err
+		}
+		if o.SagaStep == stepDone {
+			return nil
+		}
+		if ok, err := s.store.renew(ctx, id, s.owner, s.now().Add(s.lease)); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("lost the saga lease of %s to another orders process", id)
+		}
 	}
-	if o.SagaStep == stepDone {
-		return nil
-	}
-	if ok, err := s.store.renew(ctx, id, s.owner, s.now().Add(s.lease)); err != nil {
-		return err
-	} else if !ok {
-		return fmt.Errorf("lost the saga lease of %s to another orders process", id)
-	}
+	var err error
 	if resumed {
 		s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now())
 	}

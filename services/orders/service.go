@@ -111,7 +111,7 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	}
 	card := req.Card
 	// The saga outlives the request but stays in its trace.
-	done := s.sagas.start(trace.ContextWithSpan(s.bg, trace.SpanFromContext(ctx)), o.ID, &card)
+	done := s.sagas.startNew(trace.ContextWithSpan(s.bg, trace.SpanFromContext(ctx)), o, &card)
 	s.wait(ctx, done)
 	o, err = s.store.get(ctx, s.db, o.ID)
 	return o, true, err
