@@ -177,7 +177,7 @@ func measureCeiling(ctx context.Context, bin string, set settings, say func(stri
 			}()
 			idle := rssOf(pids)
 			closedLoop(ctx, target+"/", set.CeilingWorkers, set.Warmup)
-			sampler := sampleRSS(pids, 250*time.Millisecond)
+			sampler := sampleRSS(pids, 250*time.Millisecond, 0)
 			before, lgBefore := cpuOf(pids), mustCPU(os.Getpid())
 			row.Sat = closedLoop(ctx, target+"/", set.CeilingWorkers, set.Saturate)
 			after, lgAfter := cpuOf(pids), mustCPU(os.Getpid())
@@ -268,29 +268,59 @@ func measureMode(ctx context.Context, bin, workDir string, set settings, mr *mod
 	}
 	mr.IdleCores = sumDelta(c0, c1) / set.Idle.Seconds()
 
-	sampler := sampleRSS(pids, 250*time.Millisecond)
+	pk := &peaks{pids: pids, max: map[int]memory{}}
 	defer func() {
-		for p, r := range sampler.Stop() {
+		pk.stop()
+		for p, r := range pk.max {
 			figs[p].RSSLoad, figs[p].AnonLoad, figs[p].PssLoad = r.RSS, r.Anon, r.Pss
 		}
 	}()
 
 	if set.Phases["browse"] {
-		if err := measureBrowse(ctx, sys, set, mr, figs, say); err != nil {
+		if err := measureBrowse(ctx, sys, set, mr, figs, pk, say); err != nil {
 			return err
 		}
 	}
 	if set.Phases["checkout"] {
-		return measureCheckout(ctx, sys, set, mr, figs, say)
+		return measureCheckout(ctx, sys, set, mr, figs, pk, say)
 	}
 	return nil
 }
 
-func measureBrowse(ctx context.Context, sys *system, set settings, mr *modeResult, figs map[int]*procFig, say func(string, ...any)) error {
+// peaks records the highest memory of each process during the load
+// phases, not during their setup (registering customers hashes their
+// passwords, a burst that is not the load being measured).
+type peaks struct {
+	pids []int
+	max  map[int]memory
+	cur  *rssSampler
+}
+
+// start samples from after on: a second into a phase that follows a
+// setup, so that what the setup's burst left behind has gone back.
+func (p *peaks) start(after time.Duration) {
+	if p.cur == nil {
+		p.cur = sampleRSS(p.pids, 250*time.Millisecond, after)
+	}
+}
+
+func (p *peaks) stop() {
+	if p.cur == nil {
+		return
+	}
+	for pid, r := range p.cur.Stop() {
+		m := p.max[pid]
+		p.max[pid] = memory{RSS: max(m.RSS, r.RSS), Anon: max(m.Anon, r.Anon), Pss: max(m.Pss, r.Pss)}
+	}
+	p.cur = nil
+}
+
+func measureBrowse(ctx context.Context, sys *system, set settings, mr *modeResult, figs map[int]*procFig, pk *peaks, say func(string, ...any)) error {
 	pids := sys.pids()
 	// Browse: the product list through the gateway.
 	url := sys.gateway + productList
 	closedLoop(ctx, url, set.BrowseWorkers, set.Warmup)
+	pk.start(0)
 	before, lg := cpuOf(pids), mustCPU(os.Getpid())
 	mr.Browse = closedLoop(ctx, url, set.BrowseWorkers, set.Saturate)
 	after := cpuOf(pids)
@@ -301,13 +331,15 @@ func measureBrowse(ctx context.Context, sys *system, set settings, mr *modeResul
 	}
 	mr.BrowseOpenRate = max(1, mr.Browse.Rate/2)
 	mr.BrowseOpen = openLoop(ctx, url, mr.BrowseOpenRate, set.Open, 4*set.BrowseWorkers)
+	pk.stop()
 	say("%s browse: %.0f req/s at %d; p50 %.2f p99 %.2f ms at %.0f/s", mr.Mode, mr.Browse.Rate, set.BrowseWorkers,
 		mr.BrowseOpen.Lat.P50, mr.BrowseOpen.Lat.P99, mr.BrowseOpenRate)
 
 	// The browse scenario of microshop load: list, search, one product.
 	var mixBefore map[int]float64
 	mix, err := loadgen.Run(ctx, loadgen.Config{Target: sys.gateway, Scenario: "browse", Duration: set.Saturate,
-		Concurrency: set.BrowseWorkers, Seed: 1, Started: func(loadgen.Setup) { mixBefore = cpuOf(pids) }})
+		Concurrency: set.BrowseWorkers, Seed: 1, Started: func(loadgen.Setup) { pk.start(0); mixBefore = cpuOf(pids) }})
+	pk.stop()
 	if err != nil {
 		return fmt.Errorf("browse scenario: %w", err)
 	}
@@ -318,7 +350,7 @@ func measureBrowse(ctx context.Context, sys *system, set settings, mr *modeResul
 	return nil
 }
 
-func measureCheckout(ctx context.Context, sys *system, set settings, mr *modeResult, figs map[int]*procFig, say func(string, ...any)) error {
+func measureCheckout(ctx context.Context, sys *system, set settings, mr *modeResult, figs map[int]*procFig, pk *peaks, say func(string, ...any)) error {
 	pids := sys.pids()
 	var profiles func()
 
@@ -328,11 +360,13 @@ func measureCheckout(ctx context.Context, sys *system, set settings, mr *modeRes
 	co, err := loadgen.Run(ctx, loadgen.Config{Target: sys.gateway, Scenario: "checkout", Duration: set.CheckoutPhase,
 		Concurrency: set.CheckoutWorkers, Users: set.Users, Seed: 2, AdminEmail: sys.admin, AdminPassword: sys.password,
 		Started: func(loadgen.Setup) {
+			pk.start(time.Second)
 			coBefore, lgBefore = cpuOf(pids), mustCPU(os.Getpid())
 			if set.Profile != "" {
 				profiles = sys.profile(ctx, set.Profile, set.CheckoutPhase-time.Second, say)
 			}
 		}})
+	pk.stop()
 	if profiles != nil {
 		profiles()
 	}
@@ -355,7 +389,9 @@ func measureCheckout(ctx context.Context, sys *system, set settings, mr *modeRes
 
 	mr.CheckoutOpenRate = max(1, co.Totals.RatePerSecond/2)
 	op, err := loadgen.Run(ctx, loadgen.Config{Target: sys.gateway, Scenario: "checkout", Duration: set.Open,
-		Rate: mr.CheckoutOpenRate, Users: set.Users, Seed: 3, AdminEmail: sys.admin, AdminPassword: sys.password})
+		Rate: mr.CheckoutOpenRate, Users: set.Users, Seed: 3, AdminEmail: sys.admin, AdminPassword: sys.password,
+		Started: func(loadgen.Setup) { pk.start(time.Second) }})
+	pk.stop()
 	if err != nil {
 		return fmt.Errorf("checkout, open loop: %w", err)
 	}

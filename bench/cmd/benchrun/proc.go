@@ -117,10 +117,15 @@ type rssSampler struct {
 	done chan struct{}
 }
 
-func sampleRSS(pids []int, every time.Duration) *rssSampler {
+func sampleRSS(pids []int, every, after time.Duration) *rssSampler {
 	s := &rssSampler{max: map[int]memory{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(after):
+		}
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {

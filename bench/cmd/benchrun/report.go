@@ -139,7 +139,7 @@ func render(r *results) string {
 	p("\n")
 
 	// Processes.
-	p("## Processes: memory and CPU\n\nEvery process in run.json, and `run` itself (its supervisor, mail server and trace collector). RSS is VmRSS; under load is the highest seen during the load phases. " +
+	p("## Processes: memory and CPU\n\nEvery process in run.json, and `run` itself (its supervisor, mail server and trace collector). RSS is VmRSS; under load is the highest seen during the load phases (sampled every 250 ms; for checkout from a second after its setup, which registers and logs in customers, a burst of password hashing). " +
 		"RSS counts the pages of the binary each process maps (the same 60 MB file for all): anon is the process's own memory (heap, stacks, SQLite's caches), and PSS shares the binary's pages among the processes that map them, so PSS adds up to what the system holds. CPU is utime+stime.\n\n")
 	p("| mode | process | pid | RSS idle MiB | RSS under load MiB | anon under load MiB | PSS under load MiB | CPU idle, %% of a core | CPU ms per product-list request | CPU ms per confirmed checkout |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|\n")
