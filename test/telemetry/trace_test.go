@@ -81,11 +81,14 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 		}
 	}
 	// Find the checkout's trace: the one whose orders spans name this order.
+	// Spans arrive from every process in its own batches: wait until the
+	// trace holds every service and each consumer's handling of orders'
+	// event, not just the first span of each.
 	var spans []collector.Span
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		spans = checkoutTrace(t, s.Gateway, admin, o.ID)
-		if hasAll(spans, want) || time.Now().After(deadline) {
+		if hasAll(spans, want) && consumedFromOrders(spans, want[4:]) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -245,6 +248,27 @@ func hasAll(spans []collector.Span, want []string) bool {
 	}
 	for _, w := range want {
 		if !have[w] {
+			return false
+		}
+	}
+	return true
+}
+
+// consumedFromOrders reports whether each consumer has a span handling an
+// event published by orders.
+func consumedFromOrders(spans []collector.Span, consumers []string) bool {
+	byID := map[string]collector.Span{}
+	for _, sp := range spans {
+		byID[sp.SpanID] = sp
+	}
+	seen := map[string]bool{}
+	for _, sp := range spans {
+		if p, ok := byID[sp.ParentSpanID]; ok && sp.Kind == "consumer" && p.Kind == "producer" && p.Service == "orders" {
+			seen[sp.Service] = true
+		}
+	}
+	for _, c := range consumers {
+		if !seen[c] {
 			return false
 		}
 	}
