@@ -81,13 +81,13 @@ type ceilingRow struct {
 
 // procFig is one process's figures in one phase set.
 type procFig struct {
-	Label            string
-	PID              int
-	RSSIdle, RSSLoad int64
-	AnonLoad, PssLoad int64 // the process's own memory, and its proportional share, under load
-	IdleCores        float64 // CPU while idle, in cores
-	CPUPerCheckout   float64 // ms
-	CPUPerBrowse     float64 // ms per product-list request
+	Label             string
+	PID               int
+	RSSIdle, RSSLoad  int64
+	AnonLoad, PssLoad int64   // the process's own memory, and its proportional share, under load
+	IdleCores         float64 // CPU while idle, in cores
+	CPUPerCheckout    float64 // ms
+	CPUPerBrowse      float64 // ms per product-list request
 }
 
 // startCeiling starts the ceiling binary and returns its base URL.
