@@ -228,7 +228,7 @@ func render(r *results) string {
 		s.Saturate, s.CheckoutPhase, s.Warmup, s.BrowseWorkers, s.CheckoutWorkers)
 	p("- Latency: open loops of %s at half the saturated rate; an operation's latency runs from when it was due, so queueing is not hidden.\n", s.Open)
 	p("- `microshop run` as shipped (SQLite files, embedded NATS, tracing to run's collector, log level info), with the rate limits off (MICROSHOP_RATE_LIMIT=0, MICROSHOP_LOGIN_RATE_IP=0, MICROSHOP_REGISTER_RATE_IP=0, MICROSHOP_LOGIN_RATE_ACCOUNT=0) and an admin to restock; a fresh data directory per mode.\n")
-	p("- Reproduce: `bench/run` (about 8 minutes; `bench/run --quick` for a smoke test). Profiles and what each optimisation bought: bench/NOTES.md.\n")
+	p("- Reproduce: `bench/run` (about 10 minutes, more when it waits for a busy machine; `bench/run --quick` for a smoke test). Profiles and what each optimisation bought: bench/NOTES.md.\n")
 	return b.String()
 }
 
