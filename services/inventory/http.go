@@ -1,13 +1,11 @@
 package inventory
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -72,7 +70,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 	}
 	page := httpjson.List[contract.Product]{Items: items}
 	if more {
-		page.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(items[len(items)-1].SKU))
+		page.NextPageToken = httpjson.PageToken(items[len(items)-1].SKU)
 	}
 	httpjson.Write(w, http.StatusOK, page)
 }
@@ -85,22 +83,8 @@ func listQuery(v url.Values) (q, after string, limit int, errs []problem.FieldEr
 	if !utf8.ValidString(q) || utf8.RuneCountInString(q) > maxQuery || strings.ContainsFunc(q, unicode.IsControl) {
 		errs = append(errs, problem.FieldError{Field: "q", Reason: fmt.Sprintf("must be text of at most %d characters, without control characters", maxQuery)})
 	}
-	limit = defaultLimit
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			errs = append(errs, problem.FieldError{Field: "limit", Reason: fmt.Sprintf("must be an integer between 1 and %d", maxLimit)})
-		}
-		limit = n
-	}
-	if tok := v.Get("page_token"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || skuProblem(string(b)) != "" {
-			errs = append(errs, problem.FieldError{Field: "page_token", Reason: "is not a next_page_token of this list"})
-		}
-		after = string(b)
-	}
-	return q, after, limit, errs
+	page, pageErrs := httpjson.ReadPage(v, defaultLimit, maxLimit, func(sku string) bool { return skuProblem(sku) == "" })
+	return q, page.After, page.Limit, append(errs, pageErrs...)
 }
 
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) {

@@ -1,12 +1,10 @@
 package notifications
 
 import (
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -73,23 +71,8 @@ func (h *handlers) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 
 func (h *handlers) listDeliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var errs []problem.FieldError
-	limit := defaultListLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxListLimit {
-			errs = append(errs, problem.FieldError{Field: "limit", Reason: "must be an integer from 1 to " + strconv.Itoa(maxListLimit)})
-		}
-		limit = n
-	}
-	after := ""
-	if v := q.Get("page_token"); v != "" {
-		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || !ids.Valid(string(b)) {
-			errs = append(errs, problem.FieldError{Field: "page_token", Reason: "is not a token this API gave out"})
-		}
-		after = string(b)
-	}
+	page, errs := httpjson.ReadPage(q, defaultListLimit, maxListLimit, ids.Valid)
+	limit, after := page.Limit, page.After
 	f := DeliveryFilter{EventType: q.Get("event_type"), OrderID: q.Get("order_id"), Status: q.Get("status")}
 	if f.EventType != "" && !slices.Contains(EventTypes(), f.EventType) {
 		errs = append(errs, problem.FieldError{Field: "event_type", Reason: "is not an event notifications handles"})
@@ -112,7 +95,7 @@ func (h *handlers) listDeliveries(w http.ResponseWriter, r *http.Request) {
 	out := httpjson.List[Delivery]{Items: list}
 	if len(list) > limit {
 		out.Items = list[:limit]
-		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(list[limit-1].ID))
+		out.NextPageToken = httpjson.PageToken(list[limit-1].ID)
 	}
 	httpjson.Write(w, http.StatusOK, out)
 }

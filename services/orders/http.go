@@ -1,11 +1,9 @@
 package orders
 
 import (
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
@@ -71,24 +69,12 @@ func (h *handlers) writeOrder(w http.ResponseWriter, o order) {
 
 func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := 20
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			problem.Write(w, r, problem.Invalid([]problem.FieldError{{Field: "limit", Reason: "must be an integer from 1 to 100"}}))
-			return
-		}
-		limit = n
+	page, errs := httpjson.ReadPage(q, 20, 100, ids.Valid)
+	if len(errs) > 0 {
+		problem.Write(w, r, problem.Invalid(errs))
+		return
 	}
-	after := ""
-	if v := q.Get("page_token"); v != "" {
-		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || !ids.Valid(string(b)) {
-			problem.Write(w, r, problem.Invalid([]problem.FieldError{{Field: "page_token", Reason: "is not a token this API gave out"}}))
-			return
-		}
-		after = string(b)
-	}
+	limit, after := page.Limit, page.After
 	all := false
 	switch v := q.Get("all"); v {
 	case "", "false":
@@ -106,7 +92,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 	out := httpjson.List[contract.Order]{Items: []contract.Order{}}
 	for i, o := range orders {
 		if i == limit {
-			out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(orders[i-1].ID))
+			out.NextPageToken = httpjson.PageToken(orders[i-1].ID)
 			break
 		}
 		out.Items = append(out.Items, o.public())

@@ -2,14 +2,12 @@ package payments
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
@@ -235,7 +233,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 	}
 	page := httpjson.List[contract.Payment]{Items: items}
 	if more {
-		page.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(items[len(items)-1].ID))
+		page.NextPageToken = httpjson.PageToken(items[len(items)-1].ID)
 	}
 	httpjson.Write(w, http.StatusOK, page)
 }
@@ -249,22 +247,8 @@ func listQuery(v url.Values) (orderID, before string, limit int, errs []problem.
 			errs = append(errs, problem.FieldError{Field: "order_id", Reason: reason})
 		}
 	}
-	limit = defaultLimit
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			errs = append(errs, problem.FieldError{Field: "limit", Reason: fmt.Sprintf("must be a whole number from 1 to %d", maxLimit)})
-		}
-		limit = n
-	}
-	if tok := v.Get("page_token"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || !ids.Valid(string(b)) {
-			errs = append(errs, problem.FieldError{Field: "page_token", Reason: "is not a token this list gave"})
-		}
-		before = string(b)
-	}
-	return orderID, before, limit, errs
+	page, pageErrs := httpjson.ReadPage(v, defaultLimit, maxLimit, ids.Valid)
+	return orderID, page.After, page.Limit, append(errs, pageErrs...)
 }
 
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
