@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/microshop/microshop/test/chaos"
+	"github.com/microshop/microshop/internal/chaos"
 	"github.com/microshop/microshop/test/launch"
 )
 

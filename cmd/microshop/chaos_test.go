@@ -7,7 +7,7 @@ import (
 )
 
 // The chaos command's paths that return before it starts a system; the
-// whole run is test/chaos.
+// whole run is internal/chaos.
 
 func TestChaosHelp(t *testing.T) {
 	r := invoke(t, nil, "chaos", "--help")

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/problem"
-	reports "github.com/microshop/microshop/services/reports/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/reports/reportsapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 const reportsUsage = `Usage: microshop reports <command> [flags]
@@ -97,7 +97,7 @@ func rebuildReports(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 
-	var rb reports.Rebuild
+	var rb reportsapi.Rebuild
 	status, err := c.do(ctx, http.MethodPost, "/api/reports/rebuild", &rb)
 	switch {
 	case status == http.StatusConflict:
@@ -114,7 +114,7 @@ func rebuildReports(ctx context.Context, args []string, getenv func(string) stri
 	id := rb.ID
 	term := isTerminal(stdout)
 	lastLine := time.Time{}
-	for rb.ID == id && rb.State == reports.RebuildRunning {
+	for rb.ID == id && rb.State == reportsapi.RebuildRunning {
 		if term {
 			fmt.Fprint(stdout, "\r\x1b[K"+progressLine(rb))
 		} else if time.Since(lastLine) >= time.Second {
@@ -143,10 +143,10 @@ func rebuildReports(ctx context.Context, args []string, getenv func(string) stri
 	if rb.ID != id {
 		return fmt.Errorf("rebuild %s was replaced by rebuild %s before it ended", id, rb.ID)
 	}
-	if rb.State != reports.RebuildDone {
+	if rb.State != reportsapi.RebuildDone {
 		return fmt.Errorf("rebuild %s %s: %s", id, rb.State, rb.Error)
 	}
-	var sum reports.Summary
+	var sum reportsapi.Summary
 	if _, err := c.do(ctx, http.MethodGet, "/api/reports/summary", &sum); err != nil {
 		return fmt.Errorf("reading the summary: %w", err)
 	}
@@ -156,12 +156,12 @@ func rebuildReports(ctx context.Context, args []string, getenv func(string) stri
 }
 
 // progressLine says how far a rebuild is.
-func progressLine(rb reports.Rebuild) string {
+func progressLine(rb reportsapi.Rebuild) string {
 	line := fmt.Sprintf("rebuild %s: %s", rb.ID, rb.State)
 	switch {
 	case rb.Total > 0:
 		line += fmt.Sprintf(", %d/%d events (%.1f%%)", rb.Applied, rb.Total, 100*float64(rb.Applied)/float64(rb.Total))
-	case rb.State == reports.RebuildRunning:
+	case rb.State == reportsapi.RebuildRunning:
 		line += ", wiping the model and reading the streams"
 	default:
 		line += ", the streams held no events"
@@ -176,7 +176,7 @@ func progressLine(rb reports.Rebuild) string {
 	return line
 }
 
-func writeSummary(w io.Writer, s reports.Summary) {
+func writeSummary(w io.Writer, s reportsapi.Summary) {
 	money := func(cents int64) string {
 		sign := ""
 		if cents < 0 {
@@ -217,7 +217,7 @@ func (c *adminClient) login(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	if _, err := c.send(req, &tok); err != nil {
 		return fmt.Errorf("logging in as %s at %s: %w", c.email, c.base, err)
 	}

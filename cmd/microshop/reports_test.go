@@ -15,7 +15,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/gateway"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/reports"
 	"github.com/microshop/microshop/services/users"
 )
@@ -64,7 +64,7 @@ func TestReportsRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		data, _ := json.Marshal(orders.OrderConfirmed{OrderID: ids.New(), Lines: []orders.Line{{SKU: "SKU-1", Quantity: 1, PriceCents: 150}},
+		data, _ := json.Marshal(ordersapi.OrderConfirmed{OrderID: ids.New(), Lines: []ordersapi.Line{{SKU: "SKU-1", Quantity: 1, PriceCents: 150}},
 			TotalCents: 150, Currency: "USD", ConfirmedAt: time.Now().Add(-time.Duration(i) * time.Minute)})
 		msg, err := events.NewMsg(events.Event{ID: ids.New(), Type: "orders.confirmed", Version: 1, Time: time.Now(), Data: data})
 		if err != nil {

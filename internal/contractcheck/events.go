@@ -14,20 +14,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/platform/events"
-	invcontract "github.com/microshop/microshop/services/inventory/contract"
-	ordercontract "github.com/microshop/microshop/services/orders/contract"
-	paycontract "github.com/microshop/microshop/services/payments/contract"
-	usercontract "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // published lists the events each service publishes, as its contract
 // package declares them; they are the "publishes" column of DESIGN.md.
 // notifications and reports publish none.
 var published = map[string][]events.Body{
-	"users":     {usercontract.UserRegistered{}},
-	"inventory": {invcontract.StockReserved{}, invcontract.StockReleased{}, invcontract.LowStock{}},
-	"orders":    {ordercontract.OrderConfirmed{}, ordercontract.OrderRejected{}, ordercontract.OrderCancelled{}},
-	"payments":  {paycontract.PaymentCaptured{}, paycontract.PaymentRefunded{}, paycontract.PaymentFailed{}},
+	"users":     {usersapi.UserRegistered{}},
+	"inventory": {inventoryapi.StockReserved{}, inventoryapi.StockReleased{}, inventoryapi.LowStock{}},
+	"orders":    {ordersapi.OrderConfirmed{}, ordersapi.OrderRejected{}, ordersapi.OrderCancelled{}},
+	"payments":  {paymentsapi.PaymentCaptured{}, paymentsapi.PaymentRefunded{}, paymentsapi.PaymentFailed{}},
 }
 
 // EventTypes lists the event types the service publishes, by its

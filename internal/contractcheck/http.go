@@ -16,7 +16,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/microshop/microshop/internal/platform/openapi"
-	usercontract "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // request is one call to make, before it becomes an *http.Request.
@@ -509,7 +509,7 @@ func (r *run) userCredentials(ctx context.Context) {
 func (r *run) registerCustomer(ctx context.Context) (string, error) {
 	u := r.gen.uniq()
 	email, password := "contract-check-"+u+"@example.com", "contract check password "+u
-	var user usercontract.User
+	var user usersapi.User
 	if err := r.postJSON(ctx, r.cfg.UsersURL+"/api/users/register",
 		map[string]string{"email": email, "password": password, "name": "Contract Check"}, http.StatusCreated, &user); err != nil {
 		return "", err
@@ -518,7 +518,7 @@ func (r *run) registerCustomer(ctx context.Context) (string, error) {
 }
 
 func (r *run) login(ctx context.Context, email, password string) (string, error) {
-	var tok usercontract.Tokens
+	var tok usersapi.Tokens
 	if err := r.postJSON(ctx, r.cfg.UsersURL+"/api/users/login",
 		map[string]string{"email": email, "password": password}, http.StatusOK, &tok); err != nil {
 		return "", err

@@ -12,9 +12,9 @@ import (
 	"sync"
 	"time"
 
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // Test cards of payments' built-in processor.
@@ -153,7 +153,7 @@ func (a *api) createProduct(ctx context.Context, admin, sku, name string, priceC
 }
 
 // orderBody is a checkout of lines paid with card.
-func orderBody(card string, lines ...orders.Line) map[string]any {
+func orderBody(card string, lines ...ordersapi.Line) map[string]any {
 	var ls []map[string]any
 	for _, l := range lines {
 		ls = append(ls, map[string]any{"sku": l.SKU, "quantity": l.Quantity})
@@ -166,12 +166,12 @@ func orderBody(card string, lines ...orders.Line) map[string]any {
 }
 
 // line is one line of an order.
-func line(sku string, qty int64) orders.Line { return orders.Line{SKU: sku, Quantity: qty} }
+func line(sku string, qty int64) ordersapi.Line { return ordersapi.Line{SKU: sku, Quantity: qty} }
 
 // checkout places one order and waits for its final state (polling after
 // a 202).
-func (a *api) checkout(ctx context.Context, token, key, card string, lines ...orders.Line) (orders.Order, error) {
-	var o orders.Order
+func (a *api) checkout(ctx context.Context, token, key, card string, lines ...ordersapi.Line) (ordersapi.Order, error) {
+	var o ordersapi.Order
 	status, b, err := a.do(ctx, http.MethodPost, "/api/orders", token, orderBody(card, lines...), "Idempotency-Key", key)
 	if err != nil {
 		return o, fmt.Errorf("POST /api/orders: %w", err)
@@ -186,9 +186,9 @@ func (a *api) checkout(ctx context.Context, token, key, card string, lines ...or
 }
 
 // await polls a pending order until it is final, for up to 30 seconds.
-func (a *api) await(ctx context.Context, token string, o orders.Order) (orders.Order, error) {
+func (a *api) await(ctx context.Context, token string, o ordersapi.Order) (ordersapi.Order, error) {
 	deadline := time.Now().Add(30 * time.Second)
-	for o.Status == orders.StatusPending {
+	for o.Status == ordersapi.StatusPending {
 		if time.Now().After(deadline) {
 			return o, fmt.Errorf("order %s is still PENDING after 30s", o.ID)
 		}
@@ -205,19 +205,19 @@ func (a *api) await(ctx context.Context, token string, o orders.Order) (orders.O
 }
 
 // saga returns an order's saga log.
-func (a *api) saga(ctx context.Context, token, id string) ([]orders.SagaEntry, error) {
-	var l struct{ Items []orders.SagaEntry }
+func (a *api) saga(ctx context.Context, token, id string) ([]ordersapi.SagaEntry, error) {
+	var l struct{ Items []ordersapi.SagaEntry }
 	err := a.get(ctx, "/api/orders/"+id+"/saga", token, &l)
 	return l.Items, err
 }
 
 // stock returns every product's stock (admin).
-func (a *api) stock(ctx context.Context, admin string) (map[string]inventory.StockLevel, error) {
-	var l struct{ Items []inventory.StockLevel }
+func (a *api) stock(ctx context.Context, admin string) (map[string]inventoryapi.StockLevel, error) {
+	var l struct{ Items []inventoryapi.StockLevel }
 	if err := a.get(ctx, "/api/inventory/stock", admin, &l); err != nil {
 		return nil, err
 	}
-	out := map[string]inventory.StockLevel{}
+	out := map[string]inventoryapi.StockLevel{}
 	for _, s := range l.Items {
 		out[s.SKU] = s
 	}
@@ -225,8 +225,8 @@ func (a *api) stock(ctx context.Context, admin string) (map[string]inventory.Sto
 }
 
 // ledger returns payments' ledger (admin).
-func (a *api) ledger(ctx context.Context, admin string) (payments.Ledger, error) {
-	var l payments.Ledger
+func (a *api) ledger(ctx context.Context, admin string) (paymentsapi.Ledger, error) {
+	var l paymentsapi.Ledger
 	err := a.get(ctx, "/api/payments/ledger", admin, &l)
 	return l, err
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/collector"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // The scenarios themselves run in test/demo, each on a real system. These
@@ -63,10 +63,10 @@ func TestVerdictPrintsPassOrFailWithFigures(t *testing.T) {
 
 func TestSagaChain(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	e := func(ms int, step, event, detail string) orders.SagaEntry {
-		return orders.SagaEntry{Step: step, Event: event, Detail: detail, At: at.Add(time.Duration(ms) * time.Millisecond)}
+	e := func(ms int, step, event, detail string) ordersapi.SagaEntry {
+		return ordersapi.SagaEntry{Step: step, Event: event, Detail: detail, At: at.Add(time.Duration(ms) * time.Millisecond)}
 	}
-	got := sagaChain([]orders.SagaEntry{
+	got := sagaChain([]ordersapi.SagaEntry{
 		e(0, "create", "succeeded", ""), e(1, "reserve", "started", ""), e(2, "reserve", "succeeded", ""),
 		e(3, "authorize", "started", ""), e(4, "authorize", "retrying", "x"), e(5, "authorize", "retrying", "x"),
 		e(6, "authorize", "failed", "payment_unavailable: too slow"), e(7, "void", "started", ""), e(8, "void", "succeeded", ""),

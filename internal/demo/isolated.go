@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // isoPause is each shopper's think time: about 20 checkouts a second in
@@ -103,10 +103,10 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	if err != nil {
 		return v, err
 	}
-	var confirmed []orders.Order
+	var confirmed []ordersapi.Order
 	var revenue int64
 	for _, o := range all {
-		if o.Status == orders.StatusConfirmed {
+		if o.Status == ordersapi.StatusConfirmed {
 			confirmed = append(confirmed, o)
 			revenue += o.TotalCents
 		}

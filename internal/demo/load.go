@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // loadConfig is a closed-loop load: Shoppers goroutines, each checking
@@ -191,7 +191,7 @@ func (l *load) shop(ctx context.Context, i int) {
 // checkout places one order and follows it to its final state.
 func (l *load) checkout(ctx context.Context, token, key string) {
 	status, body := l.do(ctx, http.MethodPost, "/api/orders", token, orderBody(l.cfg.Card, line(l.cfg.SKU, 1)), key)
-	var o orders.Order
+	var o ordersapi.Order
 	if (status != http.StatusCreated && status != http.StatusAccepted) || json.Unmarshal(body, &o) != nil {
 		if status != 0 && status < 500 { // 5xx and no answer are counted by do
 			l.fail("checkout %s: %d %s", key, status, body)
@@ -200,7 +200,7 @@ func (l *load) checkout(ctx context.Context, token, key string) {
 		return
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for o.Status == orders.StatusPending && time.Now().Before(deadline) {
+	for o.Status == ordersapi.StatusPending && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			l.finish(o, key, false)
@@ -215,12 +215,12 @@ func (l *load) checkout(ctx context.Context, token, key string) {
 	l.finish(o, key, true)
 }
 
-func (l *load) finish(o orders.Order, key string, accepted bool) {
+func (l *load) finish(o ordersapi.Order, key string, accepted bool) {
 	l.checkouts.Add(1)
 	switch {
-	case accepted && o.Status == orders.StatusConfirmed:
+	case accepted && o.Status == ordersapi.StatusConfirmed:
 		l.confirmed.Add(1)
-	case accepted && o.Status == orders.StatusRejected:
+	case accepted && o.Status == ordersapi.StatusRejected:
 		l.rejected.Add(1)
 	default:
 		l.checkoutFailed.Add(1)

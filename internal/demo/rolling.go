@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // rollingDeploy restarts every service in turn under load and counts the
@@ -134,8 +134,8 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	v.check(total.Confirmed > 0, "no checkout was confirmed")
 	v.check(notReplaced == 0, "%d services kept an old process", notReplaced)
 	v.check(len(rep.Violations) == 0, "the invariant checker found %d violations", len(rep.Violations))
-	v.check(rep.Confirmed > 0 && countStatus(l.Placed(), orders.StatusConfirmed) == rep.Confirmed,
-		"orders holds %d confirmed orders, the shoppers saw %d", rep.Confirmed, countStatus(l.Placed(), orders.StatusConfirmed))
+	v.check(rep.Confirmed > 0 && countStatus(l.Placed(), ordersapi.StatusConfirmed) == rep.Confirmed,
+		"orders holds %d confirmed orders, the shoppers saw %d", rep.Confirmed, countStatus(l.Placed(), ordersapi.StatusConfirmed))
 	v.decide(fmt.Sprintf("every service was replaced under load with 0 failed requests (%d requests, %d succeeded on a retry)", total.Requests, total.RetriedOK),
 		"a rolling restart cost failed requests or broke an invariant")
 	return v, nil

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // The slow card answers after sagaSlowCard; orders gives a step
@@ -69,7 +69,7 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	keys := map[string][]string{}
 	outcomes := map[string]int{} // "CONFIRMED", "REJECTED out_of_stock", ...
 	n := 0
-	place := func(title, card string, lines ...orders.Line) (orders.Order, error) {
+	place := func(title, card string, lines ...ordersapi.Line) (ordersapi.Order, error) {
 		n++
 		key := fmt.Sprintf("saga-%d", n)
 		start := time.Now()
@@ -88,7 +88,7 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 		d.r.plain("saga: " + sagaChain(log))
 		return o, nil
 	}
-	expect := func(o orders.Order, status, reason, what string) {
+	expect := func(o ordersapi.Order, status, reason, what string) {
 		v.check(o.Status == status && o.Reason == reason, "%s: %s, want %s", what, outcome(o), strings.TrimSpace(status+" "+reason))
 	}
 
@@ -97,19 +97,19 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	if err != nil {
 		return v, err
 	}
-	expect(o, orders.StatusConfirmed, "", "the approved card")
+	expect(o, ordersapi.StatusConfirmed, "", "the approved card")
 
 	d.r.step("Declined at the authorize step: the reservation is released")
 	o, err = place("card declined (4000 0000 0000 0002)", cardDeclined, line(lamp, 1))
 	if err != nil {
 		return v, err
 	}
-	expect(o, orders.StatusRejected, orders.ReasonPaymentDeclined, "the declined card")
+	expect(o, ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined, "the declined card")
 	o, err = place("insufficient funds (4000 0000 0000 9995)", cardInsufficient, line(lamp, 3))
 	if err != nil {
 		return v, err
 	}
-	expect(o, orders.StatusRejected, orders.ReasonPaymentDeclined, "the card without funds")
+	expect(o, ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined, "the card without funds")
 
 	d.r.step("%d customers race for the last %d units of %s at once", racers, lastStock, last)
 	var (
@@ -138,8 +138,8 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	if raceEr != nil {
 		return v, raceEr
 	}
-	d.r.logf("race: %d CONFIRMED, %d REJECTED out_of_stock", race[orders.StatusConfirmed], race[orders.StatusRejected+" "+orders.ReasonOutOfStock])
-	v.check(race[orders.StatusConfirmed] == lastStock && race[orders.StatusRejected+" "+orders.ReasonOutOfStock] == racers-lastStock,
+	d.r.logf("race: %d CONFIRMED, %d REJECTED out_of_stock", race[ordersapi.StatusConfirmed], race[ordersapi.StatusRejected+" "+ordersapi.ReasonOutOfStock])
+	v.check(race[ordersapi.StatusConfirmed] == lastStock && race[ordersapi.StatusRejected+" "+ordersapi.ReasonOutOfStock] == racers-lastStock,
 		"the race for %d units: %v, want %d confirmed and %d out of stock", lastStock, race, lastStock, racers-lastStock)
 
 	d.r.step("One line out of stock: the whole order is refused, nothing of the other line is held")
@@ -147,14 +147,14 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	if err != nil {
 		return v, err
 	}
-	expect(o, orders.StatusRejected, orders.ReasonOutOfStock, "the order with a line out of stock")
+	expect(o, ordersapi.StatusRejected, ordersapi.ReasonOutOfStock, "the order with a line out of stock")
 
 	d.r.step("A card slower (%s) than orders' step timeout (%s): void, then release", sagaSlowCard, sagaStepTimeout)
 	o, err = place("slow card (4000 0000 0000 0077)", cardSlow, line(lamp, 1))
 	if err != nil {
 		return v, err
 	}
-	expect(o, orders.StatusRejected, orders.ReasonPaymentUnavailable, "the slow card")
+	expect(o, ordersapi.StatusRejected, ordersapi.ReasonPaymentUnavailable, "the slow card")
 
 	d.r.step("Stock and ledger after")
 	chk := &invariants.Checker{Gateway: d.sys.Gateway, AdminToken: d.admin, HTTP: d.api.hc}
@@ -181,8 +181,8 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	wantRevenue := int64(2*lampPrice + lastStock*lastPrice)
-	revenue := balance(ledgerAfter, payments.AccountMerchantRevenue) - balance(ledgerBefore, payments.AccountMerchantRevenue)
-	held := balance(ledgerAfter, payments.AccountAuthorizationsHeld)
+	revenue := balance(ledgerAfter, paymentsapi.AccountMerchantRevenue) - balance(ledgerBefore, paymentsapi.AccountMerchantRevenue)
+	held := balance(ledgerAfter, paymentsapi.AccountAuthorizationsHeld)
 	la, lb := stockAfter[lamp], stockAfter[last]
 
 	var outs []string
@@ -208,13 +208,13 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	return v, nil
 }
 
-func outcome(o orders.Order) string {
+func outcome(o ordersapi.Order) string {
 	return strings.TrimSpace(o.Status + " " + o.Reason)
 }
 
 // sagaChain tells an order's saga log in one line: each step with how it
 // ended, in the order they ran.
-func sagaChain(log []orders.SagaEntry) string {
+func sagaChain(log []ordersapi.SagaEntry) string {
 	sort.SliceStable(log, func(i, j int) bool { return log[i].At.Before(log[j].At) })
 	var steps []string
 	end := map[string]string{}
@@ -245,7 +245,7 @@ func sagaChain(log []orders.SagaEntry) string {
 	return strings.Join(parts, " -> ")
 }
 
-func stockTable(now, before map[string]inventory.StockLevel, skus ...string) string {
+func stockTable(now, before map[string]inventoryapi.StockLevel, skus ...string) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SKU\tRECEIVED\tAVAILABLE\tRESERVED\tSOLD\t")
@@ -263,7 +263,7 @@ func stockTable(now, before map[string]inventory.StockLevel, skus ...string) str
 	return b.String()
 }
 
-func ledgerTable(l payments.Ledger) string {
+func ledgerTable(l paymentsapi.Ledger) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(l.Accounts) == 0 {
@@ -279,7 +279,7 @@ func ledgerTable(l payments.Ledger) string {
 }
 
 // balance is an account's balance in USD.
-func balance(l payments.Ledger, account string) int64 {
+func balance(l paymentsapi.Ledger, account string) int64 {
 	for _, a := range l.Accounts {
 		if a.Account == account && a.Currency == "USD" {
 			return a.BalanceCents

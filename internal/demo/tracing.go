@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/collector"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // tracing follows one checkout through the collector's trace of it.
@@ -118,7 +118,7 @@ func tracing(ctx context.Context, d *demo) (Verdict, error) {
 	v.figure("whole trace", "%.1fms from the first span's start to the last one's end", st.spanMS)
 	v.figure("links across processes", "%d over HTTP, %d over NATS: %s", st.httpLinks, st.eventLinks, strings.Join(edges, ", "))
 
-	v.check(o.Status == orders.StatusConfirmed, "the checkout ended %s", outcome(o))
+	v.check(o.Status == ordersapi.StatusConfirmed, "the checkout ended %s", outcome(o))
 	v.check(len(missing) == 0, "no spans from %s", strings.Join(missing, ", "))
 	v.check(st.roots == 1 && st.rootService == "gateway", "%d root spans (the first from %s), want one, the gateway's", st.roots, st.rootService)
 	v.check(st.orphans == 0, "%d spans name a parent that is not in the trace", st.orphans)

@@ -12,8 +12,7 @@
 //   - the payments ledger balances to zero;
 //   - one Idempotency-Key never made two orders.
 //
-// It lives under internal/ so that the demos (internal/demo) can use it
-// as the tests do; test/invariants is the same checker under its old name.
+// The demos (internal/demo), chaos and the black-box tests share it.
 package invariants
 
 import (
@@ -26,9 +25,9 @@ import (
 	"sort"
 	"time"
 
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // Checker reads the system through its gateway with an admin token.
@@ -70,7 +69,7 @@ func (c *Checker) Settle(ctx context.Context, timeout time.Duration, exp Expect)
 		}
 		pending := 0
 		for _, o := range all {
-			if o.Status == orders.StatusPending {
+			if o.Status == ordersapi.StatusPending {
 				pending++
 			}
 		}
@@ -93,22 +92,22 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	byID := map[string]orders.Order{}
+	byID := map[string]ordersapi.Order{}
 	soldBy := map[string]int64{} // units of confirmed orders per sku
 	for _, o := range all {
 		byID[o.ID] = o
 		rep.Orders++
 		switch o.Status {
-		case orders.StatusConfirmed:
+		case ordersapi.StatusConfirmed:
 			rep.Confirmed++
 			for _, l := range o.Lines {
 				soldBy[l.SKU] += l.Quantity
 			}
-		case orders.StatusRejected:
+		case ordersapi.StatusRejected:
 			rep.Rejected++
-		case orders.StatusCancelled:
+		case ordersapi.StatusCancelled:
 			rep.Cancelled++
-		case orders.StatusPending:
+		case ordersapi.StatusPending:
 			rep.Pending++
 			rep.violate("order %s is still PENDING after the system settled", o.ID)
 		default:
@@ -138,7 +137,7 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 	}
 
 	// Stock.
-	var stock httpList[inventory.StockLevel]
+	var stock httpList[inventoryapi.StockLevel]
 	if err := c.get(ctx, "/api/inventory/stock", &stock); err != nil {
 		return rep, err
 	}
@@ -163,19 +162,19 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	byOrder := map[string][]payments.Payment{}
+	byOrder := map[string][]paymentsapi.Payment{}
 	for _, p := range pays {
 		byOrder[p.OrderID] = append(byOrder[p.OrderID], p)
 	}
 	for _, o := range all {
-		var captures []payments.Payment
+		var captures []paymentsapi.Payment
 		for _, p := range byOrder[o.ID] {
 			if p.CapturedCents > 0 {
 				captures = append(captures, p)
 			}
 		}
 		switch o.Status {
-		case orders.StatusConfirmed, orders.StatusCancelled:
+		case ordersapi.StatusConfirmed, ordersapi.StatusCancelled:
 			if len(captures) != 1 {
 				rep.violate("%s order %s has %d captures, want exactly 1", o.Status, o.ID, len(captures))
 				continue
@@ -184,13 +183,13 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 				rep.violate("%s order %s: captured %d, want its total %d", o.Status, o.ID, captures[0].CapturedCents, o.TotalCents)
 			}
 			wantRefund := int64(0)
-			if o.Status == orders.StatusCancelled {
+			if o.Status == ordersapi.StatusCancelled {
 				wantRefund = o.TotalCents
 			}
 			if captures[0].RefundedCents != wantRefund {
 				rep.violate("%s order %s: refunded %d, want %d", o.Status, o.ID, captures[0].RefundedCents, wantRefund)
 			}
-		case orders.StatusRejected:
+		case ordersapi.StatusRejected:
 			if len(captures) != 0 {
 				rep.violate("rejected order %s has %d captures, want none", o.ID, len(captures))
 			}
@@ -201,7 +200,7 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 			rep.violate("payments has payments for order %s, which orders does not know", orderID)
 		}
 	}
-	var ledger payments.Ledger
+	var ledger paymentsapi.Ledger
 	if err := c.get(ctx, "/api/payments/ledger", &ledger); err != nil {
 		return rep, err
 	}
@@ -227,13 +226,13 @@ type httpList[T any] struct {
 }
 
 // Orders lists every customer's orders.
-func (c *Checker) Orders(ctx context.Context) ([]orders.Order, error) {
-	return all[orders.Order](ctx, c, "/api/orders?all=true&limit=100")
+func (c *Checker) Orders(ctx context.Context) ([]ordersapi.Order, error) {
+	return all[ordersapi.Order](ctx, c, "/api/orders?all=true&limit=100")
 }
 
 // Payments lists every payment.
-func (c *Checker) Payments(ctx context.Context) ([]payments.Payment, error) {
-	return all[payments.Payment](ctx, c, "/api/payments?limit=100")
+func (c *Checker) Payments(ctx context.Context) ([]paymentsapi.Payment, error) {
+	return all[paymentsapi.Payment](ctx, c, "/api/payments?limit=100")
 }
 
 func all[T any](ctx context.Context, c *Checker, path string) ([]T, error) {

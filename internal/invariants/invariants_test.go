@@ -8,17 +8,17 @@ import (
 	"strings"
 	"testing"
 
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // world is what a stand-in gateway answers; each test breaks one thing.
 type world struct {
-	orders   []orders.Order
-	stock    []inventory.StockLevel
-	payments []payments.Payment
-	ledger   payments.Ledger
+	orders   []ordersapi.Order
+	stock    []inventoryapi.StockLevel
+	payments []paymentsapi.Payment
+	ledger   paymentsapi.Ledger
 }
 
 func (w *world) serve(t *testing.T) string {
@@ -45,20 +45,20 @@ func (w *world) serve(t *testing.T) string {
 
 // consistent is a small system where everything adds up.
 func consistent() *world {
-	line := []orders.Line{{SKU: "mug", Quantity: 2, PriceCents: 500}}
+	line := []ordersapi.Line{{SKU: "mug", Quantity: 2, PriceCents: 500}}
 	return &world{
-		orders: []orders.Order{
-			{ID: "o1", Status: orders.StatusConfirmed, Lines: line, TotalCents: 1000},
-			{ID: "o2", Status: orders.StatusRejected, Lines: line, TotalCents: 1000},
-			{ID: "o3", Status: orders.StatusCancelled, Lines: line, TotalCents: 1000},
+		orders: []ordersapi.Order{
+			{ID: "o1", Status: ordersapi.StatusConfirmed, Lines: line, TotalCents: 1000},
+			{ID: "o2", Status: ordersapi.StatusRejected, Lines: line, TotalCents: 1000},
+			{ID: "o3", Status: ordersapi.StatusCancelled, Lines: line, TotalCents: 1000},
 		},
-		stock: []inventory.StockLevel{{SKU: "mug", Received: 10, Available: 8, Reserved: 0, Sold: 2}},
-		payments: []payments.Payment{
+		stock: []inventoryapi.StockLevel{{SKU: "mug", Received: 10, Available: 8, Reserved: 0, Sold: 2}},
+		payments: []paymentsapi.Payment{
 			{ID: "p1", OrderID: "o1", Status: "captured", AmountCents: 1000, CapturedCents: 1000},
 			{ID: "p2", OrderID: "o2", Status: "declined", AmountCents: 1000},
 			{ID: "p3", OrderID: "o3", Status: "refunded", AmountCents: 1000, CapturedCents: 1000, RefundedCents: 1000},
 		},
-		ledger: payments.Ledger{Balanced: true},
+		ledger: paymentsapi.Ledger{Balanced: true},
 	}
 }
 
@@ -69,22 +69,22 @@ func TestCheckerFindsEachViolation(t *testing.T) {
 		want   string
 	}{
 		{"nothing wrong", func(*world, *Expect) {}, ""},
-		{"pending order", func(w *world, _ *Expect) { w.orders[0].Status = orders.StatusPending }, "still PENDING"},
+		{"pending order", func(w *world, _ *Expect) { w.orders[0].Status = ordersapi.StatusPending }, "still PENDING"},
 		{"lost accepted order", func(_ *world, e *Expect) { e.Accepted = append(e.Accepted, "o9") }, "accepted order o9 does not exist"},
 		{"stock not conserved", func(w *world, _ *Expect) { w.stock[0].Available = 9 }, "not conserved"},
 		{"stock left reserved", func(w *world, _ *Expect) { w.stock[0].Available, w.stock[0].Reserved = 7, 1 }, "units reserved"},
 		{"sold differs from orders", func(w *world, _ *Expect) { w.stock[0].Available, w.stock[0].Sold = 7, 3 }, "confirmed orders hold 2"},
 		{"received changed", func(_ *world, e *Expect) { e.Received = map[string]int64{"mug": 12} }, "received stock changed"},
 		{"double capture", func(w *world, _ *Expect) {
-			w.payments = append(w.payments, payments.Payment{ID: "p4", OrderID: "o1", CapturedCents: 1000})
+			w.payments = append(w.payments, paymentsapi.Payment{ID: "p4", OrderID: "o1", CapturedCents: 1000})
 		}, "has 2 captures"},
 		{"wrong amount", func(w *world, _ *Expect) { w.payments[0].CapturedCents = 999 }, "captured 999"},
 		{"rejected but captured", func(w *world, _ *Expect) { w.payments[1].CapturedCents = 1000 }, "rejected order o2 has 1 captures"},
 		{"cancelled not refunded", func(w *world, _ *Expect) { w.payments[2].RefundedCents = 0 }, "refunded 0, want 1000"},
 		{"orphan payment", func(w *world, _ *Expect) {
-			w.payments = append(w.payments, payments.Payment{ID: "p5", OrderID: "ghost"})
+			w.payments = append(w.payments, paymentsapi.Payment{ID: "p5", OrderID: "ghost"})
 		}, "order ghost"},
-		{"ledger off", func(w *world, _ *Expect) { w.ledger = payments.Ledger{TotalCents: 5} }, "does not balance"},
+		{"ledger off", func(w *world, _ *Expect) { w.ledger = paymentsapi.Ledger{TotalCents: 5} }, "does not balance"},
 		{"two orders for a key", func(_ *world, e *Expect) { e.Keys = map[string][]string{"k": {"o1", "o2"}} }, "made 2 orders"},
 		{"bad total", func(w *world, _ *Expect) { w.orders[1].TotalCents = 7 }, "not the sum of its lines"},
 	}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 func run(t *testing.T, cfg Config) *Result {
@@ -314,15 +314,15 @@ func TestJudgeCheckout(t *testing.T) {
 		kind           string
 		confirmed      bool
 	}{
-		{false, orders.StatusConfirmed, "", "", true},
-		{true, orders.StatusRejected, orders.ReasonPaymentDeclined, "", false},
-		{false, orders.StatusRejected, orders.ReasonPaymentDeclined, "wrong_outcome:REJECTED/payment_declined", false},
-		{false, orders.StatusRejected, orders.ReasonOutOfStock, "wrong_outcome:REJECTED/out_of_stock", false},
-		{true, orders.StatusConfirmed, "", "wrong_outcome:CONFIRMED", false},
-		{true, orders.StatusRejected, orders.ReasonPaymentUnavailable, "wrong_outcome:REJECTED/payment_unavailable", false},
-		{false, orders.StatusCancelled, "", "wrong_outcome:CANCELLED", false},
+		{false, ordersapi.StatusConfirmed, "", "", true},
+		{true, ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined, "", false},
+		{false, ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined, "wrong_outcome:REJECTED/payment_declined", false},
+		{false, ordersapi.StatusRejected, ordersapi.ReasonOutOfStock, "wrong_outcome:REJECTED/out_of_stock", false},
+		{true, ordersapi.StatusConfirmed, "", "wrong_outcome:CONFIRMED", false},
+		{true, ordersapi.StatusRejected, ordersapi.ReasonPaymentUnavailable, "wrong_outcome:REJECTED/payment_unavailable", false},
+		{false, ordersapi.StatusCancelled, "", "wrong_outcome:CANCELLED", false},
 	} {
-		kind, confirmed := judgeCheckout(tc.declined, orders.Order{Status: tc.status, Reason: tc.reason})
+		kind, confirmed := judgeCheckout(tc.declined, ordersapi.Order{Status: tc.status, Reason: tc.reason})
 		if kind != tc.kind || confirmed != tc.confirmed {
 			t.Errorf("declined card %v, %s %s: %q, %v; want %q, %v", tc.declined, tc.status, tc.reason, kind, confirmed, tc.kind, tc.confirmed)
 		}
@@ -333,9 +333,9 @@ func TestCheckoutOutcomes(t *testing.T) {
 	declinedFor := func(reason string) func(string) (string, string) {
 		return func(card string) (string, string) {
 			if card == CardApproved {
-				return orders.StatusConfirmed, ""
+				return ordersapi.StatusConfirmed, ""
 			}
-			return orders.StatusRejected, reason
+			return ordersapi.StatusRejected, reason
 		}
 	}
 	for _, tc := range []struct {
@@ -351,13 +351,13 @@ func TestCheckoutOutcomes(t *testing.T) {
 		{name: "202 then polls until final", pending: 3, confirmed: true},
 		{name: "out of stock", outcome: func(card string) (string, string) {
 			if card == CardApproved {
-				return orders.StatusRejected, orders.ReasonOutOfStock
+				return ordersapi.StatusRejected, ordersapi.ReasonOutOfStock
 			}
-			return orders.StatusRejected, orders.ReasonPaymentDeclined
+			return ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined
 		}, want: map[string]string{OpCheckout: "wrong_outcome:REJECTED/out_of_stock"}},
-		{name: "the declining card confirmed", outcome: func(string) (string, string) { return orders.StatusConfirmed, "" },
+		{name: "the declining card confirmed", outcome: func(string) (string, string) { return ordersapi.StatusConfirmed, "" },
 			want: map[string]string{OpCheckoutDeclined: "wrong_outcome:CONFIRMED"}, confirmed: true},
-		{name: "declined for another reason", outcome: declinedFor(orders.ReasonPaymentUnavailable),
+		{name: "declined for another reason", outcome: declinedFor(ordersapi.ReasonPaymentUnavailable),
 			want: map[string]string{OpCheckoutDeclined: "wrong_outcome:REJECTED/payment_unavailable"}, confirmed: true},
 		{name: "pending past the timeout", pending: -1, timeout: 200 * time.Millisecond,
 			want: map[string]string{OpCheckout: KindTimeout, OpCheckoutDeclined: KindTimeout}},
@@ -428,7 +428,7 @@ func TestOnlyTheTarget(t *testing.T) {
 			http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
 		case r.Method == http.MethodPost && r.URL.Path == "/api/orders":
 			w.Header().Set("Location", other.URL+"/api/orders/1")
-			writeJSON(w, http.StatusAccepted, orders.Order{ID: "1", Status: orders.StatusPending})
+			writeJSON(w, http.StatusAccepted, ordersapi.Order{ID: "1", Status: ordersapi.StatusPending})
 		default:
 			mux.ServeHTTP(w, r)
 		}

@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // Operation names, as the figures list them.
@@ -106,7 +106,7 @@ func Scenarios() []string { return []string{"browse", "checkout", "mixed"} }
 
 // catalog is what setup read of the products.
 type catalog struct {
-	products []inventory.Product
+	products []inventoryapi.Product
 	// pages are the next_page_tokens of the catalog's pages after the first.
 	pages []string
 	// words are search terms taken from the products' names.
@@ -116,13 +116,13 @@ type catalog struct {
 }
 
 type productPage struct {
-	Items         []inventory.Product `json:"items"`
-	NextPageToken string              `json:"next_page_token"`
+	Items         []inventoryapi.Product `json:"items"`
+	NextPageToken string                 `json:"next_page_token"`
 }
 
 type orderPage struct {
-	Items         []orders.Order `json:"items"`
-	NextPageToken string         `json:"next_page_token"`
+	Items         []ordersapi.Order `json:"items"`
+	NextPageToken string            `json:"next_page_token"`
 }
 
 // list reads a page of the catalog, the first one half the time.
@@ -153,7 +153,7 @@ func search(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 // product reads one product.
 func product(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	sku := r.catalog.products[rng.IntN(len(r.catalog.products))].SKU
-	var p inventory.Product
+	var p inventoryapi.Product
 	kind := r.getJSON(ctx, "/api/inventory/products/"+url.PathEscape(sku), "", &p)
 	if kind == "" && p.SKU != sku {
 		kind = KindBadResponse
@@ -184,9 +184,9 @@ func history(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 }
 
 type placeOrder struct {
-	Lines           []orderLine    `json:"lines"`
-	ShippingAddress orders.Address `json:"shipping_address"`
-	Card            payments.Card  `json:"card"`
+	Lines           []orderLine       `json:"lines"`
+	ShippingAddress ordersapi.Address `json:"shipping_address"`
+	Card            paymentsapi.Card  `json:"card"`
 }
 
 type orderLine struct {
@@ -222,8 +222,8 @@ func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	}
 	body := placeOrder{
 		Lines:           lines,
-		ShippingAddress: orders.Address{Name: "Load Tester", Street: "1 Benchmark Road", City: "London", PostalCode: "N1 9GU", Country: "GB"},
-		Card:            payments.Card{Number: card, ExpMonth: 12, ExpYear: time.Now().Year() + 3, CVC: "123"},
+		ShippingAddress: ordersapi.Address{Name: "Load Tester", Street: "1 Benchmark Road", City: "London", PostalCode: "N1 9GU", Country: "GB"},
+		Card:            paymentsapi.Card{Number: card, ExpMonth: 12, ExpYear: time.Now().Year() + 3, CVC: "123"},
 	}
 	key := "load-" + r.runID + "-" + utoa(r.keys.Add(1))
 	res, kind := r.call(ctx, http.MethodPost, "/api/orders", tok, key, body)
@@ -235,7 +235,7 @@ func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 		out.kind = statusKind(res.status)
 		return out
 	}
-	var o orders.Order
+	var o ordersapi.Order
 	if decodeOrder(res.body, &o) != nil {
 		out.kind = KindBadResponse
 		return out
@@ -245,14 +245,14 @@ func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 		poll = "/api/orders/" + url.PathEscape(o.ID)
 	}
 	wait := 10 * time.Millisecond
-	for o.Status == orders.StatusPending {
+	for o.Status == ordersapi.StatusPending {
 		if !sleepUntil(ctx, time.Now().Add(wait)) {
 			out.kind = classify(ctx, ctx.Err())
 			return out
 		}
 		wait = min(2*wait, 250*time.Millisecond)
 		res, kind := r.call(ctx, http.MethodGet, poll, tok, "", nil)
-		o = orders.Order{}
+		o = ordersapi.Order{}
 		switch {
 		case kind != "":
 			out.kind = kind
@@ -272,11 +272,11 @@ func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 // judgeCheckout says whether a final order is the right outcome for its
 // card: CONFIRMED for the approving card; REJECTED for payment_declined
 // for the declining one. Anything else is a wrong outcome.
-func judgeCheckout(declinedCard bool, o orders.Order) (kind string, confirmed bool) {
+func judgeCheckout(declinedCard bool, o ordersapi.Order) (kind string, confirmed bool) {
 	switch {
-	case !declinedCard && o.Status == orders.StatusConfirmed:
+	case !declinedCard && o.Status == ordersapi.StatusConfirmed:
 		return "", true
-	case declinedCard && o.Status == orders.StatusRejected && o.Reason == orders.ReasonPaymentDeclined:
+	case declinedCard && o.Status == ordersapi.StatusRejected && o.Reason == ordersapi.ReasonPaymentDeclined:
 		return "", false
 	}
 	return outcomeKind(o.Status, o.Reason), false
@@ -310,7 +310,7 @@ func (r *runner) token(ctx context.Context, c *customer) (string, string) {
 
 // login logs c in and keeps its new token.
 func (r *runner) login(ctx context.Context, c *customer) string {
-	var t users.Tokens
+	var t usersapi.Tokens
 	kind := r.expectJSON(ctx, http.MethodPost, "/api/users/login", "", "",
 		map[string]string{"email": c.email, "password": c.password}, http.StatusOK, &t)
 	if kind != "" {

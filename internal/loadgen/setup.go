@@ -14,7 +14,7 @@ import (
 	"sync"
 	"unicode"
 
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // setupParallel is how many customers are registered at once: each
@@ -209,7 +209,7 @@ func (r *runner) registerOne(ctx context.Context, c *customer) error {
 }
 
 // decodeOrder decodes an order and checks that it names itself.
-func decodeOrder(b []byte, o *orders.Order) error {
+func decodeOrder(b []byte, o *ordersapi.Order) error {
 	if err := json.Unmarshal(b, o); err != nil {
 		return err
 	}

@@ -10,10 +10,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // fakeShop answers the public API's shapes that load uses, over real
@@ -27,7 +27,7 @@ type fakeShop struct {
 	pending int
 
 	mu         sync.Mutex
-	products   []inventory.Product
+	products   []inventoryapi.Product
 	passwords  map[string]string // email → password
 	tokens     map[string]string // token → email
 	orders     map[string]*fakeOrder
@@ -40,10 +40,10 @@ type fakeShop struct {
 }
 
 type fakeOrder struct {
-	order orders.Order
+	order ordersapi.Order
 	owner string
 	left  int // polls left answering PENDING
-	final orders.Order
+	final ordersapi.Order
 }
 
 func newFakeShop() *fakeShop {
@@ -54,7 +54,7 @@ func newFakeShop() *fakeShop {
 	for i, name := range []string{"Ceramic Coffee Mug", "Travel Mug", "Pour-Over Kettle", "Burr Grinder",
 		"Sencha Green Tea", "Dotted Notebook", "Fountain Pen", "Desk Lamp", "Wireless Earbuds", "Merino Socks",
 		"Oak Cutting Board", "Yoga Mat"} {
-		s.products = append(s.products, inventory.Product{SKU: fmt.Sprintf("SKU-%02d", i), Name: name,
+		s.products = append(s.products, inventoryapi.Product{SKU: fmt.Sprintf("SKU-%02d", i), Name: name,
 			PriceCents: 1000, Currency: "USD", Available: 100})
 	}
 	return s
@@ -88,7 +88,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *fakeShop) list(w http.ResponseWriter, r *http.Request) {
 	q := strings.ToLower(r.URL.Query().Get("q"))
 	after := r.URL.Query().Get("page_token")
-	page := productPage{Items: []inventory.Product{}}
+	page := productPage{Items: []inventoryapi.Product{}}
 	for _, p := range s.products {
 		if p.SKU <= after || (q != "" && !strings.Contains(strings.ToLower(p.Name), q)) {
 			continue
@@ -125,7 +125,7 @@ func (s *fakeShop) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.passwords[in.Email] = in.Password
-	writeJSON(w, http.StatusCreated, users.User{ID: in.Email, Email: in.Email, Name: in.Name})
+	writeJSON(w, http.StatusCreated, usersapi.User{ID: in.Email, Email: in.Email, Name: in.Name})
 }
 
 func (s *fakeShop) login(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +140,7 @@ func (s *fakeShop) login(w http.ResponseWriter, r *http.Request) {
 	s.logins[in.Email]++
 	tok := fmt.Sprintf("token-%s-%d", in.Email, s.logins[in.Email])
 	s.tokens[tok] = in.Email
-	writeJSON(w, http.StatusOK, users.Tokens{AccessToken: tok, RefreshToken: "r" + tok, TokenType: "Bearer", ExpiresIn: 900})
+	writeJSON(w, http.StatusOK, usersapi.Tokens{AccessToken: tok, RefreshToken: "r" + tok, TokenType: "Bearer", ExpiresIn: 900})
 }
 
 // caller is the customer a request's token names, or "" (and counted).
@@ -162,19 +162,19 @@ func (s *fakeShop) place(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in struct {
-		Lines []orderLine    `json:"lines"`
-		Card  payments.Card  `json:"card"`
-		Ship  orders.Address `json:"shipping_address"`
+		Lines []orderLine       `json:"lines"`
+		Card  paymentsapi.Card  `json:"card"`
+		Ship  ordersapi.Address `json:"shipping_address"`
 	}
 	if json.NewDecoder(r.Body).Decode(&in) != nil || len(in.Lines) == 0 || in.Ship.Country == "" {
 		http.Error(w, "bad order", http.StatusBadRequest)
 		return
 	}
-	status, reason := orders.StatusConfirmed, ""
+	status, reason := ordersapi.StatusConfirmed, ""
 	if s.outcome != nil {
 		status, reason = s.outcome(in.Card.Number)
 	} else if in.Card.Number != CardApproved {
-		status, reason = orders.StatusRejected, orders.ReasonPaymentDeclined
+		status, reason = ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined
 	}
 	s.mu.Lock()
 	key := r.Header.Get("Idempotency-Key")
@@ -184,11 +184,11 @@ func (s *fakeShop) place(w http.ResponseWriter, r *http.Request) {
 	s.keys[key] = true
 	id := fmt.Sprintf("order-%d", len(s.orders)+1)
 	o := &fakeOrder{owner: owner, left: s.pending,
-		final: orders.Order{ID: id, Status: status, Reason: reason, TotalCents: 1000, Currency: "USD"}}
+		final: ordersapi.Order{ID: id, Status: status, Reason: reason, TotalCents: 1000, Currency: "USD"}}
 	o.order = o.final
 	code := http.StatusCreated
 	if s.pending != 0 {
-		o.order = orders.Order{ID: id, Status: orders.StatusPending, TotalCents: 1000, Currency: "USD"}
+		o.order = ordersapi.Order{ID: id, Status: ordersapi.StatusPending, TotalCents: 1000, Currency: "USD"}
 		code = http.StatusAccepted
 	}
 	s.orders[id] = o
@@ -223,7 +223,7 @@ func (s *fakeShop) history(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no token", http.StatusUnauthorized)
 		return
 	}
-	writeJSON(w, http.StatusOK, orderPage{Items: []orders.Order{}})
+	writeJSON(w, http.StatusOK, orderPage{Items: []ordersapi.Order{}})
 }
 
 // wrap runs h around the shop's handlers.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
 // The reservation expiry: a held reservation that nobody commits within
@@ -82,10 +82,10 @@ func (s *Service) expire(ctx context.Context, orderID string) (bool, error) {
 				return err
 			}
 			now := s.now()
-			if r.Status != contract.StatusHeld || now.Before(r.ExpiresAt) {
+			if r.Status != inventoryapi.StatusHeld || now.Before(r.ExpiresAt) {
 				return nil
 			}
-			if _, err := s.release(ctx, tx, r, contract.ReasonExpired, now); err != nil {
+			if _, err := s.release(ctx, tx, r, inventoryapi.ReasonExpired, now); err != nil {
 				return err
 			}
 			done = true

@@ -16,7 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
 // Page sizes of the catalog list.
@@ -68,7 +68,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	page := httpjson.List[contract.Product]{Items: items}
+	page := httpjson.List[inventoryapi.Product]{Items: items}
 	if more {
 		page.NextPageToken = httpjson.PageToken(items[len(items)-1].SKU)
 	}
@@ -161,7 +161,7 @@ func (h *handlers) stock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	httpjson.Write(w, http.StatusOK, httpjson.List[contract.StockLevel]{Items: levels})
+	httpjson.Write(w, http.StatusOK, httpjson.List[inventoryapi.StockLevel]{Items: levels})
 }
 
 func (h *handlers) quote(w http.ResponseWriter, r *http.Request) {
@@ -233,7 +233,7 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var oos *OutOfStockError
 	switch {
 	case errors.As(err, &oos):
-		p := problem.New(http.StatusConflict, contract.ProblemOutOfStock, "Out of stock", oos.Error()+"; nothing was reserved")
+		p := problem.New(http.StatusConflict, inventoryapi.ProblemOutOfStock, "Out of stock", oos.Error()+"; nothing was reserved")
 		skus := make([]string, 0, len(oos.Short))
 		for _, s := range oos.Short {
 			skus = append(skus, s.SKU)
@@ -243,9 +243,9 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p.Extensions = map[string]any{"skus": skus}
 		problem.Write(w, r, p)
 	case errors.Is(err, ErrReservationReleased):
-		problem.Write(w, r, problem.New(http.StatusConflict, contract.ProblemReservationReleased, "Reservation released", err.Error()))
+		problem.Write(w, r, problem.New(http.StatusConflict, inventoryapi.ProblemReservationReleased, "Reservation released", err.Error()))
 	case errors.Is(err, ErrReservationMismatch):
-		problem.Write(w, r, problem.New(http.StatusConflict, contract.ProblemReservationMismatch, "Reservation mismatch", err.Error()))
+		problem.Write(w, r, problem.New(http.StatusConflict, inventoryapi.ProblemReservationMismatch, "Reservation mismatch", err.Error()))
 	case errors.Is(err, ErrSKUTaken):
 		problem.Write(w, r, problem.Conflict(err.Error()))
 	case errors.Is(err, ErrProductNotFound), errors.Is(err, ErrReservationNotFound):

@@ -25,9 +25,9 @@ import (
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/inventory"
-	"github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/users"
-	userscontract "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 const (
@@ -46,10 +46,10 @@ type system struct {
 
 	admin, customer string // users' access tokens
 
-	orders *auth.Credentials // orders' credential: may call /internal/
-	self   *auth.Credentials // inventory's own: a known service, not allowed
-	forged *auth.Credentials // says it is orders, signed with another key
-	client *contract.Client  // orders' typed client
+	orders *auth.Credentials    // orders' credential: may call /internal/
+	self   *auth.Credentials    // inventory's own: a known service, not allowed
+	forged *auth.Credentials    // says it is orders, signed with another key
+	client *inventoryapi.Client // orders' typed client
 }
 
 // start runs users and inventory; args and env go to inventory.
@@ -87,7 +87,7 @@ func start(t *testing.T, args []string, env map[string]string) *system {
 		t.Fatal(err)
 	}
 	s.forged = credentials(t, "orders", other["orders"], "")
-	s.client = contract.NewClient(client.New("inventory", url, s.orders, client.Options{}, nil))
+	s.client = inventoryapi.NewClient(client.New("inventory", url, s.orders, client.Options{}, nil))
 	return s
 }
 
@@ -115,20 +115,20 @@ func login(t *testing.T, url, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
 	}
-	var tok userscontract.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
 
-func (s *system) stock(t *testing.T) map[string]contract.StockLevel {
+func (s *system) stock(t *testing.T) map[string]inventoryapi.StockLevel {
 	t.Helper()
 	r := servicetest.Call(t, "GET", s.url+"/api/inventory/stock", s.admin, nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("stock: %d %s", r.Status, r.Body)
 	}
-	var list httpjson.List[contract.StockLevel]
+	var list httpjson.List[inventoryapi.StockLevel]
 	r.JSON(t, &list)
-	out := map[string]contract.StockLevel{}
+	out := map[string]inventoryapi.StockLevel{}
 	for _, l := range list.Items {
 		if l.Received != l.Available+l.Reserved+l.Sold {
 			t.Fatalf("stock of %s is not conserved: %+v", l.SKU, l)
@@ -140,7 +140,7 @@ func (s *system) stock(t *testing.T) map[string]contract.StockLevel {
 
 func (s *system) wantStock(t *testing.T, sku string, received, available, reserved, sold int64) {
 	t.Helper()
-	want := contract.StockLevel{SKU: sku, Received: received, Available: available, Reserved: reserved, Sold: sold}
+	want := inventoryapi.StockLevel{SKU: sku, Received: received, Available: available, Reserved: reserved, Sold: sold}
 	if got := s.stock(t)[sku]; got != want {
 		t.Fatalf("stock of %s = %+v, want %+v", sku, got, want)
 	}
@@ -191,7 +191,7 @@ func exerciseAPI(t *testing.T, s *system) {
 }
 
 func testCatalog(t *testing.T, s *system) {
-	var page httpjson.List[contract.Product]
+	var page httpjson.List[inventoryapi.Product]
 	r := servicetest.Call(t, "GET", s.url+"/api/inventory/products", "", nil)
 	r.JSON(t, &page)
 	if r.Status != 200 || len(page.Items) != 20 || page.NextPageToken == "" {
@@ -203,7 +203,7 @@ func testCatalog(t *testing.T, s *system) {
 	tok := ""
 	for range 20 {
 		r := servicetest.Call(t, "GET", s.url+"/api/inventory/products?limit=7&page_token="+tok, "", nil)
-		var p httpjson.List[contract.Product]
+		var p httpjson.List[inventoryapi.Product]
 		r.JSON(t, &p)
 		if r.Status != 200 || len(p.Items) > 7 {
 			t.Fatalf("page: %d %s", r.Status, r.Body)
@@ -228,7 +228,7 @@ func testCatalog(t *testing.T, s *system) {
 	// Search, in any case, in names and descriptions.
 	for _, q := range []string{"mug", "MUG", "Mug"} {
 		r := servicetest.Call(t, "GET", s.url+"/api/inventory/products?q="+q, "", nil)
-		var p httpjson.List[contract.Product]
+		var p httpjson.List[inventoryapi.Product]
 		r.JSON(t, &p)
 		if r.Status != 200 || len(p.Items) != 2 || p.Items[0].SKU != "MUG-CERAMIC-12" || p.Items[1].SKU != "MUG-TRAVEL-16" {
 			t.Fatalf("q=%s: %s", q, r.Body)
@@ -244,7 +244,7 @@ func testCatalog(t *testing.T, s *system) {
 	}
 
 	r = servicetest.Call(t, "GET", s.url+"/api/inventory/products/MUG-CERAMIC-12", "", nil)
-	var p contract.Product
+	var p inventoryapi.Product
 	r.JSON(t, &p)
 	if r.Status != 200 || p.SKU != "MUG-CERAMIC-12" || p.PriceCents != 1400 {
 		t.Fatalf("one product: %d %s", r.Status, r.Body)
@@ -274,7 +274,7 @@ func testAdmin(t *testing.T, s *system) {
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", token(t, s.orders), body), 401)
 
 	r := servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.admin, body)
-	var p contract.Product
+	var p inventoryapi.Product
 	r.JSON(t, &p)
 	if r.Status != 201 || r.Header.Get("Location") != "/api/inventory/products/DESK-OAK" || p.Available != 3 || p.Name != "Oak Desk" {
 		t.Fatalf("create: %d %s", r.Status, r.Body)
@@ -301,9 +301,9 @@ func testAdmin(t *testing.T, s *system) {
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products/DESK-OAK/restock", s.customer, qty), 403)
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products/NO-SUCH/restock", s.admin, qty), 404)
 	r = servicetest.Call(t, "POST", s.url+"/api/inventory/products/DESK-OAK/restock", s.admin, qty)
-	var st contract.StockLevel
+	var st inventoryapi.StockLevel
 	r.JSON(t, &st)
-	if r.Status != 200 || st != (contract.StockLevel{SKU: "DESK-OAK", Received: 10, Available: 10}) {
+	if r.Status != 200 || st != (inventoryapi.StockLevel{SKU: "DESK-OAK", Received: 10, Available: 10}) {
 		t.Fatalf("restock: %d %s", r.Status, r.Body)
 	}
 
@@ -422,7 +422,7 @@ func testInternalAuth(t *testing.T, s *system) {
 		}
 	}
 	// Nothing was reserved by the refused calls.
-	if _, err := s.client.Commit(context.Background(), "auth-check"); !errors.Is(err, contract.ErrNotFound) {
+	if _, err := s.client.Commit(context.Background(), "auth-check"); !errors.Is(err, inventoryapi.ErrNotFound) {
 		t.Fatalf("a refused reserve left a reservation: %v", err)
 	}
 }
@@ -439,10 +439,10 @@ func testReservations(t *testing.T, s *system) {
 	// First time 201, again 200 with the same reservation, nothing moves.
 	req := map[string]any{"order_id": "ord-1", "lines": []map[string]any{{"sku": "R-A", "quantity": 3}, {"sku": "R-B", "quantity": 1}}}
 	r := call("/internal/reservations", req)
-	var first, again contract.Reservation
+	var first, again inventoryapi.Reservation
 	r.JSON(t, &first)
 	if r.Status != 201 || first.Status != "held" || first.TotalCents != 4*1250 || first.Currency != "USD" || len(first.Lines) != 2 ||
-		first.Lines[0] != (contract.ReservationLine{SKU: "R-A", Quantity: 3, PriceCents: 1250, Currency: "USD"}) ||
+		first.Lines[0] != (inventoryapi.ReservationLine{SKU: "R-A", Quantity: 3, PriceCents: 1250, Currency: "USD"}) ||
 		first.ExpiresAt.Sub(first.CreatedAt) != 15*time.Minute {
 		t.Fatalf("reserve: %d %s", r.Status, r.Body)
 	}
@@ -467,11 +467,11 @@ func testReservations(t *testing.T, s *system) {
 	s.wantStock(t, "R-B", 2, 1, 1, 0)
 
 	// The typed client orders will use: the same answers, as Go errors.
-	q, err := s.client.Quote(ctx, []contract.ReserveLine{{SKU: "R-B", Quantity: 5}, {SKU: "R-A", Quantity: 2}})
+	q, err := s.client.Quote(ctx, []inventoryapi.ReserveLine{{SKU: "R-B", Quantity: 5}, {SKU: "R-A", Quantity: 2}})
 	if err != nil || q.TotalCents != 7*1250 || q.Currency != "USD" || len(q.Lines) != 2 || q.Lines[0].SKU != "R-B" || q.Lines[0].PriceCents != 1250 {
 		t.Fatalf("quote: %+v %v", q, err)
 	}
-	_, err = s.client.Quote(ctx, []contract.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "GHOST", Quantity: 1}})
+	_, err = s.client.Quote(ctx, []inventoryapi.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "GHOST", Quantity: 1}})
 	if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines[1].sku" {
 		t.Fatalf("quote of an unknown sku: %v", err)
 	}
@@ -480,20 +480,20 @@ func testReservations(t *testing.T, s *system) {
 		t.Fatalf("quote without lines: %+v", p)
 	}
 	s.wantStock(t, "R-B", 2, 1, 1, 0) // quotes reserve nothing
-	_, err = s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "ord-3", Lines: []contract.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "R-B", Quantity: 5}}})
-	var oos *contract.OutOfStockError
-	if !errors.Is(err, contract.ErrOutOfStock) || !errors.As(err, &oos) || !slices.Equal(oos.SKUs, []string{"R-B"}) {
+	_, err = s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "ord-3", Lines: []inventoryapi.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "R-B", Quantity: 5}}})
+	var oos *inventoryapi.OutOfStockError
+	if !errors.Is(err, inventoryapi.ErrOutOfStock) || !errors.As(err, &oos) || !slices.Equal(oos.SKUs, []string{"R-B"}) {
 		t.Fatalf("client out of stock: %v", err)
 	}
-	_, err = s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "ord-3", Lines: []contract.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "GHOST", Quantity: 1}}})
+	_, err = s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "ord-3", Lines: []inventoryapi.ReserveLine{{SKU: "R-A", Quantity: 1}, {SKU: "GHOST", Quantity: 1}}})
 	if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines[1].sku" {
 		t.Fatalf("client unknown sku: %v", err)
 	}
-	res, err := s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "ord-3", Lines: []contract.ReserveLine{{SKU: "R-A", Quantity: 2}}})
+	res, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "ord-3", Lines: []inventoryapi.ReserveLine{{SKU: "R-A", Quantity: 2}}})
 	if err != nil || res.Status != "held" || res.TotalCents != 2500 {
 		t.Fatalf("client reserve: %+v %v", res, err)
 	}
-	if _, err := s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "ord-3", Lines: []contract.ReserveLine{{SKU: "R-A", Quantity: 1}}}); !errors.Is(err, contract.ErrReservationMismatch) {
+	if _, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "ord-3", Lines: []inventoryapi.ReserveLine{{SKU: "R-A", Quantity: 1}}}); !errors.Is(err, inventoryapi.ErrReservationMismatch) {
 		t.Fatalf("client mismatch: %v", err)
 	}
 	s.wantStock(t, "R-A", 10, 5, 5, 0)
@@ -509,7 +509,7 @@ func testReservations(t *testing.T, s *system) {
 	// Release of a committed order (cancelled) moves sold back, once.
 	for range 2 {
 		r := call("/internal/reservations/ord-1/release", nil)
-		var res contract.Reservation
+		var res inventoryapi.Reservation
 		r.JSON(t, &res)
 		if r.Status != 200 || res.Status != "released" || res.ReleaseReason != "released" {
 			t.Fatalf("release: %d %s", r.Status, r.Body)
@@ -526,11 +526,11 @@ func testReservations(t *testing.T, s *system) {
 		t.Fatal(err)
 	}
 	s.wantStock(t, "R-A", 10, 10, 0, 0)
-	if _, err := s.client.Commit(ctx, "ord-3"); !errors.Is(err, contract.ErrReservationReleased) {
+	if _, err := s.client.Commit(ctx, "ord-3"); !errors.Is(err, inventoryapi.ErrReservationReleased) {
 		t.Fatalf("client commit after release: %v", err)
 	}
-	for _, f := range []func(context.Context, string) (contract.Reservation, error){s.client.Commit, s.client.Release} {
-		if _, err := f(ctx, "never-reserved"); !errors.Is(err, contract.ErrNotFound) {
+	for _, f := range []func(context.Context, string) (inventoryapi.Reservation, error){s.client.Commit, s.client.Release} {
+		if _, err := f(ctx, "never-reserved"); !errors.Is(err, inventoryapi.ErrNotFound) {
 			t.Fatalf("unknown order: %v", err)
 		}
 	}
@@ -571,7 +571,7 @@ func testReservations(t *testing.T, s *system) {
 			t.Fatalf("%s: want an error on %q: %+v", c.name, c.field, p)
 		}
 	}
-	if _, err := s.client.Release(ctx, "bad-1"); !errors.Is(err, contract.ErrNotFound) {
+	if _, err := s.client.Release(ctx, "bad-1"); !errors.Is(err, inventoryapi.ErrNotFound) {
 		t.Fatalf("a refused reservation was stored: %v", err)
 	}
 	s.wantStock(t, "R-A", 10, 10, 0, 0)
@@ -588,14 +588,14 @@ func testRace(t *testing.T, s *system) {
 	)
 	for i := range 50 {
 		wg.Go(func() {
-			_, err := s.client.Reserve(context.Background(), contract.ReserveRequest{
-				OrderID: fmt.Sprintf("race-%02d", i), Lines: []contract.ReserveLine{{SKU: "LAST-TEN", Quantity: 1}}})
+			_, err := s.client.Reserve(context.Background(), inventoryapi.ReserveRequest{
+				OrderID: fmt.Sprintf("race-%02d", i), Lines: []inventoryapi.ReserveLine{{SKU: "LAST-TEN", Quantity: 1}}})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil:
 				won++
-			case errors.Is(err, contract.ErrOutOfStock):
+			case errors.Is(err, inventoryapi.ErrOutOfStock):
 				oos++
 			default:
 				t.Errorf("reservation %d: %v", i, err)
@@ -618,17 +618,17 @@ func TestExpiryAndEvents(t *testing.T) {
 	ctx := context.Background()
 	s.createProduct(t, "EXP", 8)
 
-	r1, err := s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "exp-1", Lines: []contract.ReserveLine{{SKU: "EXP", Quantity: 2}}}) // 8 -> 6
+	r1, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "exp-1", Lines: []inventoryapi.ReserveLine{{SKU: "EXP", Quantity: 2}}}) // 8 -> 6
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := r1.ExpiresAt.Sub(r1.CreatedAt); d != 400*time.Millisecond {
 		t.Fatalf("the reservation lives %s, want the configured 400ms", d)
 	}
-	if _, err := s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "exp-2", Lines: []contract.ReserveLine{{SKU: "EXP", Quantity: 2}}}); err != nil { // 6 -> 4: low
+	if _, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "exp-2", Lines: []inventoryapi.ReserveLine{{SKU: "EXP", Quantity: 2}}}); err != nil { // 6 -> 4: low
 		t.Fatal(err)
 	}
-	if _, err := s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "exp-3", Lines: []contract.ReserveLine{{SKU: "EXP", Quantity: 1}}}); err != nil { // 4 -> 3
+	if _, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "exp-3", Lines: []inventoryapi.ReserveLine{{SKU: "EXP", Quantity: 1}}}); err != nil { // 4 -> 3
 		t.Fatal(err)
 	}
 	if _, err := s.client.Commit(ctx, "exp-3"); err != nil {
@@ -645,18 +645,18 @@ func TestExpiryAndEvents(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.wantStock(t, "EXP", 8, 7, 0, 1)
-	if _, err := s.client.Commit(ctx, "exp-1"); !errors.Is(err, contract.ErrReservationReleased) {
+	if _, err := s.client.Commit(ctx, "exp-1"); !errors.Is(err, inventoryapi.ErrReservationReleased) {
 		t.Fatalf("commit of an expired reservation: %v", err)
 	}
 	// 7 -> 4 crosses the threshold again: a second low_stock.
-	if _, err := s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "exp-4", Lines: []contract.ReserveLine{{SKU: "EXP", Quantity: 3}}}); err != nil {
+	if _, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "exp-4", Lines: []inventoryapi.ReserveLine{{SKU: "EXP", Quantity: 3}}}); err != nil {
 		t.Fatal(err)
 	}
 
 	// A last reservation marks the end: events arrive in outbox order, so
 	// everything before it has been read once its event is.
 	s.createProduct(t, "MARKER", 100)
-	if _, err := s.client.Reserve(ctx, contract.ReserveRequest{OrderID: "marker", Lines: []contract.ReserveLine{{SKU: "MARKER", Quantity: 1}}}); err != nil {
+	if _, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "marker", Lines: []inventoryapi.ReserveLine{{SKU: "MARKER", Quantity: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	evs := streamEvents(t, s.natsURL, func(e events.Event) bool {
@@ -670,13 +670,13 @@ func TestExpiryAndEvents(t *testing.T) {
 	for _, e := range evs {
 		switch e.Type {
 		case "inventory.released":
-			var b contract.StockReleased
+			var b inventoryapi.StockReleased
 			if err := e.Decode(&b); err != nil {
 				t.Fatal(err)
 			}
 			released = append(released, b.OrderID+":"+b.Reason)
 		case "inventory.low_stock":
-			var b contract.LowStock
+			var b inventoryapi.LowStock
 			if err := e.Decode(&b); err != nil || b.SKU != "EXP" || b.Threshold != 5 || b.Name != "Test EXP" {
 				t.Fatalf("low_stock %+v %v", b, err)
 			}

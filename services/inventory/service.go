@@ -22,7 +22,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
 // Sentinel errors of the inventory domain; http.go maps them to statuses.
@@ -30,9 +30,9 @@ var (
 	ErrProductNotFound     = errors.New("no product has this sku")
 	ErrSKUTaken            = errors.New("a product with this sku already exists")
 	ErrReservationNotFound = errors.New("no reservation for this order")
-	ErrOutOfStock          = contract.ErrOutOfStock
-	ErrReservationReleased = contract.ErrReservationReleased
-	ErrReservationMismatch = contract.ErrReservationMismatch
+	ErrOutOfStock          = inventoryapi.ErrOutOfStock
+	ErrReservationReleased = inventoryapi.ErrReservationReleased
+	ErrReservationMismatch = inventoryapi.ErrReservationMismatch
 
 	// errConflict means a concurrent change won a race; the operation is
 	// run again from the start.
@@ -176,7 +176,7 @@ func (r *Restock) Valid() []problem.FieldError {
 }
 
 // ReserveRequest is orders' request to hold stock; see contract.ReserveRequest.
-type ReserveRequest contract.ReserveRequest
+type ReserveRequest inventoryapi.ReserveRequest
 
 // Valid checks the order id and every line.
 func (r *ReserveRequest) Valid() []problem.FieldError {
@@ -188,14 +188,14 @@ func (r *ReserveRequest) Valid() []problem.FieldError {
 }
 
 // QuoteRequest is orders' request for prices; see contract.QuoteRequest.
-type QuoteRequest contract.QuoteRequest
+type QuoteRequest inventoryapi.QuoteRequest
 
 // Valid checks every line.
 func (q *QuoteRequest) Valid() []problem.FieldError { return linesProblems(q.Lines) }
 
 // linesProblems checks the lines of a reservation or a quote: 1 to 100 of
 // them, each sku once, 1 to 1000 units each.
-func linesProblems(lines []contract.ReserveLine) []problem.FieldError {
+func linesProblems(lines []inventoryapi.ReserveLine) []problem.FieldError {
 	var errs []problem.FieldError
 	if len(lines) < 1 || len(lines) > maxLines {
 		errs = append(errs, problem.FieldError{Field: "lines", Reason: fmt.Sprintf("must hold between 1 and %d lines", maxLines)})
@@ -291,7 +291,7 @@ func retry(fn func() error) error {
 // Products lists the catalog in sku order: up to limit products after
 // the sku after whose name or description contains query, any case. more
 // reports whether another page follows.
-func (s *Service) Products(ctx context.Context, query, after string, limit int) (page []contract.Product, more bool, err error) {
+func (s *Service) Products(ctx context.Context, query, after string, limit int) (page []inventoryapi.Product, more bool, err error) {
 	ps, err := s.store.listProducts(ctx, strings.ToLower(query), after, limit+1)
 	if err != nil {
 		return nil, false, err
@@ -299,7 +299,7 @@ func (s *Service) Products(ctx context.Context, query, after string, limit int) 
 	if len(ps) > limit {
 		ps, more = ps[:limit], true
 	}
-	page = make([]contract.Product, 0, len(ps))
+	page = make([]inventoryapi.Product, 0, len(ps))
 	for _, p := range ps {
 		page = append(page, p.public())
 	}
@@ -307,30 +307,30 @@ func (s *Service) Products(ctx context.Context, query, after string, limit int) 
 }
 
 // Product returns one product.
-func (s *Service) Product(ctx context.Context, sku string) (contract.Product, error) {
+func (s *Service) Product(ctx context.Context, sku string) (inventoryapi.Product, error) {
 	p, err := s.store.product(ctx, s.db, sku)
 	if err != nil {
-		return contract.Product{}, err
+		return inventoryapi.Product{}, err
 	}
 	return p.public(), nil
 }
 
 // CreateProduct adds a product with its first stock.
-func (s *Service) CreateProduct(ctx context.Context, np NewProduct) (contract.Product, error) {
+func (s *Service) CreateProduct(ctx context.Context, np NewProduct) (inventoryapi.Product, error) {
 	p := product{SKU: np.SKU, Name: strings.TrimSpace(np.Name), Description: np.Description,
 		PriceCents: np.PriceCents, Currency: np.Currency, Received: np.Stock, Available: np.Stock}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		return s.store.insertProduct(ctx, tx, p, s.now(), false)
 	})
 	if err != nil {
-		return contract.Product{}, err
+		return inventoryapi.Product{}, err
 	}
 	return p.public(), nil
 }
 
 // UpdateProduct changes a product's name, description or price. Prices
 // of reservations already made stay as they were.
-func (s *Service) UpdateProduct(ctx context.Context, sku string, u ProductUpdate) (contract.Product, error) {
+func (s *Service) UpdateProduct(ctx context.Context, sku string, u ProductUpdate) (inventoryapi.Product, error) {
 	var p product
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -349,13 +349,13 @@ func (s *Service) UpdateProduct(ctx context.Context, sku string, u ProductUpdate
 		return s.store.updateProduct(ctx, tx, p)
 	})
 	if err != nil {
-		return contract.Product{}, err
+		return inventoryapi.Product{}, err
 	}
 	return p.public(), nil
 }
 
 // Restock records quantity more units received of sku.
-func (s *Service) Restock(ctx context.Context, sku string, quantity int64) (contract.StockLevel, error) {
+func (s *Service) Restock(ctx context.Context, sku string, quantity int64) (inventoryapi.StockLevel, error) {
 	var p product
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -363,18 +363,18 @@ func (s *Service) Restock(ctx context.Context, sku string, quantity int64) (cont
 		return err
 	})
 	if err != nil {
-		return contract.StockLevel{}, err
+		return inventoryapi.StockLevel{}, err
 	}
 	return p.stock(), nil
 }
 
 // Stock returns the stock of every product, in sku order.
-func (s *Service) Stock(ctx context.Context) ([]contract.StockLevel, error) {
+func (s *Service) Stock(ctx context.Context) ([]inventoryapi.StockLevel, error) {
 	ps, err := s.store.allProducts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]contract.StockLevel, 0, len(ps))
+	out := make([]inventoryapi.StockLevel, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, p.stock())
 	}
@@ -408,7 +408,7 @@ func (e *OutOfStockError) Is(target error) bool { return target == ErrOutOfStock
 // Reserve holds stock for every line of an order, or for none. It is
 // idempotent by order id: when the order already has a reservation it
 // returns that one, changing nothing, and created is false.
-func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (res contract.Reservation, created bool, err error) {
+func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (res inventoryapi.Reservation, created bool, err error) {
 	err = retry(func() error {
 		return s.db.InTx(ctx, func(tx *sql.Tx) error {
 			existing, err := s.store.reservation(ctx, tx, req.OrderID)
@@ -439,8 +439,8 @@ func (s *Service) hold(ctx context.Context, tx *sql.Tx, req ReserveRequest) (res
 	// Times are kept to the millisecond, so the answer to a repeated
 	// request is the same as the first.
 	now := s.now().Truncate(time.Millisecond)
-	r := reservation{OrderID: req.OrderID, Status: contract.StatusHeld, CreatedAt: now,
-		ExpiresAt: now.Add(s.cfg.ReservationTTL), Lines: make([]contract.ReservationLine, len(req.Lines))}
+	r := reservation{OrderID: req.OrderID, Status: inventoryapi.StatusHeld, CreatedAt: now,
+		ExpiresAt: now.Add(s.cfg.ReservationTTL), Lines: make([]inventoryapi.ReservationLine, len(req.Lines))}
 	// Take rows in sku order so two multi-line reservations lock products
 	// in the same order and cannot deadlock on Postgres.
 	order := make([]int, len(req.Lines))
@@ -452,7 +452,7 @@ func (s *Service) hold(ctx context.Context, tx *sql.Tx, req ReserveRequest) (res
 	var (
 		unknown []int
 		short   []Shortage
-		low     []contract.LowStock
+		low     []inventoryapi.LowStock
 	)
 	for _, i := range order {
 		l := req.Lines[i]
@@ -472,9 +472,9 @@ func (s *Service) hold(ctx context.Context, tx *sql.Tx, req ReserveRequest) (res
 			}
 			continue
 		}
-		r.Lines[i] = contract.ReservationLine{SKU: p.SKU, Quantity: l.Quantity, PriceCents: p.PriceCents, Currency: p.Currency}
+		r.Lines[i] = inventoryapi.ReservationLine{SKU: p.SKU, Quantity: l.Quantity, PriceCents: p.PriceCents, Currency: p.Currency}
 		if before := p.Available + l.Quantity; before >= s.cfg.LowStockThreshold && p.Available < s.cfg.LowStockThreshold {
-			low = append(low, contract.LowStock{SKU: p.SKU, Name: p.Name, Available: p.Available, Threshold: s.cfg.LowStockThreshold})
+			low = append(low, inventoryapi.LowStock{SKU: p.SKU, Name: p.Name, Available: p.Available, Threshold: s.cfg.LowStockThreshold})
 		}
 	}
 	if len(unknown) > 0 {
@@ -495,7 +495,7 @@ func (s *Service) hold(ctx context.Context, tx *sql.Tx, req ReserveRequest) (res
 	if !stored {
 		return reservation{}, errConflict // a concurrent reserve of this order won; read its result
 	}
-	if _, err := s.outbox.Add(ctx, tx, contract.StockReserved{OrderID: r.OrderID, Lines: r.Lines,
+	if _, err := s.outbox.Add(ctx, tx, inventoryapi.StockReserved{OrderID: r.OrderID, Lines: r.Lines,
 		TotalCents: r.TotalCents, Currency: r.Currency}); err != nil {
 		return reservation{}, err
 	}
@@ -518,7 +518,7 @@ func unknownSKUs(lines []int) error {
 }
 
 // total sums priced lines, which must all be in one currency.
-func total(lines []contract.ReservationLine) (int64, string, error) {
+func total(lines []inventoryapi.ReservationLine) (int64, string, error) {
 	var sum int64
 	currency := lines[0].Currency
 	for _, l := range lines {
@@ -533,8 +533,8 @@ func total(lines []contract.ReservationLine) (int64, string, error) {
 }
 
 // Quote prices lines at the current catalog prices, reserving nothing.
-func (s *Service) Quote(ctx context.Context, req QuoteRequest) (contract.Quote, error) {
-	q := contract.Quote{Lines: make([]contract.ReservationLine, len(req.Lines))}
+func (s *Service) Quote(ctx context.Context, req QuoteRequest) (inventoryapi.Quote, error) {
+	q := inventoryapi.Quote{Lines: make([]inventoryapi.ReservationLine, len(req.Lines))}
 	var unknown []int
 	for i, l := range req.Lines {
 		p, err := s.store.product(ctx, s.db, l.SKU)
@@ -543,23 +543,23 @@ func (s *Service) Quote(ctx context.Context, req QuoteRequest) (contract.Quote, 
 			unknown = append(unknown, i)
 			continue
 		case err != nil:
-			return contract.Quote{}, err
+			return inventoryapi.Quote{}, err
 		}
-		q.Lines[i] = contract.ReservationLine{SKU: p.SKU, Quantity: l.Quantity, PriceCents: p.PriceCents, Currency: p.Currency}
+		q.Lines[i] = inventoryapi.ReservationLine{SKU: p.SKU, Quantity: l.Quantity, PriceCents: p.PriceCents, Currency: p.Currency}
 	}
 	if len(unknown) > 0 {
-		return contract.Quote{}, unknownSKUs(unknown)
+		return inventoryapi.Quote{}, unknownSKUs(unknown)
 	}
 	var err error
 	if q.TotalCents, q.Currency, err = total(q.Lines); err != nil {
-		return contract.Quote{}, err
+		return inventoryapi.Quote{}, err
 	}
 	return q, nil
 }
 
 // sameLines reports whether a stored reservation holds exactly the
 // requested skus and quantities, in any order.
-func sameLines(held []contract.ReservationLine, asked []contract.ReserveLine) bool {
+func sameLines(held []inventoryapi.ReservationLine, asked []inventoryapi.ReserveLine) bool {
 	if len(held) != len(asked) {
 		return false
 	}
@@ -580,7 +580,7 @@ func sameLines(held []contract.ReservationLine, asked []contract.ReserveLine) bo
 // reserved to sold. Committing a committed reservation changes nothing. A
 // released one, or a held one past its expiry (which is released now),
 // is ErrReservationReleased.
-func (s *Service) Commit(ctx context.Context, orderID string) (contract.Reservation, error) {
+func (s *Service) Commit(ctx context.Context, orderID string) (inventoryapi.Reservation, error) {
 	var (
 		out     reservation
 		expired bool
@@ -594,19 +594,19 @@ func (s *Service) Commit(ctx context.Context, orderID string) (contract.Reservat
 			}
 			now := s.now()
 			switch r.Status {
-			case contract.StatusCommitted:
+			case inventoryapi.StatusCommitted:
 				out = r
 				return nil
-			case contract.StatusReleased:
+			case inventoryapi.StatusReleased:
 				return fmt.Errorf("%w: order %s was %s", ErrReservationReleased, orderID, r.ReleaseReason)
 			}
 			if !now.Before(r.ExpiresAt) {
 				// Its time is up even if the sweeper has not come by yet.
 				expired = true
-				out, err = s.release(ctx, tx, r, contract.ReasonExpired, now)
+				out, err = s.release(ctx, tx, r, inventoryapi.ReasonExpired, now)
 				return err
 			}
-			ok, err := s.store.setStatus(ctx, tx, orderID, contract.StatusHeld, contract.StatusCommitted, "", now)
+			ok, err := s.store.setStatus(ctx, tx, orderID, inventoryapi.StatusHeld, inventoryapi.StatusCommitted, "", now)
 			if err != nil {
 				return err
 			}
@@ -618,16 +618,16 @@ func (s *Service) Commit(ctx context.Context, orderID string) (contract.Reservat
 					return err
 				}
 			}
-			r.Status = contract.StatusCommitted
+			r.Status = inventoryapi.StatusCommitted
 			out = r
 			return nil
 		})
 	})
 	if err != nil {
-		return contract.Reservation{}, err
+		return inventoryapi.Reservation{}, err
 	}
 	if expired {
-		return contract.Reservation{}, fmt.Errorf("%w: order %s was expired", ErrReservationReleased, orderID)
+		return inventoryapi.Reservation{}, fmt.Errorf("%w: order %s was expired", ErrReservationReleased, orderID)
 	}
 	return out.public(), nil
 }
@@ -635,7 +635,7 @@ func (s *Service) Commit(ctx context.Context, orderID string) (contract.Reservat
 // Release gives a reservation's units back to available: from reserved
 // when it is held, from sold when it was committed (the order was
 // cancelled after it was confirmed). Releasing again changes nothing.
-func (s *Service) Release(ctx context.Context, orderID string) (contract.Reservation, error) {
+func (s *Service) Release(ctx context.Context, orderID string) (inventoryapi.Reservation, error) {
 	var out reservation
 	err := retry(func() error {
 		return s.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -643,16 +643,16 @@ func (s *Service) Release(ctx context.Context, orderID string) (contract.Reserva
 			if err != nil {
 				return err
 			}
-			if r.Status == contract.StatusReleased {
+			if r.Status == inventoryapi.StatusReleased {
 				out = r
 				return nil
 			}
-			out, err = s.release(ctx, tx, r, contract.ReasonReleased, s.now())
+			out, err = s.release(ctx, tx, r, inventoryapi.ReasonReleased, s.now())
 			return err
 		})
 	})
 	if err != nil {
-		return contract.Reservation{}, err
+		return inventoryapi.Reservation{}, err
 	}
 	return out.public(), nil
 }
@@ -660,7 +660,7 @@ func (s *Service) Release(ctx context.Context, orderID string) (contract.Reserva
 // release moves r, held or committed, to released inside tx, gives its
 // units back and announces it.
 func (s *Service) release(ctx context.Context, tx *sql.Tx, r reservation, reason string, now time.Time) (reservation, error) {
-	ok, err := s.store.setStatus(ctx, tx, r.OrderID, r.Status, contract.StatusReleased, reason, now)
+	ok, err := s.store.setStatus(ctx, tx, r.OrderID, r.Status, inventoryapi.StatusReleased, reason, now)
 	if err != nil {
 		return reservation{}, err
 	}
@@ -668,7 +668,7 @@ func (s *Service) release(ctx context.Context, tx *sql.Tx, r reservation, reason
 		return reservation{}, errConflict
 	}
 	movement := reservedToAvailable
-	if r.Status == contract.StatusCommitted {
+	if r.Status == inventoryapi.StatusCommitted {
 		movement = soldToAvailable
 	}
 	for _, l := range bySKU(r.Lines) {
@@ -676,19 +676,19 @@ func (s *Service) release(ctx context.Context, tx *sql.Tx, r reservation, reason
 			return reservation{}, err
 		}
 	}
-	if _, err := s.outbox.Add(ctx, tx, contract.StockReleased{OrderID: r.OrderID, Reason: reason,
+	if _, err := s.outbox.Add(ctx, tx, inventoryapi.StockReleased{OrderID: r.OrderID, Reason: reason,
 		PreviousStatus: r.Status, Lines: r.Lines}); err != nil {
 		return reservation{}, err
 	}
-	r.Status, r.ReleaseReason = contract.StatusReleased, reason
+	r.Status, r.ReleaseReason = inventoryapi.StatusReleased, reason
 	return r, nil
 }
 
 // bySKU returns lines sorted by sku: every transaction that changes
 // several products locks their rows in this order, so two of them never
 // wait for each other on Postgres.
-func bySKU(lines []contract.ReservationLine) []contract.ReservationLine {
+func bySKU(lines []inventoryapi.ReservationLine) []inventoryapi.ReservationLine {
 	out := slices.Clone(lines)
-	slices.SortFunc(out, func(a, b contract.ReservationLine) int { return strings.Compare(a.SKU, b.SKU) })
+	slices.SortFunc(out, func(a, b inventoryapi.ReservationLine) int { return strings.Compare(a.SKU, b.SKU) })
 	return out
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
 // These tests drive the service and its store against a real database of
@@ -56,7 +56,7 @@ func addProduct(t *testing.T, s *Service, sku string, stock, price int64, curren
 	}
 }
 
-func stockOf(t *testing.T, s *Service, sku string) contract.StockLevel {
+func stockOf(t *testing.T, s *Service, sku string) inventoryapi.StockLevel {
 	t.Helper()
 	levels, err := s.Stock(context.Background())
 	if err != nil {
@@ -68,13 +68,13 @@ func stockOf(t *testing.T, s *Service, sku string) contract.StockLevel {
 		}
 	}
 	t.Fatalf("no stock level for %s", sku)
-	return contract.StockLevel{}
+	return inventoryapi.StockLevel{}
 }
 
 func wantStock(t *testing.T, s *Service, sku string, received, available, reserved, sold int64) {
 	t.Helper()
 	got := stockOf(t, s, sku)
-	want := contract.StockLevel{SKU: sku, Received: received, Available: available, Reserved: reserved, Sold: sold}
+	want := inventoryapi.StockLevel{SKU: sku, Received: received, Available: available, Reserved: reserved, Sold: sold}
 	if got != want {
 		t.Fatalf("stock of %s = %+v, want %+v", sku, got, want)
 	}
@@ -127,12 +127,12 @@ func eventsOfType(t *testing.T, db *database.DB, typ string) []events.Event {
 	return out
 }
 
-func reserve(s *Service, orderID string, lines ...contract.ReserveLine) (contract.Reservation, bool, error) {
+func reserve(s *Service, orderID string, lines ...inventoryapi.ReserveLine) (inventoryapi.Reservation, bool, error) {
 	return s.Reserve(context.Background(), ReserveRequest{OrderID: orderID, Lines: lines})
 }
 
-func line(sku string, qty int64) contract.ReserveLine {
-	return contract.ReserveLine{SKU: sku, Quantity: qty}
+func line(sku string, qty int64) inventoryapi.ReserveLine {
+	return inventoryapi.ReserveLine{SKU: sku, Quantity: qty}
 }
 
 func TestSeedCatalog(t *testing.T) {
@@ -270,7 +270,7 @@ func TestCreateUpdateRestock(t *testing.T) {
 			t.Fatalf("update of an unknown sku: %v", err)
 		}
 		st, err := s.Restock(ctx, "LAMP", 6)
-		if err != nil || st != (contract.StockLevel{SKU: "LAMP", Received: 10, Available: 10}) {
+		if err != nil || st != (inventoryapi.StockLevel{SKU: "LAMP", Received: 10, Available: 10}) {
 			t.Fatalf("restock: %+v %v", st, err)
 		}
 		if _, err := s.Restock(ctx, "NOPE", 1); !errors.Is(err, ErrProductNotFound) {
@@ -344,14 +344,14 @@ func TestReserveAllOrNothing(t *testing.T) {
 			t.Fatalf("reserve: %v %v", created, err)
 		}
 		if r.Status != "held" || r.TotalCents != 2*1000+3*250 || r.Currency != "USD" || len(r.Lines) != 2 ||
-			r.Lines[0] != (contract.ReservationLine{SKU: "B", Quantity: 2, PriceCents: 1000, Currency: "USD"}) ||
+			r.Lines[0] != (inventoryapi.ReservationLine{SKU: "B", Quantity: 2, PriceCents: 1000, Currency: "USD"}) ||
 			r.ExpiresAt.Sub(r.CreatedAt) != time.Minute {
 			t.Fatalf("reservation %+v", r)
 		}
 		wantStock(t, s, "A", 5, 2, 3, 0)
 		wantStock(t, s, "B", 2, 0, 2, 0)
 		evs := eventsOfType(t, db, "inventory.reserved")
-		var body contract.StockReserved
+		var body inventoryapi.StockReserved
 		if len(evs) != 1 || evs[0].Decode(&body) != nil || body.OrderID != "o1" || body.TotalCents != r.TotalCents || len(body.Lines) != 2 {
 			t.Fatalf("reserved events %+v", evs)
 		}
@@ -427,9 +427,9 @@ func TestConcurrentReservationsNeverOversell(t *testing.T) {
 			wg.Go(func() {
 				// Half also take a product with plenty, in the other
 				// order, so rows are locked in both orders of the request.
-				lines := []contract.ReserveLine{line("LAST", 1)}
+				lines := []inventoryapi.ReserveLine{line("LAST", 1)}
 				if i%2 == 0 {
-					lines = []contract.ReserveLine{line("MORE", 1), line("LAST", 1)}
+					lines = []inventoryapi.ReserveLine{line("MORE", 1), line("LAST", 1)}
 				}
 				_, _, err := reserve(s, fmt.Sprintf("race-%d", i), lines...)
 				mu.Lock()
@@ -501,7 +501,7 @@ func TestCommitAndRelease(t *testing.T) {
 		if _, err := s.Commit(ctx, "drop"); !errors.Is(err, ErrReservationReleased) {
 			t.Fatalf("commit after release: %v", err)
 		}
-		for _, f := range []func(context.Context, string) (contract.Reservation, error){s.Commit, s.Release} {
+		for _, f := range []func(context.Context, string) (inventoryapi.Reservation, error){s.Commit, s.Release} {
 			if _, err := f(ctx, "never-reserved"); !errors.Is(err, ErrReservationNotFound) {
 				t.Fatalf("unknown order: %v", err)
 			}
@@ -511,7 +511,7 @@ func TestCommitAndRelease(t *testing.T) {
 		if len(rel) != 2 {
 			t.Fatalf("%d released events, want 2 (one per release)", len(rel))
 		}
-		var first, second contract.StockReleased
+		var first, second inventoryapi.StockReleased
 		if rel[0].Decode(&first) != nil || rel[1].Decode(&second) != nil ||
 			first.OrderID != "buy" || first.PreviousStatus != "committed" || first.Reason != "released" || len(first.Lines) != 2 ||
 			second.OrderID != "drop" || second.PreviousStatus != "held" {
@@ -585,7 +585,7 @@ func TestExpiry(t *testing.T) {
 		}
 		var reasons []string
 		for _, e := range eventsOfType(t, db, "inventory.released") {
-			var b contract.StockReleased
+			var b inventoryapi.StockReleased
 			if err := e.Decode(&b); err != nil {
 				t.Fatal(err)
 			}
@@ -609,10 +609,10 @@ func TestLowStockOncePerCrossing(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		lows := func() []contract.LowStock {
-			var out []contract.LowStock
+		lows := func() []inventoryapi.LowStock {
+			var out []inventoryapi.LowStock
 			for _, e := range eventsOfType(t, db, "inventory.low_stock") {
-				var b contract.LowStock
+				var b inventoryapi.LowStock
 				if err := e.Decode(&b); err != nil {
 					t.Fatal(err)
 				}
@@ -627,7 +627,7 @@ func TestLowStockOncePerCrossing(t *testing.T) {
 		}
 		step("r3", 1) // 5 -> 4: crosses
 		step("r4", 1) // 4 -> 3: already below
-		want := []contract.LowStock{{SKU: "A", Name: "Product A", Available: 4, Threshold: 5}}
+		want := []inventoryapi.LowStock{{SKU: "A", Name: "Product A", Available: 4, Threshold: 5}}
 		if got := lows(); !slices.Equal(got, want) {
 			t.Fatalf("low-stock events %+v, want %+v", got, want)
 		}
@@ -638,7 +638,7 @@ func TestLowStockOncePerCrossing(t *testing.T) {
 			}
 		}
 		step("r5", 9) // 10 -> 1 in one go
-		want = append(want, contract.LowStock{SKU: "A", Name: "Product A", Available: 1, Threshold: 5})
+		want = append(want, inventoryapi.LowStock{SKU: "A", Name: "Product A", Available: 1, Threshold: 5})
 		if got := lows(); !slices.Equal(got, want) {
 			t.Fatalf("low-stock events %+v, want %+v", got, want)
 		}
@@ -670,16 +670,16 @@ func TestQuote(t *testing.T) {
 		addProduct(t, s, "B", 0, 1000, "USD")
 		addProduct(t, s, "E", 9, 700, "EUR")
 		// Prices only: B has no stock and is quoted all the same.
-		q, err := s.Quote(ctx, QuoteRequest{Lines: []contract.ReserveLine{line("B", 3), line("A", 2)}})
+		q, err := s.Quote(ctx, QuoteRequest{Lines: []inventoryapi.ReserveLine{line("B", 3), line("A", 2)}})
 		if err != nil || q.TotalCents != 3500 || q.Currency != "USD" ||
-			!slices.Equal(q.Lines, []contract.ReservationLine{{SKU: "B", Quantity: 3, PriceCents: 1000, Currency: "USD"}, {SKU: "A", Quantity: 2, PriceCents: 250, Currency: "USD"}}) {
+			!slices.Equal(q.Lines, []inventoryapi.ReservationLine{{SKU: "B", Quantity: 3, PriceCents: 1000, Currency: "USD"}, {SKU: "A", Quantity: 2, PriceCents: 250, Currency: "USD"}}) {
 			t.Fatalf("quote: %+v %v", q, err)
 		}
-		_, err = s.Quote(ctx, QuoteRequest{Lines: []contract.ReserveLine{line("NOPE", 1), line("A", 1)}})
+		_, err = s.Quote(ctx, QuoteRequest{Lines: []inventoryapi.ReserveLine{line("NOPE", 1), line("A", 1)}})
 		if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines[0].sku" {
 			t.Fatalf("unknown sku: %v", err)
 		}
-		_, err = s.Quote(ctx, QuoteRequest{Lines: []contract.ReserveLine{line("A", 1), line("E", 1)}})
+		_, err = s.Quote(ctx, QuoteRequest{Lines: []inventoryapi.ReserveLine{line("A", 1), line("E", 1)}})
 		if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines" {
 			t.Fatalf("mixed currencies: %v", err)
 		}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/database"
-	"github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
 // product is a catalog entry with its stock, as stored.
@@ -26,13 +26,13 @@ type product struct {
 	Version     int64
 }
 
-func (p product) public() contract.Product {
-	return contract.Product{SKU: p.SKU, Name: p.Name, Description: p.Description,
+func (p product) public() inventoryapi.Product {
+	return inventoryapi.Product{SKU: p.SKU, Name: p.Name, Description: p.Description,
 		PriceCents: p.PriceCents, Currency: p.Currency, Available: p.Available}
 }
 
-func (p product) stock() contract.StockLevel {
-	return contract.StockLevel{SKU: p.SKU, Received: p.Received, Available: p.Available,
+func (p product) stock() inventoryapi.StockLevel {
+	return inventoryapi.StockLevel{SKU: p.SKU, Received: p.Received, Available: p.Available,
 		Reserved: p.Reserved, Sold: p.Sold}
 }
 
@@ -234,7 +234,7 @@ func affectedOne(res sql.Result, what string) (bool, error) {
 type reservation struct {
 	OrderID       string
 	Status        string
-	Lines         []contract.ReservationLine
+	Lines         []inventoryapi.ReservationLine
 	TotalCents    int64
 	Currency      string
 	CreatedAt     time.Time
@@ -242,8 +242,8 @@ type reservation struct {
 	ReleaseReason string
 }
 
-func (r reservation) public() contract.Reservation {
-	return contract.Reservation{OrderID: r.OrderID, Status: r.Status, Lines: r.Lines,
+func (r reservation) public() inventoryapi.Reservation {
+	return inventoryapi.Reservation{OrderID: r.OrderID, Status: r.Status, Lines: r.Lines,
 		TotalCents: r.TotalCents, Currency: r.Currency, CreatedAt: r.CreatedAt.UTC(),
 		ExpiresAt: r.ExpiresAt.UTC(), ReleaseReason: r.ReleaseReason}
 }
@@ -299,7 +299,7 @@ func (s store) reservation(ctx context.Context, q querier, orderID string) (rese
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var l contract.ReservationLine
+		var l inventoryapi.ReservationLine
 		if err := rows.Scan(&l.SKU, &l.Quantity, &l.PriceCents, &l.Currency); err != nil {
 			return reservation{}, fmt.Errorf("reading reservation lines of %s: %w", orderID, err)
 		}
@@ -332,7 +332,7 @@ func (s store) setStatus(ctx context.Context, tx *sql.Tx, orderID, from, to, rea
 func (s store) expiredHeld(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT order_id FROM reservations WHERE status = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3`,
-		contract.StatusHeld, now.UnixMilli(), limit)
+		inventoryapi.StatusHeld, now.UnixMilli(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("finding expired reservations: %w", err)
 	}

@@ -11,10 +11,10 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // Consumers returns one inbox-guarded durable consumer per event type.
@@ -108,47 +108,47 @@ func (s *Service) handle(ctx context.Context, tx *sql.Tx, e events.Event) error 
 // permanent: no redelivery fixes it, and the event goes to dead letters.
 func (s *Service) notice(e events.Event) (notice, error) {
 	switch e.Type {
-	case users.UserRegistered{}.EventType():
-		var b users.UserRegistered
+	case usersapi.UserRegistered{}.EventType():
+		var b usersapi.UserRegistered
 		if err := e.Decode(&b); err != nil {
 			return notice{}, err
 		}
 		return s.email(e, "", b.Email, msgWelcome, welcomeData{Name: firstNonEmpty(b.Name, b.Email), Email: b.Email})
-	case orders.OrderConfirmed{}.EventType():
-		var b orders.OrderConfirmed
+	case ordersapi.OrderConfirmed{}.EventType():
+		var b ordersapi.OrderConfirmed
 		if err := e.Decode(&b); err != nil {
 			return notice{}, err
 		}
 		return s.email(e, b.OrderID, b.Email, msgReceipt, orderData{OrderID: b.OrderID,
 			Lines: orderLines(b.Lines, b.Currency), Total: formatMoney(b.TotalCents, b.Currency)})
-	case orders.OrderRejected{}.EventType():
-		var b orders.OrderRejected
+	case ordersapi.OrderRejected{}.EventType():
+		var b ordersapi.OrderRejected
 		if err := e.Decode(&b); err != nil {
 			return notice{}, err
 		}
 		return s.email(e, b.OrderID, b.Email, msgRejected, orderData{OrderID: b.OrderID,
 			Lines: orderLines(b.Lines, b.Currency), Total: formatMoney(b.TotalCents, b.Currency),
 			Reason: b.Reason, Why: rejectionReason(b.Reason)})
-	case orders.OrderCancelled{}.EventType():
+	case ordersapi.OrderCancelled{}.EventType():
 		// The refund notice goes out on the cancellation, which carries
 		// the customer's address and the whole story. payments.refunded
 		// (below) also comes for it; it drives webhooks only, so one
 		// cancellation makes one email, whatever order the events come in.
-		var b orders.OrderCancelled
+		var b ordersapi.OrderCancelled
 		if err := e.Decode(&b); err != nil {
 			return notice{}, err
 		}
 		return s.email(e, b.OrderID, b.Email, msgRefund, orderData{OrderID: b.OrderID,
 			Lines: orderLines(b.Lines, b.Currency), Total: formatMoney(b.TotalCents, b.Currency),
 			Refunded: formatMoney(b.RefundedCents, b.Currency)})
-	case payments.PaymentRefunded{}.EventType():
-		var b payments.PaymentRefunded
+	case paymentsapi.PaymentRefunded{}.EventType():
+		var b paymentsapi.PaymentRefunded
 		if err := e.Decode(&b); err != nil {
 			return notice{}, err
 		}
 		return notice{orderID: b.OrderID}, nil
-	case inventory.LowStock{}.EventType():
-		var b inventory.LowStock
+	case inventoryapi.LowStock{}.EventType():
+		var b inventoryapi.LowStock
 		if err := e.Decode(&b); err != nil {
 			return notice{}, err
 		}

@@ -30,9 +30,9 @@ import (
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/notifications"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/users"
-	usercontract "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 const (
@@ -113,7 +113,7 @@ func login(t *testing.T, usersURL, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
 	}
-	var tok usercontract.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -389,10 +389,10 @@ func verify(secret string, r received, ev events.Event) error {
 	return nil
 }
 
-func confirmed(email string) orders.OrderConfirmed {
-	return orders.OrderConfirmed{
+func confirmed(email string) ordersapi.OrderConfirmed {
+	return ordersapi.OrderConfirmed{
 		OrderID: ids.New(), UserID: "u1", Email: email,
-		Lines: []orders.Line{
+		Lines: []ordersapi.Line{
 			{SKU: "MUG-CERAMIC-12", Quantity: 2, PriceCents: 1400},
 			{SKU: "KETTLE-GOOSENECK", Quantity: 1, PriceCents: 5900},
 		},

@@ -9,7 +9,7 @@ import (
 	"strings"
 	texttemplate "text/template"
 
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // The templates are files in the binary: for each message a text one,
@@ -98,7 +98,7 @@ type (
 	}
 )
 
-func orderLines(lines []orders.Line, currency string) []lineData {
+func orderLines(lines []ordersapi.Line, currency string) []lineData {
 	out := make([]lineData, 0, len(lines))
 	for _, l := range lines {
 		out = append(out, lineData{SKU: l.SKU, Quantity: l.Quantity,
@@ -110,17 +110,17 @@ func orderLines(lines []orders.Line, currency string) []lineData {
 // rejectionReason is one sentence for each reason orders gives.
 func rejectionReason(reason string) string {
 	switch reason {
-	case orders.ReasonOutOfStock:
+	case ordersapi.ReasonOutOfStock:
 		return "Some of the products you ordered are out of stock, so we could not reserve them."
-	case orders.ReasonPaymentDeclined:
+	case ordersapi.ReasonPaymentDeclined:
 		return "Your card was declined, so nothing was charged. Please check the card details or use another card."
-	case orders.ReasonPaymentUnavailable:
+	case ordersapi.ReasonPaymentUnavailable:
 		return "Our payment service did not answer in time, so we stopped before charging your card. Please try again in a few minutes."
-	case orders.ReasonInventoryUnavailable:
+	case ordersapi.ReasonInventoryUnavailable:
 		return "Our stock service did not answer in time, so we could not reserve your products. Please try again in a few minutes."
-	case orders.ReasonReservationExpired:
+	case ordersapi.ReasonReservationExpired:
 		return "Your checkout took too long and the products we held for you were released. Nothing was charged."
-	case orders.ReasonInterrupted:
+	case ordersapi.ReasonInterrupted:
 		return "Our checkout was interrupted before your card was charged, and we never keep card numbers, so we could not finish it. Nothing was charged."
 	default:
 		return "We could not complete your order, and nothing was charged."

@@ -15,7 +15,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/events"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 func TestFormatMoney(t *testing.T) {
@@ -62,7 +62,7 @@ func TestEveryMessageRenders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := orderLines([]orders.Line{{SKU: "MUG", Quantity: 2, PriceCents: 1400}, {SKU: "<b>X</b>", Quantity: 1, PriceCents: 999}}, "USD")
+	lines := orderLines([]ordersapi.Line{{SKU: "MUG", Quantity: 2, PriceCents: 1400}, {SKU: "<b>X</b>", Quantity: 1, PriceCents: 999}}, "USD")
 	for name, data := range map[string]any{
 		msgWelcome:  welcomeData{Name: "Ada", Email: "ada@example.com"},
 		msgReceipt:  orderData{OrderID: "o1", Lines: lines, Total: "$37.99"},
@@ -81,8 +81,8 @@ func TestEveryMessageRenders(t *testing.T) {
 			t.Errorf("%s: the HTML part does not escape data: %s", name, r.HTML)
 		}
 	}
-	for _, reason := range []string{orders.ReasonOutOfStock, orders.ReasonPaymentDeclined, orders.ReasonPaymentUnavailable,
-		orders.ReasonInventoryUnavailable, orders.ReasonReservationExpired, orders.ReasonInterrupted} {
+	for _, reason := range []string{ordersapi.ReasonOutOfStock, ordersapi.ReasonPaymentDeclined, ordersapi.ReasonPaymentUnavailable,
+		ordersapi.ReasonInventoryUnavailable, ordersapi.ReasonReservationExpired, ordersapi.ReasonInterrupted} {
 		if s := rejectionReason(reason); s == rejectionReason("something new") || !strings.HasSuffix(s, ".") {
 			t.Errorf("reason %s has no sentence of its own: %q", reason, s)
 		}

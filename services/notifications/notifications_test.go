@@ -16,11 +16,11 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/notifications"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // TestNotifications runs one real notifications service (SQLite, embedded
@@ -177,7 +177,7 @@ func testEmails(t *testing.T, e *env, n *notif) {
 		})
 	})
 
-	reg := e.publish(t, users.UserRegistered{UserID: "u-" + tag, Email: ada, Name: "Ada", RegisteredAt: time.Now().UTC()})
+	reg := e.publish(t, usersapi.UserRegistered{UserID: "u-" + tag, Email: ada, Name: "Ada", RegisteredAt: time.Now().UTC()})
 	m := e.emailOf(t, reg.ID)
 	if m.Subject != "Welcome to microshop, Ada" || !slices.Equal(m.To, []string{ada}) || m.From != "shop@microshop.local" ||
 		!strings.Contains(m.Text, "Hello Ada,") || !strings.Contains(m.HTML, "Welcome, Ada!") {
@@ -199,11 +199,11 @@ func testEmails(t *testing.T, e *env, n *notif) {
 	}
 
 	for reason, sentence := range map[string]string{
-		orders.ReasonPaymentDeclined: "Your card was declined",
-		orders.ReasonOutOfStock:      "out of stock",
-		orders.ReasonInterrupted:     "interrupted",
+		ordersapi.ReasonPaymentDeclined: "Your card was declined",
+		ordersapi.ReasonOutOfStock:      "out of stock",
+		ordersapi.ReasonInterrupted:     "interrupted",
 	} {
-		rej := e.publish(t, orders.OrderRejected{OrderID: ids.New(), UserID: "u", Email: ada, Reason: reason,
+		rej := e.publish(t, ordersapi.OrderRejected{OrderID: ids.New(), UserID: "u", Email: ada, Reason: reason,
 			Lines: conf.Lines, TotalCents: 8700, Currency: "USD", RejectedAt: time.Now().UTC()})
 		m = e.emailOf(t, rej.ID)
 		if !strings.HasPrefix(m.Subject, "We could not complete your microshop order") || !strings.Contains(m.Text, sentence) ||
@@ -214,16 +214,16 @@ func testEmails(t *testing.T, e *env, n *notif) {
 
 	// A cancellation: one refund notice, from orders.cancelled; the refund
 	// payments publishes for it makes no second email.
-	cancel := e.publish(t, orders.OrderCancelled{OrderID: conf.OrderID, UserID: "u", Email: ada, Lines: conf.Lines,
+	cancel := e.publish(t, ordersapi.OrderCancelled{OrderID: conf.OrderID, UserID: "u", Email: ada, Lines: conf.Lines,
 		TotalCents: 8700, RefundedCents: 8700, Currency: "USD", CancelledAt: time.Now().UTC()})
-	refund := e.publish(t, payments.PaymentRefunded{PaymentID: "pay1", OrderID: conf.OrderID, AmountCents: 8700,
+	refund := e.publish(t, paymentsapi.PaymentRefunded{PaymentID: "pay1", OrderID: conf.OrderID, AmountCents: 8700,
 		RefundedCentsTotal: 8700, Currency: "USD"})
 	m = e.emailOf(t, cancel.ID)
 	if m.Subject != "Your microshop order "+conf.OrderID+" was cancelled and refunded" || !strings.Contains(m.Text, "We refunded $87.00 to your card") {
 		t.Errorf("refund notice: %+v", m)
 	}
 
-	low := e.publish(t, inventory.LowStock{SKU: "MUG-CERAMIC-12", Name: "Ceramic Coffee Mug", Available: 3, Threshold: 5})
+	low := e.publish(t, inventoryapi.LowStock{SKU: "MUG-CERAMIC-12", Name: "Ceramic Coffee Mug", Available: 3, Threshold: 5})
 	m = e.emailOf(t, low.ID)
 	if !slices.Equal(m.To, []string{"ops@example.com"}) || m.Subject != "Low stock: MUG-CERAMIC-12 has 3 left" ||
 		!strings.Contains(m.Text, "Ceramic Coffee Mug (MUG-CERAMIC-12) fell below 5: 3 available") {
@@ -231,9 +231,9 @@ func testEmails(t *testing.T, e *env, n *notif) {
 	}
 
 	// An event older than --max-event-age (24h) is not notified.
-	old := newEvent(t, users.UserRegistered{UserID: "u-old", Email: "old-" + tag + "@example.com", Name: "Old"}, time.Now().Add(-48*time.Hour))
+	old := newEvent(t, usersapi.UserRegistered{UserID: "u-old", Email: "old-" + tag + "@example.com", Name: "Old"}, time.Now().Add(-48*time.Hour))
 	e.publishAs(t, old, old.ID)
-	marker := e.publish(t, users.UserRegistered{UserID: "u-marker", Email: "marker-" + tag + "@example.com", Name: "Marker"})
+	marker := e.publish(t, usersapi.UserRegistered{UserID: "u-marker", Email: "marker-" + tag + "@example.com", Name: "Marker"})
 	e.emailOf(t, marker.ID) // handled in stream order: the old one was handled before
 	if c := e.countEmails([]string{old.ID}); len(c) != 0 {
 		t.Errorf("an event two days old was emailed")
@@ -344,7 +344,7 @@ func testWebhookRetries(t *testing.T, e *env, n *notif) {
 func testDeadAndReplay(t *testing.T, e *env, n *notif) {
 	rc := newReceiver(t, func(int) int { return http.StatusInternalServerError })
 	hook := n.register(t, e.AdminToken, rc.URL, "inventory.low_stock")
-	ev := e.publish(t, inventory.LowStock{SKU: "KETTLE-GOOSENECK", Name: "Kettle", Available: 1, Threshold: 5})
+	ev := e.publish(t, inventoryapi.LowStock{SKU: "KETTLE-GOOSENECK", Name: "Kettle", Available: 1, Threshold: 5})
 	d := n.awaitDelivery(t, e.AdminToken, ev, "webhook:"+hook.ID, "dead")
 	if d.Tries != 4 || !strings.Contains(d.LastError, "500") || d.SentAt != nil || d.NextAttemptAt != nil {
 		t.Errorf("dead delivery %+v", d)
@@ -421,7 +421,7 @@ func testWebhookAdmin(t *testing.T, e *env, n *notif) {
 		t.Error("the list shows the secret")
 	}
 
-	ev := e.publish(t, users.UserRegistered{UserID: "u", Email: "held-" + ids.New()[18:] + "@example.com", Name: "Held"})
+	ev := e.publish(t, usersapi.UserRegistered{UserID: "u", Email: "held-" + ids.New()[18:] + "@example.com", Name: "Held"})
 	waitFor(t, "the held request", func() bool { return len(rc.requests()) == 1 })
 	d := n.awaitDelivery(t, e.AdminToken, ev, "webhook:"+hook.ID, "pending")
 	r = servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+d.ID+"/replay", e.AdminToken, nil)
@@ -449,7 +449,7 @@ func testWebhookAdmin(t *testing.T, e *env, n *notif) {
 		t.Errorf("delete again: %d %s", r.Status, r.Body)
 	}
 	// A new event finds no endpoint.
-	ev2 := e.publish(t, users.UserRegistered{UserID: "u", Email: "after-" + ids.New()[18:] + "@example.com", Name: "After"})
+	ev2 := e.publish(t, usersapi.UserRegistered{UserID: "u", Email: "after-" + ids.New()[18:] + "@example.com", Name: "After"})
 	e.emailOf(t, ev2.ID)
 	if ds := n.deliveriesOf(t, e.AdminToken, ev2); len(ds) != 1 || ds[0].Channel != "email" {
 		t.Errorf("deliveries after the delete: %+v", ds)

@@ -23,22 +23,22 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/problem"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // EventTypes are the events notifications consumes, and the ones a
 // webhook endpoint may subscribe to.
 func EventTypes() []string {
 	return []string{
-		users.UserRegistered{}.EventType(),
-		orders.OrderConfirmed{}.EventType(),
-		orders.OrderRejected{}.EventType(),
-		orders.OrderCancelled{}.EventType(),
-		payments.PaymentRefunded{}.EventType(),
-		inventory.LowStock{}.EventType(),
+		usersapi.UserRegistered{}.EventType(),
+		ordersapi.OrderConfirmed{}.EventType(),
+		ordersapi.OrderRejected{}.EventType(),
+		ordersapi.OrderCancelled{}.EventType(),
+		paymentsapi.PaymentRefunded{}.EventType(),
+		inventoryapi.LowStock{}.EventType(),
 	}
 }
 

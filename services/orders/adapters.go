@@ -6,19 +6,19 @@ import (
 	"fmt"
 
 	"github.com/microshop/microshop/internal/platform/problem"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	"github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // inventoryAdapter speaks to inventory through its contract client and
 // turns its answers into what the saga understands.
-type inventoryAdapter struct{ c *inventory.Client }
+type inventoryAdapter struct{ c *inventoryapi.Client }
 
-func (a inventoryAdapter) Quote(ctx context.Context, lines []LineRequest) ([]contract.Line, int64, string, error) {
+func (a inventoryAdapter) Quote(ctx context.Context, lines []LineRequest) ([]ordersapi.Line, int64, string, error) {
 	q, err := a.c.Quote(ctx, reserveLines(lines))
 	if err != nil {
-		if errors.Is(err, inventory.ErrNotFound) || isInvalid(err) {
+		if errors.Is(err, inventoryapi.ErrNotFound) || isInvalid(err) {
 			return nil, 0, "", fmt.Errorf("%w: %v", ErrUnknownProduct, problemDetail(err))
 		}
 		return nil, 0, "", err
@@ -26,10 +26,10 @@ func (a inventoryAdapter) Quote(ctx context.Context, lines []LineRequest) ([]con
 	return toLines(q.Lines), q.TotalCents, q.Currency, nil
 }
 
-func (a inventoryAdapter) Reserve(ctx context.Context, orderID string, lines []LineRequest) ([]contract.Line, int64, string, error) {
-	r, err := a.c.Reserve(ctx, inventory.ReserveRequest{OrderID: orderID, Lines: reserveLines(lines)})
+func (a inventoryAdapter) Reserve(ctx context.Context, orderID string, lines []LineRequest) ([]ordersapi.Line, int64, string, error) {
+	r, err := a.c.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: orderID, Lines: reserveLines(lines)})
 	switch {
-	case errors.Is(err, inventory.ErrOutOfStock):
+	case errors.Is(err, inventoryapi.ErrOutOfStock):
 		return nil, 0, "", fmt.Errorf("%w: %v", ErrOutOfStock, err)
 	case isInvalid(err):
 		return nil, 0, "", fmt.Errorf("%w: %v", ErrUnknownProduct, problemDetail(err))
@@ -41,7 +41,7 @@ func (a inventoryAdapter) Reserve(ctx context.Context, orderID string, lines []L
 
 func (a inventoryAdapter) Commit(ctx context.Context, orderID string) error {
 	_, err := a.c.Commit(ctx, orderID)
-	if errors.Is(err, inventory.ErrReservationReleased) || errors.Is(err, inventory.ErrNotFound) {
+	if errors.Is(err, inventoryapi.ErrReservationReleased) || errors.Is(err, inventoryapi.ErrNotFound) {
 		return fmt.Errorf("%w: %v", ErrReservationReleased, err)
 	}
 	return err
@@ -49,24 +49,24 @@ func (a inventoryAdapter) Commit(ctx context.Context, orderID string) error {
 
 func (a inventoryAdapter) Release(ctx context.Context, orderID string) error {
 	_, err := a.c.Release(ctx, orderID)
-	if errors.Is(err, inventory.ErrNotFound) {
+	if errors.Is(err, inventoryapi.ErrNotFound) {
 		return nil // nothing was reserved: nothing to give back
 	}
 	return err
 }
 
-func reserveLines(lines []LineRequest) []inventory.ReserveLine {
-	out := make([]inventory.ReserveLine, len(lines))
+func reserveLines(lines []LineRequest) []inventoryapi.ReserveLine {
+	out := make([]inventoryapi.ReserveLine, len(lines))
 	for i, l := range lines {
-		out[i] = inventory.ReserveLine{SKU: l.SKU, Quantity: l.Quantity}
+		out[i] = inventoryapi.ReserveLine{SKU: l.SKU, Quantity: l.Quantity}
 	}
 	return out
 }
 
-func toLines(lines []inventory.ReservationLine) []contract.Line {
-	out := make([]contract.Line, len(lines))
+func toLines(lines []inventoryapi.ReservationLine) []ordersapi.Line {
+	out := make([]ordersapi.Line, len(lines))
 	for i, l := range lines {
-		out[i] = contract.Line{SKU: l.SKU, Quantity: l.Quantity, PriceCents: l.PriceCents}
+		out[i] = ordersapi.Line{SKU: l.SKU, Quantity: l.Quantity, PriceCents: l.PriceCents}
 	}
 	return out
 }
@@ -88,14 +88,14 @@ func problemDetail(err error) string {
 }
 
 // paymentsAdapter speaks to payments through its contract client.
-type paymentsAdapter struct{ c *payments.Client }
+type paymentsAdapter struct{ c *paymentsapi.Client }
 
-func (a paymentsAdapter) Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card payments.Card) (string, error) {
-	p, err := a.c.Authorize(ctx, key, payments.AuthorizeRequest{OrderID: orderID, AmountCents: amount, Currency: currency, Card: card})
+func (a paymentsAdapter) Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card paymentsapi.Card) (string, error) {
+	p, err := a.c.Authorize(ctx, key, paymentsapi.AuthorizeRequest{OrderID: orderID, AmountCents: amount, Currency: currency, Card: card})
 	switch {
-	case errors.Is(err, payments.ErrDeclined):
+	case errors.Is(err, paymentsapi.ErrDeclined):
 		return "", fmt.Errorf("%w: %v", ErrDeclined, err)
-	case errors.Is(err, payments.ErrOrderVoided):
+	case errors.Is(err, paymentsapi.ErrOrderVoided):
 		return "", fmt.Errorf("%w: %v", ErrOrderVoided, err)
 	case isInvalid(err):
 		// payments refused the card outright: as good as a decline.
@@ -108,7 +108,7 @@ func (a paymentsAdapter) Authorize(ctx context.Context, key, orderID string, amo
 
 func (a paymentsAdapter) Capture(ctx context.Context, key, paymentID string, amount int64) error {
 	_, err := a.c.Capture(ctx, key, paymentID, amount)
-	if errors.Is(err, payments.ErrAlreadyCaptured) {
+	if errors.Is(err, paymentsapi.ErrAlreadyCaptured) {
 		return nil // one capture per payment: it already happened
 	}
 	return err

@@ -17,8 +17,8 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/httpjson"
-	"github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // Hot paths of a checkout in orders, measured alone:
@@ -53,21 +53,21 @@ func BenchmarkDecodeOrder(b *testing.B) {
 // stubInventory prices every line at 1000 cents and holds stock at once.
 type stubInventory struct{}
 
-func (stubInventory) Quote(_ context.Context, lines []LineRequest) ([]contract.Line, int64, string, error) {
+func (stubInventory) Quote(_ context.Context, lines []LineRequest) ([]ordersapi.Line, int64, string, error) {
 	return priced(lines)
 }
 
-func (stubInventory) Reserve(_ context.Context, _ string, lines []LineRequest) ([]contract.Line, int64, string, error) {
+func (stubInventory) Reserve(_ context.Context, _ string, lines []LineRequest) ([]ordersapi.Line, int64, string, error) {
 	return priced(lines)
 }
 func (stubInventory) Commit(context.Context, string) error  { return nil }
 func (stubInventory) Release(context.Context, string) error { return nil }
 
-func priced(lines []LineRequest) ([]contract.Line, int64, string, error) {
-	out := make([]contract.Line, len(lines))
+func priced(lines []LineRequest) ([]ordersapi.Line, int64, string, error) {
+	out := make([]ordersapi.Line, len(lines))
 	var total int64
 	for i, l := range lines {
-		out[i] = contract.Line{SKU: l.SKU, Quantity: l.Quantity, PriceCents: 1000}
+		out[i] = ordersapi.Line{SKU: l.SKU, Quantity: l.Quantity, PriceCents: 1000}
 		total += 1000 * l.Quantity
 	}
 	return out, total, "EUR", nil
@@ -76,7 +76,7 @@ func priced(lines []LineRequest) ([]contract.Line, int64, string, error) {
 // stubPayments approves every card at once.
 type stubPayments struct{}
 
-func (stubPayments) Authorize(_ context.Context, _, orderID string, _ int64, _ string, _ payments.Card) (string, error) {
+func (stubPayments) Authorize(_ context.Context, _, orderID string, _ int64, _ string, _ paymentsapi.Card) (string, error) {
 	return "pay-" + orderID, nil
 }
 func (stubPayments) Capture(context.Context, string, string, int64) error { return nil }
@@ -135,7 +135,7 @@ func BenchmarkCheckoutSaga(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if o.Status != contract.StatusConfirmed {
+		if o.Status != ordersapi.StatusConfirmed {
 			b.Fatalf("order %s is %s", o.ID, o.Status)
 		}
 	}
@@ -155,7 +155,7 @@ func BenchmarkSagaStep(b *testing.B) {
 		b.StopTimer()
 		now := time.Now()
 		o := order{ID: fmt.Sprintf("bench-%08d", i), UserID: "user-1", Email: "ada@example.com", IdempotencyKey: fmt.Sprint("k", i),
-			RequestHash: "h", Status: contract.StatusPending, Lines: lines, TotalCents: total, Currency: cur,
+			RequestHash: "h", Status: ordersapi.StatusPending, Lines: lines, TotalCents: total, Currency: cur,
 			Shipping: req.ShippingAddress, SagaStep: stepReserve, StepDeadline: now.Add(time.Minute), CreatedAt: now, UpdatedAt: now}
 		if err := s.db.InTx(ctx, func(tx *sql.Tx) error { return s.store.insert(ctx, tx, o, "bench", now.Add(time.Minute)) }); err != nil {
 			b.Fatal(err)

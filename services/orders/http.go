@@ -13,7 +13,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // Routes lists every route of orders in one place.
@@ -89,7 +89,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := httpjson.List[contract.Order]{Items: []contract.Order{}}
+	out := httpjson.List[ordersapi.Order]{Items: []ordersapi.Order{}}
 	for i, o := range orders {
 		if i == limit {
 			out.NextPageToken = httpjson.PageToken(orders[i-1].ID)
@@ -115,7 +115,7 @@ func (h *handlers) saga(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, httpjson.List[contract.SagaEntry]{Items: log})
+	httpjson.Write(w, http.StatusOK, httpjson.List[ordersapi.SagaEntry]{Items: log})
 }
 
 func (h *handlers) cancel(w http.ResponseWriter, r *http.Request) {
@@ -125,7 +125,7 @@ func (h *handlers) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := http.StatusOK
-	if o.Status != contract.StatusCancelled {
+	if o.Status != ordersapi.StatusCancelled {
 		status = http.StatusAccepted
 		w.Header().Set("Location", "/api/orders/"+o.ID)
 	}

@@ -11,8 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // Limits on an order. Totals stay far from int64 overflow: 100 lines x
@@ -30,9 +30,9 @@ var skuPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // in memory only, for as long as it takes to ask payments to authorize
 // it; it is never stored or logged (it prints and logs masked).
 type PlaceOrder struct {
-	Lines           []LineRequest    `json:"lines"`
-	ShippingAddress contract.Address `json:"shipping_address"`
-	Card            payments.Card    `json:"card"`
+	Lines           []LineRequest     `json:"lines"`
+	ShippingAddress ordersapi.Address `json:"shipping_address"`
+	Card            paymentsapi.Card  `json:"card"`
 }
 
 // LineRequest is one product and quantity.
@@ -101,10 +101,10 @@ func isLetters(s string) bool {
 // another body is refused. It covers what the order is (lines, address)
 // and which card, by the checked card's last four digits and the expiry
 // only: a hash of the whole number would be guessable.
-func (p *PlaceOrder) hash(card payments.Checked) string {
+func (p *PlaceOrder) hash(card paymentsapi.Checked) string {
 	b, _ := json.Marshal(struct {
 		Lines []LineRequest
-		Addr  contract.Address
+		Addr  ordersapi.Address
 		Last4 string
 		Exp   string
 	}{p.Lines, p.ShippingAddress, card.Last4(), fmt.Sprintf("%d/%d", p.Card.ExpMonth, p.Card.ExpYear)})
@@ -121,11 +121,11 @@ type order struct {
 	RequestHash    string
 	Status         string
 	Reason         string
-	Lines          []contract.Line
+	Lines          []ordersapi.Line
 	TotalCents     int64
 	Currency       string
-	Shipping       contract.Address
-	Card           contract.CardSummary
+	Shipping       ordersapi.Address
+	Card           ordersapi.CardSummary
 	PaymentID      string
 	SagaStep       string
 	StepDeadline   time.Time
@@ -133,8 +133,8 @@ type order struct {
 	UpdatedAt      time.Time
 }
 
-func (o order) public() contract.Order {
-	return contract.Order{ID: o.ID, Status: o.Status, Reason: o.Reason, Lines: o.Lines, TotalCents: o.TotalCents,
+func (o order) public() ordersapi.Order {
+	return ordersapi.Order{ID: o.ID, Status: o.Status, Reason: o.Reason, Lines: o.Lines, TotalCents: o.TotalCents,
 		Currency: o.Currency, ShippingAddress: o.Shipping, Card: o.Card, PaymentID: o.PaymentID,
 		CreatedAt: o.CreatedAt.UTC(), UpdatedAt: o.UpdatedAt.UTC()}
 }

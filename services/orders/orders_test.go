@@ -10,8 +10,8 @@ import (
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/orders"
-	"github.com/microshop/microshop/services/orders/contract"
-	"github.com/microshop/microshop/test/invariants"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/internal/invariants"
 )
 
 func TestCheckout(t *testing.T) {
@@ -24,7 +24,7 @@ func TestCheckout(t *testing.T) {
 	var accepted []string
 	t.Run("three products, confirmed", func(t *testing.T) {
 		r, o := s.place(t, ada, "k-three", orderBody(goodCard, p[0].SKU, 1, p[1].SKU, 2, p[2].SKU, 3))
-		if r.Status != http.StatusCreated || o.Status != contract.StatusConfirmed {
+		if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {
 			t.Fatalf("checkout: %d %s", r.Status, r.Body)
 		}
 		accepted = append(accepted, o.ID)
@@ -46,7 +46,7 @@ func TestCheckout(t *testing.T) {
 		}
 		// The saga log shows every step before and after it ran.
 		r = servicetest.Call(t, "GET", s.orders+"/api/orders/"+o.ID+"/saga", ada, nil)
-		var log struct{ Items []contract.SagaEntry }
+		var log struct{ Items []ordersapi.SagaEntry }
 		r.JSON(t, &log)
 		var steps []string
 		for _, e := range log.Items {
@@ -61,12 +61,12 @@ func TestCheckout(t *testing.T) {
 
 	t.Run("declined card: stock released, rejected", func(t *testing.T) {
 		r, o := s.place(t, ada, "k-decline", orderBody("4000 0000 0000 0002", p[0].SKU, 1))
-		if r.Status != http.StatusCreated || o.Status != contract.StatusRejected || o.Reason != contract.ReasonPaymentDeclined {
+		if r.Status != http.StatusCreated || o.Status != ordersapi.StatusRejected || o.Reason != ordersapi.ReasonPaymentDeclined {
 			t.Fatalf("declined checkout: %d %s", r.Status, r.Body)
 		}
 		accepted = append(accepted, o.ID)
 		r, o = s.place(t, ada, "k-funds", orderBody("4000 0000 0000 9995", p[0].SKU, 1))
-		if o.Status != contract.StatusRejected || o.Reason != contract.ReasonPaymentDeclined {
+		if o.Status != ordersapi.StatusRejected || o.Reason != ordersapi.ReasonPaymentDeclined {
 			t.Fatalf("insufficient funds: %d %s", r.Status, r.Body)
 		}
 		accepted = append(accepted, o.ID)
@@ -74,7 +74,7 @@ func TestCheckout(t *testing.T) {
 
 	t.Run("out of stock: rejected, nothing held", func(t *testing.T) {
 		r, o := s.place(t, ada, "k-oos", orderBody(goodCard, p[1].SKU, 1000))
-		if r.Status != http.StatusCreated || o.Status != contract.StatusRejected || o.Reason != contract.ReasonOutOfStock {
+		if r.Status != http.StatusCreated || o.Status != ordersapi.StatusRejected || o.Reason != ordersapi.ReasonOutOfStock {
 			t.Fatalf("out of stock: %d %s", r.Status, r.Body)
 		}
 		accepted = append(accepted, o.ID)
@@ -117,7 +117,7 @@ func TestCheckout(t *testing.T) {
 			t.Fatalf("cancelling another customer's order: %d", r.Status)
 		}
 		r = servicetest.Call(t, "GET", s.orders+"/api/orders", grace, nil)
-		var list struct{ Items []contract.Order }
+		var list struct{ Items []ordersapi.Order }
 		r.JSON(t, &list)
 		if len(list.Items) != 0 {
 			t.Fatalf("grace sees %d orders", len(list.Items))
@@ -130,7 +130,7 @@ func TestCheckout(t *testing.T) {
 	t.Run("history is paginated, newest first", func(t *testing.T) {
 		r := servicetest.Call(t, "GET", s.orders+"/api/orders?limit=2", ada, nil)
 		var page struct {
-			Items         []contract.Order
+			Items         []ordersapi.Order
 			NextPageToken string `json:"next_page_token"`
 		}
 		r.JSON(t, &page)
@@ -151,15 +151,15 @@ func TestCheckout(t *testing.T) {
 
 	t.Run("cancel a confirmed order: refunded, stock back", func(t *testing.T) {
 		_, o := s.place(t, ada, "k-cancel", orderBody(goodCard, p[0].SKU, 2))
-		if o.Status != contract.StatusConfirmed {
+		if o.Status != ordersapi.StatusConfirmed {
 			t.Fatalf("order to cancel: %+v", o)
 		}
 		accepted = append(accepted, o.ID)
 		beforeCancel := s.stock(t)[p[0].SKU]
 		r := servicetest.Call(t, "POST", s.orders+"/api/orders/"+o.ID+"/cancel", ada, nil)
-		var c contract.Order
+		var c ordersapi.Order
 		r.JSON(t, &c)
-		if r.Status != http.StatusOK || c.Status != contract.StatusCancelled {
+		if r.Status != http.StatusOK || c.Status != ordersapi.StatusCancelled {
 			t.Fatalf("cancel: %d %s", r.Status, r.Body)
 		}
 		if got := s.stock(t)[p[0].SKU].Available - beforeCancel.Available; got != 2 {
@@ -189,7 +189,7 @@ func TestLastUnitsRace(t *testing.T) {
 	admin := s.admin
 	if have > 10 {
 		_, o := s.place(t, admin, "drain", orderBody(goodCard, sku, have-10))
-		if o.Status != contract.StatusConfirmed {
+		if o.Status != ordersapi.StatusConfirmed {
 			t.Fatalf("draining stock: %+v", o)
 		}
 	}
@@ -207,15 +207,15 @@ func TestLastUnitsRace(t *testing.T) {
 				t.Errorf("racer %d: %d %s", i, r.Status, r.Body)
 				return
 			}
-			if o.Status == contract.StatusPending {
+			if o.Status == ordersapi.StatusPending {
 				o = s.await(t, tok, o.ID)
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			accepted = append(accepted, o.ID)
-			if o.Status == contract.StatusConfirmed {
+			if o.Status == ordersapi.StatusConfirmed {
 				confirmed++
-			} else if o.Reason != contract.ReasonOutOfStock {
+			} else if o.Reason != ordersapi.ReasonOutOfStock {
 				t.Errorf("racer %d rejected for %q", i, o.Reason)
 			}
 		}()
@@ -241,7 +241,7 @@ func TestSlowPaymentIsCompensated(t *testing.T) {
 		t.Fatalf("slow checkout: %d %s", r.Status, r.Body)
 	}
 	o = s.await(t, ada, o.ID)
-	if o.Status != contract.StatusRejected || o.Reason != contract.ReasonPaymentUnavailable {
+	if o.Status != ordersapi.StatusRejected || o.Reason != ordersapi.ReasonPaymentUnavailable {
 		t.Fatalf("slow payment: %+v", o)
 	}
 	s.check(t, invariants.Expect{Received: received, Accepted: []string{o.ID}})
@@ -261,7 +261,7 @@ func TestPaymentsDownIsCompensated(t *testing.T) {
 	// Authorization gives up after its step timeout; the saga then must
 	// void the order's payments (payments may have authorized before it
 	// went away), which waits for payments to return, stock still held.
-	if o.Status != contract.StatusPending {
+	if o.Status != ordersapi.StatusPending {
 		t.Fatalf("with payments down the order cannot end yet: %+v", o)
 	}
 	if held := s.stock(t)[sku]; held.Reserved != before.Reserved+1 {
@@ -269,7 +269,7 @@ func TestPaymentsDownIsCompensated(t *testing.T) {
 	}
 	s.restart(t, "payments")
 	o = s.await(t, ada, o.ID)
-	if o.Status != contract.StatusRejected || o.Reason != contract.ReasonPaymentUnavailable {
+	if o.Status != ordersapi.StatusRejected || o.Reason != ordersapi.ReasonPaymentUnavailable {
 		t.Fatalf("after payments returned: %+v", o)
 	}
 	s.check(t, invariants.Expect{Received: received, Accepted: []string{o.ID}})
@@ -336,7 +336,7 @@ func TestOnPostgres(t *testing.T) {
 	ada := s.customer(t, "ada")
 	p := s.products(t, 2)
 	r, o := s.place(t, ada, "pg", orderBody(goodCard, p[0].SKU, 1, p[1].SKU, 1))
-	if r.Status != http.StatusCreated || o.Status != contract.StatusConfirmed {
+	if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {
 		t.Fatalf("checkout on postgres: %d %s", r.Status, r.Body)
 	}
 	_, d := s.place(t, ada, "pg-decline", orderBody("4000 0000 0000 0002", p[0].SKU, 1))

@@ -17,8 +17,8 @@ import (
 	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
-	"github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // The checkout saga, orchestrated by orders:
@@ -55,15 +55,15 @@ const (
 type Inventory interface {
 	// Quote prices lines without holding stock; unknown skus are an error
 	// the caller shows the client.
-	Quote(ctx context.Context, lines []LineRequest) ([]contract.Line, int64, string, error)
-	Reserve(ctx context.Context, orderID string, lines []LineRequest) ([]contract.Line, int64, string, error)
+	Quote(ctx context.Context, lines []LineRequest) ([]ordersapi.Line, int64, string, error)
+	Reserve(ctx context.Context, orderID string, lines []LineRequest) ([]ordersapi.Line, int64, string, error)
 	Commit(ctx context.Context, orderID string) error
 	Release(ctx context.Context, orderID string) error
 }
 
 // Payments is what the saga needs of the payments service.
 type Payments interface {
-	Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card payments.Card) (paymentID string, err error)
+	Authorize(ctx context.Context, key, orderID string, amount int64, currency string, card paymentsapi.Card) (paymentID string, err error)
 	Capture(ctx context.Context, key, paymentID string, amount int64) error
 	Void(ctx context.Context, key, orderID string) error
 	Refund(ctx context.Context, key, paymentID string, amount int64) error
@@ -106,13 +106,13 @@ type sagas struct {
 // Whoever moves a saga to a step records that step as started in the same
 // transaction (the order's insert, the previous step's end, a cancel), so
 // a step costs one commit; a saga that is resumed records it again.
-func (s *sagas) start(ctx context.Context, id string, card *payments.Card) <-chan struct{} {
+func (s *sagas) start(ctx context.Context, id string, card *paymentsapi.Card) <-chan struct{} {
 	return s.startAt(ctx, id, card, false, nil)
 }
 
 // startNew runs the saga of o, which this process has just stored with
 // its lease: the saga starts from o as it is, without reading it back.
-func (s *sagas) startNew(ctx context.Context, o order, card *payments.Card) <-chan struct{} {
+func (s *sagas) startNew(ctx context.Context, o order, card *paymentsapi.Card) <-chan struct{} {
 	return s.startAt(ctx, o.ID, card, false, &o)
 }
 
@@ -121,7 +121,7 @@ func (s *sagas) resumeSaga(ctx context.Context, id string) <-chan struct{} {
 	return s.startAt(ctx, id, nil, true, nil)
 }
 
-func (s *sagas) startAt(ctx context.Context, id string, card *payments.Card, resumed bool, fresh *order) <-chan struct{} {
+func (s *sagas) startAt(ctx context.Context, id string, card *paymentsapi.Card, resumed bool, fresh *order) <-chan struct{} {
 	s.mu.Lock()
 	if ch, ok := s.running[id]; ok {
 		s.mu.Unlock()
@@ -153,7 +153,7 @@ func (s *sagas) startAt(ctx context.Context, id string, card *payments.Card, res
 // stored with a new lease; after that each step's transaction renews the
 // lease (only while this owner holds it), and the saga keeps the order
 // as the transactions leave it.
-func (s *sagas) run(ctx context.Context, id string, card *payments.Card, resumed bool, fresh *order) error {
+func (s *sagas) run(ctx context.Context, id string, card *paymentsapi.Card, resumed bool, fresh *order) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -194,7 +194,7 @@ var errLeaseLost = errors.New("lost the saga lease to another orders process")
 
 // step runs o's current step once (with its retries), records where the
 // saga goes next, and returns the order as that left it.
-func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order, err error) {
+func (s *sagas) step(ctx context.Context, o order, card *paymentsapi.Card) (_ order, err error) {
 	ctx, span := s.tracer.Start(ctx, "saga "+o.SagaStep, trace.WithAttributes(
 		attribute.String("order.id", o.ID), attribute.String("saga.step", o.SagaStep)))
 	defer func() {
@@ -205,7 +205,7 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order
 	}()
 	switch o.SagaStep {
 	case stepReserve:
-		var lines []contract.Line
+		var lines []ordersapi.Line
 		var total int64
 		var currency string
 		err := s.attempt(ctx, o, true, func(ctx context.Context) error {
@@ -220,13 +220,13 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order
 				return s.store.setPrices(ctx, tx, o.ID, lines, total, currency)
 			})
 		case errors.Is(err, ErrOutOfStock):
-			return s.finish(ctx, o, contract.StatusRejected, contract.ReasonOutOfStock, err.Error())
+			return s.finish(ctx, o, ordersapi.StatusRejected, ordersapi.ReasonOutOfStock, err.Error())
 		case errors.Is(err, ErrUnknownProduct):
-			return s.finish(ctx, o, contract.StatusRejected, contract.ReasonOutOfStock, err.Error())
+			return s.finish(ctx, o, ordersapi.StatusRejected, ordersapi.ReasonOutOfStock, err.Error())
 		default:
 			// The reservation may have been made before inventory became
 			// unreachable: give it back.
-			return s.compensate(ctx, o, stepRelease, contract.ReasonInventoryUnavailable, err)
+			return s.compensate(ctx, o, stepRelease, ordersapi.ReasonInventoryUnavailable, err)
 		}
 
 	case stepAuthorize:
@@ -248,7 +248,7 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order
 					return s.store.setPayment(ctx, tx, o.ID, pid)
 				})
 			}
-			return s.compensate(ctx, o, stepVoid, contract.ReasonInterrupted, errors.New("the card is not kept across restarts"))
+			return s.compensate(ctx, o, stepVoid, ordersapi.ReasonInterrupted, errors.New("the card is not kept across restarts"))
 		}
 		var pid string
 		err := s.attempt(ctx, o, true, func(ctx context.Context) error {
@@ -263,13 +263,13 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order
 				return s.store.setPayment(ctx, tx, o.ID, pid)
 			})
 		case errors.Is(err, ErrDeclined):
-			return s.compensate(ctx, o, stepRelease, contract.ReasonPaymentDeclined, err)
+			return s.compensate(ctx, o, stepRelease, ordersapi.ReasonPaymentDeclined, err)
 		case errors.Is(err, ErrOrderVoided):
-			return s.compensate(ctx, o, stepRelease, contract.ReasonPaymentUnavailable, err)
+			return s.compensate(ctx, o, stepRelease, ordersapi.ReasonPaymentUnavailable, err)
 		default:
 			// Timed out or unreachable: payments may still authorize it
 			// late, so void the order's payments before giving the stock back.
-			return s.compensate(ctx, o, stepVoid, contract.ReasonPaymentUnavailable, err)
+			return s.compensate(ctx, o, stepVoid, ordersapi.ReasonPaymentUnavailable, err)
 		}
 
 	case stepCommit:
@@ -284,7 +284,7 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order
 		case err == nil:
 			return s.advance(ctx, o, stepCapture, "stock sold", nil)
 		case errors.Is(err, ErrReservationReleased):
-			return s.compensate(ctx, o, stepVoid, contract.ReasonReservationExpired, err)
+			return s.compensate(ctx, o, stepVoid, ordersapi.ReasonReservationExpired, err)
 		default:
 			return order{}, err
 		}
@@ -296,7 +296,7 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order
 		if err != nil {
 			return order{}, err
 		}
-		return s.finish(ctx, o, contract.StatusConfirmed, "", "captured "+fmt.Sprint(o.TotalCents))
+		return s.finish(ctx, o, ordersapi.StatusConfirmed, "", "captured "+fmt.Sprint(o.TotalCents))
 
 	case stepVoid:
 		err := s.forever(ctx, o, func(ctx context.Context) error {
@@ -312,7 +312,7 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order
 		if err != nil {
 			return order{}, err
 		}
-		return s.finish(ctx, o, contract.StatusRejected, o.Reason, "stock released")
+		return s.finish(ctx, o, ordersapi.StatusRejected, o.Reason, "stock released")
 
 	case stepRefund:
 		err := s.forever(ctx, o, func(ctx context.Context) error {
@@ -328,7 +328,7 @@ func (s *sagas) step(ctx context.Context, o order, card *payments.Card) (_ order
 		if err != nil {
 			return order{}, err
 		}
-		return s.finish(ctx, o, contract.StatusCancelled, "", "stock returned")
+		return s.finish(ctx, o, ordersapi.StatusCancelled, "", "stock returned")
 	}
 	return order{}, fmt.Errorf("order %s is at an unknown saga step %q", o.ID, o.SagaStep)
 }
@@ -488,7 +488,7 @@ func (s *sagas) compensate(ctx context.Context, o order, next, reason string, ca
 func (s *sagas) finish(ctx context.Context, o order, status, reason, detail string) (order, error) {
 	now := s.now()
 	event := "succeeded"
-	if status == contract.StatusRejected && o.SagaStep != stepRelease {
+	if status == ordersapi.StatusRejected && o.SagaStep != stepRelease {
 		event = "failed"
 	}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -505,14 +505,14 @@ func (s *sagas) finish(ctx context.Context, o order, status, reason, detail stri
 		lines := o.Lines
 		var body events.Body
 		switch status {
-		case contract.StatusConfirmed:
-			body = contract.OrderConfirmed{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
+		case ordersapi.StatusConfirmed:
+			body = ordersapi.OrderConfirmed{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
 				TotalCents: o.TotalCents, Currency: o.Currency, PaymentID: o.PaymentID, ConfirmedAt: now.UTC()}
-		case contract.StatusRejected:
-			body = contract.OrderRejected{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Reason: reason, Lines: lines,
+		case ordersapi.StatusRejected:
+			body = ordersapi.OrderRejected{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Reason: reason, Lines: lines,
 				TotalCents: o.TotalCents, Currency: o.Currency, RejectedAt: now.UTC()}
-		case contract.StatusCancelled:
-			body = contract.OrderCancelled{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
+		case ordersapi.StatusCancelled:
+			body = ordersapi.OrderCancelled{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
 				TotalCents: o.TotalCents, RefundedCents: o.TotalCents, Currency: o.Currency, CancelledAt: now.UTC()}
 		}
 		_, err := s.outbox.Add(ctx, tx, body)
@@ -526,7 +526,7 @@ func (s *sagas) finish(ctx context.Context, o order, status, reason, detail stri
 }
 
 // requestLines turns stored lines back into reservation lines.
-func requestLines(lines []contract.Line) []LineRequest {
+func requestLines(lines []ordersapi.Line) []LineRequest {
 	out := make([]LineRequest, len(lines))
 	for i, l := range lines {
 		out[i] = LineRequest{SKU: l.SKU, Quantity: l.Quantity}

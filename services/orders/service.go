@@ -23,7 +23,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/telemetry"
-	"github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // Errors of the orders domain; http.go maps them to statuses.
@@ -89,8 +89,8 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	now := s.sagas.now()
 	o = order{
 		ID: ids.New(), UserID: c.UserID(), Email: c.Email, IdempotencyKey: key, RequestHash: hash,
-		Status: contract.StatusPending, Lines: lines, TotalCents: total, Currency: currency,
-		Shipping: trimAddress(req.ShippingAddress), Card: contract.CardSummary{Brand: checked.Brand(), Last4: checked.Last4()},
+		Status: ordersapi.StatusPending, Lines: lines, TotalCents: total, Currency: currency,
+		Shipping: trimAddress(req.ShippingAddress), Card: ordersapi.CardSummary{Brand: checked.Brand(), Last4: checked.Last4()},
 		SagaStep: stepReserve, StepDeadline: now.Add(s.cfg.StepTimeout), CreatedAt: now, UpdatedAt: now,
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -117,8 +117,8 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	return o, true, err
 }
 
-func trimAddress(a contract.Address) contract.Address {
-	return contract.Address{Name: strings.TrimSpace(a.Name), Street: strings.TrimSpace(a.Street),
+func trimAddress(a ordersapi.Address) ordersapi.Address {
+	return ordersapi.Address{Name: strings.TrimSpace(a.Name), Street: strings.TrimSpace(a.Street),
 		City: strings.TrimSpace(a.City), PostalCode: strings.TrimSpace(a.PostalCode), Country: a.Country}
 }
 
@@ -179,7 +179,7 @@ func (s *Service) List(ctx context.Context, c *auth.Claims, all bool, after stri
 }
 
 // Saga returns an order's saga log.
-func (s *Service) Saga(ctx context.Context, c *auth.Claims, id string) ([]contract.SagaEntry, error) {
+func (s *Service) Saga(ctx context.Context, c *auth.Claims, id string) ([]ordersapi.SagaEntry, error) {
 	if _, err := s.Get(ctx, c, id); err != nil {
 		return nil, err
 	}
@@ -194,11 +194,11 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 		return order{}, err
 	}
 	switch {
-	case o.Status == contract.StatusCancelled, o.SagaStep == stepRefund, o.SagaStep == stepReturn:
+	case o.Status == ordersapi.StatusCancelled, o.SagaStep == stepRefund, o.SagaStep == stepReturn:
 		return s.waitFor(ctx, id), nil // already cancelled, or cancelling
-	case o.Status == contract.StatusPending:
+	case o.Status == ordersapi.StatusPending:
 		return order{}, fmt.Errorf("%w: it is still being placed; try again in a moment", ErrNotCancellable)
-	case o.Status != contract.StatusConfirmed:
+	case o.Status != ordersapi.StatusConfirmed:
 		return order{}, fmt.Errorf("%w: it is %s", ErrNotCancellable, o.Status)
 	}
 	now := s.sagas.now()
@@ -207,7 +207,7 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 		// Only one cancel wins, even across replicas.
 		res, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, lease_owner = $2, lease_until = $3, updated_at = $4
 			WHERE id = $5 AND status = $6 AND saga_step = $7`,
-			stepRefund, s.cfg.Owner, now.Add(s.sagas.lease).UnixMilli(), now.UnixMilli(), id, contract.StatusConfirmed, stepDone)
+			stepRefund, s.cfg.Owner, now.Add(s.sagas.lease).UnixMilli(), now.UnixMilli(), id, ordersapi.StatusConfirmed, stepDone)
 		if err != nil {
 			return fmt.Errorf("starting the cancellation of %s: %w", id, err)
 		}

@@ -15,13 +15,13 @@ import (
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/gateway"
 	inventory "github.com/microshop/microshop/services/inventory"
-	invcontract "github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders"
-	"github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments"
 	"github.com/microshop/microshop/services/users"
-	usercontract "github.com/microshop/microshop/services/users/contract"
-	"github.com/microshop/microshop/test/invariants"
+	"github.com/microshop/microshop/services/users/usersapi"
+	"github.com/microshop/microshop/internal/invariants"
 )
 
 // shop is a real system in one test: users, inventory, payments, orders
@@ -127,7 +127,7 @@ func (s *shop) login(t *testing.T, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
 	}
-	var tok usercontract.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -145,10 +145,10 @@ func (s *shop) customer(t *testing.T, name string) string {
 }
 
 // products returns the first n products of the catalog with stock.
-func (s *shop) products(t *testing.T, n int) []invcontract.Product {
+func (s *shop) products(t *testing.T, n int) []inventoryapi.Product {
 	t.Helper()
 	r := servicetest.Call(t, "GET", fmt.Sprintf("%s/api/inventory/products?limit=%d", s.gateway, n), "", nil)
-	var list struct{ Items []invcontract.Product }
+	var list struct{ Items []inventoryapi.Product }
 	r.JSON(t, &list)
 	if len(list.Items) < n {
 		t.Fatalf("want %d products, got %d", n, len(list.Items))
@@ -157,12 +157,12 @@ func (s *shop) products(t *testing.T, n int) []invcontract.Product {
 }
 
 // stock returns received stock by sku, for the invariant checker.
-func (s *shop) stock(t *testing.T) map[string]invcontract.StockLevel {
+func (s *shop) stock(t *testing.T) map[string]inventoryapi.StockLevel {
 	t.Helper()
 	r := servicetest.Call(t, "GET", s.gateway+"/api/inventory/stock", s.admin, nil)
-	var list struct{ Items []invcontract.StockLevel }
+	var list struct{ Items []inventoryapi.StockLevel }
 	r.JSON(t, &list)
-	out := map[string]invcontract.StockLevel{}
+	out := map[string]inventoryapi.StockLevel{}
 	for _, l := range list.Items {
 		out[l.SKU] = l
 	}
@@ -206,10 +206,10 @@ func orderBody(card string, lines ...any) map[string]any {
 }
 
 // place posts an order and returns the response and the decoded order.
-func (s *shop) place(t *testing.T, token, key string, body any) (servicetest.Response, contract.Order) {
+func (s *shop) place(t *testing.T, token, key string, body any) (servicetest.Response, ordersapi.Order) {
 	t.Helper()
 	r := servicetest.Call(t, "POST", s.orders+"/api/orders", token, body, "Idempotency-Key", key)
-	var o contract.Order
+	var o ordersapi.Order
 	if r.Status == http.StatusCreated || r.Status == http.StatusAccepted {
 		r.JSON(t, &o)
 	}
@@ -217,14 +217,14 @@ func (s *shop) place(t *testing.T, token, key string, body any) (servicetest.Res
 }
 
 // await polls an order until its status is final.
-func (s *shop) await(t *testing.T, token, id string) contract.Order {
+func (s *shop) await(t *testing.T, token, id string) ordersapi.Order {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := servicetest.Call(t, "GET", s.orders+"/api/orders/"+id, token, nil)
-		var o contract.Order
+		var o ordersapi.Order
 		r.JSON(t, &o)
-		if o.Status != contract.StatusPending {
+		if o.Status != ordersapi.StatusPending {
 			return o
 		}
 		if time.Now().After(deadline) {

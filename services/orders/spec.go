@@ -12,8 +12,8 @@ import (
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/service"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 //go:embed migrations/*.sql
@@ -54,8 +54,8 @@ func Spec() service.Spec {
 					host, _ := os.Hostname()
 					id = fmt.Sprintf("orders@%s%s", host, rt.Addr)
 				}
-				inv := inventory.NewClient(client.New("inventory", *inventoryURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics))
-				pay := payments.NewClient(*paymentsURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics)
+				inv := inventoryapi.NewClient(client.New("inventory", *inventoryURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics))
+				pay := paymentsapi.NewClient(*paymentsURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics)
 				s := New(Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id, Telemetry: rt.Telemetry}, rt.DB, inventoryAdapter{inv},
 					paymentsAdapter{pay}, rt.Registry, rt.Log, rt.Background())
 				s.sagas.lease = *lease

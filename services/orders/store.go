@@ -10,7 +10,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // store is the only code that touches orders' tables.
@@ -43,7 +43,7 @@ func (s store) insert(ctx context.Context, tx *sql.Tx, o order, owner string, le
 // errDuplicateKey: another request with the same Idempotency-Key won.
 var errDuplicateKey = errors.New("idempotency key already used")
 
-func (s store) replaceLines(ctx context.Context, tx *sql.Tx, id string, lines []contract.Line) error {
+func (s store) replaceLines(ctx context.Context, tx *sql.Tx, id string, lines []ordersapi.Line) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM order_lines WHERE order_id = $1`, id); err != nil {
 		return fmt.Errorf("storing order lines: %w", err)
 	}
@@ -83,15 +83,15 @@ func scanOrder(row scanner) (order, error) {
 	return o, nil
 }
 
-func (s store) lines(ctx context.Context, q querier, id string) ([]contract.Line, error) {
+func (s store) lines(ctx context.Context, q querier, id string) ([]ordersapi.Line, error) {
 	rows, err := q.QueryContext(ctx, `SELECT sku, quantity, price_cents FROM order_lines WHERE order_id = $1 ORDER BY line_no`, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading order lines: %w", err)
 	}
 	defer rows.Close()
-	lines := []contract.Line{}
+	lines := []ordersapi.Line{}
 	for rows.Next() {
-		var l contract.Line
+		var l ordersapi.Line
 		if err := rows.Scan(&l.SKU, &l.Quantity, &l.PriceCents); err != nil {
 			return nil, fmt.Errorf("reading order lines: %w", err)
 		}
@@ -184,7 +184,7 @@ func (s store) setReason(ctx context.Context, tx *sql.Tx, id, reason string) err
 	return nil
 }
 
-func (s store) setPrices(ctx context.Context, tx *sql.Tx, id string, lines []contract.Line, total int64, currency string) error {
+func (s store) setPrices(ctx context.Context, tx *sql.Tx, id string, lines []ordersapi.Line, total int64, currency string) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE orders SET total_cents = $1, currency = $2 WHERE id = $3`, total, currency, id); err != nil {
 		return fmt.Errorf("storing prices of %s: %w", id, err)
 	}
@@ -213,15 +213,15 @@ func (s store) log(ctx context.Context, q interface {
 	return nil
 }
 
-func (s store) sagaLog(ctx context.Context, id string) ([]contract.SagaEntry, error) {
+func (s store) sagaLog(ctx context.Context, id string) ([]ordersapi.SagaEntry, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT step, event, detail, at FROM saga_log WHERE order_id = $1 ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading the saga log of %s: %w", id, err)
 	}
 	defer rows.Close()
-	out := []contract.SagaEntry{}
+	out := []ordersapi.SagaEntry{}
 	for rows.Next() {
-		var e contract.SagaEntry
+		var e ordersapi.SagaEntry
 		var at int64
 		if err := rows.Scan(&e.Step, &e.Event, &e.Detail, &at); err != nil {
 			return nil, fmt.Errorf("reading the saga log of %s: %w", id, err)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // The test cards of the built-in processor. Any other valid number is
@@ -26,7 +26,7 @@ const (
 // names are prefixed with "card." and reasons never echo the number or
 // the cvc. The checked card holds the number only in memory, for the
 // processor, and prints and logs masked.
-func parseCard(in contract.Card, now time.Time) (contract.Checked, []problem.FieldError) {
+func parseCard(in paymentsapi.Card, now time.Time) (paymentsapi.Checked, []problem.FieldError) {
 	return in.Check(now)
 }
 
@@ -65,7 +65,7 @@ type decision struct {
 // authorize asks for amount to be held on c. It fails only when ctx ends
 // before it answers: a slow card, or a wait for the processor's latency
 // or for a free connection.
-func (p processor) authorize(ctx context.Context, c contract.Checked, amount int64) (decision, error) {
+func (p processor) authorize(ctx context.Context, c paymentsapi.Checked, amount int64) (decision, error) {
 	if p.lanes != nil {
 		select {
 		case p.lanes <- struct{}{}:
@@ -81,9 +81,9 @@ func (p processor) authorize(ctx context.Context, c contract.Checked, amount int
 	}
 	switch c.Number() {
 	case CardDeclined:
-		return decision{declined: contract.ReasonCardDeclined}, nil
+		return decision{declined: paymentsapi.ReasonCardDeclined}, nil
 	case CardInsufficientFunds:
-		return decision{declined: contract.ReasonInsufficientFunds}, nil
+		return decision{declined: paymentsapi.ReasonInsufficientFunds}, nil
 	case CardSlow:
 		if err := wait(ctx, p.slowDelay); err != nil {
 			return decision{}, err

@@ -10,22 +10,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 var testNow = time.Date(2026, time.March, 15, 12, 0, 0, 0, time.UTC)
 
 func TestParseCard(t *testing.T) {
-	good := contract.Card{Number: "4242 4242 4242 4242", ExpMonth: 12, ExpYear: 2030, CVC: "123"}
+	good := paymentsapi.Card{Number: "4242 4242 4242 4242", ExpMonth: 12, ExpYear: 2030, CVC: "123"}
 	c, errs := parseCard(good, testNow)
-	if len(errs) != 0 || c.Brand() != contract.BrandVisa || c.Last4() != "4242" {
+	if len(errs) != 0 || c.Brand() != paymentsapi.BrandVisa || c.Last4() != "4242" {
 		t.Fatalf("parseCard(good) = %v, %v", c, errs)
 	}
 	if s := fmt.Sprintf("%v %+v %s", c, c, c); strings.Contains(s, "42424242") {
 		t.Errorf("a card prints its number: %s", s)
 	}
 	var logged strings.Builder
-	req := contract.AuthorizeRequest{OrderID: "o", AmountCents: 1, Currency: "EUR", Card: good}
+	req := paymentsapi.AuthorizeRequest{OrderID: "o", AmountCents: 1, Currency: "EUR", Card: good}
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "card", c, "input", good, "request", req)
 	if strings.Contains(logged.String(), "42424242") || strings.Contains(logged.String(), "4242 4242 4242") {
 		t.Errorf("a card logs its number: %s", logged.String())
@@ -34,32 +34,32 @@ func TestParseCard(t *testing.T) {
 		t.Errorf("the request's card prints its number: %s", s)
 	}
 
-	amex := contract.Card{Number: "3782 822463 10005", ExpMonth: 3, ExpYear: 2026, CVC: "1234"}
-	if c, errs := parseCard(amex, testNow); len(errs) != 0 || c.Brand() != contract.BrandAmex {
+	amex := paymentsapi.Card{Number: "3782 822463 10005", ExpMonth: 3, ExpYear: 2026, CVC: "1234"}
+	if c, errs := parseCard(amex, testNow); len(errs) != 0 || c.Brand() != paymentsapi.BrandAmex {
 		t.Errorf("amex expiring this month: %v %v", c, errs)
 	}
 
 	for _, tc := range []struct {
 		name   string
-		card   contract.Card
+		card   paymentsapi.Card
 		fields []string
 	}{
-		{"letters", contract.Card{Number: "4242abcd42424242", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
-		{"too short", contract.Card{Number: "4242", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
-		{"too long", contract.Card{Number: strings.Repeat("4", 25), ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
-		{"fails luhn", contract.Card{Number: "4242424242424241", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
-		{"unknown brand", contract.Card{Number: "3530111333300000", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
-		{"expired last month", contract.Card{Number: CardApproved, ExpMonth: 2, ExpYear: 2026, CVC: "123"}, []string{"card.exp_year"}},
-		{"expired last year", contract.Card{Number: CardApproved, ExpMonth: 12, ExpYear: 2025, CVC: "123"}, []string{"card.exp_year"}},
-		{"month 13", contract.Card{Number: CardApproved, ExpMonth: 13, ExpYear: 2030, CVC: "123"}, []string{"card.exp_month"}},
-		{"month 0", contract.Card{Number: CardApproved, ExpMonth: 0, ExpYear: 2030, CVC: "123"}, []string{"card.exp_month"}},
-		{"two-digit year", contract.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 30, CVC: "123"}, []string{"card.exp_year"}},
-		{"21 years ahead", contract.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 2047, CVC: "123"}, []string{"card.exp_year"}},
-		{"cvc too short", contract.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 2030, CVC: "12"}, []string{"card.cvc"}},
-		{"cvc of 4 on visa", contract.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 2030, CVC: "1234"}, []string{"card.cvc"}},
-		{"cvc of 3 on amex", contract.Card{Number: "378282246310005", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.cvc"}},
-		{"cvc letters", contract.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 2030, CVC: "12a"}, []string{"card.cvc"}},
-		{"all wrong", contract.Card{Number: "x", ExpMonth: 13, ExpYear: 1, CVC: ""}, []string{"card.number", "card.exp_month", "card.exp_year", "card.cvc"}},
+		{"letters", paymentsapi.Card{Number: "4242abcd42424242", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
+		{"too short", paymentsapi.Card{Number: "4242", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
+		{"too long", paymentsapi.Card{Number: strings.Repeat("4", 25), ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
+		{"fails luhn", paymentsapi.Card{Number: "4242424242424241", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
+		{"unknown brand", paymentsapi.Card{Number: "3530111333300000", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.number"}},
+		{"expired last month", paymentsapi.Card{Number: CardApproved, ExpMonth: 2, ExpYear: 2026, CVC: "123"}, []string{"card.exp_year"}},
+		{"expired last year", paymentsapi.Card{Number: CardApproved, ExpMonth: 12, ExpYear: 2025, CVC: "123"}, []string{"card.exp_year"}},
+		{"month 13", paymentsapi.Card{Number: CardApproved, ExpMonth: 13, ExpYear: 2030, CVC: "123"}, []string{"card.exp_month"}},
+		{"month 0", paymentsapi.Card{Number: CardApproved, ExpMonth: 0, ExpYear: 2030, CVC: "123"}, []string{"card.exp_month"}},
+		{"two-digit year", paymentsapi.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 30, CVC: "123"}, []string{"card.exp_year"}},
+		{"21 years ahead", paymentsapi.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 2047, CVC: "123"}, []string{"card.exp_year"}},
+		{"cvc too short", paymentsapi.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 2030, CVC: "12"}, []string{"card.cvc"}},
+		{"cvc of 4 on visa", paymentsapi.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 2030, CVC: "1234"}, []string{"card.cvc"}},
+		{"cvc of 3 on amex", paymentsapi.Card{Number: "378282246310005", ExpMonth: 1, ExpYear: 2030, CVC: "123"}, []string{"card.cvc"}},
+		{"cvc letters", paymentsapi.Card{Number: CardApproved, ExpMonth: 1, ExpYear: 2030, CVC: "12a"}, []string{"card.cvc"}},
+		{"all wrong", paymentsapi.Card{Number: "x", ExpMonth: 13, ExpYear: 1, CVC: ""}, []string{"card.number", "card.exp_month", "card.exp_year", "card.cvc"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, errs := parseCard(tc.card, testNow)
@@ -73,13 +73,13 @@ func TestParseCard(t *testing.T) {
 			if strings.Join(fields, ",") != strings.Join(tc.fields, ",") {
 				t.Errorf("fields %v, want %v", fields, tc.fields)
 			}
-			if c != (contract.Checked{}) {
+			if c != (paymentsapi.Checked{}) {
 				t.Errorf("an invalid card was returned: %v", c)
 			}
 		})
 	}
 	// The day after the twenty-year limit is still this year + 20.
-	if _, errs := parseCard(contract.Card{Number: CardApproved, ExpMonth: 12, ExpYear: 2046, CVC: "123"}, testNow); len(errs) != 0 {
+	if _, errs := parseCard(paymentsapi.Card{Number: CardApproved, ExpMonth: 12, ExpYear: 2046, CVC: "123"}, testNow); len(errs) != 0 {
 		t.Errorf("20 years ahead: %v", errs)
 	}
 }
@@ -87,13 +87,13 @@ func TestParseCard(t *testing.T) {
 func TestProcessor(t *testing.T) {
 	p := processor{slowDelay: 50 * time.Millisecond}
 	ctx := context.Background()
-	mk := func(n string) contract.Checked {
-		c, _ := parseCard(contract.Card{Number: n, ExpMonth: 1, ExpYear: 2030, CVC: "123"}, testNow)
+	mk := func(n string) paymentsapi.Checked {
+		c, _ := parseCard(paymentsapi.Card{Number: n, ExpMonth: 1, ExpYear: 2030, CVC: "123"}, testNow)
 		return c
 	}
 	for number, want := range map[string]string{
-		CardApproved: "", CardDeclined: contract.ReasonCardDeclined,
-		CardInsufficientFunds: contract.ReasonInsufficientFunds, "5555555555554444": "",
+		CardApproved: "", CardDeclined: paymentsapi.ReasonCardDeclined,
+		CardInsufficientFunds: paymentsapi.ReasonInsufficientFunds, "5555555555554444": "",
 	} {
 		d, err := p.authorize(ctx, mk(number), 100)
 		if err != nil || d.declined != want {
@@ -146,8 +146,8 @@ func TestKeyLocks(t *testing.T) {
 }
 
 func TestProcessorLatencyAndConnections(t *testing.T) {
-	mk := func(n string) contract.Checked {
-		c, _ := parseCard(contract.Card{Number: n, ExpMonth: 1, ExpYear: 2030, CVC: "123"}, testNow)
+	mk := func(n string) paymentsapi.Checked {
+		c, _ := parseCard(paymentsapi.Card{Number: n, ExpMonth: 1, ExpYear: 2030, CVC: "123"}, testNow)
 		return c
 	}
 	const latency = 40 * time.Millisecond

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/platform/httpjson"
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // FuzzAuthorizeRequest feeds arbitrary bodies through the strict decoder
@@ -27,7 +27,7 @@ func FuzzAuthorizeRequest(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		var req contract.AuthorizeRequest
+		var req paymentsapi.AuthorizeRequest
 		if p := httpjson.DecodeBytes(strings.NewReader(body), &req); p != nil {
 			if p.Status < 400 || p.Status > 499 {
 				t.Fatalf("decode answered %d", p.Status)
@@ -47,7 +47,7 @@ func FuzzAuthorizeRequest(f *testing.F) {
 			}
 			return
 		}
-		if a.amount < contract.MinAmountCents || a.amount > contract.MaxAmountCents || currencyProblem(a.currency) != "" ||
+		if a.amount < paymentsapi.MinAmountCents || a.amount > paymentsapi.MaxAmountCents || currencyProblem(a.currency) != "" ||
 			orderIDProblem(a.orderID) != "" || !checksAgain(a.card, req.Card) || a.card.Brand() == "" || len(a.card.Last4()) != 4 {
 			t.Fatalf("an invalid request was accepted: %+v", req)
 		}
@@ -57,8 +57,8 @@ func FuzzAuthorizeRequest(f *testing.F) {
 // checksAgain reports whether the number the processor gets, digits only,
 // passes the contract's check again (12-19 digits, Luhn, an accepted
 // brand) and comes out as the same card.
-func checksAgain(c contract.Checked, in contract.Card) bool {
-	again, errs := contract.Card{Number: c.Number(), ExpMonth: in.ExpMonth, ExpYear: in.ExpYear, CVC: in.CVC}.Check(testNow)
+func checksAgain(c paymentsapi.Checked, in paymentsapi.Card) bool {
+	again, errs := paymentsapi.Card{Number: c.Number(), ExpMonth: in.ExpMonth, ExpYear: in.ExpYear, CVC: in.CVC}.Check(testNow)
 	return len(errs) == 0 && again == c
 }
 

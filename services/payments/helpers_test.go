@@ -21,9 +21,9 @@ import (
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/payments"
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 	"github.com/microshop/microshop/services/users"
-	usercontract "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 const (
@@ -44,7 +44,7 @@ type env struct {
 	NATS    string
 
 	// Orders is the typed client, signed as orders.
-	Orders      *contract.Client
+	Orders      *paymentsapi.Client
 	ordersCreds *auth.Credentials
 	// args and vars started the service; a replica reuses them.
 	args []string
@@ -75,7 +75,7 @@ func start(t *testing.T, args ...string) *env {
 
 	e := &env{URL: url, Checker: checker, Direct: svc.URL, Service: svc, NATS: natsURL, args: args, vars: vars}
 	e.ordersCreds = credentials(t, "orders", seeds["orders"], publics)
-	e.Orders = contract.NewClient(url, e.ordersCreds, client.Options{Timeout: 10 * time.Second}, nil)
+	e.Orders = paymentsapi.NewClient(url, e.ordersCreds, client.Options{Timeout: 10 * time.Second}, nil)
 	e.OrdersToken = token(t, credentials(t, "orders", seeds["orders"], publics))
 	e.PaymentsToken = token(t, credentials(t, "payments", seeds["payments"], publics))
 
@@ -92,11 +92,11 @@ func start(t *testing.T, args ...string) *env {
 // replica starts another payments process on the same database, broker
 // and keys, as a second replica behind a balancer, and returns a client of
 // it. The service must have been started with an explicit --db.
-func (e *env) replica(t *testing.T) (*contract.Client, string) {
+func (e *env) replica(t *testing.T) (*paymentsapi.Client, string) {
 	t.Helper()
 	svc := servicetest.Start(t, payments.Spec(), e.args, e.vars)
 	url, _ := openapitest.Proxy(t, payments.OpenAPI(), svc.URL)
-	return contract.NewClient(url, e.ordersCreds, client.Options{Timeout: 10 * time.Second}, nil), url
+	return paymentsapi.NewClient(url, e.ordersCreds, client.Options{Timeout: 10 * time.Second}, nil), url
 }
 
 func credentials(t *testing.T, name, seed, publics string) *auth.Credentials {
@@ -123,7 +123,7 @@ func login(t *testing.T, usersURL, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
 	}
-	var tok usercontract.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -149,16 +149,16 @@ func forgedServiceToken(t *testing.T) string {
 func newOrderID() string { return "order-" + rand.Text()[:12] }
 
 // goodCard is an approved card expiring in a year.
-func goodCard(number string) contract.Card {
+func goodCard(number string) paymentsapi.Card {
 	cvc := "123"
 	if number[:2] == "34" || number[:2] == "37" {
 		cvc = "1234"
 	}
-	return contract.Card{Number: number, ExpMonth: 12, ExpYear: time.Now().Year() + 1, CVC: cvc}
+	return paymentsapi.Card{Number: number, ExpMonth: 12, ExpYear: time.Now().Year() + 1, CVC: cvc}
 }
 
-func authorizeReq(orderID string, amount int64, number string) contract.AuthorizeRequest {
-	return contract.AuthorizeRequest{OrderID: orderID, AmountCents: amount, Currency: "EUR", Card: goodCard(number)}
+func authorizeReq(orderID string, amount int64, number string) paymentsapi.AuthorizeRequest {
+	return paymentsapi.AuthorizeRequest{OrderID: orderID, AmountCents: amount, Currency: "EUR", Card: goodCard(number)}
 }
 
 // randomCard makes a random Luhn-valid 16-digit visa number, so a search
@@ -194,19 +194,19 @@ func luhnOK(s string) bool {
 	return sum%10 == 0
 }
 
-func mustAuthorize(t *testing.T, e *env, key string, req contract.AuthorizeRequest) contract.Payment {
+func mustAuthorize(t *testing.T, e *env, key string, req paymentsapi.AuthorizeRequest) paymentsapi.Payment {
 	t.Helper()
 	p, err := e.Orders.Authorize(context.Background(), key, req)
 	if err != nil {
 		t.Fatalf("authorize %s: %v", req.OrderID, err)
 	}
-	if p.Status != contract.StatusAuthorized || p.AmountCents != req.AmountCents || p.OrderID != req.OrderID {
+	if p.Status != paymentsapi.StatusAuthorized || p.AmountCents != req.AmountCents || p.OrderID != req.OrderID {
 		t.Fatalf("authorized %+v for %+v", p, req)
 	}
 	return p
 }
 
-func ledger(t *testing.T, e *env, paymentID string) contract.Ledger {
+func ledger(t *testing.T, e *env, paymentID string) paymentsapi.Ledger {
 	t.Helper()
 	path := "/api/payments/ledger"
 	if paymentID != "" {
@@ -216,13 +216,13 @@ func ledger(t *testing.T, e *env, paymentID string) contract.Ledger {
 	if r.Status != http.StatusOK {
 		t.Fatalf("ledger: %d %s", r.Status, r.Body)
 	}
-	var l contract.Ledger
+	var l paymentsapi.Ledger
 	r.JSON(t, &l)
 	return l
 }
 
 // balance is an account's balance in l, in EUR.
-func balance(l contract.Ledger, account string) int64 {
+func balance(l paymentsapi.Ledger, account string) int64 {
 	for _, a := range l.Accounts {
 		if a.Account == account && a.Currency == "EUR" {
 			return a.BalanceCents
@@ -233,16 +233,16 @@ func balance(l contract.Ledger, account string) int64 {
 
 // checkPaymentLedger checks that p's own entries match its amounts, and
 // returns them.
-func checkPaymentLedger(t *testing.T, e *env, p contract.Payment) contract.Ledger {
+func checkPaymentLedger(t *testing.T, e *env, p paymentsapi.Payment) paymentsapi.Ledger {
 	t.Helper()
 	l := ledger(t, e, p.ID)
 	held := p.AmountCents - p.CapturedCents
 	switch p.Status {
-	case contract.StatusVoided, contract.StatusDeclined:
+	case paymentsapi.StatusVoided, paymentsapi.StatusDeclined:
 		held = 0
 	}
 	revenue := p.CapturedCents - p.RefundedCents
-	got := [3]int64{balance(l, contract.AccountAuthorizationsHeld), balance(l, contract.AccountMerchantRevenue), balance(l, contract.AccountCustomerCard)}
+	got := [3]int64{balance(l, paymentsapi.AccountAuthorizationsHeld), balance(l, paymentsapi.AccountMerchantRevenue), balance(l, paymentsapi.AccountCustomerCard)}
 	want := [3]int64{held, revenue, -(held + revenue)}
 	if got != want || !l.Balanced || l.TotalCents != 0 {
 		t.Errorf("payment %s (%s, amount %d, captured %d, refunded %d): held, revenue, card = %v, want %v; ledger %+v",
@@ -251,17 +251,17 @@ func checkPaymentLedger(t *testing.T, e *env, p contract.Payment) contract.Ledge
 	// Movements: authorize, then capture or void, then refunds.
 	var wantEntries int64
 	switch p.Status {
-	case contract.StatusAuthorized:
+	case paymentsapi.StatusAuthorized:
 		wantEntries = 2
-	case contract.StatusVoided:
+	case paymentsapi.StatusVoided:
 		wantEntries = 4
-	case contract.StatusCaptured:
+	case paymentsapi.StatusCaptured:
 		wantEntries = 4
 		if p.RefundedCents > 0 {
 			wantEntries = 6
 		}
 	}
-	if l.Entries < wantEntries || l.Entries%2 != 0 || (p.Status != contract.StatusCaptured && l.Entries != wantEntries) {
+	if l.Entries < wantEntries || l.Entries%2 != 0 || (p.Status != paymentsapi.StatusCaptured && l.Entries != wantEntries) {
 		t.Errorf("payment %s (%s, refunded %d) has %d ledger entries, want %d", p.ID, p.Status, p.RefundedCents, l.Entries, wantEntries)
 	}
 	return l

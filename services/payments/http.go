@@ -16,7 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // Page sizes of the admin list.
@@ -54,7 +54,7 @@ type handlers struct {
 }
 
 func (h *handlers) authorize(w http.ResponseWriter, r *http.Request) {
-	var req contract.AuthorizeRequest
+	var req paymentsapi.AuthorizeRequest
 	h.keyed(w, r, &req, http.StatusCreated,
 		func() any { return fingerprintOf(req) },
 		func(out Outcome) (any, error) {
@@ -68,7 +68,7 @@ func (h *handlers) authorize(w http.ResponseWriter, r *http.Request) {
 
 func (h *handlers) capture(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	var req contract.CaptureRequest
+	var req paymentsapi.CaptureRequest
 	h.keyed(w, r, &req, http.StatusOK,
 		func() any { return req },
 		func(out Outcome) (any, error) {
@@ -78,14 +78,14 @@ func (h *handlers) capture(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			if !ids.Valid(id) {
-				return nil, contract.ErrNotFound
+				return nil, paymentsapi.ErrNotFound
 			}
 			return h.s.Capture(r.Context(), id, req.AmountCents, out)
 		})
 }
 
 func (h *handlers) void(w http.ResponseWriter, r *http.Request) {
-	var req contract.VoidRequest
+	var req paymentsapi.VoidRequest
 	h.keyed(w, r, &req, http.StatusOK,
 		func() any { return req },
 		func(out Outcome) (any, error) {
@@ -98,7 +98,7 @@ func (h *handlers) void(w http.ResponseWriter, r *http.Request) {
 
 func (h *handlers) refund(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	var req contract.RefundRequest
+	var req paymentsapi.RefundRequest
 	h.keyed(w, r, &req, http.StatusOK,
 		func() any { return req },
 		func(out Outcome) (any, error) {
@@ -106,7 +106,7 @@ func (h *handlers) refund(w http.ResponseWriter, r *http.Request) {
 				return nil, problem.Invalid([]problem.FieldError{{Field: "amount_cents", Reason: reason}})
 			}
 			if !ids.Valid(id) {
-				return nil, contract.ErrNotFound
+				return nil, paymentsapi.ErrNotFound
 			}
 			return h.s.Refund(r.Context(), id, req.AmountCents, out)
 		})
@@ -171,7 +171,7 @@ func (h *handlers) replay(w http.ResponseWriter, r *http.Request, key, sum strin
 	case !found:
 		return false
 	case stored != sum:
-		h.fail(w, r, contract.ErrKeyReuse)
+		h.fail(w, r, paymentsapi.ErrKeyReuse)
 		return true
 	}
 	send(w, a, true)
@@ -217,7 +217,7 @@ func (h *handlers) byOrder(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, httpjson.List[contract.Payment]{Items: items})
+	httpjson.Write(w, http.StatusOK, httpjson.List[paymentsapi.Payment]{Items: items})
 }
 
 func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
@@ -231,7 +231,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	page := httpjson.List[contract.Payment]{Items: items}
+	page := httpjson.List[paymentsapi.Payment]{Items: items}
 	if more {
 		page.NextPageToken = httpjson.PageToken(items[len(items)-1].ID)
 	}
@@ -254,7 +254,7 @@ func listQuery(v url.Values) (orderID, before string, limit int, errs []problem.
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	if !ids.Valid(id) {
-		h.fail(w, r, contract.ErrNotFound)
+		h.fail(w, r, paymentsapi.ErrNotFound)
 		return
 	}
 	p, err := h.s.Payment(r.Context(), id)
@@ -286,44 +286,44 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // problemFor maps the service's errors to problems, in one place.
 func (h *handlers) problemFor(r *http.Request, err error) *problem.Problem {
-	var declined *contract.DeclinedError
+	var declined *paymentsapi.DeclinedError
 	switch {
 	case errors.As(err, &declined):
-		p := problem.New(http.StatusPaymentRequired, contract.ProblemDeclined, "Payment declined",
+		p := problem.New(http.StatusPaymentRequired, paymentsapi.ProblemDeclined, "Payment declined",
 			"the card was declined ("+declined.Reason+"); nothing was charged")
 		p.Extensions = map[string]any{"reason": declined.Reason, "payment_id": declined.PaymentID}
 		return p
 	case problem.From(err) != nil:
 		return problem.From(err)
-	case errors.Is(err, contract.ErrNotFound):
+	case errors.Is(err, paymentsapi.ErrNotFound):
 		return problem.NotFound("no such payment")
-	case errors.Is(err, contract.ErrOrderVoided):
-		return problem.New(http.StatusConflict, contract.ProblemOrderVoided, "Order voided",
+	case errors.Is(err, paymentsapi.ErrOrderVoided):
+		return problem.New(http.StatusConflict, paymentsapi.ProblemOrderVoided, "Order voided",
 			"the order's payments were voided; it takes no new authorization")
-	case errors.Is(err, contract.ErrAlreadyCaptured):
-		return problem.New(http.StatusConflict, contract.ProblemAlreadyCaptured, "Already captured",
+	case errors.Is(err, paymentsapi.ErrAlreadyCaptured):
+		return problem.New(http.StatusConflict, paymentsapi.ProblemAlreadyCaptured, "Already captured",
 			"the payment was captured before; a payment is captured once")
-	case errors.Is(err, contract.ErrPaymentVoided):
-		return problem.New(http.StatusConflict, contract.ProblemPaymentVoided, "Payment voided",
+	case errors.Is(err, paymentsapi.ErrPaymentVoided):
+		return problem.New(http.StatusConflict, paymentsapi.ProblemPaymentVoided, "Payment voided",
 			"the payment was voided; it cannot be captured")
-	case errors.Is(err, contract.ErrNotAuthorized):
-		return problem.New(http.StatusConflict, contract.ProblemNotAuthorized, "Payment not authorized",
+	case errors.Is(err, paymentsapi.ErrNotAuthorized):
+		return problem.New(http.StatusConflict, paymentsapi.ProblemNotAuthorized, "Payment not authorized",
 			"the payment was declined; there is nothing to capture")
-	case errors.Is(err, contract.ErrNotCaptured):
-		return problem.New(http.StatusConflict, contract.ProblemNotCaptured, "Payment not captured",
+	case errors.Is(err, paymentsapi.ErrNotCaptured):
+		return problem.New(http.StatusConflict, paymentsapi.ProblemNotCaptured, "Payment not captured",
 			"only a captured payment can be refunded")
-	case errors.Is(err, contract.ErrRefundExceeds):
-		p := problem.New(http.StatusUnprocessableEntity, contract.ProblemRefundExceeds, "Refund exceeds the captured amount",
+	case errors.Is(err, paymentsapi.ErrRefundExceeds):
+		p := problem.New(http.StatusUnprocessableEntity, paymentsapi.ProblemRefundExceeds, "Refund exceeds the captured amount",
 			"the payment's refunds would exceed its captured amount")
 		p.Errors = []problem.FieldError{{Field: "amount_cents", Reason: "is more than is left to refund"}}
 		return p
-	case errors.Is(err, contract.ErrKeyReuse):
-		return problem.New(http.StatusUnprocessableEntity, contract.ProblemKeyReuse, "Idempotency key reused",
+	case errors.Is(err, paymentsapi.ErrKeyReuse):
+		return problem.New(http.StatusUnprocessableEntity, paymentsapi.ProblemKeyReuse, "Idempotency key reused",
 			"this Idempotency-Key was used before with another request; use a new key for a new request")
 	case errors.Is(err, errKeyMissing), errors.Is(err, errKeyInvalid):
-		return problem.New(http.StatusBadRequest, contract.ProblemKeyRequired, "Idempotency key required", err.Error())
+		return problem.New(http.StatusBadRequest, paymentsapi.ProblemKeyRequired, "Idempotency key required", err.Error())
 	case errors.Is(err, errNoAnswer):
-		return problem.New(http.StatusServiceUnavailable, contract.ProblemProcessorTimeout, "Card processor timeout",
+		return problem.New(http.StatusServiceUnavailable, paymentsapi.ProblemProcessorTimeout, "Card processor timeout",
 			"the card processor had not answered when the caller's deadline passed; nothing was charged, retry with the same Idempotency-Key")
 	case r.Context().Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return problem.Unavailable("the request was cancelled before it finished")

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // Idempotency: every write of the internal API carries an Idempotency-Key.
@@ -86,7 +86,7 @@ type authorizeFingerprint struct {
 	ExpYear     int    `json:"exp_year"`
 }
 
-func fingerprintOf(req contract.AuthorizeRequest) authorizeFingerprint {
+func fingerprintOf(req paymentsapi.AuthorizeRequest) authorizeFingerprint {
 	digits := make([]byte, 0, len(req.Card.Number))
 	for i := 0; i < len(req.Card.Number) && len(digits) < 64; i++ {
 		if b := req.Card.Number[i]; b >= '0' && b <= '9' {

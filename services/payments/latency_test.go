@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // TestProcessorLatencyFlags: --processor-latency delays every
@@ -20,7 +20,7 @@ func TestProcessorLatencyFlags(t *testing.T) {
 	for range 2 {
 		wg.Go(func() {
 			p, err := e.Orders.Authorize(context.Background(), newKey(), authorizeReq(newOrderID(), 100, "4242424242424242"))
-			if err != nil || p.Status != contract.StatusAuthorized {
+			if err != nil || p.Status != paymentsapi.StatusAuthorized {
 				t.Errorf("authorize: %+v %v", p, err)
 			}
 		})

@@ -1,6 +1,6 @@
 package payments
 
-import "github.com/microshop/microshop/services/payments/contract"
+import "github.com/microshop/microshop/services/payments/paymentsapi"
 
 // The ledger is double entry: every movement of money is exactly two
 // entries, a debit of the account the money goes to (a positive amount)
@@ -34,8 +34,8 @@ type movement struct {
 }
 
 var (
-	moveAuthorize = movement{"authorize", contract.AccountCustomerCard, contract.AccountAuthorizationsHeld}
-	moveCapture   = movement{"capture", contract.AccountAuthorizationsHeld, contract.AccountMerchantRevenue}
-	moveVoid      = movement{"void", contract.AccountAuthorizationsHeld, contract.AccountCustomerCard}
-	moveRefund    = movement{"refund", contract.AccountMerchantRevenue, contract.AccountCustomerCard}
+	moveAuthorize = movement{"authorize", paymentsapi.AccountCustomerCard, paymentsapi.AccountAuthorizationsHeld}
+	moveCapture   = movement{"capture", paymentsapi.AccountAuthorizationsHeld, paymentsapi.AccountMerchantRevenue}
+	moveVoid      = movement{"void", paymentsapi.AccountAuthorizationsHeld, paymentsapi.AccountCustomerCard}
+	moveRefund    = movement{"refund", paymentsapi.AccountMerchantRevenue, paymentsapi.AccountCustomerCard}
 )

@@ -14,7 +14,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/payments"
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // TestCardNumbersAreNeverWritten sends card numbers through every path
@@ -45,7 +45,7 @@ func TestCardNumbersAreNeverWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []string{payments.CardDeclined, payments.CardInsufficientFunds} {
-		if _, err := e.Orders.Authorize(ctx, newKey(), authorizeReq(order, 100, n)); !errors.Is(err, contract.ErrDeclined) {
+		if _, err := e.Orders.Authorize(ctx, newKey(), authorizeReq(order, 100, n)); !errors.Is(err, paymentsapi.ErrDeclined) {
 			t.Fatalf("%s: %v", n, err)
 		}
 	}

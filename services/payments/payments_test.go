@@ -21,7 +21,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/payments"
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 func newKey() string { return "key-" + rand.Text() }
@@ -75,22 +75,22 @@ func testLifecycle(t *testing.T, e *env) {
 
 	captureKey := newKey()
 	c, err := e.Orders.Capture(ctx, captureKey, p.ID, 0)
-	if err != nil || c.Status != contract.StatusCaptured || c.CapturedCents != 12_345 {
+	if err != nil || c.Status != paymentsapi.StatusCaptured || c.CapturedCents != 12_345 {
 		t.Fatalf("capture: %+v %v", c, err)
 	}
 	if again, err := e.Orders.Capture(ctx, captureKey, p.ID, 0); err != nil || again != c {
 		t.Fatalf("the same capture again: %+v %v, want %+v", again, err, c)
 	}
-	if _, err := e.Orders.Capture(ctx, newKey(), p.ID, 0); !errors.Is(err, contract.ErrAlreadyCaptured) {
+	if _, err := e.Orders.Capture(ctx, newKey(), p.ID, 0); !errors.Is(err, paymentsapi.ErrAlreadyCaptured) {
 		t.Fatalf("a second capture: %v", err)
 	}
-	if _, err := e.Orders.Capture(ctx, newKey(), p.ID, 12_345); !errors.Is(err, contract.ErrAlreadyCaptured) {
+	if _, err := e.Orders.Capture(ctx, newKey(), p.ID, 12_345); !errors.Is(err, paymentsapi.ErrAlreadyCaptured) {
 		t.Fatalf("a second capture naming the amount: %v", err)
 	}
 	checkPaymentLedger(t, e, c)
 
 	r1, err := e.Orders.Refund(ctx, newKey(), p.ID, 2_000)
-	if err != nil || r1.RefundedCents != 2_000 || r1.Status != contract.StatusCaptured {
+	if err != nil || r1.RefundedCents != 2_000 || r1.Status != paymentsapi.StatusCaptured {
 		t.Fatalf("partial refund: %+v %v", r1, err)
 	}
 	checkPaymentLedger(t, e, r1)
@@ -103,7 +103,7 @@ func testLifecycle(t *testing.T, e *env) {
 		t.Fatalf("the same refund again: %+v %v", again, err)
 	}
 	_, err = e.Orders.Refund(ctx, newKey(), p.ID, 1)
-	if !errors.Is(err, contract.ErrRefundExceeds) || problem.From(err).Status != http.StatusUnprocessableEntity {
+	if !errors.Is(err, paymentsapi.ErrRefundExceeds) || problem.From(err).Status != http.StatusUnprocessableEntity {
 		t.Fatalf("refunding past the capture: %v", err)
 	}
 	checkPaymentLedger(t, e, r2)
@@ -150,7 +150,7 @@ func testIdempotency(t *testing.T, e *env) {
 	for name, r := range map[string]servicetest.Response{
 		"another amount":  call("/internal/payments/authorize", key, other),
 		"another card":    call("/internal/payments/authorize", key, otherCard),
-		"another route":   call("/internal/payments/void", key, contract.VoidRequest{OrderID: order}),
+		"another route":   call("/internal/payments/void", key, paymentsapi.VoidRequest{OrderID: order}),
 		"another payment": call("/internal/payments/"+paymentIDOf(t, first)+"/capture", key, map[string]any{}),
 	} {
 		p := r.Problem(t)
@@ -170,7 +170,7 @@ func testIdempotency(t *testing.T, e *env) {
 	if d1.Status != http.StatusPaymentRequired || d2.Status != d1.Status || !bytes.Equal(d1.Body, d2.Body) {
 		t.Fatalf("declined twice under one key: %d %s / %d %s", d1.Status, d1.Body, d2.Status, d2.Body)
 	}
-	if list, _ := e.Orders.ByOrder(context.Background(), dorder); len(list) != 1 || list[0].Status != contract.StatusDeclined {
+	if list, _ := e.Orders.ByOrder(context.Background(), dorder); len(list) != 1 || list[0].Status != paymentsapi.StatusDeclined {
 		t.Fatalf("a replayed decline made payments: %+v", list)
 	}
 
@@ -188,7 +188,7 @@ func testIdempotency(t *testing.T, e *env) {
 
 // paymentIDOf returns the id of the payment in an answer.
 func paymentIDOf(t *testing.T, r servicetest.Response) string {
-	var p contract.Payment
+	var p paymentsapi.Payment
 	r.JSON(t, &p)
 	return p.ID
 }
@@ -197,21 +197,21 @@ func testDeclines(t *testing.T, e *env) {
 	ctx := context.Background()
 	order := newOrderID()
 	for number, reason := range map[string]string{
-		"4000 0000 0000 0002": contract.ReasonCardDeclined,
-		"4000-0000-0000-9995": contract.ReasonInsufficientFunds,
+		"4000 0000 0000 0002": paymentsapi.ReasonCardDeclined,
+		"4000-0000-0000-9995": paymentsapi.ReasonInsufficientFunds,
 	} {
 		_, err := e.Orders.Authorize(ctx, newKey(), authorizeReq(order, 4_200, number))
-		var d *contract.DeclinedError
-		if !errors.Is(err, contract.ErrDeclined) || !errors.As(err, &d) || d.Reason != reason || d.PaymentID == "" {
+		var d *paymentsapi.DeclinedError
+		if !errors.Is(err, paymentsapi.ErrDeclined) || !errors.As(err, &d) || d.Reason != reason || d.PaymentID == "" {
 			t.Fatalf("%s: %v (%+v)", number, err, d)
 		}
 		if p := problem.From(err); p == nil || p.Status != http.StatusPaymentRequired || !strings.HasSuffix(p.Type, "/payment-declined") || p.Extensions["reason"] != reason {
 			t.Fatalf("%s: problem %+v", number, p)
 		}
-		if _, err := e.Orders.Capture(ctx, newKey(), d.PaymentID, 0); !errors.Is(err, contract.ErrNotAuthorized) {
+		if _, err := e.Orders.Capture(ctx, newKey(), d.PaymentID, 0); !errors.Is(err, paymentsapi.ErrNotAuthorized) {
 			t.Errorf("capturing a declined payment: %v", err)
 		}
-		if _, err := e.Orders.Refund(ctx, newKey(), d.PaymentID, 1); !errors.Is(err, contract.ErrNotCaptured) {
+		if _, err := e.Orders.Refund(ctx, newKey(), d.PaymentID, 1); !errors.Is(err, paymentsapi.ErrNotCaptured) {
 			t.Errorf("refunding a declined payment: %v", err)
 		}
 	}
@@ -221,7 +221,7 @@ func testDeclines(t *testing.T, e *env) {
 	if err != nil || len(list) != 3 {
 		t.Fatalf("by order: %+v %v", list, err)
 	}
-	if list[0].Status != contract.StatusDeclined || list[0].DeclineReason == "" || list[2].ID != ok.ID {
+	if list[0].Status != paymentsapi.StatusDeclined || list[0].DeclineReason == "" || list[2].ID != ok.ID {
 		t.Fatalf("by order, oldest first: %+v", list)
 	}
 	for _, p := range list {
@@ -238,7 +238,7 @@ func testVoid(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	v, err := e.Orders.Void(ctx, newKey(), order)
-	want := contract.VoidResult{OrderID: order, Voided: []string{held.ID}, Captured: []string{taken.ID}}
+	want := paymentsapi.VoidResult{OrderID: order, Voided: []string{held.ID}, Captured: []string{taken.ID}}
 	if err != nil || !sameVoid(v, want) {
 		t.Fatalf("void: %+v %v, want %+v", v, err, want)
 	}
@@ -246,13 +246,13 @@ func testVoid(t *testing.T, e *env) {
 		t.Fatalf("voiding again: %+v %v", again, err)
 	}
 	_, err = e.Orders.Authorize(ctx, newKey(), authorizeReq(order, 1_000, payments.CardApproved))
-	if !errors.Is(err, contract.ErrOrderVoided) || problem.From(err).Status != http.StatusConflict {
+	if !errors.Is(err, paymentsapi.ErrOrderVoided) || problem.From(err).Status != http.StatusConflict {
 		t.Fatalf("authorizing a voided order: %v", err)
 	}
-	if _, err := e.Orders.Capture(ctx, newKey(), held.ID, 0); !errors.Is(err, contract.ErrPaymentVoided) {
+	if _, err := e.Orders.Capture(ctx, newKey(), held.ID, 0); !errors.Is(err, paymentsapi.ErrPaymentVoided) {
 		t.Fatalf("capturing a voided payment: %v", err)
 	}
-	if _, err := e.Orders.Refund(ctx, newKey(), held.ID, 1); !errors.Is(err, contract.ErrNotCaptured) {
+	if _, err := e.Orders.Refund(ctx, newKey(), held.ID, 1); !errors.Is(err, paymentsapi.ErrNotCaptured) {
 		t.Fatalf("refunding a voided payment: %v", err)
 	}
 	// The captured payment is untouched and can still be refunded.
@@ -272,7 +272,7 @@ func testVoid(t *testing.T, e *env) {
 	if v, err := e.Orders.Void(ctx, newKey(), late); err != nil || len(v.Voided)+len(v.Captured) != 0 {
 		t.Fatalf("voiding an unknown order: %+v %v", v, err)
 	}
-	if _, err := e.Orders.Authorize(ctx, newKey(), authorizeReq(late, 1_000, payments.CardApproved)); !errors.Is(err, contract.ErrOrderVoided) {
+	if _, err := e.Orders.Authorize(ctx, newKey(), authorizeReq(late, 1_000, payments.CardApproved)); !errors.Is(err, paymentsapi.ErrOrderVoided) {
 		t.Fatalf("a late authorization: %v", err)
 	}
 	if list, _ := e.Orders.ByOrder(ctx, late); len(list) != 0 {
@@ -280,7 +280,7 @@ func testVoid(t *testing.T, e *env) {
 	}
 }
 
-func sameVoid(a, b contract.VoidResult) bool {
+func sameVoid(a, b paymentsapi.VoidResult) bool {
 	return a.OrderID == b.OrderID && strings.Join(a.Voided, ",") == strings.Join(b.Voided, ",") &&
 		strings.Join(a.Captured, ",") == strings.Join(b.Captured, ",")
 }
@@ -461,7 +461,7 @@ func testBadInput(t *testing.T, e *env) {
 	if after := ledger(t, e, ""); after.Entries != before.Entries {
 		t.Fatalf("refused requests wrote %d ledger entries", after.Entries-before.Entries)
 	}
-	if got, _ := e.Orders.ByOrder(ctx, held.OrderID); got[0].Status != contract.StatusAuthorized {
+	if got, _ := e.Orders.ByOrder(ctx, held.OrderID); got[0].Status != paymentsapi.StatusAuthorized {
 		t.Fatalf("a refused capture changed the payment: %+v", got[0])
 	}
 	if _, err := e.Orders.Authorize(ctx, keys["month 13"], authorizeReq(order, 100, payments.CardApproved)); err != nil {
@@ -578,7 +578,7 @@ func testAdmin(t *testing.T, e *env) {
 		}
 	}
 	r = servicetest.Call(t, "GET", e.URL+"/api/payments/"+made[1], e.AdminToken, nil)
-	var one contract.Payment
+	var one paymentsapi.Payment
 	r.JSON(t, &one)
 	if r.Status != 200 || one.ID != made[1] || one.Last4 != "4242" {
 		t.Fatalf("one payment: %d %s", r.Status, r.Body)
@@ -598,8 +598,8 @@ func testAdmin(t *testing.T, e *env) {
 }
 
 type paymentPage struct {
-	Items         []contract.Payment `json:"items"`
-	NextPageToken string             `json:"next_page_token"`
+	Items         []paymentsapi.Payment `json:"items"`
+	NextPageToken string                `json:"next_page_token"`
 }
 
 func testConcurrency(t *testing.T, e *env) {
@@ -618,7 +618,7 @@ func testConcurrency(t *testing.T, e *env) {
 		switch {
 		case err == nil:
 			won++
-		case !errors.Is(err, contract.ErrAlreadyCaptured):
+		case !errors.Is(err, paymentsapi.ErrAlreadyCaptured):
 			t.Errorf("a losing capture: %v", err)
 		}
 	}
@@ -667,7 +667,7 @@ func testConcurrency(t *testing.T, e *env) {
 		switch {
 		case err == nil:
 			ok++
-		case !errors.Is(err, contract.ErrRefundExceeds):
+		case !errors.Is(err, paymentsapi.ErrRefundExceeds):
 			t.Errorf("a refused refund: %v", err)
 		}
 	}
@@ -684,7 +684,7 @@ func testConcurrency(t *testing.T, e *env) {
 		orders[i] = newOrderID()
 		wg.Go(func() {
 			_, err := e.Orders.Authorize(ctx, newKey(), authorizeReq(orders[i], 100, payments.CardApproved))
-			if err != nil && !errors.Is(err, contract.ErrOrderVoided) {
+			if err != nil && !errors.Is(err, paymentsapi.ErrOrderVoided) {
 				t.Errorf("authorize racing a void: %v", err)
 			}
 		})
@@ -698,7 +698,7 @@ func testConcurrency(t *testing.T, e *env) {
 	for _, o := range orders {
 		list, _ := e.Orders.ByOrder(ctx, o)
 		for _, p := range list {
-			if p.Status != contract.StatusVoided {
+			if p.Status != paymentsapi.StatusVoided {
 				t.Errorf("order %s was voided, yet payment %s is %s", o, p.ID, p.Status)
 			}
 			checkPaymentLedger(t, e, p)
@@ -712,12 +712,12 @@ func testConcurrency(t *testing.T, e *env) {
 func testReplicas(t *testing.T, e *env) {
 	ctx := context.Background()
 	other, otherURL := e.replica(t)
-	clients := []*contract.Client{e.Orders, other}
+	clients := []*paymentsapi.Client{e.Orders, other}
 	for round := range 5 {
 		req := authorizeReq(newOrderID(), int64(100+round), payments.CardApproved)
 		key := newKey()
 		var wg sync.WaitGroup
-		got := make([]contract.Payment, 2)
+		got := make([]paymentsapi.Payment, 2)
 		for i, c := range clients {
 			wg.Go(func() {
 				var err error
@@ -741,7 +741,7 @@ func testReplicas(t *testing.T, e *env) {
 			})
 		}
 		wg.Wait()
-		if got[0] != got[1] || got[0].Status != contract.StatusCaptured {
+		if got[0] != got[1] || got[0].Status != paymentsapi.StatusCaptured {
 			t.Fatalf("round %d: captures answered %+v and %+v", round, got[0], got[1])
 		}
 		checkPaymentLedger(t, e, got[0])
@@ -768,7 +768,7 @@ func exercise(t *testing.T, e *env) {
 			mustAuthorize(t, e, newKey(), authorizeReq(order, amount, payments.CardApproved))
 		case 1: // declined
 			_, err := e.Orders.Authorize(ctx, newKey(), authorizeReq(order, amount, payments.CardDeclined))
-			if !errors.Is(err, contract.ErrDeclined) {
+			if !errors.Is(err, paymentsapi.ErrDeclined) {
 				t.Fatalf("decline: %v", err)
 			}
 		case 2: // captured
@@ -808,8 +808,8 @@ func exercise(t *testing.T, e *env) {
 }
 
 // allPayments pages through the admin list.
-func allPayments(t *testing.T, e *env) []contract.Payment {
-	var all []contract.Payment
+func allPayments(t *testing.T, e *env) []paymentsapi.Payment {
+	var all []paymentsapi.Payment
 	token := ""
 	for {
 		r := servicetest.Call(t, "GET", e.URL+"/api/payments?limit=100&page_token="+token, e.AdminToken, nil)
@@ -832,9 +832,9 @@ func checkBooks(t *testing.T, e *env) {
 		l := checkPaymentLedger(t, e, p)
 		entries += l.Entries
 		switch p.Status {
-		case contract.StatusAuthorized:
+		case paymentsapi.StatusAuthorized:
 			held += p.AmountCents
-		case contract.StatusCaptured:
+		case paymentsapi.StatusCaptured:
 			revenue += p.CapturedCents - p.RefundedCents
 		}
 	}
@@ -842,13 +842,13 @@ func checkBooks(t *testing.T, e *env) {
 	if !l.Balanced || l.TotalCents != 0 {
 		t.Fatalf("the books do not balance: %+v", l)
 	}
-	if got := balance(l, contract.AccountAuthorizationsHeld); got != held {
+	if got := balance(l, paymentsapi.AccountAuthorizationsHeld); got != held {
 		t.Errorf("authorizations_held = %d, the payments hold %d", got, held)
 	}
-	if got := balance(l, contract.AccountMerchantRevenue); got != revenue {
+	if got := balance(l, paymentsapi.AccountMerchantRevenue); got != revenue {
 		t.Errorf("merchant_revenue = %d, the payments kept %d", got, revenue)
 	}
-	if got := balance(l, contract.AccountCustomerCard); got != -(held + revenue) {
+	if got := balance(l, paymentsapi.AccountCustomerCard); got != -(held + revenue) {
 		t.Errorf("customer_card = %d, want %d", got, -(held + revenue))
 	}
 	if l.Entries != entries {
@@ -865,10 +865,10 @@ func checkEvents(t *testing.T, e *env) {
 	var wantRefunded int64
 	for _, p := range all {
 		switch p.Status {
-		case contract.StatusCaptured:
+		case paymentsapi.StatusCaptured:
 			wantCaptured++
 			wantRefunded += p.RefundedCents
-		case contract.StatusDeclined:
+		case paymentsapi.StatusDeclined:
 			wantFailed++
 		}
 	}
@@ -877,7 +877,7 @@ func checkEvents(t *testing.T, e *env) {
 		var c, f int
 		var r int64
 		for _, ev := range evs {
-			var b contract.PaymentRefunded
+			var b paymentsapi.PaymentRefunded
 			switch {
 			case ev.Type == "payments.captured":
 				c++
@@ -900,13 +900,13 @@ func checkEvents(t *testing.T, e *env) {
 		ids[ev.ID] = true
 		switch ev.Type {
 		case "payments.captured":
-			var b contract.PaymentCaptured
+			var b paymentsapi.PaymentCaptured
 			if err := ev.Decode(&b); err != nil {
 				t.Fatal(err)
 			}
 			captured[b.PaymentID]++
 		case "payments.refunded":
-			var b contract.PaymentRefunded
+			var b paymentsapi.PaymentRefunded
 			if err := ev.Decode(&b); err != nil {
 				t.Fatal(err)
 			}
@@ -915,12 +915,12 @@ func checkEvents(t *testing.T, e *env) {
 				t.Errorf("refund event %+v", b)
 			}
 		case "payments.failed":
-			var b contract.PaymentFailed
+			var b paymentsapi.PaymentFailed
 			if err := ev.Decode(&b); err != nil {
 				t.Fatal(err)
 			}
 			failed[b.PaymentID]++
-			if b.Reason != contract.ReasonCardDeclined && b.Reason != contract.ReasonInsufficientFunds || b.AmountCents <= 0 || b.OrderID == "" {
+			if b.Reason != paymentsapi.ReasonCardDeclined && b.Reason != paymentsapi.ReasonInsufficientFunds || b.AmountCents <= 0 || b.OrderID == "" {
 				t.Errorf("failed event %+v", b)
 			}
 		default:
@@ -929,10 +929,10 @@ func checkEvents(t *testing.T, e *env) {
 	}
 	for _, p := range all {
 		wantCaptured, wantFailed := 0, 0
-		if p.Status == contract.StatusCaptured {
+		if p.Status == paymentsapi.StatusCaptured {
 			wantCaptured = 1
 		}
-		if p.Status == contract.StatusDeclined {
+		if p.Status == paymentsapi.StatusDeclined {
 			wantFailed = 1
 		}
 		if captured[p.ID] != wantCaptured || failed[p.ID] != wantFailed || refunded[p.ID] != p.RefundedCents {

@@ -42,7 +42,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // Config holds the payments service's settings.
@@ -95,12 +95,12 @@ type authorization struct {
 	orderID  string
 	amount   int64
 	currency string
-	card     contract.Checked
+	card     paymentsapi.Checked
 }
 
 // newAuthorization checks every field of req as of now, returning one
 // problem per invalid field.
-func newAuthorization(req contract.AuthorizeRequest, now time.Time) (authorization, []problem.FieldError) {
+func newAuthorization(req paymentsapi.AuthorizeRequest, now time.Time) (authorization, []problem.FieldError) {
 	var errs []problem.FieldError
 	if reason := orderIDProblem(req.OrderID); reason != "" {
 		errs = append(errs, problem.FieldError{Field: "order_id", Reason: reason})
@@ -136,8 +136,8 @@ func orderIDProblem(id string) string {
 }
 
 func amountProblem(cents int64) string {
-	if cents < contract.MinAmountCents || cents > contract.MaxAmountCents {
-		return fmt.Sprintf("must be from %d to %d (minor units)", contract.MinAmountCents, contract.MaxAmountCents)
+	if cents < paymentsapi.MinAmountCents || cents > paymentsapi.MaxAmountCents {
+		return fmt.Sprintf("must be from %d to %d (minor units)", paymentsapi.MinAmountCents, paymentsapi.MaxAmountCents)
 	}
 	return ""
 }
@@ -153,27 +153,27 @@ func currencyProblem(c string) string {
 // the payment, authorized or declined. A decline is a
 // *contract.DeclinedError, recorded and announced as payments.failed. An
 // order voided before is refused with contract.ErrOrderVoided.
-func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (contract.Payment, error) {
+func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (paymentsapi.Payment, error) {
 	// Spare the processor a doomed call; the check that counts is the
 	// one under the order's lock below.
 	if voided, err := s.store.orderVoided(ctx, a.orderID); err != nil {
-		return contract.Payment{}, err
+		return paymentsapi.Payment{}, err
 	} else if voided {
-		return contract.Payment{}, contract.ErrOrderVoided
+		return paymentsapi.Payment{}, paymentsapi.ErrOrderVoided
 	}
 	// The processor is asked outside the transaction: a slow answer must
 	// not hold the database's writer.
 	d, err := s.proc.authorize(ctx, a.card, a.amount)
 	if err != nil {
-		return contract.Payment{}, err
+		return paymentsapi.Payment{}, err
 	}
 	now := s.now()
-	p := payment{id: ids.New(), orderID: a.orderID, status: contract.StatusAuthorized, amount: a.amount,
+	p := payment{id: ids.New(), orderID: a.orderID, status: paymentsapi.StatusAuthorized, amount: a.amount,
 		currency: a.currency, brand: a.card.Brand(), last4: a.card.Last4(), createdAt: now, updatedAt: now}
 	var declined error
 	if d.declined != "" {
-		p.status, p.declineReason = contract.StatusDeclined, d.declined
-		declined = &contract.DeclinedError{Reason: d.declined, PaymentID: p.id}
+		p.status, p.declineReason = paymentsapi.StatusDeclined, d.declined
+		declined = &paymentsapi.DeclinedError{Reason: d.declined, PaymentID: p.id}
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		voided, err := s.store.lockOrder(ctx, tx, a.orderID)
@@ -181,13 +181,13 @@ func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (
 			return err
 		}
 		if voided {
-			return contract.ErrOrderVoided
+			return paymentsapi.ErrOrderVoided
 		}
 		if err := s.store.insertPayment(ctx, tx, p); err != nil {
 			return err
 		}
 		if declined != nil {
-			if _, err := s.outbox.Add(ctx, tx, contract.PaymentFailed{PaymentID: p.id, OrderID: p.orderID,
+			if _, err := s.outbox.Add(ctx, tx, paymentsapi.PaymentFailed{PaymentID: p.id, OrderID: p.orderID,
 				AmountCents: p.amount, Currency: p.currency, Reason: p.declineReason}); err != nil {
 				return err
 			}
@@ -199,10 +199,10 @@ func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (
 		return out.Save(ctx, tx, p.public(), nil)
 	})
 	if err != nil {
-		return contract.Payment{}, fmt.Errorf("authorizing a payment for order %s: %w", a.orderID, err)
+		return paymentsapi.Payment{}, fmt.Errorf("authorizing a payment for order %s: %w", a.orderID, err)
 	}
 	if declined != nil {
-		return contract.Payment{}, declined
+		return paymentsapi.Payment{}, declined
 	}
 	return p.public(), nil
 }
@@ -210,7 +210,7 @@ func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (
 // Capture takes the whole amount of authorized payment id. amount, when
 // not nil, must equal it. A payment is captured once: any later capture
 // is contract.ErrAlreadyCaptured.
-func (s *Service) Capture(ctx context.Context, id string, amount *int64, out Outcome) (contract.Payment, error) {
+func (s *Service) Capture(ctx context.Context, id string, amount *int64, out Outcome) (paymentsapi.Payment, error) {
 	var p payment
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -239,18 +239,18 @@ func (s *Service) Capture(ctx context.Context, id string, amount *int64, out Out
 			}
 			return fmt.Errorf("payment %s is %s and yet could not be captured", id, p.status)
 		}
-		p.status, p.captured, p.updatedAt = contract.StatusCaptured, p.amount, now
+		p.status, p.captured, p.updatedAt = paymentsapi.StatusCaptured, p.amount, now
 		if err := s.store.post(ctx, tx, moveCapture, ids.New(), p, p.amount, now); err != nil {
 			return err
 		}
-		if _, err := s.outbox.Add(ctx, tx, contract.PaymentCaptured{PaymentID: p.id, OrderID: p.orderID,
+		if _, err := s.outbox.Add(ctx, tx, paymentsapi.PaymentCaptured{PaymentID: p.id, OrderID: p.orderID,
 			AmountCents: p.amount, Currency: p.currency}); err != nil {
 			return err
 		}
 		return out.Save(ctx, tx, p.public(), nil)
 	})
 	if err != nil {
-		return contract.Payment{}, fmt.Errorf("capturing payment %s: %w", id, err)
+		return paymentsapi.Payment{}, fmt.Errorf("capturing payment %s: %w", id, err)
 	}
 	return p.public(), nil
 }
@@ -258,14 +258,14 @@ func (s *Service) Capture(ctx context.Context, id string, amount *int64, out Out
 // capturable says why p cannot be captured, or nil.
 func capturable(p payment) error {
 	switch p.status {
-	case contract.StatusAuthorized:
+	case paymentsapi.StatusAuthorized:
 		return nil
-	case contract.StatusCaptured:
-		return contract.ErrAlreadyCaptured
-	case contract.StatusVoided:
-		return contract.ErrPaymentVoided
+	case paymentsapi.StatusCaptured:
+		return paymentsapi.ErrAlreadyCaptured
+	case paymentsapi.StatusVoided:
+		return paymentsapi.ErrPaymentVoided
 	default:
-		return contract.ErrNotAuthorized
+		return paymentsapi.ErrNotAuthorized
 	}
 }
 
@@ -273,8 +273,8 @@ func capturable(p payment) error {
 // leaves a tombstone, so a late authorization for the order is refused.
 // Captured payments are left alone and listed in the result; voiding
 // again gives the same result.
-func (s *Service) Void(ctx context.Context, orderID string, out Outcome) (contract.VoidResult, error) {
-	res := contract.VoidResult{OrderID: orderID, Voided: []string{}, Captured: []string{}}
+func (s *Service) Void(ctx context.Context, orderID string, out Outcome) (paymentsapi.VoidResult, error) {
+	res := paymentsapi.VoidResult{OrderID: orderID, Voided: []string{}, Captured: []string{}}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		now := s.now()
 		// The tombstone first: it takes the order's lock, so an
@@ -298,31 +298,31 @@ func (s *Service) Void(ctx context.Context, orderID string, out Outcome) (contra
 		}
 		for _, p := range all {
 			switch p.status {
-			case contract.StatusVoided:
+			case paymentsapi.StatusVoided:
 				res.Voided = append(res.Voided, p.id)
-			case contract.StatusCaptured:
+			case paymentsapi.StatusCaptured:
 				res.Captured = append(res.Captured, p.id)
 			}
 		}
 		return out.Save(ctx, tx, res, nil)
 	})
 	if err != nil {
-		return contract.VoidResult{}, fmt.Errorf("voiding order %s: %w", orderID, err)
+		return paymentsapi.VoidResult{}, fmt.Errorf("voiding order %s: %w", orderID, err)
 	}
 	return res, nil
 }
 
 // Refund gives amount of captured payment id back. The refunds of a
 // payment never pass its captured amount (contract.ErrRefundExceeds).
-func (s *Service) Refund(ctx context.Context, id string, amount int64, out Outcome) (contract.Payment, error) {
+func (s *Service) Refund(ctx context.Context, id string, amount int64, out Outcome) (paymentsapi.Payment, error) {
 	var p payment
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if p, err = s.store.payment(ctx, tx, id); err != nil {
 			return err
 		}
-		if p.status != contract.StatusCaptured {
-			return contract.ErrNotCaptured
+		if p.status != paymentsapi.StatusCaptured {
+			return paymentsapi.ErrNotCaptured
 		}
 		now := s.now()
 		total, ok, err := s.store.refund(ctx, tx, id, amount, now)
@@ -330,26 +330,26 @@ func (s *Service) Refund(ctx context.Context, id string, amount int64, out Outco
 			return err
 		}
 		if !ok {
-			return contract.ErrRefundExceeds
+			return paymentsapi.ErrRefundExceeds
 		}
 		p.refunded, p.updatedAt = total, now
 		if err := s.store.post(ctx, tx, moveRefund, ids.New(), p, amount, now); err != nil {
 			return err
 		}
-		if _, err := s.outbox.Add(ctx, tx, contract.PaymentRefunded{PaymentID: p.id, OrderID: p.orderID,
+		if _, err := s.outbox.Add(ctx, tx, paymentsapi.PaymentRefunded{PaymentID: p.id, OrderID: p.orderID,
 			AmountCents: amount, RefundedCentsTotal: total, Currency: p.currency}); err != nil {
 			return err
 		}
 		return out.Save(ctx, tx, p.public(), nil)
 	})
 	if err != nil {
-		return contract.Payment{}, fmt.Errorf("refunding payment %s: %w", id, err)
+		return paymentsapi.Payment{}, fmt.Errorf("refunding payment %s: %w", id, err)
 	}
 	return p.public(), nil
 }
 
 // ByOrder lists an order's payments, oldest first.
-func (s *Service) ByOrder(ctx context.Context, orderID string) ([]contract.Payment, error) {
+func (s *Service) ByOrder(ctx context.Context, orderID string) ([]paymentsapi.Payment, error) {
 	ps, err := s.store.byOrder(ctx, s.db, orderID)
 	if err != nil {
 		return nil, err
@@ -359,7 +359,7 @@ func (s *Service) ByOrder(ctx context.Context, orderID string) ([]contract.Payme
 
 // Payments lists up to limit payments older than before, newest first, of
 // one order when orderID is set, and says whether more follow.
-func (s *Service) Payments(ctx context.Context, orderID, before string, limit int) ([]contract.Payment, bool, error) {
+func (s *Service) Payments(ctx context.Context, orderID, before string, limit int) ([]paymentsapi.Payment, bool, error) {
 	ps, err := s.store.list(ctx, orderID, before, limit+1)
 	if err != nil {
 		return nil, false, err
@@ -372,16 +372,16 @@ func (s *Service) Payments(ctx context.Context, orderID, before string, limit in
 }
 
 // Payment returns one payment.
-func (s *Service) Payment(ctx context.Context, id string) (contract.Payment, error) {
+func (s *Service) Payment(ctx context.Context, id string) (paymentsapi.Payment, error) {
 	p, err := s.store.payment(ctx, s.db, id)
 	if err != nil {
-		return contract.Payment{}, err
+		return paymentsapi.Payment{}, err
 	}
 	return p.public(), nil
 }
 
 // Ledger sums the ledger, or one payment's part of it.
-func (s *Service) Ledger(ctx context.Context, paymentID string) (contract.Ledger, error) {
+func (s *Service) Ledger(ctx context.Context, paymentID string) (paymentsapi.Ledger, error) {
 	return s.store.ledger(ctx, paymentID)
 }
 
@@ -407,8 +407,8 @@ func (s *Service) ForgetAnswers(ctx context.Context, interval time.Duration) err
 	}
 }
 
-func publics(ps []payment) []contract.Payment {
-	out := make([]contract.Payment, 0, len(ps))
+func publics(ps []payment) []paymentsapi.Payment {
+	out := make([]paymentsapi.Payment, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, p.public())
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/database"
-	"github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // store is the only code that touches payments' tables.
@@ -31,8 +31,8 @@ type payment struct {
 	createdAt, updatedAt   time.Time
 }
 
-func (p payment) public() contract.Payment {
-	return contract.Payment{ID: p.id, OrderID: p.orderID, Status: p.status, AmountCents: p.amount,
+func (p payment) public() paymentsapi.Payment {
+	return paymentsapi.Payment{ID: p.id, OrderID: p.orderID, Status: p.status, AmountCents: p.amount,
 		Currency: p.currency, Brand: p.brand, Last4: p.last4, CapturedCents: p.captured,
 		RefundedCents: p.refunded, DeclineReason: p.declineReason,
 		CreatedAt: p.createdAt.UTC(), UpdatedAt: p.updatedAt.UTC()}
@@ -48,7 +48,7 @@ func scanPayment(row scanner) (payment, error) {
 	err := row.Scan(&p.id, &p.orderID, &p.status, &p.amount, &p.currency, &p.brand, &p.last4,
 		&p.captured, &p.refunded, &p.declineReason, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
-		return payment{}, contract.ErrNotFound
+		return payment{}, paymentsapi.ErrNotFound
 	}
 	if err != nil {
 		return payment{}, fmt.Errorf("reading a payment: %w", err)
@@ -207,8 +207,8 @@ func (s store) post(ctx context.Context, tx *sql.Tx, m movement, movementID stri
 }
 
 // ledger sums the entries, of one payment when paymentID is not "".
-func (s store) ledger(ctx context.Context, paymentID string) (contract.Ledger, error) {
-	var l contract.Ledger
+func (s store) ledger(ctx context.Context, paymentID string) (paymentsapi.Ledger, error) {
+	var l paymentsapi.Ledger
 	err := s.snapshot(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx,
 			`SELECT account, currency, CAST(SUM(amount_cents) AS BIGINT) FROM ledger_entries
@@ -218,9 +218,9 @@ func (s store) ledger(ctx context.Context, paymentID string) (contract.Ledger, e
 			return err
 		}
 		defer rows.Close()
-		l.Accounts = []contract.AccountBalance{}
+		l.Accounts = []paymentsapi.AccountBalance{}
 		for rows.Next() {
-			var a contract.AccountBalance
+			var a paymentsapi.AccountBalance
 			if err := rows.Scan(&a.Account, &a.Currency, &a.BalanceCents); err != nil {
 				return err
 			}
@@ -252,7 +252,7 @@ func (s store) ledger(ctx context.Context, paymentID string) (contract.Ledger, e
 		return nil
 	})
 	if err != nil {
-		return contract.Ledger{}, fmt.Errorf("reading the ledger: %w", err)
+		return paymentsapi.Ledger{}, fmt.Errorf("reading the ledger: %w", err)
 	}
 	return l, nil
 }

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/events"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // subscription is one subject reports consumes and how an event of it
@@ -93,7 +93,7 @@ func at(t time.Time, e events.Event) int64 {
 	return t.UnixMilli()
 }
 
-func checkLines(e events.Event, lines []orders.Line) error {
+func checkLines(e events.Event, lines []ordersapi.Line) error {
 	for _, l := range lines {
 		if l.SKU == "" || l.Quantity <= 0 || l.PriceCents < 0 {
 			return bad(e, "a line has no sku, no units or a negative price")
@@ -103,7 +103,7 @@ func checkLines(e events.Event, lines []orders.Line) error {
 }
 
 func (s *Service) orderConfirmed(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b orders.OrderConfirmed
+	var b ordersapi.OrderConfirmed
 	if err := e.Decode(&b); err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (s *Service) orderConfirmed(ctx context.Context, tx *sql.Tx, e events.Event
 }
 
 func (s *Service) orderRejected(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b orders.OrderRejected
+	var b ordersapi.OrderRejected
 	if err := e.Decode(&b); err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (s *Service) orderRejected(ctx context.Context, tx *sql.Tx, e events.Event)
 }
 
 func (s *Service) orderCancelled(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b orders.OrderCancelled
+	var b ordersapi.OrderCancelled
 	if err := e.Decode(&b); err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func (s *Service) orderCancelled(ctx context.Context, tx *sql.Tx, e events.Event
 }
 
 func (s *Service) paymentCaptured(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b payments.PaymentCaptured
+	var b paymentsapi.PaymentCaptured
 	if err := e.Decode(&b); err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func (s *Service) paymentCaptured(ctx context.Context, tx *sql.Tx, e events.Even
 // paymentRefunded records one refund, dated by its event: the body has no
 // time of its own.
 func (s *Service) paymentRefunded(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b payments.PaymentRefunded
+	var b paymentsapi.PaymentRefunded
 	if err := e.Decode(&b); err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func (s *Service) paymentRefunded(ctx context.Context, tx *sql.Tx, e events.Even
 }
 
 func (s *Service) paymentFailed(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b payments.PaymentFailed
+	var b paymentsapi.PaymentFailed
 	if err := e.Decode(&b); err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (s *Service) paymentFailed(ctx context.Context, tx *sql.Tx, e events.Event)
 }
 
 func (s *Service) stockReserved(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b inventory.StockReserved
+	var b inventoryapi.StockReserved
 	if err := e.Decode(&b); err != nil {
 		return err
 	}
@@ -188,7 +188,7 @@ func (s *Service) stockReserved(ctx context.Context, tx *sql.Tx, e events.Event)
 }
 
 func (s *Service) stockReleased(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b inventory.StockReleased
+	var b inventoryapi.StockReleased
 	if err := e.Decode(&b); err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func (s *Service) stockReleased(ctx context.Context, tx *sql.Tx, e events.Event)
 }
 
 func (s *Service) lowStock(ctx context.Context, tx *sql.Tx, e events.Event) error {
-	var b inventory.LowStock
+	var b inventoryapi.LowStock
 	if err := e.Decode(&b); err != nil {
 		return err
 	}

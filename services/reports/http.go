@@ -16,7 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // Routes lists every route of reports in one place. All of them are for
@@ -191,7 +191,7 @@ func (h *handlers) rebuilding(w http.ResponseWriter, r *http.Request) func() boo
 		if id == "" {
 			return false
 		}
-		w.Header().Set(contract.RebuildingHeader, id)
+		w.Header().Set(reportsapi.RebuildingHeader, id)
 		return true
 	}
 }

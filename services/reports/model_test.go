@@ -11,7 +11,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/events"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // newModel is reports over a fresh, migrated db, without a broker: tests
@@ -52,11 +52,11 @@ func (s *Service) apply(t *testing.T, es ...events.Event) int {
 
 // figures are everything reports answer about the scenario.
 type figures struct {
-	Summary contract.Summary
-	Days    []contract.Figures
-	Hours   []contract.Bucket
-	Weeks   []contract.Bucket
-	Top     []contract.Product
+	Summary reportsapi.Summary
+	Days    []reportsapi.Figures
+	Hours   []reportsapi.Bucket
+	Weeks   []reportsapi.Bucket
+	Top     []reportsapi.Product
 }
 
 func (s *Service) figures(t *testing.T) figures {
@@ -67,18 +67,18 @@ func (s *Service) figures(t *testing.T) figures {
 	if f.Summary, err = s.Summary(ctx, "USD"); err != nil {
 		t.Fatal(err)
 	}
-	sales := func(from, to time.Time, bucket string) contract.Sales {
+	sales := func(from, to time.Time, bucket string) reportsapi.Sales {
 		out, err := s.Sales(ctx, SalesQuery{Range: Range{From: from, To: to}, Bucket: bucket, Currency: "USD"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return out
 	}
-	for _, b := range sales(Monday, Monday.AddDate(0, 0, 8), contract.BucketDay).Buckets {
+	for _, b := range sales(Monday, Monday.AddDate(0, 0, 8), reportsapi.BucketDay).Buckets {
 		f.Days = append(f.Days, b.Figures)
 	}
-	f.Hours = sales(Monday.Add(10*time.Hour), Monday.Add(12*time.Hour), contract.BucketHour).Buckets
-	f.Weeks = sales(Monday, Monday.AddDate(0, 0, 14), contract.BucketWeek).Buckets
+	f.Hours = sales(Monday.Add(10*time.Hour), Monday.Add(12*time.Hour), reportsapi.BucketHour).Buckets
+	f.Weeks = sales(Monday, Monday.AddDate(0, 0, 14), reportsapi.BucketWeek).Buckets
 	top, err := s.TopProducts(ctx, TopQuery{Range: Range{From: Monday, To: Monday.AddDate(0, 0, 7)}, Currency: "USD", Limit: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -95,16 +95,16 @@ func (f figures) check(t *testing.T) {
 	if !reflect.DeepEqual(f.Days, WantDays) {
 		t.Errorf("days\n got %+v\nwant %+v", f.Days, WantDays)
 	}
-	wantHours := []contract.Bucket{
-		{Start: Monday.Add(10 * time.Hour), Figures: contract.Figures{Orders: 2, RevenueCents: 1500, NetCents: 1500}},
-		{Start: Monday.Add(11 * time.Hour), Figures: contract.Figures{Orders: 1, RevenueCents: 700, NetCents: 700}},
+	wantHours := []reportsapi.Bucket{
+		{Start: Monday.Add(10 * time.Hour), Figures: reportsapi.Figures{Orders: 2, RevenueCents: 1500, NetCents: 1500}},
+		{Start: Monday.Add(11 * time.Hour), Figures: reportsapi.Figures{Orders: 1, RevenueCents: 700, NetCents: 700}},
 	}
 	if !reflect.DeepEqual(f.Hours, wantHours) {
 		t.Errorf("hours\n got %+v\nwant %+v", f.Hours, wantHours)
 	}
-	wantWeeks := []contract.Bucket{
-		{Start: Monday, Figures: contract.Figures{Orders: 4, RevenueCents: 2600, RefundsCents: 900, NetCents: 1700}},
-		{Start: Monday.AddDate(0, 0, 7), Figures: contract.Figures{Orders: 1, RevenueCents: 250, NetCents: 250}},
+	wantWeeks := []reportsapi.Bucket{
+		{Start: Monday, Figures: reportsapi.Figures{Orders: 4, RevenueCents: 2600, RefundsCents: 900, NetCents: 1700}},
+		{Start: Monday.AddDate(0, 0, 7), Figures: reportsapi.Figures{Orders: 1, RevenueCents: 250, NetCents: 250}},
 	}
 	if !reflect.DeepEqual(f.Weeks, wantWeeks) {
 		t.Errorf("weeks\n got %+v\nwant %+v", f.Weeks, wantWeeks)
@@ -185,11 +185,11 @@ func TestBadEventsArePermanent(t *testing.T) {
 func TestOneRebuildAtATime(t *testing.T) {
 	ctx := context.Background()
 	s := newModel(t, dbtest.SQLite(t))
-	if st, err := s.RebuildStatus(ctx); err != nil || st.State != contract.RebuildIdle || st.ID != "" {
+	if st, err := s.RebuildStatus(ctx); err != nil || st.State != reportsapi.RebuildIdle || st.ID != "" {
 		t.Fatalf("before any rebuild: %+v, %v", st, err)
 	}
 	first, err := s.StartRebuild(ctx)
-	if err != nil || first.State != contract.RebuildRunning || first.ID == "" || first.StartedAt == nil {
+	if err != nil || first.State != reportsapi.RebuildRunning || first.ID == "" || first.StartedAt == nil {
 		t.Fatalf("first rebuild: %+v, %v", first, err)
 	}
 	second, err := s.StartRebuild(ctx)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // Limits of a report's range.
@@ -32,9 +32,9 @@ type bucket struct {
 }
 
 var buckets = map[string]bucket{
-	contract.BucketHour: {contract.BucketHour, int64(time.Hour / time.Millisecond), 0},
-	contract.BucketDay:  {contract.BucketDay, int64(24 * time.Hour / time.Millisecond), 0},
-	contract.BucketWeek: {contract.BucketWeek, int64(7 * 24 * time.Hour / time.Millisecond), int64(3 * 24 * time.Hour / time.Millisecond)},
+	reportsapi.BucketHour: {reportsapi.BucketHour, int64(time.Hour / time.Millisecond), 0},
+	reportsapi.BucketDay:  {reportsapi.BucketDay, int64(24 * time.Hour / time.Millisecond), 0},
+	reportsapi.BucketWeek: {reportsapi.BucketWeek, int64(7 * 24 * time.Hour / time.Millisecond), int64(3 * 24 * time.Hour / time.Millisecond)},
 }
 
 // start returns the start of the bucket holding ms (ms >= 0).
@@ -139,7 +139,7 @@ func parseLimit(q url.Values, def, max int) (int, []problem.FieldError) {
 // are the last 30 days by day, in currency def.
 func ParseSalesQuery(q url.Values, now time.Time, def string) (SalesQuery, []problem.FieldError) {
 	r, errs := parseRange(q, now)
-	sq := SalesQuery{Range: r, Bucket: contract.BucketDay}
+	sq := SalesQuery{Range: r, Bucket: reportsapi.BucketDay}
 	if v := q.Get("bucket"); v != "" {
 		if _, ok := buckets[v]; !ok {
 			errs = append(errs, problem.FieldError{Field: "bucket", Reason: "must be hour, day or week"})

@@ -14,7 +14,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // rebuilder throws the read model away and builds it again from the
@@ -64,11 +64,11 @@ func newRebuilder(st store, js jetstream.JetStream, log *slog.Logger, subs []sub
 }
 
 // start claims the rebuild for a new id and wakes run.
-func (r *rebuilder) start(ctx context.Context) (contract.Rebuild, error) {
+func (r *rebuilder) start(ctx context.Context) (reportsapi.Rebuild, error) {
 	now := time.Now()
 	ok, err := r.store.claimRebuild(ctx, ids.New(), r.owner, now.UnixMilli(), now.Add(-r.stale).UnixMilli())
 	if err != nil {
-		return contract.Rebuild{}, err
+		return reportsapi.Rebuild{}, err
 	}
 	st, serr := r.status(ctx)
 	if !ok {
@@ -81,15 +81,15 @@ func (r *rebuilder) start(ctx context.Context) (contract.Rebuild, error) {
 	return st, serr
 }
 
-func (r *rebuilder) status(ctx context.Context) (contract.Rebuild, error) {
+func (r *rebuilder) status(ctx context.Context) (reportsapi.Rebuild, error) {
 	row, err := r.store.rebuild(ctx)
 	if err != nil {
-		return contract.Rebuild{}, err
+		return reportsapi.Rebuild{}, err
 	}
 	if row.id == "" {
-		return contract.Rebuild{State: contract.RebuildIdle}, nil
+		return reportsapi.Rebuild{State: reportsapi.RebuildIdle}, nil
 	}
-	out := contract.Rebuild{ID: row.id, State: row.state, Applied: row.applied, Total: row.total, Error: row.err}
+	out := reportsapi.Rebuild{ID: row.id, State: row.state, Applied: row.applied, Total: row.total, Error: row.err}
 	started := msTime(row.startedAt)
 	out.StartedAt = &started
 	if row.finishedAt > 0 {
@@ -113,7 +113,7 @@ func (r *rebuilder) run(ctx context.Context) error {
 		}
 		// A cheap read first: most ticks find nothing to do.
 		row, err := r.store.rebuild(ctx)
-		if err != nil || row.state != contract.RebuildRunning {
+		if err != nil || row.state != reportsapi.RebuildRunning {
 			continue
 		}
 		now := time.Now()
@@ -151,13 +151,13 @@ func (r *rebuilder) rebuild(ctx context.Context, id string) {
 	errLost := errors.New("another process took the rebuild over")
 
 	finish := func(err error) {
-		state, reason := contract.RebuildDone, ""
+		state, reason := reportsapi.RebuildDone, ""
 		if err != nil {
 			if errors.Is(context.Cause(ctx), errLost) || (ctx.Err() != nil && context.Cause(ctx) == context.Canceled) {
 				log.Warn("rebuild stopped before its end", "cause", context.Cause(ctx))
 				return
 			}
-			state, reason = contract.RebuildFailed, err.Error()
+			state, reason = reportsapi.RebuildFailed, err.Error()
 		}
 		if ferr := r.store.finishRebuild(context.WithoutCancel(ctx), id, r.owner, state, reason,
 			applied.Load(), total.Load(), time.Now().UnixMilli()); ferr != nil {

@@ -21,9 +21,9 @@ import (
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/reports"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 	"github.com/microshop/microshop/services/users"
-	usercontract "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 const (
@@ -99,7 +99,7 @@ func login(t *testing.T, usersURL, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
 	}
-	var tok usercontract.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -142,9 +142,9 @@ func (h *harness) get(t *testing.T, path string, headers ...string) servicetest.
 	return r
 }
 
-func (h *harness) summary(t *testing.T) contract.Summary {
+func (h *harness) summary(t *testing.T) reportsapi.Summary {
 	t.Helper()
-	var s contract.Summary
+	var s reportsapi.Summary
 	h.get(t, "/api/reports/summary").JSON(t, &s)
 	return s
 }
@@ -173,7 +173,7 @@ func (h *harness) explain(t *testing.T) {
 }
 
 // waitApplied waits until the model holds applied events.
-func (h *harness) waitApplied(t *testing.T, applied int64) contract.Summary {
+func (h *harness) waitApplied(t *testing.T, applied int64) reportsapi.Summary {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -189,13 +189,13 @@ func (h *harness) waitApplied(t *testing.T, applied int64) contract.Summary {
 	}
 }
 
-func (h *harness) waitRebuilt(t *testing.T, id string) contract.Rebuild {
+func (h *harness) waitRebuilt(t *testing.T, id string) reportsapi.Rebuild {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var rb contract.Rebuild
+		var rb reportsapi.Rebuild
 		h.get(t, "/api/reports/rebuild").JSON(t, &rb)
-		if rb.ID == id && rb.State != contract.RebuildRunning {
+		if rb.ID == id && rb.State != reportsapi.RebuildRunning {
 			return rb
 		}
 		if time.Now().After(deadline) {
@@ -276,17 +276,17 @@ func testReports(t *testing.T, h *harness) {
 	})
 
 	t.Run("empty", func(t *testing.T) {
-		var s contract.Sales
+		var s reportsapi.Sales
 		h.get(t, "/api/reports/sales").JSON(t, &s)
-		if s.Bucket != "day" || s.Currency != "USD" || len(s.Buckets) < 30 || len(s.Buckets) > 31 || s.Totals != (contract.Figures{}) {
+		if s.Bucket != "day" || s.Currency != "USD" || len(s.Buckets) < 30 || len(s.Buckets) > 31 || s.Totals != (reportsapi.Figures{}) {
 			t.Errorf("default sales report: %d buckets, %+v", len(s.Buckets), s)
 		}
 		if got := s.To.Sub(s.From); got != reports.DefaultRange {
 			t.Errorf("default range %s", got)
 		}
-		var rb contract.Rebuild
+		var rb reportsapi.Rebuild
 		h.get(t, "/api/reports/rebuild").JSON(t, &rb)
-		if rb.State != contract.RebuildIdle || rb.ID != "" {
+		if rb.State != reportsapi.RebuildIdle || rb.ID != "" {
 			t.Errorf("rebuild before any: %+v", rb)
 		}
 	})
@@ -313,15 +313,15 @@ func testReports(t *testing.T, h *harness) {
 		if got != want {
 			t.Fatalf("summary\n got %+v\nwant %+v", got, want)
 		}
-		var eur contract.Summary
+		var eur reportsapi.Summary
 		h.get(t, "/api/reports/summary?currency=EUR").JSON(t, &eur)
 		if eur.RevenueCents != 999 || eur.CapturedCents != 999 || eur.OrdersConfirmed != 5 {
 			t.Errorf("EUR summary %+v", eur)
 		}
 
-		var days contract.Sales
+		var days reportsapi.Sales
 		h.get(t, "/api/reports/sales?from=2025-03-03&to=2025-03-10&bucket=day").JSON(t, &days)
-		var figs []contract.Figures
+		var figs []reportsapi.Figures
 		for i, b := range days.Buckets {
 			if want := reports.Monday.AddDate(0, 0, i); !b.Start.Equal(want) {
 				t.Errorf("bucket %d starts %s, want %s", i, b.Start, want)
@@ -331,31 +331,31 @@ func testReports(t *testing.T, h *harness) {
 		if !reflect.DeepEqual(figs, reports.WantDays) {
 			t.Errorf("days\n got %+v\nwant %+v", figs, reports.WantDays)
 		}
-		if want := (contract.Figures{Orders: 5, RevenueCents: 2850, RefundsCents: 900, NetCents: 1950}); days.Totals != want {
+		if want := (reportsapi.Figures{Orders: 5, RevenueCents: 2850, RefundsCents: 900, NetCents: 1950}); days.Totals != want {
 			t.Errorf("totals %+v, want %+v", days.Totals, want)
 		}
 
 		// Weeks start on Monday: o4, at the last millisecond of Sunday, is
 		// in the first; o5, at midnight, in the second. A range that starts
 		// mid-week lists that week's bucket with only what is in range.
-		var weeks contract.Sales
+		var weeks reportsapi.Sales
 		h.get(t, "/api/reports/sales?from=2025-03-05T00:00:00Z&to=2025-03-12T00:00:00Z&bucket=week").JSON(t, &weeks)
-		wantWeeks := []contract.Bucket{
-			{Start: reports.Monday, Figures: contract.Figures{Orders: 1, RevenueCents: 400, RefundsCents: 900, NetCents: -500}},
-			{Start: reports.Monday.AddDate(0, 0, 7), Figures: contract.Figures{Orders: 1, RevenueCents: 250, NetCents: 250}},
+		wantWeeks := []reportsapi.Bucket{
+			{Start: reports.Monday, Figures: reportsapi.Figures{Orders: 1, RevenueCents: 400, RefundsCents: 900, NetCents: -500}},
+			{Start: reports.Monday.AddDate(0, 0, 7), Figures: reportsapi.Figures{Orders: 1, RevenueCents: 250, NetCents: 250}},
 		}
 		if !reflect.DeepEqual(weeks.Buckets, wantWeeks) {
 			t.Errorf("weeks\n got %+v\nwant %+v", weeks.Buckets, wantWeeks)
 		}
 
-		var hours contract.Sales
+		var hours reportsapi.Sales
 		h.get(t, "/api/reports/sales?from=2025-03-03T10:30:00%2B01:00&to=2025-03-03T12:00:00Z&bucket=hour").JSON(t, &hours)
 		if len(hours.Buckets) != 3 || hours.Buckets[1].Orders != 2 || hours.Buckets[1].RevenueCents != 1500 ||
 			hours.Buckets[2].Orders != 1 || !hours.Buckets[0].Start.Equal(reports.Monday.Add(9*time.Hour)) {
 			t.Errorf("hours: %+v", hours.Buckets)
 		}
 
-		var top contract.TopProducts
+		var top reportsapi.TopProducts
 		h.get(t, "/api/reports/top-products?from=2025-03-03&to=2025-03-09").JSON(t, &top)
 		if !reflect.DeepEqual(top.Items, reports.WantTop) {
 			t.Errorf("top products\n got %+v\nwant %+v", top.Items, reports.WantTop)
@@ -365,7 +365,7 @@ func testReports(t *testing.T, h *harness) {
 			t.Errorf("limit=1: %+v", top.Items)
 		}
 
-		var low contract.LowStock
+		var low reportsapi.LowStock
 		h.get(t, "/api/reports/low-stock").JSON(t, &low)
 		if len(low.Items) != 2 || low.Items[0].SKU != "SKU-D" || low.Items[1].SKU != "SKU-A" || low.Items[1].Available != 3 {
 			t.Errorf("low stock: %+v", low.Items)
@@ -439,15 +439,15 @@ func testReports(t *testing.T, h *harness) {
 		if r.Status != http.StatusAccepted || r.Header.Get("Location") != "/api/reports/rebuild" {
 			t.Fatalf("POST rebuild: %d %s", r.Status, r.Body)
 		}
-		var rb contract.Rebuild
+		var rb reportsapi.Rebuild
 		r.JSON(t, &rb)
-		if rb.ID == "" || rb.State != contract.RebuildRunning {
+		if rb.ID == "" || rb.State != reportsapi.RebuildRunning {
 			t.Fatalf("rebuild %+v", rb)
 		}
 		rb = h.waitRebuilt(t, rb.ID)
 		// The streams hold every message: the scenario, the copy, the
 		// unknown version.
-		if rb.State != contract.RebuildDone || rb.Applied != published || rb.Total != published || rb.FinishedAt == nil || rb.Error != "" {
+		if rb.State != reportsapi.RebuildDone || rb.Applied != published || rb.Total != published || rb.FinishedAt == nil || rb.Error != "" {
 			t.Fatalf("rebuild ended %+v, want done with %d of %d", rb, published, published)
 		}
 		if after := h.figures(t); after != before {
@@ -470,9 +470,9 @@ func testReports(t *testing.T, h *harness) {
 		var partial bool
 		for {
 			r := h.get(t, "/api/reports/summary")
-			var s contract.Summary
+			var s reportsapi.Summary
 			r.JSON(t, &s)
-			if s.Rebuilding && r.Header.Get(contract.RebuildingHeader) == rb.ID {
+			if s.Rebuilding && r.Header.Get(reportsapi.RebuildingHeader) == rb.ID {
 				partial = true
 			}
 			if !s.Rebuilding {
@@ -483,7 +483,7 @@ func testReports(t *testing.T, h *harness) {
 		if !partial {
 			t.Log("the rebuild ended before a report could see it running")
 		}
-		if rb = h.waitRebuilt(t, rb.ID); rb.State != contract.RebuildDone || rb.Applied != rb.Total || rb.Total < int64(len(sc.Events)+len(early)) {
+		if rb = h.waitRebuilt(t, rb.ID); rb.State != reportsapi.RebuildDone || rb.Applied != rb.Total || rb.Total < int64(len(sc.Events)+len(early)) {
 			t.Fatalf("rebuild ended %+v", rb)
 		}
 		burst := int64(len(early)+len(during)) / 3
@@ -513,14 +513,14 @@ func testReports(t *testing.T, h *harness) {
 			t.Fatal(err)
 		}
 		r := h.get(t, "/api/reports/summary")
-		var s contract.Summary
+		var s reportsapi.Summary
 		r.JSON(t, &s)
-		if r.Header.Get(contract.RebuildingHeader) != "dead-one" || !s.Rebuilding {
-			t.Errorf("summary during a rebuild: header %q, rebuilding %v", r.Header.Get(contract.RebuildingHeader), s.Rebuilding)
+		if r.Header.Get(reportsapi.RebuildingHeader) != "dead-one" || !s.Rebuilding {
+			t.Errorf("summary during a rebuild: header %q, rebuilding %v", r.Header.Get(reportsapi.RebuildingHeader), s.Rebuilding)
 		}
 		r = h.get(t, "/api/reports/sales?format=csv")
-		if r.Header.Get(contract.RebuildingHeader) != "dead-one" {
-			t.Errorf("CSV during a rebuild: no %s header", contract.RebuildingHeader)
+		if r.Header.Get(reportsapi.RebuildingHeader) != "dead-one" {
+			t.Errorf("CSV during a rebuild: no %s header", reportsapi.RebuildingHeader)
 		}
 		r = servicetest.Call(t, "POST", h.url+"/api/reports/rebuild", h.admin, nil)
 		if r.Status != http.StatusConflict || r.Problem(t).Extensions["rebuild_id"] != "dead-one" {
@@ -528,12 +528,12 @@ func testReports(t *testing.T, h *harness) {
 		}
 		// No heartbeat for a second (--rebuild-stale-after): reports runs it.
 		rb := h.waitRebuilt(t, "dead-one")
-		if rb.State != contract.RebuildDone || rb.Applied != rb.Total || rb.Total != published {
+		if rb.State != reportsapi.RebuildDone || rb.Applied != rb.Total || rb.Total != published {
 			t.Fatalf("taken-over rebuild ended %+v", rb)
 		}
 		r = h.get(t, "/api/reports/summary")
-		if r.Header.Get(contract.RebuildingHeader) != "" {
-			t.Errorf("rebuilding header after the rebuild: %q", r.Header.Get(contract.RebuildingHeader))
+		if r.Header.Get(reportsapi.RebuildingHeader) != "" {
+			t.Errorf("rebuilding header after the rebuild: %q", r.Header.Get(reportsapi.RebuildingHeader))
 		}
 		if after := h.figures(t); after != before {
 			t.Fatalf("figures changed by the rebuild\nbefore:\n%s\nafter:\n%s", before, after)

@@ -7,10 +7,10 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // Scenario is a week of a shop's events, as orders, payments and
@@ -54,13 +54,13 @@ func envelope(body events.Body, t time.Time) events.Event {
 	return events.Event{ID: ids.New(), Type: body.EventType(), Version: body.EventVersion(), Time: t, Data: data}
 }
 
-func lines(skuQty ...any) ([]orders.Line, int64) {
+func lines(skuQty ...any) ([]ordersapi.Line, int64) {
 	prices := map[string]int64{"SKU-A": 300, "SKU-B": 400, "SKU-C": 250, "SKU-E": 999}
-	var out []orders.Line
+	var out []ordersapi.Line
 	var total int64
 	for i := 0; i+1 < len(skuQty); i += 2 {
 		sku, n := skuQty[i].(string), int64(skuQty[i+1].(int))
-		out = append(out, orders.Line{SKU: sku, Quantity: n, PriceCents: prices[sku]})
+		out = append(out, ordersapi.Line{SKU: sku, Quantity: n, PriceCents: prices[sku]})
 		total += n * prices[sku]
 	}
 	return out, total
@@ -68,27 +68,27 @@ func lines(skuQty ...any) ([]orders.Line, int64) {
 
 func confirmed(id, currency string, t time.Time, skuQty ...any) events.Event {
 	ls, total := lines(skuQty...)
-	return envelope(orders.OrderConfirmed{OrderID: id, UserID: "u-" + id, Email: id + "@example.com", Lines: ls,
+	return envelope(ordersapi.OrderConfirmed{OrderID: id, UserID: "u-" + id, Email: id + "@example.com", Lines: ls,
 		TotalCents: total, Currency: currency, PaymentID: "pay-" + id, ConfirmedAt: t}, t)
 }
 
 func cancelled(id string, t time.Time, skuQty ...any) events.Event {
 	ls, total := lines(skuQty...)
-	return envelope(orders.OrderCancelled{OrderID: id, UserID: "u-" + id, Lines: ls, TotalCents: total,
+	return envelope(ordersapi.OrderCancelled{OrderID: id, UserID: "u-" + id, Lines: ls, TotalCents: total,
 		RefundedCents: total, Currency: "USD", CancelledAt: t}, t)
 }
 
 func captured(id, currency string, amount int64, t time.Time) events.Event {
-	return envelope(payments.PaymentCaptured{PaymentID: "pay-" + id, OrderID: id, AmountCents: amount, Currency: currency}, t)
+	return envelope(paymentsapi.PaymentCaptured{PaymentID: "pay-" + id, OrderID: id, AmountCents: amount, Currency: currency}, t)
 }
 
 func refunded(id string, amount, sofar int64, t time.Time) events.Event {
-	return envelope(payments.PaymentRefunded{PaymentID: "pay-" + id, OrderID: id, AmountCents: amount,
+	return envelope(paymentsapi.PaymentRefunded{PaymentID: "pay-" + id, OrderID: id, AmountCents: amount,
 		RefundedCentsTotal: sofar, Currency: "USD"}, t)
 }
 
 func reserved(id string, t time.Time) events.Event {
-	return envelope(inventory.StockReserved{OrderID: id, Currency: "USD"}, t)
+	return envelope(inventoryapi.StockReserved{OrderID: id, Currency: "USD"}, t)
 }
 
 // NewScenario makes the scenario's events, with fresh ids.
@@ -116,18 +116,18 @@ func NewScenario() Scenario {
 			captured("o2", "USD", 500, day(0, "10:45:00.000")),
 			o3,
 			captured("o3", "USD", 700, day(0, "11:05:00.000")),
-			envelope(payments.PaymentFailed{PaymentID: "pay-o6", OrderID: "o6", AmountCents: 300, Currency: "USD",
-				Reason: payments.ReasonCardDeclined}, day(1, "09:00:00.000")),
-			envelope(orders.OrderRejected{OrderID: "o6", Reason: orders.ReasonPaymentDeclined, TotalCents: 300,
+			envelope(paymentsapi.PaymentFailed{PaymentID: "pay-o6", OrderID: "o6", AmountCents: 300, Currency: "USD",
+				Reason: paymentsapi.ReasonCardDeclined}, day(1, "09:00:00.000")),
+			envelope(ordersapi.OrderRejected{OrderID: "o6", Reason: ordersapi.ReasonPaymentDeclined, TotalCents: 300,
 				Currency: "USD", RejectedAt: day(1, "09:00:01.000")}, day(1, "09:00:01.000")),
-			envelope(inventory.StockReleased{OrderID: "o6", Reason: inventory.ReasonReleased, PreviousStatus: inventory.StatusHeld},
+			envelope(inventoryapi.StockReleased{OrderID: "o6", Reason: inventoryapi.ReasonReleased, PreviousStatus: inventoryapi.StatusHeld},
 				day(1, "09:00:01.000")),
-			envelope(inventory.StockReleased{OrderID: "o9", Reason: inventory.ReasonExpired, PreviousStatus: inventory.StatusHeld},
+			envelope(inventoryapi.StockReleased{OrderID: "o9", Reason: inventoryapi.ReasonExpired, PreviousStatus: inventoryapi.StatusHeld},
 				day(1, "10:00:00.000")),
 			confirmed("o7", "EUR", day(1, "12:00:00.000"), "SKU-E", 1),
 			captured("o7", "EUR", 999, day(1, "12:00:00.000")),
-			envelope(inventory.LowStock{SKU: "SKU-A", Name: "Anvil", Available: 3, Threshold: 5}, day(1, "13:00:00.000")),
-			envelope(inventory.LowStock{SKU: "SKU-D", Name: "=HYPERLINK(\"x\")", Available: 0, Threshold: 2}, day(2, "13:00:00.000")),
+			envelope(inventoryapi.LowStock{SKU: "SKU-A", Name: "Anvil", Available: 3, Threshold: 5}, day(1, "13:00:00.000")),
+			envelope(inventoryapi.LowStock{SKU: "SKU-D", Name: "=HYPERLINK(\"x\")", Available: 0, Threshold: 2}, day(2, "13:00:00.000")),
 			refunded("o1", 200, 200, day(3, "12:00:00.000")),
 			confirmed("o4", "USD", day(6, "23:59:59.999"), "SKU-B", 1),
 			captured("o4", "USD", 400, day(6, "23:59:59.999")),
@@ -150,7 +150,7 @@ func NewScenario() Scenario {
 }
 
 // WantSummary is the summary of the scenario's Events.
-var WantSummary = contract.Summary{
+var WantSummary = reportsapi.Summary{
 	Currency: "USD", OrdersConfirmed: 5, OrdersRejected: 1, OrdersCancelled: 1,
 	RevenueCents: 2850, RefundsCents: 900, NetCents: 1950, CapturedCents: 2850,
 	PaymentsFailed: 1, ReservationsExpired: 1, LowStockAlerts: 2, EventsApplied: 23,
@@ -158,7 +158,7 @@ var WantSummary = contract.Summary{
 
 // WantDays are the scenario's USD figures by day from Monday to the next
 // Monday, both included.
-var WantDays = []contract.Figures{
+var WantDays = []reportsapi.Figures{
 	{Orders: 3, RevenueCents: 2200, NetCents: 2200},
 	{},
 	{RefundsCents: 700, NetCents: -700},
@@ -170,7 +170,7 @@ var WantDays = []contract.Figures{
 
 // WantTop are the best sellers of the orders confirmed from Monday to
 // Sunday (o5, the next Monday, is not in it): o3's units are cancelled.
-var WantTop = []contract.Product{
+var WantTop = []reportsapi.Product{
 	{SKU: "SKU-B", Units: 2, CancelledUnits: 1, RevenueCents: 800},
 	{SKU: "SKU-A", Units: 2, CancelledUnits: 1, RevenueCents: 600},
 	{SKU: "SKU-C", Units: 2, RevenueCents: 500},
@@ -185,7 +185,7 @@ func Burst(prefix string, n int) []events.Event {
 		id := fmt.Sprintf("%s-%d", prefix, i)
 		t := Monday.AddDate(0, 0, 21).Add(time.Duration(i) * time.Second)
 		out = append(out, confirmed(id, "USD", t, "SKU-A", 1), captured(id, "USD", 300, t),
-			envelope(inventory.LowStock{SKU: "SKU-A", Name: "Anvil", Available: 1, Threshold: 5}, t))
+			envelope(inventoryapi.LowStock{SKU: "SKU-A", Name: "Anvil", Available: 1, Threshold: 5}, t))
 	}
 	return out
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // Config is what reports needs besides its stores.
@@ -61,18 +61,18 @@ func (s *Service) Consumers() []*events.Consumer { return s.consumers }
 
 // Sales sums confirmed orders and refunds of q's range by bucket. Every
 // bucket of the range is listed, empty ones too.
-func (s *Service) Sales(ctx context.Context, q SalesQuery) (contract.Sales, error) {
+func (s *Service) Sales(ctx context.Context, q SalesQuery) (reportsapi.Sales, error) {
 	b := buckets[q.Bucket]
 	from, to := q.fromMS(), q.toMS()
 	sums, err := s.store.sales(ctx, from, to, b, q.Currency)
 	if err != nil {
-		return contract.Sales{}, err
+		return reportsapi.Sales{}, err
 	}
-	out := contract.Sales{From: q.From, To: q.To, Bucket: q.Bucket, Currency: q.Currency, Buckets: []contract.Bucket{}}
+	out := reportsapi.Sales{From: q.From, To: q.To, Bucket: q.Bucket, Currency: q.Currency, Buckets: []reportsapi.Bucket{}}
 	for start := b.start(from); start < to; start += b.size {
 		r := sums[start]
-		f := contract.Figures{Orders: r.orders, RevenueCents: r.revenue, RefundsCents: r.refunds, NetCents: r.revenue - r.refunds}
-		out.Buckets = append(out.Buckets, contract.Bucket{Start: msTime(start), Figures: f})
+		f := reportsapi.Figures{Orders: r.orders, RevenueCents: r.revenue, RefundsCents: r.refunds, NetCents: r.revenue - r.refunds}
+		out.Buckets = append(out.Buckets, reportsapi.Bucket{Start: msTime(start), Figures: f})
 		out.Totals.Orders += f.Orders
 		out.Totals.RevenueCents += f.RevenueCents
 		out.Totals.RefundsCents += f.RefundsCents
@@ -83,33 +83,33 @@ func (s *Service) Sales(ctx context.Context, q SalesQuery) (contract.Sales, erro
 
 // TopProducts lists the products of the orders confirmed in q's range,
 // by units still sold.
-func (s *Service) TopProducts(ctx context.Context, q TopQuery) (contract.TopProducts, error) {
+func (s *Service) TopProducts(ctx context.Context, q TopQuery) (reportsapi.TopProducts, error) {
 	items, err := s.store.topProducts(ctx, q.fromMS(), q.toMS(), q.Currency, q.Limit)
 	if err != nil {
-		return contract.TopProducts{}, err
+		return reportsapi.TopProducts{}, err
 	}
-	return contract.TopProducts{From: q.From, To: q.To, Currency: q.Currency, Items: items}, nil
+	return reportsapi.TopProducts{From: q.From, To: q.To, Currency: q.Currency, Items: items}, nil
 }
 
 // Summary sums the whole model, money in currency.
-func (s *Service) Summary(ctx context.Context, currency string) (contract.Summary, error) {
+func (s *Service) Summary(ctx context.Context, currency string) (reportsapi.Summary, error) {
 	return s.store.summary(ctx, currency)
 }
 
 // LowStock lists the newest low-stock alerts.
-func (s *Service) LowStock(ctx context.Context, limit int) (contract.LowStock, error) {
+func (s *Service) LowStock(ctx context.Context, limit int) (reportsapi.LowStock, error) {
 	items, err := s.store.lowStockAlerts(ctx, limit)
 	if err != nil {
-		return contract.LowStock{}, err
+		return reportsapi.LowStock{}, err
 	}
-	return contract.LowStock{Items: items}, nil
+	return reportsapi.LowStock{Items: items}, nil
 }
 
 // Rebuilding returns the id of the rebuild running now, or "". Reports
 // answered meanwhile come from a partial model.
 func (s *Service) Rebuilding(ctx context.Context) (string, error) {
 	r, err := s.store.rebuild(ctx)
-	if err != nil || r.state != contract.RebuildRunning {
+	if err != nil || r.state != reportsapi.RebuildRunning {
 		return "", err
 	}
 	return r.id, nil
@@ -117,12 +117,12 @@ func (s *Service) Rebuilding(ctx context.Context) (string, error) {
 
 // StartRebuild wipes and replays the model in the background. It returns
 // ErrRebuildRunning, with the running rebuild, when one runs already.
-func (s *Service) StartRebuild(ctx context.Context) (contract.Rebuild, error) {
+func (s *Service) StartRebuild(ctx context.Context) (reportsapi.Rebuild, error) {
 	return s.rebuilds.start(ctx)
 }
 
 // RebuildStatus shows the latest rebuild.
-func (s *Service) RebuildStatus(ctx context.Context) (contract.Rebuild, error) {
+func (s *Service) RebuildStatus(ctx context.Context) (reportsapi.Rebuild, error) {
 	return s.rebuilds.status(ctx)
 }
 

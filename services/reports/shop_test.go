@@ -12,12 +12,12 @@ import (
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/gateway"
 	"github.com/microshop/microshop/services/inventory"
-	invcontract "github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders"
-	ordcontract "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments"
 	"github.com/microshop/microshop/services/reports"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 	"github.com/microshop/microshop/services/users"
 )
 
@@ -86,7 +86,7 @@ func (s *shop) customer(t *testing.T) string {
 	return login(t, s.gateway, email, "long enough password")
 }
 
-func (s *shop) place(t *testing.T, token, card string, skuQty ...any) ordcontract.Order {
+func (s *shop) place(t *testing.T, token, card string, skuQty ...any) ordersapi.Order {
 	t.Helper()
 	var lines []map[string]any
 	for i := 0; i+1 < len(skuQty); i += 2 {
@@ -101,7 +101,7 @@ func (s *shop) place(t *testing.T, token, card string, skuQty ...any) ordcontrac
 	if r.Status != http.StatusCreated {
 		t.Fatalf("checkout: %d %s", r.Status, r.Body)
 	}
-	var o ordcontract.Order
+	var o ordersapi.Order
 	r.JSON(t, &o)
 	return o
 }
@@ -123,21 +123,21 @@ func (s *shop) ordersFigures(t *testing.T) ordersFigures {
 			t.Fatalf("listing orders: %d %s", r.Status, r.Body)
 		}
 		var page struct {
-			Items         []ordcontract.Order `json:"items"`
-			NextPageToken string              `json:"next_page_token"`
+			Items         []ordersapi.Order `json:"items"`
+			NextPageToken string            `json:"next_page_token"`
 		}
 		r.JSON(t, &page)
 		for _, o := range page.Items {
 			switch o.Status {
-			case ordcontract.StatusConfirmed:
+			case ordersapi.StatusConfirmed:
 				f.confirmed++
 				f.confirmedCents += o.TotalCents
 				for _, l := range o.Lines {
 					f.unitsBySKU[l.SKU] += l.Quantity
 				}
-			case ordcontract.StatusRejected:
+			case ordersapi.StatusRejected:
 				f.rejected++
-			case ordcontract.StatusCancelled:
+			case ordersapi.StatusCancelled:
 				f.cancelled++
 				f.cancelledCents += o.TotalCents
 			default:
@@ -157,18 +157,18 @@ func (s *shop) ordersFigures(t *testing.T) ordersFigures {
 func TestShop(t *testing.T) {
 	s := startShop(t)
 	ada := s.customer(t)
-	var list struct{ Items []invcontract.Product }
+	var list struct{ Items []inventoryapi.Product }
 	servicetest.Call(t, "GET", s.gateway+"/api/inventory/products?limit=3", "", nil).JSON(t, &list)
 	if len(list.Items) < 3 {
 		t.Fatalf("want 3 products, got %d", len(list.Items))
 	}
 	p := list.Items
-	for _, o := range []ordcontract.Order{
+	for _, o := range []ordersapi.Order{
 		s.place(t, ada, goodCard, p[0].SKU, 1, p[1].SKU, 2),
 		s.place(t, ada, goodCard, p[2].SKU, 3),
 		s.place(t, ada, "4000 0000 0000 0002", p[0].SKU, 1),
 	} {
-		if o.Status == ordcontract.StatusPending {
+		if o.Status == ordersapi.StatusPending {
 			t.Fatalf("order %s still PENDING", o.ID)
 		}
 	}
@@ -182,8 +182,8 @@ func TestShop(t *testing.T) {
 	if want.confirmed != 2 || want.rejected != 1 || want.cancelled != 1 {
 		t.Fatalf("orders says %+v", want)
 	}
-	summary := func() contract.Summary {
-		var sum contract.Summary
+	summary := func() reportsapi.Summary {
+		var sum reportsapi.Summary
 		r := servicetest.Call(t, "GET", s.gateway+"/api/reports/summary", s.admin, nil)
 		if r.Status != http.StatusOK {
 			t.Fatalf("summary: %d %s", r.Status, r.Body)
@@ -191,13 +191,13 @@ func TestShop(t *testing.T) {
 		r.JSON(t, &sum)
 		return sum
 	}
-	matches := func(sum contract.Summary) bool {
+	matches := func(sum reportsapi.Summary) bool {
 		return sum.OrdersConfirmed == want.confirmed && sum.OrdersRejected == want.rejected &&
 			sum.OrdersCancelled == want.cancelled && sum.NetCents == want.confirmedCents &&
 			sum.RevenueCents == want.confirmedCents+want.cancelledCents && sum.RefundsCents == want.cancelledCents &&
 			sum.CapturedCents == sum.RevenueCents && sum.PaymentsFailed == 1 && !sum.Rebuilding
 	}
-	var got contract.Summary
+	var got reportsapi.Summary
 	deadline := time.Now().Add(20 * time.Second)
 	for got = summary(); !matches(got); got = summary() {
 		if time.Now().After(deadline) {
@@ -207,7 +207,7 @@ func TestShop(t *testing.T) {
 	}
 
 	// Units of the orders still confirmed, per product.
-	var top contract.TopProducts
+	var top reportsapi.TopProducts
 	servicetest.Call(t, "GET", s.gateway+"/api/reports/top-products", s.admin, nil).JSON(t, &top)
 	for _, item := range top.Items {
 		if item.Units != want.unitsBySKU[item.SKU] {
@@ -223,17 +223,17 @@ func TestShop(t *testing.T) {
 	if r.Status != http.StatusAccepted {
 		t.Fatalf("rebuild: %d %s", r.Status, r.Body)
 	}
-	var rb contract.Rebuild
+	var rb reportsapi.Rebuild
 	r.JSON(t, &rb)
 	deadline = time.Now().Add(20 * time.Second)
-	for rb.State == contract.RebuildRunning {
+	for rb.State == reportsapi.RebuildRunning {
 		if time.Now().After(deadline) {
 			t.Fatalf("rebuild still running: %+v", rb)
 		}
 		time.Sleep(25 * time.Millisecond)
 		servicetest.Call(t, "GET", s.gateway+"/api/reports/rebuild", s.admin, nil).JSON(t, &rb)
 	}
-	if rb.State != contract.RebuildDone || rb.Applied != rb.Total || rb.Total < got.EventsApplied {
+	if rb.State != reportsapi.RebuildDone || rb.Applied != rb.Total || rb.Total < got.EventsApplied {
 		t.Fatalf("rebuild ended %+v", rb)
 	}
 	if after := summary(); after != got {

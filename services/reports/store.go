@@ -9,10 +9,10 @@ import (
 	"strings"
 
 	"github.com/microshop/microshop/internal/platform/database"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	payments "github.com/microshop/microshop/services/payments/contract"
-	"github.com/microshop/microshop/services/reports/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // store is reports' SQL; nothing else touches its tables. Writes run in
@@ -30,7 +30,7 @@ func (st store) countEvent(ctx context.Context, tx *sql.Tx) error {
 
 // confirmOrder sets the order's confirmation; the confirmation's total
 // and currency are the ones that count, whatever came first.
-func (st store) confirmOrder(ctx context.Context, tx *sql.Tx, b orders.OrderConfirmed, at int64) error {
+func (st store) confirmOrder(ctx context.Context, tx *sql.Tx, b ordersapi.OrderConfirmed, at int64) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO report_orders (order_id, currency, total_cents, confirmed_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (order_id) DO UPDATE SET currency = excluded.currency, total_cents = excluded.total_cents,
@@ -42,7 +42,7 @@ func (st store) confirmOrder(ctx context.Context, tx *sql.Tx, b orders.OrderConf
 	return st.addLines(ctx, tx, b.OrderID, b.Lines)
 }
 
-func (st store) rejectOrder(ctx context.Context, tx *sql.Tx, b orders.OrderRejected, at int64) error {
+func (st store) rejectOrder(ctx context.Context, tx *sql.Tx, b ordersapi.OrderRejected, at int64) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO report_orders (order_id, currency, total_cents, rejected_at, reject_reason) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (order_id) DO UPDATE SET rejected_at = excluded.rejected_at, reject_reason = excluded.reject_reason`,
@@ -55,7 +55,7 @@ func (st store) rejectOrder(ctx context.Context, tx *sql.Tx, b orders.OrderRejec
 
 // cancelOrder sets the order's cancellation. Its lines are the
 // confirmation's, so whichever event comes first stores them.
-func (st store) cancelOrder(ctx context.Context, tx *sql.Tx, b orders.OrderCancelled, at int64) error {
+func (st store) cancelOrder(ctx context.Context, tx *sql.Tx, b ordersapi.OrderCancelled, at int64) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO report_orders (order_id, currency, total_cents, cancelled_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (order_id) DO UPDATE SET cancelled_at = excluded.cancelled_at`,
@@ -66,7 +66,7 @@ func (st store) cancelOrder(ctx context.Context, tx *sql.Tx, b orders.OrderCance
 	return st.addLines(ctx, tx, b.OrderID, b.Lines)
 }
 
-func (st store) addLines(ctx context.Context, tx *sql.Tx, orderID string, lines []orders.Line) error {
+func (st store) addLines(ctx context.Context, tx *sql.Tx, orderID string, lines []ordersapi.Line) error {
 	for i, l := range lines {
 		_, err := tx.ExecContext(ctx, `
 			INSERT INTO report_order_lines (order_id, line_no, sku, quantity, price_cents) VALUES ($1, $2, $3, $4, $5)
@@ -79,7 +79,7 @@ func (st store) addLines(ctx context.Context, tx *sql.Tx, orderID string, lines 
 	return nil
 }
 
-func (st store) capturePayment(ctx context.Context, tx *sql.Tx, b payments.PaymentCaptured, at int64) error {
+func (st store) capturePayment(ctx context.Context, tx *sql.Tx, b paymentsapi.PaymentCaptured, at int64) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO report_payments (payment_id, order_id, currency, amount_cents, captured_at) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (payment_id) DO UPDATE SET currency = excluded.currency, amount_cents = excluded.amount_cents,
@@ -91,7 +91,7 @@ func (st store) capturePayment(ctx context.Context, tx *sql.Tx, b payments.Payme
 	return nil
 }
 
-func (st store) failPayment(ctx context.Context, tx *sql.Tx, b payments.PaymentFailed, at int64) error {
+func (st store) failPayment(ctx context.Context, tx *sql.Tx, b paymentsapi.PaymentFailed, at int64) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO report_payments (payment_id, order_id, currency, amount_cents, failed_at, failure_reason) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (payment_id) DO UPDATE SET failed_at = excluded.failed_at, failure_reason = excluded.failure_reason`,
@@ -104,7 +104,7 @@ func (st store) failPayment(ctx context.Context, tx *sql.Tx, b payments.PaymentF
 
 // refund records one refund under its event id: each refund is its own
 // fact, and the inbox already keeps a redelivered one out.
-func (st store) refund(ctx context.Context, tx *sql.Tx, eventID string, b payments.PaymentRefunded, at int64) error {
+func (st store) refund(ctx context.Context, tx *sql.Tx, eventID string, b paymentsapi.PaymentRefunded, at int64) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO report_refunds (event_id, payment_id, order_id, currency, amount_cents, refunded_at) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (event_id) DO NOTHING`,
@@ -125,7 +125,7 @@ func (st store) reserve(ctx context.Context, tx *sql.Tx, orderID string, at int6
 	return nil
 }
 
-func (st store) release(ctx context.Context, tx *sql.Tx, b inventory.StockReleased, at int64) error {
+func (st store) release(ctx context.Context, tx *sql.Tx, b inventoryapi.StockReleased, at int64) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO report_reservations (order_id, released_at, release_reason, previous_status) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (order_id) DO UPDATE SET released_at = excluded.released_at, release_reason = excluded.release_reason,
@@ -137,7 +137,7 @@ func (st store) release(ctx context.Context, tx *sql.Tx, b inventory.StockReleas
 	return nil
 }
 
-func (st store) lowStock(ctx context.Context, tx *sql.Tx, eventID string, b inventory.LowStock, at int64) error {
+func (st store) lowStock(ctx context.Context, tx *sql.Tx, eventID string, b inventoryapi.LowStock, at int64) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO report_low_stock (event_id, sku, name, available, threshold, at) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (event_id) DO NOTHING`,
@@ -245,8 +245,8 @@ func (st store) sales(ctx context.Context, from, to int64, b bucket, currency st
 
 // topProducts sums the lines of orders confirmed in [from, to), best
 // sellers (by units still sold) first.
-func (st store) topProducts(ctx context.Context, from, to int64, currency string, limit int) ([]contract.Product, error) {
-	out := []contract.Product{}
+func (st store) topProducts(ctx context.Context, from, to int64, currency string, limit int) ([]reportsapi.Product, error) {
+	out := []reportsapi.Product{}
 	err := st.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `
 			SELECT l.sku,
@@ -263,7 +263,7 @@ func (st store) topProducts(ctx context.Context, from, to int64, currency string
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var p contract.Product
+			var p reportsapi.Product
 			if err := rows.Scan(&p.SKU, &p.Units, &p.CancelledUnits, &p.RevenueCents); err != nil {
 				return fmt.Errorf("summing products: %w", err)
 			}
@@ -275,8 +275,8 @@ func (st store) topProducts(ctx context.Context, from, to int64, currency string
 }
 
 // summary sums the whole model.
-func (st store) summary(ctx context.Context, currency string) (contract.Summary, error) {
-	s := contract.Summary{Currency: currency}
+func (st store) summary(ctx context.Context, currency string) (reportsapi.Summary, error) {
+	s := reportsapi.Summary{Currency: currency}
 	err := st.read(ctx, func(tx *sql.Tx) error {
 		queries := []struct {
 			sql  string
@@ -296,7 +296,7 @@ func (st store) summary(ctx context.Context, currency string) (contract.Summary,
 				COUNT(CASE WHEN failed_at IS NOT NULL AND captured_at IS NULL THEN 1 END)
 			  FROM report_payments`, []any{currency}, []any{&s.CapturedCents, &s.PaymentsFailed}},
 			{`SELECT COUNT(*) FROM report_reservations WHERE release_reason = $1`,
-				[]any{inventory.ReasonExpired}, []any{&s.ReservationsExpired}},
+				[]any{inventoryapi.ReasonExpired}, []any{&s.ReservationsExpired}},
 			{`SELECT COUNT(*) FROM report_low_stock`, nil, []any{&s.LowStockAlerts}},
 			{`SELECT events_applied FROM report_state WHERE id = 1`, nil, []any{&s.EventsApplied}},
 			{`SELECT COUNT(*) FROM dead_letters`, nil, []any{&s.EventsDeadLettered}},
@@ -313,16 +313,16 @@ func (st store) summary(ctx context.Context, currency string) (contract.Summary,
 }
 
 // lowStockAlerts returns the newest alerts first.
-func (st store) lowStockAlerts(ctx context.Context, limit int) ([]contract.LowStockAlert, error) {
+func (st store) lowStockAlerts(ctx context.Context, limit int) ([]reportsapi.LowStockAlert, error) {
 	rows, err := st.db.QueryContext(ctx, `
 		SELECT sku, name, available, threshold, at FROM report_low_stock ORDER BY at DESC, event_id DESC LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading low-stock alerts: %w", err)
 	}
 	defer rows.Close()
-	out := []contract.LowStockAlert{}
+	out := []reportsapi.LowStockAlert{}
 	for rows.Next() {
-		var a contract.LowStockAlert
+		var a reportsapi.LowStockAlert
 		var ms int64
 		if err := rows.Scan(&a.SKU, &a.Name, &a.Available, &a.Threshold, &ms); err != nil {
 			return nil, fmt.Errorf("reading low-stock alerts: %w", err)
@@ -358,7 +358,7 @@ func (st store) claimRebuild(ctx context.Context, id, owner string, now, staleBe
 		UPDATE report_rebuild SET rebuild_id = $1, state = $2, owner = $3, applied = 0, total = 0,
 			started_at = $4, finished_at = 0, heartbeat_at = $4, error = ''
 		WHERE id = 1 AND (state <> $2 OR heartbeat_at < $5)`,
-		id, contract.RebuildRunning, owner, now, staleBefore)
+		id, reportsapi.RebuildRunning, owner, now, staleBefore)
 	if err != nil {
 		return false, fmt.Errorf("starting a rebuild: %w", err)
 	}
@@ -375,7 +375,7 @@ func (st store) takeRebuild(ctx context.Context, owner string, now, staleBefore 
 		UPDATE report_rebuild SET owner = $1, heartbeat_at = $2, applied = 0, total = 0
 		WHERE id = 1 AND state = $3 AND (owner = $1 OR heartbeat_at < $4)
 		RETURNING rebuild_id`,
-		owner, now, contract.RebuildRunning, staleBefore).Scan(&id)
+		owner, now, reportsapi.RebuildRunning, staleBefore).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -390,7 +390,7 @@ func (st store) beat(ctx context.Context, id, owner string, applied, total, now 
 	res, err := st.db.Writer().ExecContext(ctx, `
 		UPDATE report_rebuild SET applied = $1, total = $2, heartbeat_at = $3
 		WHERE id = 1 AND rebuild_id = $4 AND owner = $5 AND state = $6`,
-		applied, total, now, id, owner, contract.RebuildRunning)
+		applied, total, now, id, owner, reportsapi.RebuildRunning)
 	if err != nil {
 		return false, fmt.Errorf("recording the rebuild's progress: %w", err)
 	}
@@ -403,7 +403,7 @@ func (st store) finishRebuild(ctx context.Context, id, owner, state, reason stri
 	_, err := st.db.Writer().ExecContext(ctx, `
 		UPDATE report_rebuild SET state = $1, error = $2, applied = $3, total = $4, finished_at = $5, heartbeat_at = $5
 		WHERE id = 1 AND rebuild_id = $6 AND owner = $7 AND state = $8`,
-		state, reason, applied, total, now, id, owner, contract.RebuildRunning)
+		state, reason, applied, total, now, id, owner, reportsapi.RebuildRunning)
 	if err != nil {
 		return fmt.Errorf("recording the rebuild's end: %w", err)
 	}

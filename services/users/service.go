@@ -28,7 +28,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // Sentinel errors of the users domain; http.go maps them to statuses.
@@ -208,14 +208,14 @@ func (m *memoryRelease) after() {
 }
 
 // Register opens a customer account and announces it.
-func (s *Service) Register(ctx context.Context, r Registration) (contract.User, error) {
+func (s *Service) Register(ctx context.Context, r Registration) (usersapi.User, error) {
 	email, err := normalEmail(r.Email)
 	if err != nil {
-		return contract.User{}, problem.Invalid([]problem.FieldError{{Field: "email", Reason: err.Error()}})
+		return usersapi.User{}, problem.Invalid([]problem.FieldError{{Field: "email", Reason: err.Error()}})
 	}
 	hash, err := s.hash(ctx, r.Password)
 	if err != nil {
-		return contract.User{}, fmt.Errorf("hashing the password: %w", err)
+		return usersapi.User{}, fmt.Errorf("hashing the password: %w", err)
 	}
 	now := s.now()
 	u := account{ID: ids.New(), Email: email, Name: strings.TrimSpace(r.Name), PasswordHash: hash,
@@ -224,11 +224,11 @@ func (s *Service) Register(ctx context.Context, r Registration) (contract.User, 
 		if err := s.store.insert(ctx, tx, u); err != nil {
 			return err
 		}
-		_, err := s.outbox.Add(ctx, tx, contract.UserRegistered{UserID: u.ID, Email: u.Email, Name: u.Name, RegisteredAt: now.UTC()})
+		_, err := s.outbox.Add(ctx, tx, usersapi.UserRegistered{UserID: u.ID, Email: u.Email, Name: u.Name, RegisteredAt: now.UTC()})
 		return err
 	})
 	if err != nil {
-		return contract.User{}, err
+		return usersapi.User{}, err
 	}
 	return u.public(), nil
 }
@@ -308,31 +308,31 @@ func (c *Credentials) Valid() []problem.FieldError {
 const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3ZMjKzv0PzlsAgRgQIb0Y3eQ0iYfZ2lJ5p7yB5p6QkA"
 
 // Login checks credentials and issues a new token pair.
-func (s *Service) Login(ctx context.Context, c Credentials) (contract.Tokens, error) {
+func (s *Service) Login(ctx context.Context, c Credentials) (usersapi.Tokens, error) {
 	email := strings.ToLower(strings.TrimSpace(c.Email))
 	u, err := s.store.byEmail(ctx, email)
 	if errors.Is(err, ErrNotFound) {
 		_, _ = s.check(ctx, dummyHash, c.Password)
-		return contract.Tokens{}, ErrBadCredentials
+		return usersapi.Tokens{}, ErrBadCredentials
 	}
 	if err != nil {
-		return contract.Tokens{}, err
+		return usersapi.Tokens{}, err
 	}
 	ok, err := s.check(ctx, u.PasswordHash, c.Password)
 	if err != nil {
-		return contract.Tokens{}, fmt.Errorf("checking the password of %s: %w", u.ID, err)
+		return usersapi.Tokens{}, fmt.Errorf("checking the password of %s: %w", u.ID, err)
 	}
 	if !ok {
-		return contract.Tokens{}, ErrBadCredentials
+		return usersapi.Tokens{}, ErrBadCredentials
 	}
 	return s.issue(ctx, u, ids.New())
 }
 
 // issue signs an access token for u and stores a new refresh token in family.
-func (s *Service) issue(ctx context.Context, u account, family string) (contract.Tokens, error) {
+func (s *Service) issue(ctx context.Context, u account, family string) (usersapi.Tokens, error) {
 	access, err := s.accessToken(u)
 	if err != nil {
-		return contract.Tokens{}, err
+		return usersapi.Tokens{}, err
 	}
 	refresh, hash := newRefreshToken()
 	now := s.now()
@@ -340,9 +340,9 @@ func (s *Service) issue(ctx context.Context, u account, family string) (contract
 		return s.store.insertRefresh(ctx, tx, hash, u.ID, family, now.Add(s.cfg.RefreshTTL), now)
 	})
 	if err != nil {
-		return contract.Tokens{}, err
+		return usersapi.Tokens{}, err
 	}
-	return contract.Tokens{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
+	return usersapi.Tokens{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
 		ExpiresIn: int(s.cfg.AccessTTL.Seconds())}, nil
 }
 
@@ -387,7 +387,7 @@ func hashRefresh(token string) string {
 // Refresh rotates a refresh token: the old one is spent and a new pair is
 // issued in the same family. Presenting a spent token again means it was
 // stolen, so the whole family is revoked.
-func (s *Service) Refresh(ctx context.Context, token string) (contract.Tokens, error) {
+func (s *Service) Refresh(ctx context.Context, token string) (usersapi.Tokens, error) {
 	hash := hashRefresh(token)
 	now := s.now()
 	var u account
@@ -418,11 +418,11 @@ func (s *Service) Refresh(ctx context.Context, token string) (contract.Tokens, e
 		return err
 	})
 	if err != nil {
-		return contract.Tokens{}, err
+		return usersapi.Tokens{}, err
 	}
 	if reused {
 		s.log.Warn("a spent refresh token was presented again; its family is revoked", "family", family)
-		return contract.Tokens{}, ErrBadRefresh
+		return usersapi.Tokens{}, ErrBadRefresh
 	}
 	return s.issue(ctx, u, family)
 }
@@ -443,10 +443,10 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 }
 
 // Me returns the caller's profile.
-func (s *Service) Me(ctx context.Context, userID string) (contract.User, error) {
+func (s *Service) Me(ctx context.Context, userID string) (usersapi.User, error) {
 	u, err := s.store.byID(ctx, userID)
 	if err != nil {
-		return contract.User{}, err
+		return usersapi.User{}, err
 	}
 	return u.public(), nil
 }
@@ -483,10 +483,10 @@ func (p *ProfileUpdate) Valid() []problem.FieldError {
 
 // UpdateMe applies a profile update. Changing the password logs out every
 // other session by revoking all refresh tokens.
-func (s *Service) UpdateMe(ctx context.Context, userID string, p ProfileUpdate) (contract.User, error) {
+func (s *Service) UpdateMe(ctx context.Context, userID string, p ProfileUpdate) (usersapi.User, error) {
 	u, err := s.store.byID(ctx, userID)
 	if err != nil {
-		return contract.User{}, err
+		return usersapi.User{}, err
 	}
 	name, hash := u.Name, u.PasswordHash
 	if p.Name != nil {
@@ -495,13 +495,13 @@ func (s *Service) UpdateMe(ctx context.Context, userID string, p ProfileUpdate) 
 	if p.Password != nil {
 		ok, err := s.check(ctx, u.PasswordHash, *p.CurrentPassword)
 		if err != nil {
-			return contract.User{}, err
+			return usersapi.User{}, err
 		}
 		if !ok {
-			return contract.User{}, problem.Invalid([]problem.FieldError{{Field: "current_password", Reason: "is wrong"}})
+			return usersapi.User{}, problem.Invalid([]problem.FieldError{{Field: "current_password", Reason: "is wrong"}})
 		}
 		if hash, err = s.hash(ctx, *p.Password); err != nil {
-			return contract.User{}, err
+			return usersapi.User{}, err
 		}
 	}
 	now := s.now()
@@ -515,7 +515,7 @@ func (s *Service) UpdateMe(ctx context.Context, userID string, p ProfileUpdate) 
 		return nil
 	})
 	if err != nil {
-		return contract.User{}, err
+		return usersapi.User{}, err
 	}
 	u.Name = name
 	return u.public(), nil

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/database"
-	"github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // account is a user as stored.
@@ -23,8 +23,8 @@ type account struct {
 	CreatedAt    time.Time
 }
 
-func (a account) public() contract.User {
-	return contract.User{ID: a.ID, Email: a.Email, Name: a.Name, Roles: a.Roles}
+func (a account) public() usersapi.User {
+	return usersapi.User{ID: a.ID, Email: a.Email, Name: a.Name, Roles: a.Roles}
 }
 
 func (a account) hasRole(r string) bool { return slices.Contains(a.Roles, r) }

@@ -21,7 +21,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/users"
-	"github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 const (
@@ -47,24 +47,24 @@ func start(t *testing.T, extra ...string) (string, string, *openapitest.Checker)
 	return url, natsURL, checker
 }
 
-func register(t *testing.T, url, email, password, name string) contract.User {
+func register(t *testing.T, url, email, password, name string) usersapi.User {
 	t.Helper()
 	r := servicetest.Call(t, "POST", url+"/api/users/register", "", map[string]string{"email": email, "password": password, "name": name})
 	if r.Status != http.StatusCreated {
 		t.Fatalf("register %s: %d %s", email, r.Status, r.Body)
 	}
-	var u contract.User
+	var u usersapi.User
 	r.JSON(t, &u)
 	return u
 }
 
-func login(t *testing.T, url, email, password string) contract.Tokens {
+func login(t *testing.T, url, email, password string) usersapi.Tokens {
 	t.Helper()
 	r := servicetest.Call(t, "POST", url+"/api/users/login", "", map[string]string{"email": email, "password": password})
 	if r.Status != http.StatusOK {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
 	}
-	var tok contract.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok
 }
@@ -82,7 +82,7 @@ func TestAccountLifecycle(t *testing.T) {
 	}
 
 	me := servicetest.Call(t, "GET", url+"/api/users/me", tok.AccessToken, nil)
-	var got contract.User
+	var got usersapi.User
 	me.JSON(t, &got)
 	if me.Status != 200 || got.ID != u.ID || len(got.Roles) != 1 || got.Roles[0] != "customer" {
 		t.Fatalf("me: %d %s", me.Status, me.Body)
@@ -132,7 +132,7 @@ func TestAccountLifecycle(t *testing.T) {
 
 	// users.registered was published through the outbox, exactly once.
 	e := readEvent(t, natsURL, "users.registered")
-	var body contract.UserRegistered
+	var body usersapi.UserRegistered
 	if err := e.Decode(&body); err != nil || body.UserID != u.ID || body.Email != "ada@example.com" {
 		t.Fatalf("event %+v: %v", body, err)
 	}
@@ -182,7 +182,7 @@ func TestRefreshRotationDetectsReuse(t *testing.T) {
 	if r.Status != 200 {
 		t.Fatalf("refresh: %d %s", r.Status, r.Body)
 	}
-	var second contract.Tokens
+	var second usersapi.Tokens
 	r.JSON(t, &second)
 	if second.RefreshToken == first.RefreshToken {
 		t.Fatal("the refresh token was not rotated")
@@ -201,7 +201,7 @@ func TestAdminAccountFromEnvironment(t *testing.T) {
 	url, _, _ := start(t)
 	tok := login(t, url, adminEmail, adminPassword)
 	r := servicetest.Call(t, "GET", url+"/api/users/me", tok.AccessToken, nil)
-	var me contract.User
+	var me usersapi.User
 	r.JSON(t, &me)
 	if len(me.Roles) != 2 || me.Roles[1] != "admin" {
 		t.Fatalf("admin roles: %v", me.Roles)

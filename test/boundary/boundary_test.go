@@ -78,7 +78,7 @@ func forbidden(file, pkg string) string {
 		if other == "" || other == owner {
 			return ""
 		}
-		if target == "services/"+other+"/contract" || strings.HasPrefix(target, "services/"+other+"/contract/") {
+		if isContract(target) {
 			return ""
 		}
 		// A service's tests may start another service whole, through its
@@ -89,11 +89,22 @@ func forbidden(file, pkg string) string {
 		return fmt.Sprintf("service %s may use only the contract package of %s, not its internals", owner, other)
 	case strings.HasPrefix(file, "test/"):
 		// Black-box tests see services as clients do: through contracts.
-		if strings.HasPrefix(target, "services/") && !strings.Contains(target+"/", "/contract/") {
+		if strings.HasPrefix(target, "services/") && !isContract(target) {
 			return "black-box tests may use only contract packages of services"
 		}
 	}
 	return ""
+}
+
+// isContract reports whether target (a path below the module) is a
+// service's contract package, services/<name>/<name>api, or below it.
+func isContract(target string) bool {
+	name := serviceOf(target + "/x.go")
+	if name == "" {
+		return false
+	}
+	contract := "services/" + name + "/" + name + "api"
+	return target == contract || strings.HasPrefix(target, contract+"/")
 }
 
 // serviceOf returns the service a path belongs to ("services/users/x.go"
@@ -141,21 +152,21 @@ func TestCheckerFindsViolations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("services/orders/saga.go", `	_ "github.com/microshop/microshop/services/inventory/contract"
+	write("services/orders/saga.go", `	_ "github.com/microshop/microshop/services/inventory/inventoryapi"
 	_ "github.com/microshop/microshop/internal/platform/events"
-	_ "github.com/microshop/microshop/services/orders/contract"
+	_ "github.com/microshop/microshop/services/orders/ordersapi"
 	_ "github.com/microshop/microshop/services/inventory"
 	_ "fmt"
 `)
 	write("services/orders/saga_test.go", `	_ "github.com/microshop/microshop/services/inventory"
 	_ "github.com/microshop/microshop/services/inventory/store"
 `)
-	write("services/orders/contract/client.go", `	_ "github.com/microshop/microshop/services/payments/internal/ledger"
+	write("services/orders/ordersapi/client.go", `	_ "github.com/microshop/microshop/services/payments/internal/ledger"
 `)
-	write("internal/platform/events/relay.go", `	_ "github.com/microshop/microshop/services/users/contract"
+	write("internal/platform/events/relay.go", `	_ "github.com/microshop/microshop/services/users/usersapi"
 `)
 	write("test/e2e/e2e_test.go", `	_ "github.com/microshop/microshop/services/users"
-	_ "github.com/microshop/microshop/services/users/contract"
+	_ "github.com/microshop/microshop/services/users/usersapi"
 `)
 	write("cmd/microshop/serve.go", `	_ "github.com/microshop/microshop/services/users"
 `)
@@ -164,8 +175,8 @@ func TestCheckerFindsViolations(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"internal/platform/events/relay.go imports github.com/microshop/microshop/services/users/contract: the platform must not depend on any service",
-		"services/orders/contract/client.go imports github.com/microshop/microshop/services/payments/internal/ledger: service orders may use only the contract package of payments, not its internals",
+		"internal/platform/events/relay.go imports github.com/microshop/microshop/services/users/usersapi: the platform must not depend on any service",
+		"services/orders/ordersapi/client.go imports github.com/microshop/microshop/services/payments/internal/ledger: service orders may use only the contract package of payments, not its internals",
 		"services/orders/saga.go imports github.com/microshop/microshop/services/inventory: service orders may use only the contract package of inventory, not its internals",
 		"services/orders/saga_test.go imports github.com/microshop/microshop/services/inventory/store: service orders may use only the contract package of inventory, not its internals",
 		"test/e2e/e2e_test.go imports github.com/microshop/microshop/services/users: black-box tests may use only contract packages of services",

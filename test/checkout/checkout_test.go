@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	users "github.com/microshop/microshop/services/users/contract"
-	"github.com/microshop/microshop/test/invariants"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/users/usersapi"
+	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
@@ -44,7 +44,7 @@ func login(t *testing.T, gw, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login: %d %s", r.Status, r.Body)
 	}
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -72,7 +72,7 @@ func body(card, sku string, qty int) []byte {
 // until an answer comes back: exactly what a careful client does when the
 // service it talks to dies mid-request. It returns the order and the
 // number of failed attempts.
-func (c *client) checkout(ctx context.Context, key string, b []byte) (orders.Order, int, error) {
+func (c *client) checkout(ctx context.Context, key string, b []byte) (ordersapi.Order, int, error) {
 	failures := 0
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.gw+"/api/orders", bytesReader(b))
@@ -81,20 +81,20 @@ func (c *client) checkout(ctx context.Context, key string, b []byte) (orders.Ord
 		req.Header.Set("Idempotency-Key", key)
 		resp, err := c.http.Do(req)
 		if err == nil {
-			var o orders.Order
+			var o ordersapi.Order
 			decodeErr := json.NewDecoder(resp.Body).Decode(&o)
 			resp.Body.Close()
 			if (resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusAccepted) && decodeErr == nil {
 				return o, failures, nil
 			}
 			if resp.StatusCode < 500 {
-				return orders.Order{}, failures, fmt.Errorf("checkout %s: status %d", key, resp.StatusCode)
+				return ordersapi.Order{}, failures, fmt.Errorf("checkout %s: status %d", key, resp.StatusCode)
 			}
 		}
 		failures++
 		select {
 		case <-ctx.Done():
-			return orders.Order{}, failures, fmt.Errorf("checkout %s never answered: %w", key, ctx.Err())
+			return ordersapi.Order{}, failures, fmt.Errorf("checkout %s never answered: %w", key, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -164,7 +164,7 @@ func setup(t *testing.T) (*systemtest.System, string, map[string]int64, []string
 	s := systemtest.Start(t, env...)
 	admin := login(t, s.Gateway, "admin@example.com", "admin password 123")
 	r := servicetest.Call(t, "GET", s.Gateway+"/api/inventory/stock", admin, nil)
-	var stock struct{ Items []inventory.StockLevel }
+	var stock struct{ Items []inventoryapi.StockLevel }
 	r.JSON(t, &stock)
 	received := map[string]int64{}
 	var skus []string

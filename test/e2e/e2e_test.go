@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	"github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
@@ -46,14 +46,14 @@ func TestSystemSurvivesInventoryDying(t *testing.T) {
 	if r.Status != http.StatusCreated {
 		t.Fatalf("register through the gateway: %d %s", r.Status, r.Body)
 	}
-	login := func() contract.Tokens {
+	login := func() usersapi.Tokens {
 		t.Helper()
 		r := servicetest.Call(t, "POST", gw+"/api/users/login", "", map[string]string{
 			"email": "e2e@example.com", "password": "end to end test"})
 		if r.Status != http.StatusOK {
 			t.Fatalf("login through the gateway: %d %s", r.Status, r.Body)
 		}
-		var tok contract.Tokens
+		var tok usersapi.Tokens
 		r.JSON(t, &tok)
 		return tok
 	}

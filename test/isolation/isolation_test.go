@@ -14,9 +14,9 @@ import (
 
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
@@ -42,7 +42,7 @@ func login(t *testing.T, gw, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login: %d %s", r.Status, r.Body)
 	}
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -56,7 +56,7 @@ func open(t *testing.T) *shop {
 		t.Fatalf("register: %d %s", r.Status, r.Body)
 	}
 	sh.customer = login(t, s.Gateway, sh.email, "long enough password")
-	var list struct{ Items []inventory.Product }
+	var list struct{ Items []inventoryapi.Product }
 	servicetest.Call(t, "GET", s.Gateway+"/api/inventory/products?limit=20", "", nil).JSON(t, &list)
 	for _, p := range list.Items {
 		if p.Available >= 60 {
@@ -80,9 +80,9 @@ func (sh *shop) buy(t *testing.T, n int, prefix string) []string {
 			"shipping_address": map[string]string{"name": "Iso", "street": "1 Way", "city": "Lima", "postal_code": "15001", "country": "PE"},
 			"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
 		}, "Idempotency-Key", fmt.Sprintf("%s-%d", prefix, i))
-		var o orders.Order
+		var o ordersapi.Order
 		r.JSON(t, &o)
-		if r.Status != http.StatusCreated || o.Status != orders.StatusConfirmed {
+		if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {
 			t.Fatalf("order %d: %d %s", i, r.Status, r.Body)
 		}
 		ids = append(ids, o.ID)

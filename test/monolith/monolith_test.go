@@ -21,9 +21,9 @@ import (
 
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
@@ -94,8 +94,8 @@ func TestMonolithEndToEnd(t *testing.T) {
 
 	// Browse: a first page, the next one, one product.
 	var page struct {
-		Items         []inventory.Product `json:"items"`
-		NextPageToken string              `json:"next_page_token"`
+		Items         []inventoryapi.Product `json:"items"`
+		NextPageToken string                 `json:"next_page_token"`
 	}
 	r = servicetest.Call(t, "GET", gw+"/api/inventory/products?limit=5", "", nil)
 	if r.Status != http.StatusOK {
@@ -120,7 +120,7 @@ func TestMonolithEndToEnd(t *testing.T) {
 		t.Fatalf("no product with stock on the first page: %+v", page.Items)
 	}
 	r = servicetest.Call(t, "GET", gw+"/api/inventory/products/"+url.PathEscape(sku), "", nil)
-	var product inventory.Product
+	var product inventoryapi.Product
 	r.JSON(t, &product)
 	if r.Status != http.StatusOK || product.SKU != sku || product.PriceCents <= 0 {
 		t.Fatalf("one product: %d %s", r.Status, r.Body)
@@ -128,7 +128,7 @@ func TestMonolithEndToEnd(t *testing.T) {
 
 	// A checkout that confirms: orders calls inventory and payments.
 	confirmed := checkout(t, gw, tok, "mono-ok", sku, "4242 4242 4242 4242")
-	if confirmed.Status != orders.StatusConfirmed || confirmed.TotalCents != 2*product.PriceCents || confirmed.Card.Last4 != "4242" {
+	if confirmed.Status != ordersapi.StatusConfirmed || confirmed.TotalCents != 2*product.PriceCents || confirmed.Card.Last4 != "4242" {
 		t.Fatalf("want a confirmed order of 2 × %d: %+v", product.PriceCents, confirmed)
 	}
 	// The same key again names the same order.
@@ -137,17 +137,17 @@ func TestMonolithEndToEnd(t *testing.T) {
 	}
 	// A declined card: rejected, its stock released.
 	declined := checkout(t, gw, tok, "mono-declined", sku, "4000 0000 0000 0002")
-	if declined.Status != orders.StatusRejected || declined.Reason != "payment_declined" {
+	if declined.Status != ordersapi.StatusRejected || declined.Reason != "payment_declined" {
 		t.Fatalf("want a rejected order (payment_declined): %+v", declined)
 	}
 	r = servicetest.Call(t, "GET", gw+"/api/inventory/products/"+url.PathEscape(sku), "", nil)
-	var after inventory.Product
+	var after inventoryapi.Product
 	r.JSON(t, &after)
 	if after.Available != product.Available-2 {
 		t.Errorf("available went from %d to %d; want 2 sold, the declined one released", product.Available, after.Available)
 	}
 	r = servicetest.Call(t, "GET", gw+"/api/orders/"+confirmed.ID, tok, nil)
-	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), orders.StatusConfirmed) {
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), ordersapi.StatusConfirmed) {
 		t.Fatalf("the confirmed order: %d %s", r.Status, r.Body)
 	}
 
@@ -219,14 +219,14 @@ func login(t *testing.T, gw, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
 	}
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
 
 // checkout places an order for two of sku and returns it once the saga
 // has ended.
-func checkout(t *testing.T, gw, token, key, sku, card string) orders.Order {
+func checkout(t *testing.T, gw, token, key, sku, card string) ordersapi.Order {
 	t.Helper()
 	r := servicetest.Call(t, "POST", gw+"/api/orders", token, map[string]any{
 		"lines":            []map[string]any{{"sku": sku, "quantity": 2}},
@@ -236,9 +236,9 @@ func checkout(t *testing.T, gw, token, key, sku, card string) orders.Order {
 	if r.Status != http.StatusCreated && r.Status != http.StatusAccepted {
 		t.Fatalf("checkout %s: %d %s", key, r.Status, r.Body)
 	}
-	var o orders.Order
+	var o ordersapi.Order
 	r.JSON(t, &o)
-	for deadline := time.Now().Add(30 * time.Second); o.Status == orders.StatusPending; {
+	for deadline := time.Now().Add(30 * time.Second); o.Status == ordersapi.StatusPending; {
 		if time.Now().After(deadline) {
 			t.Fatalf("order %s still pending after 30s", o.ID)
 		}

@@ -24,9 +24,9 @@ import (
 
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
@@ -120,7 +120,7 @@ func login(t *testing.T, gw, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login: %d %s", r.Status, r.Body)
 	}
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -146,7 +146,7 @@ func TestCheckoutsSurviveLosingANATSNode(t *testing.T) {
 	email := fmt.Sprintf("cluster-%d@example.com", time.Now().UnixNano())
 	servicetest.Call(t, "POST", gw+"/api/users/register", "", map[string]string{"email": email, "password": "long enough password", "name": "C"})
 	token := login(t, gw, email, "long enough password")
-	var list struct{ Items []inventory.Product }
+	var list struct{ Items []inventoryapi.Product }
 	servicetest.Call(t, "GET", gw+"/api/inventory/products?limit=30", "", nil).JSON(t, &list)
 	sku := ""
 	for _, p := range list.Items {
@@ -164,9 +164,9 @@ func TestCheckoutsSurviveLosingANATSNode(t *testing.T) {
 				"shipping_address": map[string]string{"name": "C", "street": "1 Way", "city": "Kyiv", "postal_code": "01001", "country": "UA"},
 				"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
 			}, "Idempotency-Key", fmt.Sprintf("%s-%d", prefix, i))
-			var o orders.Order
+			var o ordersapi.Order
 			r.JSON(t, &o)
-			if r.Status != http.StatusCreated || o.Status != orders.StatusConfirmed {
+			if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {
 				t.Fatalf("order %s-%d: %d %s", prefix, i, r.Status, r.Body)
 			}
 			confirmed = append(confirmed, o.ID)

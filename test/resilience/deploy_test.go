@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	users "github.com/microshop/microshop/services/users/contract"
-	"github.com/microshop/microshop/test/invariants"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/users/usersapi"
+	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
@@ -106,7 +106,7 @@ func login(t *testing.T, gw, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login: %d %s", r.Status, r.Body)
 	}
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -147,7 +147,7 @@ func shoppers(t *testing.T, gw string, n int, stop <-chan struct{}) (*tally, fun
 					"shipping_address": map[string]string{"name": "S", "street": "1 Way", "city": "Rome", "postal_code": "00100", "country": "IT"},
 					"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
 				}, key)
-				var o orders.Order
+				var o ordersapi.Order
 				if (status == http.StatusCreated || status == http.StatusAccepted) && json.Unmarshal(body, &o) == nil {
 					tl.mu.Lock()
 					tl.accepted = append(tl.accepted, o.ID)

@@ -15,9 +15,9 @@ import (
 
 	"github.com/microshop/microshop/internal/collector"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
@@ -27,7 +27,7 @@ func login(t *testing.T, gw, email, password string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("login: %d %s", r.Status, r.Body)
 	}
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	r.JSON(t, &tok)
 	return tok.AccessToken
 }
@@ -59,7 +59,7 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 		t.Fatalf("register: %d %s", r.Status, r.Body)
 	}
 	tok := login(t, s.Gateway, "t@example.com", "long enough password")
-	var list struct{ Items []inventory.Product }
+	var list struct{ Items []inventoryapi.Product }
 	servicetest.Call(t, "GET", s.Gateway+"/api/inventory/products?limit=1", "", nil).JSON(t, &list)
 	body := map[string]any{
 		"lines":            []map[string]any{{"sku": list.Items[0].SKU, "quantity": 1}},
@@ -67,9 +67,9 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 		"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
 	}
 	r = servicetest.Call(t, "POST", s.Gateway+"/api/orders", tok, body, "Idempotency-Key", "trace-me")
-	var o orders.Order
+	var o ordersapi.Order
 	r.JSON(t, &o)
-	if r.Status != http.StatusCreated || o.Status != orders.StatusConfirmed {
+	if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {
 		t.Fatalf("checkout: %d %s", r.Status, r.Body)
 	}
 

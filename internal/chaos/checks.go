@@ -17,7 +17,7 @@ import (
 
 	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/internal/mailbox"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // check lets the system settle after the faults and checks everything
@@ -45,7 +45,7 @@ func (e *engine) check(ctx context.Context, admin string) error {
 		res.violate("invariant: %s", v)
 	}
 	res.InvariantViolations = len(rep.Violations)
-	var all []orders.Order
+	var all []ordersapi.Order
 	if err := retry(ctx, 30*time.Second, func() error {
 		var err error
 		all, err = chk.Orders(ctx)
@@ -55,14 +55,14 @@ func (e *engine) check(ctx context.Context, admin string) error {
 	}
 	for _, o := range all {
 		switch o.Status {
-		case orders.StatusConfirmed:
+		case ordersapi.StatusConfirmed:
 			res.Confirmed++
-		case orders.StatusRejected:
+		case ordersapi.StatusRejected:
 			res.Rejected++
 			res.RejectReasons[o.Reason]++
-		case orders.StatusCancelled:
+		case ordersapi.StatusCancelled:
 			res.Cancelled++
-		case orders.StatusPending:
+		case ordersapi.StatusPending:
 			res.Pending++
 		}
 	}
@@ -185,7 +185,7 @@ type mailExpectation struct {
 // more time pass so that anything doubled lands too, and then requires
 // each exactly once, no email for an order that should have none, and no
 // Message-ID twice.
-func (e *engine) checkMail(ctx context.Context, admin string, all []orders.Order) error {
+func (e *engine) checkMail(ctx context.Context, admin string, all []ordersapi.Order) error {
 	res := e.res
 	l := e.load
 	var want []mailExpectation
@@ -193,13 +193,13 @@ func (e *engine) checkMail(ctx context.Context, admin string, all []orders.Order
 	for _, o := range all {
 		owner := l.owner[o.ID]
 		switch o.Status {
-		case orders.StatusConfirmed, orders.StatusCancelled:
+		case ordersapi.StatusConfirmed, ordersapi.StatusCancelled:
 			want = append(want, mailExpectation{"the receipt of order " + o.ID, receiptSubject(o.ID), owner})
 			never[rejectedSubject(o.ID)] = "order " + o.ID + " was confirmed, yet a rejection notice arrived"
-			if o.Status == orders.StatusCancelled {
+			if o.Status == ordersapi.StatusCancelled {
 				want = append(want, mailExpectation{"the refund notice of order " + o.ID, refundSubject(o.ID), owner})
 			}
-		case orders.StatusRejected:
+		case ordersapi.StatusRejected:
 			want = append(want, mailExpectation{"the rejection notice of order " + o.ID, rejectedSubject(o.ID), owner})
 			never[receiptSubject(o.ID)] = "order " + o.ID + " was rejected, yet a receipt arrived"
 		}
@@ -384,7 +384,7 @@ func (e *engine) readMailbox(ctx context.Context, admin string) ([]mailbox.Messa
 }
 
 // Summary is the part of reports' GET /api/reports/summary that chaos
-// checks (services/reports/contract.Summary has the whole of it).
+// checks (services/reports/reportsapi.Summary has the whole of it).
 type Summary struct {
 	OrdersConfirmed    int64 `json:"orders_confirmed"`
 	OrdersRejected     int64 `json:"orders_rejected"`
@@ -400,19 +400,19 @@ type Summary struct {
 
 // checkReports waits until reports' summary agrees with the orders, and
 // records each figure that still differs after the settle timeout.
-func (e *engine) checkReports(ctx context.Context, admin string, all []orders.Order) {
+func (e *engine) checkReports(ctx context.Context, admin string, all []ordersapi.Order) {
 	var want Summary
 	for _, o := range all {
 		switch o.Status {
-		case orders.StatusConfirmed:
+		case ordersapi.StatusConfirmed:
 			want.OrdersConfirmed++
 			want.RevenueCents += o.TotalCents
 			want.NetCents += o.TotalCents
-		case orders.StatusCancelled:
+		case ordersapi.StatusCancelled:
 			want.OrdersCancelled++
 			want.RevenueCents += o.TotalCents
 			want.RefundsCents += o.TotalCents
-		case orders.StatusRejected:
+		case ordersapi.StatusRejected:
 			want.OrdersRejected++
 		}
 	}

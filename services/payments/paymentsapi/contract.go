@@ -1,4 +1,4 @@
-// Package contract is what other services may know of payments: the
+// Package paymentsapi is the contract of payments, what other services may know of it: the
 // shapes of its internal and admin APIs, its event types, and a typed
 // client for the internal routes that orders calls. Nothing here reaches
 // payments' internals or database.
@@ -6,7 +6,7 @@
 // Money is integer minor units (amount_cents) with an ISO 4217 currency.
 // A card travels only in an AuthorizeRequest; payments keeps its brand and
 // last four digits, never the number or the cvc.
-package contract
+package paymentsapi
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package contract_test
+package inventoryapi_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/problem"
-	"github.com/microshop/microshop/services/inventory/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
 // The client against inventory itself is tested in services/inventory;
@@ -33,8 +33,8 @@ func creds(t *testing.T) *auth.Credentials {
 	return auth.NewCredentials(keys)
 }
 
-func newClient(t *testing.T, url string, c *auth.Credentials) *contract.Client {
-	return contract.NewClient(client.New("inventory", url, c, client.Options{Attempts: 2, BaseBackoff: time.Millisecond}, nil))
+func newClient(t *testing.T, url string, c *auth.Credentials) *inventoryapi.Client {
+	return inventoryapi.NewClient(client.New("inventory", url, c, client.Options{Attempts: 2, BaseBackoff: time.Millisecond}, nil))
 }
 
 func TestClientSignsEscapesAndMarksRetriesSafe(t *testing.T) {
@@ -75,7 +75,7 @@ func TestClientErrors(t *testing.T) {
 			problem.Write(w, r, problem.Unavailable("try later"))
 		case r.URL.Path == "/internal/reservations":
 			// An out-of-stock problem without the skus member.
-			p := problem.New(409, contract.ProblemOutOfStock, "Out of stock", "not enough")
+			p := problem.New(409, inventoryapi.ProblemOutOfStock, "Out of stock", "not enough")
 			p.Errors = []problem.FieldError{{Field: "lines[1].quantity", Reason: "short"}}
 			problem.Write(w, r, p)
 		default:
@@ -89,7 +89,7 @@ func TestClientErrors(t *testing.T) {
 
 	_, err := c.Release(ctx, "gateway")
 	p := problem.From(err)
-	if !errors.Is(err, client.ErrUnavailable) || p == nil || p.Status != 502 || errors.Is(err, contract.ErrNotFound) {
+	if !errors.Is(err, client.ErrUnavailable) || p == nil || p.Status != 502 || errors.Is(err, inventoryapi.ErrNotFound) {
 		t.Fatalf("a non-problem 502: %v", err)
 	}
 	if n := calls.Load(); n != 2 {
@@ -102,9 +102,9 @@ func TestClientErrors(t *testing.T) {
 	if _, err := c.Release(ctx, "garbled"); err == nil || problem.From(err) != nil {
 		t.Fatalf("a garbled 200: %v", err)
 	}
-	_, err = c.Reserve(ctx, contract.ReserveRequest{OrderID: "o", Lines: []contract.ReserveLine{{SKU: "A", Quantity: 1}, {SKU: "B", Quantity: 9}}})
-	var oos *contract.OutOfStockError
-	if !errors.As(err, &oos) || !errors.Is(err, contract.ErrOutOfStock) || !slices.Equal(oos.SKUs, []string{"B"}) || problem.From(err) == nil {
+	_, err = c.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "o", Lines: []inventoryapi.ReserveLine{{SKU: "A", Quantity: 1}, {SKU: "B", Quantity: 9}}})
+	var oos *inventoryapi.OutOfStockError
+	if !errors.As(err, &oos) || !errors.Is(err, inventoryapi.ErrOutOfStock) || !slices.Equal(oos.SKUs, []string{"B"}) || problem.From(err) == nil {
 		t.Fatalf("out of stock without skus: %v", err)
 	}
 

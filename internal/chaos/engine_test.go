@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/mailbox"
-	orders "github.com/microshop/microshop/services/orders/contract"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/test/launch"
 )
 
@@ -264,7 +264,7 @@ func TestErrKind(t *testing.T) {
 
 // checkMailbox runs the mail check over msgs, with notifications killed
 // at the given times, and returns the violations and notes.
-func checkMailbox(t *testing.T, all []orders.Order, msgs []mailbox.Message, kills ...time.Time) ([]string, []string) {
+func checkMailbox(t *testing.T, all []ordersapi.Order, msgs []mailbox.Message, kills ...time.Time) ([]string, []string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "mailbox.jsonl")
 	var b []byte
@@ -288,7 +288,7 @@ func checkMailbox(t *testing.T, all []orders.Order, msgs []mailbox.Message, kill
 
 func TestMailCheck(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 1, 37, 40, 0, time.UTC)
-	all := []orders.Order{{ID: "A", Status: orders.StatusConfirmed}, {ID: "B", Status: orders.StatusRejected}, {ID: "C", Status: orders.StatusCancelled}}
+	all := []ordersapi.Order{{ID: "A", Status: ordersapi.StatusConfirmed}, {ID: "B", Status: ordersapi.StatusRejected}, {ID: "C", Status: ordersapi.StatusCancelled}}
 	mail := func(subject, id string, at time.Time) mailbox.Message {
 		return mailbox.Message{Subject: subject, MessageID: id, ReceivedAt: at, To: []string{"x@example.com"}}
 	}

@@ -1,8 +1,8 @@
-// Package contract is what other services may know of inventory: the
+// Package inventoryapi is the contract of inventory, what other services may know of it: the
 // shapes of its public and internal APIs, its event types, and a typed
 // client for the internal reservation routes that orders calls. Nothing
 // here reaches inventory's internals or database.
-package contract
+package inventoryapi
 
 import (
 	"errors"

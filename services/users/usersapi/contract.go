@@ -1,7 +1,7 @@
-// Package contract is what other services may know of users: its event
+// Package usersapi is the contract of users, what other services may know of it: its event
 // types and the shapes of its public API. Nothing here reaches users'
 // internals or database.
-package contract
+package usersapi
 
 import "time"
 

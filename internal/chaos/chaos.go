@@ -21,7 +21,7 @@
 // result, so a failing run's faults and shoppers can be replayed.
 //
 // The engine drives the system through the small System interface;
-// test/launch's System is one. It is used by test/chaos's test and by
+// test/launch's System is one. It is used by internal/chaos's test and by
 // `microshop chaos`.
 package chaos
 

@@ -1,7 +1,7 @@
-// Package contract is what other programs may know of reports: the shapes
+// Package reportsapi is the contract of reports, what other programs may know of it: the shapes
 // of its admin API. reports publishes no events and serves no internal
 // routes; the CLI, the invariant checker and tests read these types.
-package contract
+package reportsapi
 
 import "time"
 

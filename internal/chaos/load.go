@@ -16,9 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	inventory "github.com/microshop/microshop/services/inventory/contract"
-	orders "github.com/microshop/microshop/services/orders/contract"
-	users "github.com/microshop/microshop/services/users/contract"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // The shoppers' mix, in parts of 100.
@@ -44,7 +44,7 @@ type load struct {
 	e        *engine
 	api      *api
 	seed     uint64
-	catalog  []inventory.StockLevel
+	catalog  []inventoryapi.StockLevel
 	received map[string]int64
 	shoppers []*shopper
 
@@ -82,7 +82,7 @@ func newLoad(ctx context.Context, e *engine, admin string) (*load, error) {
 	l := &load{e: e, api: e.api, seed: e.cfg.Seed, received: map[string]int64{},
 		errKinds: map[string]int{}, gaveUp: map[string]int{}, seen: map[string]bool{},
 		keys: map[string][]string{}, owner: map[string]string{}, registered: map[string]string{}}
-	var stock struct{ Items []inventory.StockLevel }
+	var stock struct{ Items []inventoryapi.StockLevel }
 	if err := l.api.getJSON(ctx, "/api/inventory/stock", admin, &stock); err != nil {
 		return nil, fmt.Errorf("reading the stock: %w", err)
 	}
@@ -208,7 +208,7 @@ func (s *shopper) checkout(ctx context.Context) {
 	if s.rng.IntN(6) == 0 {
 		s.place(ctx, acc, key, body)
 	}
-	for deadline := time.Now().Add(20 * time.Second); o.Status == orders.StatusPending && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(20 * time.Second); o.Status == ordersapi.StatusPending && time.Now().Before(deadline); {
 		if !sleepUntil(ctx, time.Now().Add(300*time.Millisecond)) {
 			return
 		}
@@ -217,16 +217,16 @@ func (s *shopper) checkout(ctx context.Context) {
 			return
 		}
 	}
-	if o.Status == orders.StatusConfirmed {
+	if o.Status == ordersapi.StatusConfirmed {
 		s.l.confirmed.Add(1)
 		s.bought = append(s.bought, o.ID)
 	}
 }
 
 // place posts one order with key and records the answer.
-func (s *shopper) place(ctx context.Context, acc *account, key string, body any) (orders.Order, bool) {
+func (s *shopper) place(ctx context.Context, acc *account, key string, body any) (ordersapi.Order, bool) {
 	status, b, answered := s.authed(ctx, acc, http.MethodPost, "/api/orders", body, key, true)
-	var o orders.Order
+	var o ordersapi.Order
 	if !answered {
 		return o, false
 	}
@@ -292,7 +292,7 @@ func (s *shopper) register(ctx context.Context) {
 	s.l.mu.Unlock()
 	status, b, answered = s.l.call(ctx, s.rng, http.MethodPost, "/api/users/login", "",
 		map[string]string{"email": email, "password": password}, "", false)
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	if !answered {
 		return
 	}
@@ -464,7 +464,7 @@ func (a *api) login(ctx context.Context, email, pw string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var tok users.Tokens
+	var tok usersapi.Tokens
 	if status != http.StatusOK || json.Unmarshal(b, &tok) != nil {
 		return "", fmt.Errorf("login as %s: %d %s", email, status, truncate(string(b), 300))
 	}

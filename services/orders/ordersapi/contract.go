@@ -1,7 +1,7 @@
-// Package contract is what other services may know of orders: the shapes
+// Package ordersapi is the contract of orders, what other services may know of it: the shapes
 // of its API and the events it publishes. Nothing here reaches orders'
 // internals or database.
-package contract
+package ordersapi
 
 import "time"
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microshop/microshop/test/chaos"
+	"github.com/microshop/microshop/internal/chaos"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
