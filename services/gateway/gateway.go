@@ -65,9 +65,19 @@ type Gateway struct {
 	log       *slog.Logger
 }
 
-// New builds a gateway that checks tokens with v and registers its
-// metrics in reg.
-func New(cfg Config, v *auth.Verifier, log *slog.Logger, reg prometheus.Registerer) (*Gateway, error) {
+// Deps are what the gateway works with.
+type Deps struct {
+	// Verifier checks access tokens.
+	Verifier *auth.Verifier
+	Log      *slog.Logger
+	// Registry takes the gateway's metrics.
+	Registry prometheus.Registerer
+}
+
+// New builds a gateway. It does no work at start, so ctx goes unused; it
+// is there so every service is built the same way.
+func New(_ context.Context, cfg Config, deps Deps) (*Gateway, error) {
+	v, log, reg := deps.Verifier, deps.Log, deps.Registry
 	if cfg.UpstreamTimeout <= 0 {
 		return nil, fmt.Errorf("--upstream-timeout %s: want a positive duration", cfg.UpstreamTimeout)
 	}

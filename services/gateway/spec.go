@@ -56,8 +56,8 @@ func Spec() service.Spec {
 					// The built-in mailbox checks no tokens: only admins may read it.
 					targets = append(targets, Target{Name: "mailbox", URL: *mailbox, Role: auth.RoleAdmin})
 				}
-				g, err := New(Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System},
-					rt.Verifier, rt.Log, rt.Registry)
+				g, err := New(ctx, Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System},
+					Deps{Verifier: rt.Verifier, Log: rt.Log, Registry: rt.Registry})
 				if err != nil {
 					return err
 				}

@@ -80,9 +80,16 @@ type Service struct {
 	now    func() time.Time
 }
 
+// Deps are what the inventory service works with.
+type Deps struct {
+	DB  *database.DB
+	Log *slog.Logger
+}
+
 // New builds the service and, when configured to and the catalog is
-// empty, loads the seed catalog.
-func New(ctx context.Context, cfg Config, db *database.DB, log *slog.Logger) (*Service, error) {
+// empty, loads the seed catalog; ctx bounds that work and is not kept.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	db, log := deps.DB, deps.Log
 	if cfg.ReservationTTL <= 0 {
 		return nil, fmt.Errorf("the reservation ttl must be positive, not %s", cfg.ReservationTTL)
 	}

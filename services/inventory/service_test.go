@@ -37,7 +37,7 @@ func newService(t *testing.T, db *database.DB, cfg Config) *Service {
 	if cfg.ReservationTTL == 0 {
 		cfg.ReservationTTL = time.Minute
 	}
-	s, err := New(ctx, cfg, db, log)
+	s, err := New(ctx, cfg, Deps{DB: db, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestSeedCatalog(t *testing.T) {
 		if _, err := s.Restock(context.Background(), levels[0].SKU, 5); err != nil {
 			t.Fatal(err)
 		}
-		s2, err := New(context.Background(), s.cfg, db, s.log)
+		s2, err := New(context.Background(), s.cfg, Deps{DB: db, Log: s.log})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func TestSeedSkipsAStockedCatalog(t *testing.T) {
 	db := dbtest.SQLite(t)
 	s := newService(t, db, Config{})
 	addProduct(t, s, "ONLY-ONE", 3, 100, "USD")
-	if _, err := New(context.Background(), Config{ReservationTTL: time.Minute, SeedCatalog: true}, db, s.log); err != nil {
+	if _, err := New(context.Background(), Config{ReservationTTL: time.Minute, SeedCatalog: true}, Deps{DB: db, Log: s.log}); err != nil {
 		t.Fatal(err)
 	}
 	if levels, _ := s.Stock(context.Background()); len(levels) != 1 {
@@ -648,10 +648,10 @@ func TestLowStockOncePerCrossing(t *testing.T) {
 func TestConfigIsChecked(t *testing.T) {
 	db := dbtest.SQLite(t)
 	log := slog.New(slog.DiscardHandler)
-	if _, err := New(context.Background(), Config{}, db, log); err == nil {
+	if _, err := New(context.Background(), Config{}, Deps{DB: db, Log: log}); err == nil {
 		t.Error("a zero reservation ttl was accepted")
 	}
-	if _, err := New(context.Background(), Config{ReservationTTL: time.Second, LowStockThreshold: -1}, db, log); err == nil {
+	if _, err := New(context.Background(), Config{ReservationTTL: time.Second, LowStockThreshold: -1}, Deps{DB: db, Log: log}); err == nil {
 		t.Error("a negative threshold was accepted")
 	}
 	if d := sweepInterval(15 * time.Minute); d != 5*time.Second {

@@ -41,7 +41,7 @@ func Spec() service.Spec {
 				seed      = f.Bool("seed-catalog", true, "load the built-in catalog when there are no products")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
-				s, err := New(ctx, Config{ReservationTTL: *ttl, LowStockThreshold: int64(*threshold), SeedCatalog: *seed}, rt.DB, rt.Log)
+				s, err := New(ctx, Config{ReservationTTL: *ttl, LowStockThreshold: int64(*threshold), SeedCatalog: *seed}, Deps{DB: rt.DB, Log: rt.Log})
 				if err != nil {
 					return err
 				}

@@ -92,10 +92,19 @@ type Service struct {
 	wake chan struct{}
 }
 
-// New returns the service. key is the webhook signing key that endpoint
-// secrets are derived from (32 bytes or more, see loadSigningKey); New
-// refuses one that the stored endpoints were not made with.
-func New(ctx context.Context, cfg Config, db *database.DB, key []byte, log *slog.Logger) (*Service, error) {
+// Deps are what the notifications service works with.
+type Deps struct {
+	DB  *database.DB
+	Log *slog.Logger
+	// SigningKey is the webhook signing key that endpoint secrets are
+	// derived from (32 bytes or more, see loadSigningKey).
+	SigningKey []byte
+}
+
+// New returns the service. It refuses a signing key that the stored
+// endpoints were not made with; ctx bounds that check and is not kept.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	db, key, log := deps.DB, deps.SigningKey, deps.Log
 	if len(key) < 32 {
 		return nil, errors.New("the webhook signing key must be 32 bytes or more")
 	}

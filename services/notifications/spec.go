@@ -89,7 +89,7 @@ func Spec() service.Spec {
 				}
 				s, err := New(ctx, Config{From: *from, AdminEmail: *adminAlert, MaxTries: *maxTries,
 					RetryBase: *retryBase, RetryMax: *retryMax, MaxEventAge: *maxAge, AllowPrivate: *allowPrivate},
-					rt.DB, key, rt.Log)
+					Deps{DB: rt.DB, Log: rt.Log, SigningKey: key})
 				if err != nil {
 					return err
 				}

@@ -100,10 +100,12 @@ func benchService(b *testing.B) *Service {
 	if err := db.Migrate(ctx, log, "orders", Migrations()); err != nil {
 		b.Fatal(err)
 	}
-	bg, cancel := context.WithCancel(ctx)
-	b.Cleanup(cancel)
-	return New(Config{StepTimeout: 5 * time.Second, Wait: 5 * time.Second, Owner: "bench"}, db, stubInventory{}, stubPayments{},
-		prometheus.NewRegistry(), log, bg)
+	s, err := New(ctx, Config{StepTimeout: 5 * time.Second, Wait: 5 * time.Second, Owner: "bench"},
+		Deps{DB: db, Inventory: stubInventory{}, Payments: stubPayments{}, Registry: prometheus.NewRegistry(), Log: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
 
 func benchClaims() *auth.Claims {

@@ -96,8 +96,15 @@ type sagas struct {
 	now      func() time.Time
 
 	mu      sync.Mutex
-	running map[string]chan struct{} // closed when the saga stops here
-	wg      sync.WaitGroup           // sagas running in this process
+	running map[string]running // the sagas running in this process
+	stopped bool               // RunSagas has stopped: sagas start cancelled
+	wg      sync.WaitGroup
+}
+
+// running is a saga in progress in this process.
+type running struct {
+	done   chan struct{} // closed when the saga stops here
+	cancel context.CancelFunc
 }
 
 // start runs the saga of id in the background unless this process already
@@ -121,14 +128,20 @@ func (s *sagas) resumeSaga(ctx context.Context, id string) <-chan struct{} {
 	return s.startAt(ctx, id, nil, true, nil)
 }
 
+// The saga outlives ctx, which may be a request's, but keeps its values
+// (the trace); it stops when it ends or when the service stops (stopAll).
 func (s *sagas) startAt(ctx context.Context, id string, card *paymentsapi.Card, resumed bool, fresh *order) <-chan struct{} {
 	s.mu.Lock()
-	if ch, ok := s.running[id]; ok {
+	if r, ok := s.running[id]; ok {
 		s.mu.Unlock()
-		return ch
+		return r.done
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if s.stopped {
+		cancel()
 	}
 	ch := make(chan struct{})
-	s.running[id] = ch
+	s.running[id] = running{done: ch, cancel: cancel}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -137,6 +150,7 @@ func (s *sagas) startAt(ctx context.Context, id string, card *paymentsapi.Card, 
 			s.mu.Lock()
 			delete(s.running, id)
 			s.mu.Unlock()
+			cancel()
 			close(ch)
 		}()
 		if err := s.run(ctx, id, card, resumed, fresh); err != nil && ctx.Err() == nil {
@@ -534,6 +548,17 @@ func requestLines(lines []ordersapi.Line) []LineRequest {
 	return out
 }
 
+// stopAll stops every saga running in this process, and any started
+// after it.
+func (s *sagas) stopAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	for _, r := range s.running {
+		r.cancel()
+	}
+}
+
 // resume claims and runs unfinished sagas. At start it also reclaims the
 // sagas this owner held before a restart; afterwards, every interval, it
 // picks up sagas whose owner's lease ran out (a crashed replica).
@@ -568,6 +593,7 @@ func (s *sagas) resume(ctx context.Context, interval time.Duration) error {
 			// Stopping: once this process's sagas have stopped, hand their
 			// leases back so another replica resumes them at once instead
 			// of waiting for the leases to run out.
+			s.stopAll()
 			s.wg.Wait()
 			if err := s.store.releaseLeases(context.WithoutCancel(ctx), s.owner); err != nil {
 				s.log.Warn("handing back saga leases failed; they expire by themselves", "err", err)

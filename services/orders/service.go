@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/database"
@@ -56,8 +55,6 @@ type Service struct {
 	inv   Inventory
 	sagas *sagas
 	log   *slog.Logger
-	// bg outlives requests: a saga keeps going when its client hangs up.
-	bg context.Context
 }
 
 // Place stores a new order and starts its saga; it returns the order as
@@ -111,7 +108,7 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	}
 	card := req.Card
 	// The saga outlives the request but stays in its trace.
-	done := s.sagas.startNew(trace.ContextWithSpan(s.bg, trace.SpanFromContext(ctx)), o, &card)
+	done := s.sagas.startNew(ctx, o, &card)
 	s.wait(ctx, done)
 	o, err = s.store.get(ctx, s.db, o.ID)
 	return o, true, err
@@ -137,10 +134,10 @@ func (s *Service) wait(ctx context.Context, done <-chan struct{}) {
 // the order as it stands.
 func (s *Service) waitFor(ctx context.Context, id string) order {
 	s.sagas.mu.Lock()
-	ch, running := s.sagas.running[id]
+	r, running := s.sagas.running[id]
 	s.sagas.mu.Unlock()
 	if running {
-		s.wait(ctx, ch)
+		s.wait(ctx, r.done)
 	}
 	o, err := s.store.get(ctx, s.db, id)
 	if err != nil {
@@ -228,20 +225,37 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 		return order{}, err
 	}
 	if moved {
-		s.wait(ctx, s.sagas.start(trace.ContextWithSpan(s.bg, trace.SpanFromContext(ctx)), id, nil))
+		s.wait(ctx, s.sagas.start(ctx, id, nil))
 	}
 	return s.waitFor(ctx, id), nil
 }
 
-// New builds the orders service. bg is the context sagas run in: it ends
-// when the service stops, not when a request does.
-func New(cfg Config, db *database.DB, inv Inventory, pay Payments, reg prometheus.Registerer, log *slog.Logger, bg context.Context) *Service {
+// Deps are what the orders service works with.
+type Deps struct {
+	DB        *database.DB
+	Inventory Inventory
+	Payments  Payments
+	// Registry takes the saga metrics.
+	Registry prometheus.Registerer
+	Log      *slog.Logger
+}
+
+// New builds the orders service. It does no work at start, so ctx goes
+// unused; it is there so every service is built the same way. The sagas
+// it starts run until they end or RunSagas stops.
+func New(_ context.Context, cfg Config, deps Deps) (*Service, error) {
+	db, inv, pay, reg, log := deps.DB, deps.Inventory, deps.Payments, deps.Registry, deps.Log
 	st := store{db: db}
 	if cfg.Telemetry == nil {
 		cfg.Telemetry = telemetry.Disabled()
 	}
 	sg := &sagas{store: st, db: db, inv: inv, pay: pay, log: log, owner: cfg.Owner, tracer: cfg.Telemetry.Tracer,
-		stepTime: cfg.StepTimeout, lease: 30 * time.Second, now: time.Now, running: map[string]chan struct{}{}}
+		stepTime: cfg.StepTimeout, lease: 30 * time.Second, now: time.Now, running: map[string]running{}}
 	sg.metrics = newSagaMetrics(reg, st.sagaCounts)
-	return &Service{cfg: cfg, db: db, store: st, inv: inv, sagas: sg, log: log, bg: bg}
+	return &Service{cfg: cfg, db: db, store: st, inv: inv, sagas: sg, log: log}, nil
 }
+
+// RunSagas claims and runs the sagas left unfinished (by this replica
+// before a restart, or by one that crashed) until ctx is done; then it
+// stops every saga running here and hands their leases back.
+func (s *Service) RunSagas(ctx context.Context) error { return s.sagas.resume(ctx, 5*time.Second) }

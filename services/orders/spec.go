@@ -56,11 +56,14 @@ func Spec() service.Spec {
 				}
 				inv := inventoryapi.NewClient(client.New("inventory", *inventoryURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics))
 				pay := paymentsapi.NewClient(*paymentsURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics)
-				s := New(Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id, Telemetry: rt.Telemetry}, rt.DB, inventoryAdapter{inv},
-					paymentsAdapter{pay}, rt.Registry, rt.Log, rt.Background())
+				s, err := New(ctx, Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id, Telemetry: rt.Telemetry},
+					Deps{DB: rt.DB, Inventory: inventoryAdapter{inv}, Payments: paymentsAdapter{pay}, Registry: rt.Registry, Log: rt.Log})
+				if err != nil {
+					return err
+				}
 				s.sagas.lease = *lease
 				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.Log)
-				rt.Go("saga runner", func(ctx context.Context) error { return s.sagas.resume(ctx, 5*time.Second) })
+				rt.Go("saga runner", s.RunSagas)
 				return nil
 			}
 		},

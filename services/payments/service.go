@@ -73,10 +73,18 @@ type Service struct {
 	now  func() time.Time
 }
 
-// New returns the service over its database.
-func New(cfg Config, db *database.DB, log *slog.Logger) *Service {
+// Deps are what the payments service works with.
+type Deps struct {
+	DB  *database.DB
+	Log *slog.Logger
+}
+
+// New returns the service over its database. It does no work at start,
+// so ctx goes unused; it is there so every service is built the same way.
+func New(_ context.Context, cfg Config, deps Deps) (*Service, error) {
+	db, log := deps.DB, deps.Log
 	return &Service{cfg: cfg, db: db, store: store{db: db}, proc: newProcessor(cfg.SlowCardDelay, cfg.ProcessorLatency, cfg.ProcessorConnections),
-		keys: keyLocks{held: map[string]*keyLock{}}, log: log, now: now}
+		keys: keyLocks{held: map[string]*keyLock{}}, log: log, now: now}, nil
 }
 
 // now is the service's clock, at the millisecond the database keeps, so
@@ -385,9 +393,10 @@ func (s *Service) Ledger(ctx context.Context, paymentID string) (paymentsapi.Led
 	return s.store.ledger(ctx, paymentID)
 }
 
-// ForgetAnswers deletes the answers of idempotency keys older than the
-// configured TTL, every interval, until ctx is done.
-func (s *Service) ForgetAnswers(ctx context.Context, interval time.Duration) error {
+// RunKeyExpiry deletes the answers of idempotency keys older than the
+// configured TTL, every hour, until ctx is done.
+func (s *Service) RunKeyExpiry(ctx context.Context) error {
+	const interval = time.Hour
 	if s.cfg.IdempotencyTTL <= 0 {
 		return nil
 	}

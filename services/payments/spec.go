@@ -46,9 +46,13 @@ func Spec() service.Spec {
 				if *lat < 0 || *conn < 0 {
 					return fmt.Errorf("--processor-latency and --processor-connections must not be negative")
 				}
-				s := New(Config{SlowCardDelay: *slow, IdempotencyTTL: *ttl, ProcessorLatency: *lat, ProcessorConnections: *conn}, rt.DB, rt.Log)
+				s, err := New(ctx, Config{SlowCardDelay: *slow, IdempotencyTTL: *ttl, ProcessorLatency: *lat, ProcessorConnections: *conn},
+					Deps{DB: rt.DB, Log: rt.Log})
+				if err != nil {
+					return err
+				}
 				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.ServiceKeys, rt.Log)
-				rt.Go("idempotency key expiry", func(ctx context.Context) error { return s.ForgetAnswers(ctx, time.Hour) })
+				rt.Go("idempotency key expiry", s.RunKeyExpiry)
 				return nil
 			}
 		},

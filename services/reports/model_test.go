@@ -26,7 +26,11 @@ func newModel(t *testing.T, db *database.DB) *Service {
 	if err := db.Migrate(ctx, log, "reports", Migrations()); err != nil {
 		t.Fatal(err)
 	}
-	return New(Config{}, db, nil, log)
+	s, err := New(ctx, Config{}, Deps{DB: db, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // apply hands each event to the consumer of its subject, as the broker

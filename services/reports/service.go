@@ -41,8 +41,18 @@ type Service struct {
 	now       func() time.Time
 }
 
-// New returns reports over db, replaying streams from js when rebuilt.
-func New(cfg Config, db *database.DB, js jetstream.JetStream, log *slog.Logger) *Service {
+// Deps are what the reports service works with.
+type Deps struct {
+	DB *database.DB
+	// JS is where a rebuild replays the streams from.
+	JS  jetstream.JetStream
+	Log *slog.Logger
+}
+
+// New returns reports over its database. It does no work at start, so
+// ctx goes unused; it is there so every service is built the same way.
+func New(_ context.Context, cfg Config, deps Deps) (*Service, error) {
+	db, js, log := deps.DB, deps.JS, deps.Log
 	if cfg.Currency == "" {
 		cfg.Currency = "USD"
 	}
@@ -52,7 +62,7 @@ func New(cfg Config, db *database.DB, js jetstream.JetStream, log *slog.Logger) 
 	s := &Service{store: store{db: db}, log: log, currency: cfg.Currency, now: time.Now}
 	s.consumers = s.newConsumers()
 	s.rebuilds = newRebuilder(s.store, js, log, s.subscriptions(), s.consumers, ids.New(), cfg.StaleRebuild)
-	return s
+	return s, nil
 }
 
 // Consumers are the durable consumers that keep the model up to date,

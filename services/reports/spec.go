@@ -45,7 +45,10 @@ func Spec() service.Spec {
 				if !currencyPattern.MatchString(*currency) {
 					return fmt.Errorf("--currency %q: want an ISO 4217 code such as USD", *currency)
 				}
-				s := New(Config{Currency: *currency, StaleRebuild: *stale}, rt.DB, rt.JS, rt.Log)
+				s, err := New(ctx, Config{Currency: *currency, StaleRebuild: *stale}, Deps{DB: rt.DB, JS: rt.JS, Log: rt.Log})
+				if err != nil {
+					return err
+				}
 				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.Log)
 				for _, c := range s.Consumers() {
 					rt.Consume(c)

@@ -69,8 +69,16 @@ type Service struct {
 	now     func() time.Time
 }
 
-// New builds the service, loading (or making) its signing keys.
-func New(ctx context.Context, cfg Config, db *database.DB, log *slog.Logger) (*Service, error) {
+// Deps are what the users service works with.
+type Deps struct {
+	DB  *database.DB
+	Log *slog.Logger
+}
+
+// New builds the service, loading (or making) its signing keys; ctx
+// bounds that work and is not kept.
+func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+	db, log := deps.DB, deps.Log
 	keys, err := loadKeys(ctx, db)
 	if err != nil {
 		return nil, err

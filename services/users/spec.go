@@ -54,7 +54,7 @@ func Spec() service.Spec {
 					return fmt.Errorf("--trusted-proxies: %w", err)
 				}
 				s, err := New(ctx, Config{AccessTTL: *accessTTL, RefreshTTL: *refreshTTL,
-					AdminEmail: *adminEmail, AdminPassword: *adminPassword}, rt.DB, rt.Log)
+					AdminEmail: *adminEmail, AdminPassword: *adminPassword}, Deps{DB: rt.DB, Log: rt.Log})
 				if err != nil {
 					return err
 				}
