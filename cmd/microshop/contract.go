@@ -6,38 +6,23 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/contractcheck"
-	"github.com/microshop/microshop/internal/platform/openapi"
-	"github.com/microshop/microshop/services/inventory"
-	"github.com/microshop/microshop/services/notifications"
-	"github.com/microshop/microshop/services/orders"
-	"github.com/microshop/microshop/services/payments"
-	"github.com/microshop/microshop/services/reports"
-	"github.com/microshop/microshop/services/users"
+	"github.com/microshop/microshop/internal/topology"
 )
 
-// contractDocuments are the OpenAPI documents this binary holds, the
-// contracts `microshop contract` checks implementations against. The
+// contractServices are the services with a contract `microshop contract`
+// checks implementations against: an OpenAPI document in their Spec. The
 // gateway has none: it routes the others' APIs.
-var contractDocuments = map[string]func() *openapi.Document{
-	"users":         users.OpenAPI,
-	"inventory":     inventory.OpenAPI,
-	"orders":        orders.OpenAPI,
-	"payments":      payments.OpenAPI,
-	"notifications": notifications.OpenAPI,
-	"reports":       reports.OpenAPI,
-}
-
 func contractServices() []string {
 	var names []string
-	for n := range contractDocuments {
-		names = append(names, n)
+	for _, n := range topology.Names() {
+		if s, _ := topology.Find(n); s.OpenAPI() != nil {
+			names = append(names, n)
+		}
 	}
-	sort.Strings(names)
 	return names
 }
 
@@ -130,8 +115,9 @@ func contract(ctx context.Context, args []string, getenv func(string) string, st
 		fs.Usage()
 		return errUsage
 	}
-	doc, ok := contractDocuments[service]
-	if !ok {
+	spec, _ := topology.Find(service)
+	doc := spec.OpenAPI()
+	if doc == nil {
 		if service == "gateway" {
 			return errors.New("the gateway has no OpenAPI document of its own: it routes the other services' APIs; check each service instead")
 		}
@@ -147,7 +133,7 @@ func contract(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.New("--email needs --users-url: where to log in")
 	}
 	cfg := contractcheck.Config{
-		Service: service, URL: *target, Doc: doc(),
+		Service: service, URL: *target, Doc: doc, Events: spec.Publishes,
 		NATS: *natsURL, EventWait: *eventWait,
 		Token: *token, Email: *email, Password: *password, UsersURL: *usersURL,
 		ServiceKey: *serviceKey, As: *as,

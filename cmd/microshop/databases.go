@@ -37,7 +37,7 @@ func createDatabases(ctx context.Context, server, prefix string, specs []service
 	}
 	out := map[string]string{}
 	for _, spec := range specs {
-		if spec.Migrations == nil {
+		if spec.Migrations() == nil {
 			continue // keeps nothing
 		}
 		name := prefix + spec.Name

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/microshop/microshop/internal/topology"
 )
 
 // These call run as main does, with their own arguments, environment and
@@ -145,7 +147,7 @@ func TestServe(t *testing.T) {
 		if !strings.Contains(msg, `"nosuch"`) {
 			t.Errorf("the error does not name the service: %v", msg)
 		}
-		for _, name := range serviceNames() {
+		for _, name := range topology.Names() {
 			if !strings.Contains(msg, name) {
 				t.Errorf("the error does not list %s: %v", name, msg)
 			}
@@ -235,7 +237,7 @@ func TestStart(t *testing.T) {
 func TestServicePortsAreDistinct(t *testing.T) {
 	const gateway = 9000
 	used := map[int]string{gateway + 7: "mailbox web API", gateway + 8: "mailbox SMTP", gateway + 9: "trace collector"}
-	for _, s := range services() {
+	for _, s := range topology.Services() {
 		p := servicePort(s, gateway)
 		if other, ok := used[p]; ok {
 			t.Errorf("%s and %s share port %d", s.Name, other, p)

@@ -77,7 +77,7 @@ func TestReportsRebuild(t *testing.T) {
 	env := map[string]string{"MICROSHOP_ADMIN_EMAIL": "admin@example.com", "MICROSHOP_ADMIN_PASSWORD": "admin password 123"}
 	u := servicetest.Start(t, users.Spec(), []string{"--nats", natsURL}, env)
 	rep := servicetest.Start(t, reports.Spec(), []string{"--nats", natsURL, "--users-url", u.URL}, nil)
-	gw := servicetest.Start(t, gateway.Spec(), []string{"--users-url", u.URL, "--reports-url", rep.URL}, nil)
+	gw := servicetest.Start(t, gateway.Spec("users", "reports"), []string{"--users-url", u.URL, "--reports-url", rep.URL}, nil)
 
 	r := invoke(t, env, "reports", "rebuild", "--url", gw.URL, "--interval", "10ms")
 	if r.err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/logging"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/internal/topology"
 )
 
 func runSystem(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -106,7 +107,7 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("finding this binary to start the services: %w", err)
 	}
-	specs := services()
+	specs := topology.Services()
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", *natsPort)
 	if *extNATS != "" {
 		natsURL = *extNATS
@@ -247,7 +248,7 @@ func parseReplicas(s string) (map[string]int, error) {
 		return out, nil
 	}
 	known := map[string]bool{}
-	for _, spec := range services() {
+	for _, spec := range topology.Services() {
 		known[spec.Name] = spec.Name != "gateway"
 	}
 	for _, pair := range strings.Split(s, ",") {

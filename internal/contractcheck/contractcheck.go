@@ -30,6 +30,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/openapi"
 )
 
@@ -42,6 +43,10 @@ type Config struct {
 	URL string
 	// Doc is the service's OpenAPI document, the contract.
 	Doc *openapi.Document
+	// Events are the events the service publishes, as its contract
+	// package declares them (its Spec's Publishes): the other half of the
+	// contract. None means it publishes nothing.
+	Events []events.Body
 
 	// NATS, when set, is the NATS URL whose JetStream holds the service's
 	// stream; its events are checked after the scripted calls.

@@ -14,31 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/platform/events"
-	"github.com/microshop/microshop/services/inventory/inventoryapi"
-	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/services/payments/paymentsapi"
-	"github.com/microshop/microshop/services/users/usersapi"
 )
-
-// published lists the events each service publishes, as its contract
-// package declares them; they are the "publishes" column of DESIGN.md.
-// notifications and reports publish none.
-var published = map[string][]events.Body{
-	"users":     {usersapi.UserRegistered{}},
-	"inventory": {inventoryapi.StockReserved{}, inventoryapi.StockReleased{}, inventoryapi.LowStock{}},
-	"orders":    {ordersapi.OrderConfirmed{}, ordersapi.OrderRejected{}, ordersapi.OrderCancelled{}},
-	"payments":  {paymentsapi.PaymentCaptured{}, paymentsapi.PaymentRefunded{}, paymentsapi.PaymentFailed{}},
-}
-
-// EventTypes lists the event types the service publishes, by its
-// contract package.
-func EventTypes(service string) []string {
-	var out []string
-	for _, b := range published[service] {
-		out = append(out, b.EventType())
-	}
-	return out
-}
 
 // expectation is an event the scripted calls should have caused.
 type expectation struct {
@@ -69,7 +45,7 @@ type eventCheck struct {
 }
 
 func (r *run) startEvents(ctx context.Context) *eventCheck {
-	bodies := published[r.cfg.Service]
+	bodies := r.cfg.Events
 	name := events.StreamName(r.cfg.Service)
 	op := "events " + name
 	if len(bodies) == 0 {
@@ -79,7 +55,7 @@ func (r *run) startEvents(ctx context.Context) *eventCheck {
 		return nil
 	}
 	if r.cfg.NATS == "" {
-		r.record(op, "stream", Skip, 0, "pass --nats <URL> to check the events "+r.cfg.Service+" publishes: "+strings.Join(EventTypes(r.cfg.Service), ", "))
+		r.record(op, "stream", Skip, 0, "pass --nats <URL> to check the events "+r.cfg.Service+" publishes: "+strings.Join(eventTypes(bodies), ", "))
 		return nil
 	}
 	nc, err := nats.Connect(r.cfg.NATS, nats.Name("microshop contract"), nats.Timeout(5*time.Second), nats.MaxReconnects(2))
@@ -354,4 +330,13 @@ func (e *eventCheck) check(msg *jetstream.RawStreamMsg) {
 			x.seen = true
 		}
 	}
+}
+
+// eventTypes are the types of bodies.
+func eventTypes(bodies []events.Body) []string {
+	var out []string
+	for _, b := range bodies {
+		out = append(out, b.EventType())
+	}
+	return out
 }

@@ -16,19 +16,18 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/openapi"
-	"github.com/microshop/microshop/services/inventory"
-	"github.com/microshop/microshop/services/notifications"
+	"github.com/microshop/microshop/internal/topology"
 	"github.com/microshop/microshop/services/orders"
-	"github.com/microshop/microshop/services/payments"
-	"github.com/microshop/microshop/services/reports"
-	"github.com/microshop/microshop/services/users"
 )
 
 func documents() map[string]*openapi.Document {
-	return map[string]*openapi.Document{
-		"users": users.OpenAPI(), "inventory": inventory.OpenAPI(), "orders": orders.OpenAPI(),
-		"payments": payments.OpenAPI(), "notifications": notifications.OpenAPI(), "reports": reports.OpenAPI(),
+	docs := map[string]*openapi.Document{}
+	for _, s := range topology.Services() {
+		if d := s.OpenAPI(); d != nil {
+			docs[s.Name] = d
+		}
 	}
+	return docs
 }
 
 // testRun is a run with every credential at hand, that sends nothing.
@@ -145,7 +144,8 @@ func envelope(id, typ string, version int, data string) []byte {
 func TestEventEnvelopes(t *testing.T) {
 	e := &eventCheck{known: map[string]events.Body{}, cannot: map[string]string{},
 		checked: map[string]int{}, problems: map[string][]string{}, unknown: map[string]int{}}
-	for _, b := range published["orders"] {
+	spec, _ := topology.Find("orders")
+	for _, b := range spec.Publishes {
 		e.known[b.EventType()] = b
 	}
 	x := &expectation{typ: "orders.confirmed", match: field("order_id", "o1")}
@@ -229,7 +229,7 @@ func TestImportsOnlyPlatformAndContracts(t *testing.T) {
 				continue
 			}
 			parts := strings.Split(rest, "/")
-			contract := len(parts) >= 3 && parts[0] == "services" && parts[2] == "contract"
+			contract := len(parts) >= 3 && parts[0] == "services" && parts[2] == parts[1]+"api"
 			if !strings.HasPrefix(rest, "internal/platform/") && !contract {
 				t.Errorf("%s imports %s: only the platform and services' contract packages", f, p)
 			}

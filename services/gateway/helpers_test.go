@@ -118,15 +118,16 @@ func startUsers(t *testing.T) *servicetest.Service {
 // a nil stand-in points at a closed port.
 func startGateway(t *testing.T, usersURL string, others map[string]*standIn, extra ...string) *servicetest.Service {
 	t.Helper()
+	routes := []string{"users", "inventory", "orders", "payments", "notifications", "reports"}
 	args := []string{"--users-url", usersURL}
-	for _, name := range []string{"inventory", "orders", "payments", "notifications", "reports"} {
+	for _, name := range routes[1:] {
 		u := closedURL(t)
 		if s := others[name]; s != nil {
 			u = s.srv.URL
 		}
 		args = append(args, "--"+name+"-url", u)
 	}
-	return servicetest.Start(t, gateway.Spec(), append(args, extra...), nil)
+	return servicetest.Start(t, gateway.Spec(routes...), append(args, extra...), nil)
 }
 
 // client is a test's HTTP client; it never follows redirects.

@@ -31,7 +31,7 @@ func newService(t *testing.T, db *database.DB, cfg Config) *Service {
 	if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Migrate(ctx, log, "inventory", Migrations()); err != nil {
+	if err := db.Migrate(ctx, log, "inventory", Spec().Migrations()); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.ReservationTTL == 0 {

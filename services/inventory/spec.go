@@ -3,37 +3,28 @@ package inventory
 import (
 	"context"
 	"embed"
-	"io/fs"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
-//go:embed migrations
-var migrations embed.FS
+//go:embed migrations openapi.yaml
+var files embed.FS
 
-//go:embed openapi.yaml
-var openapiYAML []byte
-
-// Migrations are inventory's schema migrations, one folder per dialect.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
-
-// OpenAPI is inventory's API contract.
-func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
+// OpenAPI is the API contract of inventory, from its Spec.
+func OpenAPI() *openapi.Document { return Spec().OpenAPI() }
 
 // Spec describes inventory to the service runtime.
 func Spec() service.Spec {
 	return service.Spec{
-		Name:       "inventory",
-		Summary:    "inventory: the catalog, stock, and the reservations that hold stock for orders.",
-		Port:       8082,
-		Migrations: Migrations(),
-		Publishes:  true,
+		Name:      "inventory",
+		Summary:   "inventory: the catalog, stock, and the reservations that hold stock for orders.",
+		Files:     files,
+		Publishes: []events.Body{inventoryapi.StockReserved{}, inventoryapi.StockReleased{}, inventoryapi.LowStock{}},
 		Setup: func(f *config.Flags) service.Build {
 			var (
 				ttl       = f.Duration("reservation-ttl", 15*time.Minute, "how long a reservation holds stock before it expires unless committed")
@@ -45,7 +36,7 @@ func Spec() service.Spec {
 				if err != nil {
 					return err
 				}
-				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.ServiceKeys, rt.Log)
+				Routes(rt.Server.Router, s, rt.OpenAPI, rt.Verifier, rt.ServiceKeys, rt.Log)
 				rt.Go("reservation expiry", s.RunExpiry)
 				return nil
 			}

@@ -136,7 +136,7 @@ func TestSigningKey(t *testing.T) {
 	if err := db.Migrate(ctx, quiet(), "events", events.Migrations()); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Migrate(ctx, quiet(), "notifications", Migrations()); err != nil {
+	if err := db.Migrate(ctx, quiet(), "notifications", Spec().Migrations()); err != nil {
 		t.Fatal(err)
 	}
 	st := store{db}

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/mail"
 	"os"
 	"strings"
@@ -16,29 +15,19 @@ import (
 	"github.com/microshop/microshop/internal/platform/service"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
+//go:embed migrations openapi.yaml
+var files embed.FS
 
-//go:embed openapi.yaml
-var openapiYAML []byte
-
-// Migrations are notifications' schema migrations.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
-
-// OpenAPI is notifications' API contract.
-func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
+// OpenAPI is the API contract of notifications, from its Spec.
+func OpenAPI() *openapi.Document { return Spec().OpenAPI() }
 
 // Spec describes notifications to the service runtime.
 func Spec() service.Spec {
 	return service.Spec{
-		Name:       "notifications",
-		Summary:    "notifications: emails (SMTP) and signed webhooks on the shop's events, each delivered once, with retries.",
-		Port:       8085,
-		Migrations: Migrations(),
-		UsesBroker: true,
+		Name:     "notifications",
+		Summary:  "notifications: emails (SMTP) and signed webhooks on the shop's events, each delivered once, with retries.",
+		Files:    files,
+		Consumes: EventTypes(),
 		Setup: func(f *config.Flags) service.Build {
 			var (
 				smtpURL      = f.String("smtp-url", "smtp://127.0.0.1:8088", "SMTP server: smtp://[user:pass@]host[:port][?starttls=true] (credentials use AUTH PLAIN)")
@@ -103,9 +92,9 @@ func Spec() service.Spec {
 				lease := 2*max(*smtpTimeout, *hookTimeout) + 10*time.Second
 				d := newDispatcher(s, &mailer{cfg: smtpCfg, from: *from, helo: helo},
 					newWebhooks(s.guard, key, *hookTimeout), *workers, *interval, lease, rt.Registry)
-				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.Log)
+				Routes(rt.Server.Router, s, rt.OpenAPI, rt.Verifier, rt.Log)
 				for _, c := range s.Consumers() {
-					rt.Consume(c)
+					rt.Go("consumer "+c.Name, rt.Consumer(c).Run)
 				}
 				rt.Go("dispatcher", d.Run)
 				rt.Log.Info("notifications ready", "smtp", redactSMTP(*smtpURL), "from", from.String(),

@@ -97,7 +97,7 @@ func benchService(b *testing.B) *Service {
 	if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
 		b.Fatal(err)
 	}
-	if err := db.Migrate(ctx, log, "orders", Migrations()); err != nil {
+	if err := db.Migrate(ctx, log, "orders", Spec().Migrations()); err != nil {
 		b.Fatal(err)
 	}
 	s, err := New(ctx, Config{StepTimeout: 5 * time.Second, Wait: 5 * time.Second, Owner: "bench"},

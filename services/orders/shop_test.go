@@ -117,7 +117,7 @@ func specOf(name string) service.Spec {
 	case "orders":
 		return orders.Spec()
 	default:
-		return gateway.Spec()
+		return gateway.Spec("users", "inventory", "orders", "payments")
 	}
 }
 

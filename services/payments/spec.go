@@ -4,37 +4,28 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
-//go:embed migrations
-var migrations embed.FS
+//go:embed migrations openapi.yaml
+var files embed.FS
 
-//go:embed openapi.yaml
-var openapiYAML []byte
-
-// Migrations are payments' schema migrations, one folder per dialect.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
-
-// OpenAPI is payments' API contract.
-func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
+// OpenAPI is the API contract of payments, from its Spec.
+func OpenAPI() *openapi.Document { return Spec().OpenAPI() }
 
 // Spec describes payments to the service runtime.
 func Spec() service.Spec {
 	return service.Spec{
-		Name:       "payments",
-		Summary:    "payments: card authorizations, captures, voids and refunds with a built-in card processor, and a double-entry ledger.",
-		Port:       8084,
-		Migrations: Migrations(),
-		Publishes:  true,
+		Name:      "payments",
+		Summary:   "payments: card authorizations, captures, voids and refunds with a built-in card processor, and a double-entry ledger.",
+		Files:     files,
+		Publishes: []events.Body{paymentsapi.PaymentCaptured{}, paymentsapi.PaymentRefunded{}, paymentsapi.PaymentFailed{}},
 		Setup: func(f *config.Flags) service.Build {
 			var (
 				slow = f.Duration("slow-card-delay", 10*time.Second, "how long the slow test card "+CardSlow+" takes to answer")
@@ -51,7 +42,7 @@ func Spec() service.Spec {
 				if err != nil {
 					return err
 				}
-				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.ServiceKeys, rt.Log)
+				Routes(rt.Server.Router, s, rt.OpenAPI, rt.Verifier, rt.ServiceKeys, rt.Log)
 				rt.Go("idempotency key expiry", s.RunKeyExpiry)
 				return nil
 			}

@@ -23,7 +23,7 @@ func newModel(t *testing.T, db *database.DB) *Service {
 	if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Migrate(ctx, log, "reports", Migrations()); err != nil {
+	if err := db.Migrate(ctx, log, "reports", Spec().Migrations()); err != nil {
 		t.Fatal(err)
 	}
 	s, err := New(ctx, Config{}, Deps{DB: db, Log: log})

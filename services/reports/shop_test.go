@@ -71,7 +71,7 @@ func specOf(name string) service.Spec {
 	case "reports":
 		return reports.Spec()
 	default:
-		return gateway.Spec()
+		return gateway.Spec("users", "inventory", "orders", "payments", "reports")
 	}
 }
 

@@ -4,38 +4,34 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
+//go:embed migrations openapi.yaml
+var files embed.FS
 
-//go:embed openapi.yaml
-var openapiYAML []byte
-
-// Migrations are reports' schema migrations.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
-
-// OpenAPI is reports' API contract.
-func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
+// OpenAPI is the API contract of reports, from its Spec.
+func OpenAPI() *openapi.Document { return Spec().OpenAPI() }
 
 // Spec describes reports to the service runtime. It publishes nothing
 // (no stream of its own) but needs the broker to consume.
 func Spec() service.Spec {
 	return service.Spec{
-		Name:       "reports",
-		Summary:    "reports: sales, revenue, refunds, top products and low-stock alerts from a read model built only from events; rebuildable by replaying the streams.",
-		Port:       8086,
-		Migrations: Migrations(),
-		UsesBroker: true,
+		Name:    "reports",
+		Summary: "reports: sales, revenue, refunds, top products and low-stock alerts from a read model built only from events; rebuildable by replaying the streams.",
+		Files:   files,
+		Consumes: []string{
+			ordersapi.OrderConfirmed{}.EventType(), ordersapi.OrderRejected{}.EventType(), ordersapi.OrderCancelled{}.EventType(),
+			paymentsapi.PaymentCaptured{}.EventType(), paymentsapi.PaymentRefunded{}.EventType(), paymentsapi.PaymentFailed{}.EventType(),
+			inventoryapi.StockReserved{}.EventType(), inventoryapi.StockReleased{}.EventType(), inventoryapi.LowStock{}.EventType(),
+		},
 		Setup: func(f *config.Flags) service.Build {
 			var (
 				currency = f.String("currency", "USD", "currency of the reports when a request names none (ISO 4217)")
@@ -49,9 +45,9 @@ func Spec() service.Spec {
 				if err != nil {
 					return err
 				}
-				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.Log)
+				Routes(rt.Server.Router, s, rt.OpenAPI, rt.Verifier, rt.Log)
 				for _, c := range s.Consumers() {
-					rt.Consume(c)
+					rt.Go("consumer "+c.Name, rt.Consumer(c).Run)
 				}
 				rt.Go("rebuilds", s.RunRebuilds)
 				return nil

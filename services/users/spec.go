@@ -4,38 +4,29 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/ratelimit"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
+//go:embed migrations openapi.yaml
+var files embed.FS
 
-//go:embed openapi.yaml
-var openapiYAML []byte
-
-// Migrations are users' schema migrations.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
-
-// OpenAPI is users' API contract.
-func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
+// OpenAPI is the API contract of users, from its Spec.
+func OpenAPI() *openapi.Document { return Spec().OpenAPI() }
 
 // Spec describes users to the service runtime.
 func Spec() service.Spec {
 	return service.Spec{
 		Name:         "users",
 		Summary:      "users: accounts, login, access tokens (Ed25519 JWT) and their JWKS.",
-		Port:         8081,
-		Migrations:   Migrations(),
-		Publishes:    true,
+		Files:        files,
+		Publishes:    []events.Body{usersapi.UserRegistered{}},
 		IssuesTokens: true,
 		Setup: func(f *config.Flags) service.Build {
 			var (

@@ -28,13 +28,18 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/microshop/microshop/internal/topology"
 )
 
-// The seven services and their ports, as DESIGN.md and each Spec give them.
-var servicePorts = map[string]int32{
-	"gateway": 8080, "users": 8081, "inventory": 8082, "orders": 8083,
-	"payments": 8084, "notifications": 8085, "reports": 8086,
-}
+// The services and their default ports, as the topology gives them.
+var servicePorts = func() map[string]int32 {
+	ports := map[string]int32{}
+	for _, s := range topology.Services() {
+		ports[s.Name] = int32(s.Port)
+	}
+	return ports
+}()
 
 // serviceNames lists the services in a stable order.
 func serviceNames() []string {
@@ -46,23 +51,28 @@ func serviceNames() []string {
 	return names
 }
 
-// ownsDatabase: every service but the gateway keeps its own database; the
-// same ones use NATS (publishing or consuming).
-func ownsDatabase(name string) bool { return name != "gateway" }
-func usesBroker(name string) bool   { return name != "gateway" }
-
-// calls is who calls whom over HTTP: the gateway routes to everyone, orders
-// runs the saga over inventory and payments, and every service but users
-// fetches users' JWKS.
-var calls = map[string][]string{
-	"gateway":       {"users", "inventory", "orders", "payments", "notifications", "reports"},
-	"orders":        {"users", "inventory", "payments"},
-	"inventory":     {"users"},
-	"payments":      {"users"},
-	"notifications": {"users"},
-	"reports":       {"users"},
-	"users":         nil,
+// ownsDatabase says the service keeps its own database (it has
+// migrations); usesBroker, that it publishes or consumes events.
+func ownsDatabase(name string) bool {
+	s, _ := topology.Find(name)
+	return s.Migrations() != nil
 }
+
+func usesBroker(name string) bool {
+	s, _ := topology.Find(name)
+	return len(s.Publishes) > 0 || len(s.Consumes) > 0
+}
+
+// calls is who calls whom over HTTP: the services each one needs, by its
+// Spec (those it calls, and users, whose JWKS every other service
+// fetches).
+var calls = func() map[string][]string {
+	out := map[string][]string{}
+	for _, s := range topology.Services() {
+		out[s.Name] = s.Needs()
+	}
+	return out
+}()
 
 func repoRoot(t testing.TB) string {
 	t.Helper()

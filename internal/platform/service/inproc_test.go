@@ -55,13 +55,12 @@ func TestServicesSharingARegistryCallEachOtherInProcess(t *testing.T) {
 			return nil
 		}
 	}}
-	alpha := service.Spec{Name: "alpha", Port: 1, Setup: func(f *config.Flags) service.Build {
-		betaURL := f.String("beta-url", "", "beta")
+	alpha := service.Spec{Name: "alpha", Port: 1, Calls: []string{"beta"}, Setup: func(f *config.Flags) service.Build {
 		return func(ctx context.Context, rt *service.Runtime) error {
 			if rt.Transport == nil {
 				return errors.New("no transport from a runtime with a registry")
 			}
-			cl := client.New("beta", *betaURL, rt.Credentials, client.Options{Transport: rt.Transport, Attempts: 1}, rt.ClientMetrics)
+			cl := client.New("beta", rt.URL("beta"), rt.Credentials, client.Options{Transport: rt.Transport, Attempts: 1}, rt.ClientMetrics)
 			rt.Server.Router.Get("/api/alpha/{what}", func(w http.ResponseWriter, r *http.Request) {
 				var out struct {
 					Peer      string `json:"peer"`

@@ -37,7 +37,8 @@ func Migrate(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		}
 		return err
 	}
-	if spec.Migrations == nil {
+	migrations := spec.Migrations()
+	if migrations == nil {
 		return fmt.Errorf("%s keeps no database; there is nothing to migrate", spec.Name)
 	}
 	level, err := logging.ParseLevel(*logLevel)
@@ -57,7 +58,7 @@ func Migrate(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
 		return err
 	}
-	if err := db.Migrate(ctx, log, spec.Name, spec.Migrations); err != nil {
+	if err := db.Migrate(ctx, log, spec.Name, migrations); err != nil {
 		return err
 	}
 	log.Info("migrations are up to date", "dialect", string(db.Dialect), "source", db.Source)

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,33 +36,104 @@ import (
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/inproc"
 	"github.com/microshop/microshop/internal/platform/logging"
+	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/server"
 	"github.com/microshop/microshop/internal/platform/telemetry"
 )
 
-// Spec describes one service to the runtime.
+// Spec describes one service to the runtime: what it is, what it
+// carries, and where it stands in the system (whom it calls, what it
+// publishes and consumes). The topology package lists every Spec and
+// derives the system's wiring from these fields.
 type Spec struct {
 	Name string
 	// Summary is one line for help text.
 	Summary string
-	// Port is the service's default port.
+	// Port is the service's default port; the topology sets it.
 	Port int
-	// Migrations are the service's own; nil means it keeps no database.
-	Migrations fs.FS
-	// Publishes says the service owns an event stream (named for it).
-	Publishes bool
-	// UsesBroker says the service needs NATS even without publishing
-	// (it consumes events).
-	UsesBroker bool
+	// Files are the service's embedded files: its schema migrations under
+	// migrations/ (without them it keeps no database) and its API
+	// contract in openapi.yaml. nil means neither.
+	Files fs.FS
+	// Calls names the services it calls over HTTP. The runtime gives it
+	// a --<name>-url flag for each, read with Runtime.URL.
+	Calls []string
+	// Publishes are the events it publishes, as its contract package
+	// declares them; it owns an event stream (named for it) when there
+	// are any.
+	Publishes []events.Body
+	// Consumes are the subjects of the events it consumes. The runtime
+	// checks them against the consumers the service runs.
+	Consumes []string
 	// IssuesTokens says the service signs tokens itself (users), so it
 	// does not fetch a JWKS from anyone.
 	IssuesTokens bool
+	// Peers are the default base URLs of the services it needs (see
+	// Needs), by name; the topology sets them.
+	Peers map[string]string
 	// Setup registers the service's own flags; the Build it returns runs
 	// once flags are parsed and the runtime is up.
 	Setup func(f *config.Flags) Build
 }
 
-// Build mounts a service's routes on rt.Server.Router and starts its
+// tokenIssuer is the service whose key set every other service fetches
+// to check access tokens.
+const tokenIssuer = "users"
+
+// Needs lists the services whose URLs s needs: those it calls and, unless
+// it issues tokens itself, users, whose key set checks access tokens.
+func (s Spec) Needs() []string {
+	needs := slices.Clone(s.Calls)
+	if !s.IssuesTokens && !slices.Contains(needs, tokenIssuer) {
+		needs = append(needs, tokenIssuer)
+	}
+	return needs
+}
+
+// Migrations are the service's own schema migrations (migrations/ in
+// Files), or nil when it keeps no database.
+func (s Spec) Migrations() fs.FS {
+	if s.Files == nil {
+		return nil
+	}
+	if _, err := fs.Stat(s.Files, "migrations"); err != nil {
+		return nil
+	}
+	sub, err := fs.Sub(s.Files, "migrations")
+	if err != nil {
+		return nil
+	}
+	return sub
+}
+
+// OpenAPI is the service's API contract (openapi.yaml in Files), or nil
+// when it has none. The document is embedded in the binary, so one that
+// does not load is a broken build: OpenAPI panics.
+func (s Spec) OpenAPI() *openapi.Document {
+	if s.Files == nil {
+		return nil
+	}
+	src, err := fs.ReadFile(s.Files, "openapi.yaml")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		panic(fmt.Sprintf("reading %s's openapi.yaml: %v", s.Name, err))
+	}
+	return openapi.MustLoad(src)
+}
+
+// EventTypes are the types of the events the service publishes, which
+// are also their subjects.
+func (s Spec) EventTypes() []string {
+	var out []string
+	for _, b := range s.Publishes {
+		out = append(out, b.EventType())
+	}
+	return out
+}
+
+// Build mounts a service's routes on rt.Server.Router and registers its
 // background work with rt.Go.
 type Build func(ctx context.Context, rt *Runtime) error
 
@@ -84,6 +156,8 @@ type Runtime struct {
 	// routes (auth.RequireService); Credentials sign this service's own.
 	ServiceKeys *auth.ServiceKeys
 	Credentials *auth.Credentials
+	// OpenAPI is the service's API contract (Spec.OpenAPI), or nil.
+	OpenAPI *openapi.Document
 	// DataDir is where the service may keep local files.
 	DataDir string
 	// Addr is the address the service listens on.
@@ -106,34 +180,91 @@ type Runtime struct {
 	// only replicas of this system.
 	System string
 
-	wg   sync.WaitGroup
-	bg   context.Context
-	errs chan error
+	spec     Spec
+	urls     map[string]*string // --<name>-url of each service in spec.Needs
+	jobs     []job
+	consumed []string // subjects of the consumers made with Consumer
+	wg       sync.WaitGroup
+	errs     chan error
 }
 
-// Go runs fn in the background until the service stops. An error from fn
-// stops the service.
+// job is background work registered with Go.
+type job struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// Go registers fn as background work. Every job starts once Build has
+// returned, in the order registered, with a context that ends when the
+// service stops: after its HTTP server has drained, so no request in
+// flight loses the work it relies on. The runtime then waits for every
+// job to return before it drains NATS and closes the database. An error
+// from fn stops the service.
 func (rt *Runtime) Go(name string, fn func(ctx context.Context) error) {
-	rt.wg.Add(1)
-	go func() {
-		defer rt.wg.Done()
-		if err := fn(rt.bg); err != nil && rt.bg.Err() == nil {
-			select {
-			case rt.errs <- fmt.Errorf("%s: %w", name, err):
-			default:
-			}
-		}
-	}()
+	rt.jobs = append(rt.jobs, job{name: name, run: fn})
 }
 
-// Background is the context of background work: it ends after the HTTP
-// server has drained, when the service stops.
-func (rt *Runtime) Background() context.Context { return rt.bg }
+// start runs every registered job with ctx.
+func (rt *Runtime) start(ctx context.Context) {
+	for _, j := range rt.jobs {
+		rt.wg.Add(1)
+		go func() {
+			defer rt.wg.Done()
+			if err := j.run(ctx); err != nil && ctx.Err() == nil {
+				select {
+				case rt.errs <- fmt.Errorf("%s: %w", j.name, err):
+				default:
+				}
+			}
+		}()
+	}
+}
 
-// Consume runs c, filling in the runtime's database, broker and logger.
-func (rt *Runtime) Consume(c *events.Consumer) {
+// Consumer fills in c's database, broker, logger, metrics and tracing
+// from the runtime and returns it, to be run as a job:
+//
+//	rt.Go("consumer "+c.Name, rt.Consumer(c).Run)
+//
+// Its subjects must be among the Spec's Consumes.
+func (rt *Runtime) Consumer(c *events.Consumer) *events.Consumer {
 	c.DB, c.JS, c.Log, c.Metrics, c.Telemetry = rt.DB, rt.JS, rt.Log, rt.ConsumerMetrics, rt.Telemetry
-	rt.Go("consumer "+c.Name, c.Run)
+	rt.consumed = append(rt.consumed, c.Subjects...)
+	return c
+}
+
+// URL is the base URL of the service named name, from its --<name>-url
+// flag; several, comma-separated, for replicas. The service must be one
+// the Spec calls (or users): asking for another is a bug, and URL panics.
+func (rt *Runtime) URL(name string) string {
+	u, ok := rt.urls[name]
+	if !ok {
+		panic(fmt.Sprintf("%s asks for the URL of %s, which its Spec does not list in Calls", rt.Name, name))
+	}
+	return *u
+}
+
+// checkConsumers reports a difference between the subjects the service's
+// consumers read and the ones its Spec says it consumes, so the topology
+// cannot drift from what the service does.
+func (rt *Runtime) checkConsumers() error {
+	var undeclared, unread []string
+	for _, s := range rt.consumed {
+		if !slices.Contains(rt.spec.Consumes, s) {
+			undeclared = append(undeclared, s)
+		}
+	}
+	for _, s := range rt.spec.Consumes {
+		if !slices.Contains(rt.consumed, s) {
+			unread = append(unread, s)
+		}
+	}
+	switch {
+	case len(undeclared) > 0:
+		return fmt.Errorf("it consumes %s, which its Spec does not list in Consumes", strings.Join(undeclared, ", "))
+	case len(unread) > 0:
+		return fmt.Errorf("its Spec lists %s in Consumes, but it runs no consumer of them", strings.Join(unread, ", "))
+	}
+	return nil
 }
 
 // Options are what the process gives a service besides its flags and
@@ -163,7 +294,6 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		dataDir   = f.String("data", "data", "directory for local files (SQLite databases, key caches)")
 		dbSource  = f.String("db", "", "database: a postgres:// URL or a SQLite file path (default <data>/"+spec.Name+".db)")
 		natsURL   = f.String("nats", "nats://127.0.0.1:4222", "NATS JetStream URL")
-		usersURL  = f.String("users-url", "http://127.0.0.1:8081", "base URL of the users service, for its JWKS")
 		logLevel  = f.String("log-level", "info", "log level: debug, info, warn or error")
 		drain     = f.Duration("drain-timeout", 10*time.Second, "how long to wait for requests in flight when stopping")
 		drainWait = f.Duration("drain-delay", 0, "when stopping, how long to keep serving with /readyz false before closing, so balancers stop sending first")
@@ -173,6 +303,19 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		svcKeys   = f.String("service-keys", "", "public identity keys of the services allowed to call this one: name=<base64>,...")
 		pprofOn   = f.Bool("pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the service's port; off by default, as they expose internals")
 	)
+	urls := map[string]*string{}
+	for _, name := range spec.Needs() {
+		usage := "base URL of the " + name + " service"
+		if name == tokenIssuer {
+			usage += ", for its JWKS"
+		}
+		urls[name] = f.String(name+"-url", spec.Peers[name], usage+" (comma-separated for replicas)")
+	}
+	if _, ok := urls[tokenIssuer]; !ok {
+		// Every service takes the flag, so one configuration fits all;
+		// the issuer itself does not use it.
+		f.String(tokenIssuer+"-url", spec.Peers[tokenIssuer], "base URL of the "+tokenIssuer+" service (unused: "+spec.Name+" issues the tokens)")
+	}
 	var build Build
 	if spec.Setup != nil {
 		build = spec.Setup(f)
@@ -215,10 +358,10 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	reg := prometheus.NewRegistry()
 	rt := &Runtime{Name: spec.Name, Log: log, Registry: reg, DataDir: *dataDir, errs: make(chan error, 1),
 		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys), ClientMetrics: client.NewMetrics(reg), Telemetry: tel,
-		System: serviceKeys.System()}
+		System: serviceKeys.System(), OpenAPI: spec.OpenAPI(), spec: spec, urls: urls}
 	checks := map[string]server.Check{}
 
-	if spec.Migrations != nil {
+	if migrations := spec.Migrations(); migrations != nil {
 		src := *dbSource
 		if src == "" {
 			src = filepath.Join(*dataDir, spec.Name+".db")
@@ -231,14 +374,14 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
 			return err
 		}
-		if err := db.Migrate(ctx, log, spec.Name, spec.Migrations); err != nil {
+		if err := db.Migrate(ctx, log, spec.Name, migrations); err != nil {
 			return err
 		}
 		rt.DB = db
 		checks["database"] = db.Ping
 		log.Info("database ready", "dialect", string(db.Dialect), "source", db.Source)
 	}
-	if spec.Publishes || spec.UsesBroker {
+	if len(spec.Publishes) > 0 || len(spec.Consumes) > 0 {
 		nc, js, err := broker.Connect(*natsURL, "microshop-"+spec.Name, log)
 		if err != nil {
 			return err
@@ -250,7 +393,11 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	}
 
 	var jwks []string
-	for _, u := range strings.Split(*usersURL, ",") {
+	usersURL := ""
+	if u, ok := urls[tokenIssuer]; ok {
+		usersURL = *u
+	}
+	for _, u := range strings.Split(usersURL, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			jwks = append(jwks, strings.TrimRight(u, "/")+"/.well-known/jwks.json")
 		}
@@ -275,10 +422,6 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		log.Warn("profiles are served under /debug/pprof/ (--pprof)")
 	}
 
-	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBackground()
-	rt.bg = bg
-
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", *addr, err)
@@ -288,10 +431,11 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 
 	if build != nil {
 		if err := build(ctx, rt); err != nil {
-			stopBackground()
-			rt.wg.Wait()
 			return fmt.Errorf("starting %s: %w", spec.Name, err)
 		}
+	}
+	if err := rt.checkConsumers(); err != nil {
+		return fmt.Errorf("starting %s: %w", spec.Name, err)
 	}
 	if !spec.IssuesTokens {
 		rt.Go("jwks refresh", func(ctx context.Context) error {
@@ -299,7 +443,7 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 			return nil
 		})
 	}
-	if spec.Publishes {
+	if len(spec.Publishes) > 0 {
 		rt.Go("stream", func(ctx context.Context) error {
 			// The broker may be down at start; keep trying.
 			for {
@@ -328,13 +472,16 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		// everyone else, and the requests they have in flight drain.
 		local, err = opts.Registry.Register(rt.Server, inprocBases(rt.Addr)...)
 		if err != nil {
-			stopBackground()
-			rt.wg.Wait()
 			return err
 		}
 		defer local.Close()
 		serving = closeHook{Listener: ln, onClose: local.Close}
 	}
+
+	// The jobs outlive ctx: they stop once HTTP has drained, below.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	rt.start(bg)
 
 	log.Info("serving", "addr", ln.Addr().String())
 
