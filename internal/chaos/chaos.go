@@ -21,8 +21,8 @@
 // result, so a failing run's faults and shoppers can be replayed.
 //
 // The engine drives the system through the small System interface;
-// test/launch's System is one. It is used by internal/chaos's test and by
-// `microshop chaos`.
+// localrun.System (a launched `microshop run`) is one. It is used by
+// internal/chaos's test and by `microshop chaos`.
 package chaos
 
 import (
@@ -38,19 +38,18 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/microshop/microshop/test/launch"
+	"github.com/microshop/microshop/internal/localrun"
 )
 
 // System is what chaos needs of a running system: its processes, and a
 // way to kill one and to start it again.
 type System interface {
 	// Processes lists the processes (name, pid, URL, running).
-	Processes() ([]launch.Process, error)
+	Processes() ([]localrun.Process, error)
 	// Kill sends SIGKILL to the named process and waits until it is gone.
 	Kill(process string) (pid int, err error)
-	// StartService starts the named process again and waits until it is
-	// ready.
-	StartService(ctx context.Context, process string) error
+	// Start starts the named process again and waits until it is ready.
+	Start(ctx context.Context, process string) (localrun.Process, error)
 }
 
 // Config is one chaos run.
@@ -244,7 +243,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // chooseTargets returns the processes that may be killed, in run's order.
-func chooseTargets(procs []launch.Process, want []string) ([]string, error) {
+func chooseTargets(procs []localrun.Process, want []string) ([]string, error) {
 	var names []string
 	for _, p := range procs {
 		if p.Replica == 0 && !slices.Contains(names, p.Name) {
@@ -372,7 +371,7 @@ func (e *engine) downNow() string {
 func (e *engine) startAgain(ctx context.Context, process string) error {
 	var err error
 	for try := 0; try < 10; try++ {
-		if err = e.cfg.System.StartService(ctx, process); err == nil {
+		if _, err = e.cfg.System.Start(ctx, process); err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/microshop/microshop/internal/localrun"
 )
 
 // Options say how to run a scenario.
@@ -115,8 +117,8 @@ func Run(ctx context.Context, name string, opts Options) (Verdict, error) {
 		}
 		stopped = true
 		r.logf("stopping the system")
-		sys.Stop()
-		if !sys.tmpData {
+		sys.Close()
+		if opts.DataDir != "" {
 			r.logf("its data stays in %s", sys.Data)
 		}
 	}
@@ -148,7 +150,7 @@ type demo struct {
 
 // boot says what runs, and logs the admin in.
 func (d *demo) boot(ctx context.Context) error {
-	procs, err := d.sys.Status(ctx)
+	procs, err := d.sys.processes(ctx)
 	if err != nil {
 		return err
 	}
@@ -171,7 +173,7 @@ const settle = 2500 * time.Millisecond
 // pids maps every running process name to its pids, for "who was
 // touched" comparisons.
 func (d *demo) pids(ctx context.Context) (map[string][]int, error) {
-	procs, err := d.sys.Status(ctx)
+	procs, err := d.sys.processes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +189,7 @@ func (d *demo) pids(ctx context.Context) (map[string][]int, error) {
 	return out, nil
 }
 
-func processTable(procs []process) string {
+func processTable(procs []localrun.Process) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROCESS\tREPLICA\tPID\tURL")

@@ -19,7 +19,7 @@ const isoPause = 150 * time.Millisecond
 func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	var v Verdict
 	victims := []string{"notifications"}
-	if ok, err := d.sys.Has(ctx, "reports"); err != nil {
+	if ok, err := d.sys.has(ctx, "reports"); err != nil {
 		return v, err
 	} else if ok {
 		victims = append(victims, "reports")
@@ -53,7 +53,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("SIGKILL %s", down)
 	for _, name := range victims {
-		pids, err := d.sys.Kill(ctx, name)
+		pids, err := d.sys.KillAll(ctx, name)
 		if err != nil {
 			return v, err
 		}
@@ -81,7 +81,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("Start %s again", down)
 	for _, name := range victims {
-		p, err := d.sys.StartProcess(ctx, name)
+		p, err := d.sys.Start(ctx, name)
 		if err != nil {
 			return v, err
 		}

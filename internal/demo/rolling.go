@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -26,13 +27,13 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	d.r.logf("product %s with 1000000 in stock; %d customers logged in", sku, len(custs))
 	// Every service but the broker, callers' dependencies first and the
 	// gateway, the one public door, last.
-	procs, err := d.sys.Status(ctx)
+	procs, err := d.sys.processes(ctx)
 	if err != nil {
 		return v, err
 	}
 	var order []string
 	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications", "reports", "gateway"} {
-		if slices.ContainsFunc(procs, func(p process) bool { return p.Name == name }) {
+		if slices.ContainsFunc(procs, func(p localrun.Process) bool { return p.Name == name }) {
 			order = append(order, name)
 		}
 	}
@@ -65,7 +66,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 		} else {
 			d.r.step("Rolling restart of %s: start a new process, wait until it is ready, then drain and stop the old one", name)
 		}
-		old, err := d.sys.Running(ctx, name)
+		old, err := d.sys.running(ctx, name)
 		if err != nil {
 			return v, err
 		}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/microshop/microshop/internal/localrun"
 )
 
 // The card processor of independent-scaling: every authorization takes
@@ -171,7 +173,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	return v, nil
 }
 
-func procPIDs(ps []process) []int {
+func procPIDs(ps []localrun.Process) []int {
 	var out []int
 	for _, p := range ps {
 		out = append(out, p.PID)
@@ -182,7 +184,7 @@ func procPIDs(ps []process) []int {
 
 // authorizations reads each replica's /metrics and returns how many
 // authorizations it has answered, by replica.
-func authorizations(ctx context.Context, reps []process) (map[int]float64, error) {
+func authorizations(ctx context.Context, reps []localrun.Process) (map[int]float64, error) {
 	out := map[int]float64{}
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for _, p := range reps {

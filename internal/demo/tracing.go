@@ -49,7 +49,7 @@ func tracing(ctx context.Context, d *demo) (Verdict, error) {
 	// consumers of its events when the system runs them.
 	want := []string{"gateway", "orders", "inventory", "payments"}
 	for _, consumer := range []string{"notifications", "reports"} {
-		if ok, err := d.sys.Has(ctx, consumer); err != nil {
+		if ok, err := d.sys.has(ctx, consumer); err != nil {
 			return v, err
 		} else if ok {
 			want = append(want, consumer)
