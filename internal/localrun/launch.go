@@ -91,7 +91,7 @@ func launchOnce(ctx context.Context, o LaunchOptions) (*System, error) {
 	cmd := exec.Command(o.Binary, args...)
 	cmd.Env = append(os.Environ(), o.Env...)
 	// If this process dies, run stops too, and with it every service.
-	dieWithParent(cmd)
+	DieWithParent(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		s.cleanup()

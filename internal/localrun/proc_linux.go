@@ -5,8 +5,8 @@ import (
 	"syscall"
 )
 
-// dieWithParent makes the kernel send cmd SIGTERM when this process dies,
+// DieWithParent makes the kernel send cmd SIGTERM when this process dies,
 // so a killed run (or a killed test) leaves no services behind.
-func dieWithParent(cmd *exec.Cmd) {
+func DieWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 }

@@ -4,7 +4,7 @@ package localrun
 
 import "os/exec"
 
-// dieWithParent does nothing here: only Linux can tie a child's life to
+// DieWithParent does nothing here: only Linux can tie a child's life to
 // its parent's. A run that is killed (not stopped) leaves its services
 // running; stop them by the pids in <data>/run.json.
-func dieWithParent(*exec.Cmd) {}
+func DieWithParent(*exec.Cmd) {}

@@ -8,11 +8,11 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// dieWithParent puts cmd in a process group of its own, so terminate can
+// DieWithParent puts cmd in a process group of its own, so terminate can
 // send it CTRL_BREAK without reaching this process too. Windows cannot
 // tie a child's life to its parent's without a job object: a run that is
 // killed (not stopped) leaves its services running.
-func dieWithParent(cmd *exec.Cmd) {
+func DieWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{CreationFlags: windows.CREATE_NEW_PROCESS_GROUP}
 }
 

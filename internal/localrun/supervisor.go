@@ -442,7 +442,7 @@ func startChild(exe, name string, slot int, data string, p proc) (*child, error)
 	cmd.Env = p.env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	dieWithParent(cmd)
+	DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
