@@ -77,7 +77,7 @@ func launchOnce(ctx context.Context, o LaunchOptions) (*System, error) {
 		return nil, err
 	}
 	s := &System{Gateway: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), Data: o.Data, Ports: ports,
-		out: &lockedBuffer{}, exited: make(chan struct{})}
+		out: newLockedBuffer(), exited: make(chan struct{})}
 	if s.Data == "" {
 		if s.Data, err = os.MkdirTemp("", "microshop-run-"); err != nil {
 			return nil, err
@@ -293,15 +293,17 @@ func (s *System) LogTail(process string, n int) string {
 	return string(b)
 }
 
+// lockedBuffer keeps what run prints; the stdout reader and run's
+// stderr write to it at once.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+	syncWriter
+	b strings.Builder
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
+func newLockedBuffer() *lockedBuffer {
+	l := &lockedBuffer{}
+	l.w = &l.b
+	return l
 }
 
 func (l *lockedBuffer) String() string {
