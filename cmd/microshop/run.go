@@ -232,7 +232,7 @@ Flags:
 }
 
 // servicePort places each service after the gateway: users at port+1, and
-// so on, in the order DESIGN.md gives.
+// so on, in the order of the services table.
 func servicePort(spec service.Spec, gateway int) int {
 	if spec.Name == "gateway" {
 		return gateway
