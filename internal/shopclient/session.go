@@ -128,7 +128,8 @@ func (s *Session) Do(ctx context.Context, r Request, out any) (Response, error) 
 	return s.c.Do(ctx, r, out)
 }
 
-func (s *Session) get(ctx context.Context, path string, out any) error {
+// Get reads path as the session into out, expecting a 200.
+func (s *Session) Get(ctx context.Context, path string, out any) error {
 	_, err := s.Do(ctx, Request{Method: http.MethodGet, Path: path, Want: []int{http.StatusOK}}, out)
 	return err
 }
@@ -136,5 +137,5 @@ func (s *Session) get(ctx context.Context, path string, out any) error {
 // Me is the session's profile.
 func (s *Session) Me(ctx context.Context) (usersapi.User, error) {
 	var u usersapi.User
-	return u, s.get(ctx, "/api/users/me", &u)
+	return u, s.Get(ctx, "/api/users/me", &u)
 }

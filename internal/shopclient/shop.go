@@ -45,7 +45,7 @@ func (c *Client) Products(ctx context.Context, q ProductQuery) (Page[inventoryap
 	if q.Limit > 0 {
 		limit = strconv.Itoa(q.Limit)
 	}
-	err := c.get(ctx, query("/api/inventory/products", "q", q.Q, "limit", limit, "page_token", q.PageToken), "", &p)
+	err := c.Get(ctx, query("/api/inventory/products", "q", q.Q, "limit", limit, "page_token", q.PageToken), &p)
 	if err == nil && p.Items == nil {
 		err = fmt.Errorf("GET /api/inventory/products: %w: no items", ErrBadResponse)
 	}
@@ -55,7 +55,7 @@ func (c *Client) Products(ctx context.Context, q ProductQuery) (Page[inventoryap
 // Product reads one product.
 func (c *Client) Product(ctx context.Context, sku string) (inventoryapi.Product, error) {
 	var p inventoryapi.Product
-	err := c.get(ctx, "/api/inventory/products/"+url.PathEscape(sku), "", &p)
+	err := c.Get(ctx, "/api/inventory/products/"+url.PathEscape(sku), &p)
 	if err == nil && p.SKU != sku {
 		err = fmt.Errorf("GET /api/inventory/products/%s: %w: the answer is about %q", sku, ErrBadResponse, p.SKU)
 	}
@@ -112,7 +112,7 @@ func checkOrder(what string, o ordersapi.Order) error {
 func (s *Session) Order(ctx context.Context, id string) (ordersapi.Order, error) {
 	var o ordersapi.Order
 	path := "/api/orders/" + url.PathEscape(id)
-	if err := s.get(ctx, path, &o); err != nil {
+	if err := s.Get(ctx, path, &o); err != nil {
 		return o, err
 	}
 	return o, checkOrder("GET "+path, o)
@@ -158,7 +158,7 @@ func (s *Session) CancelOrder(ctx context.Context, id string) (ordersapi.Order, 
 // Orders reads a page of the session's orders, newest first.
 func (s *Session) Orders(ctx context.Context, limit int, pageToken string) (Page[ordersapi.Order], error) {
 	var p Page[ordersapi.Order]
-	err := s.get(ctx, query("/api/orders", "limit", strconv.Itoa(limit), "page_token", pageToken), &p)
+	err := s.Get(ctx, query("/api/orders", "limit", strconv.Itoa(limit), "page_token", pageToken), &p)
 	if err == nil && p.Items == nil {
 		err = fmt.Errorf("GET /api/orders: %w: no items", ErrBadResponse)
 	}
@@ -173,13 +173,13 @@ func (s *Session) AllOrders(ctx context.Context) ([]ordersapi.Order, error) {
 // Saga reads an order's saga log.
 func (s *Session) Saga(ctx context.Context, id string) ([]ordersapi.SagaEntry, error) {
 	var p Page[ordersapi.SagaEntry]
-	return p.Items, s.get(ctx, "/api/orders/"+url.PathEscape(id)+"/saga", &p)
+	return p.Items, s.Get(ctx, "/api/orders/"+url.PathEscape(id)+"/saga", &p)
 }
 
 // Stock reads every product's stock (admin).
 func (s *Session) Stock(ctx context.Context) ([]inventoryapi.StockLevel, error) {
 	var p Page[inventoryapi.StockLevel]
-	return p.Items, s.get(ctx, "/api/inventory/stock", &p)
+	return p.Items, s.Get(ctx, "/api/inventory/stock", &p)
 }
 
 // Restock receives quantity more units of sku (admin).
@@ -223,21 +223,21 @@ func (s *Session) Payments(ctx context.Context) ([]paymentsapi.Payment, error) {
 // Ledger reads payments' ledger (admin).
 func (s *Session) Ledger(ctx context.Context) (paymentsapi.Ledger, error) {
 	var l paymentsapi.Ledger
-	return l, s.get(ctx, "/api/payments/ledger", &l)
+	return l, s.Get(ctx, "/api/payments/ledger", &l)
 }
 
 // Summary reads reports' figures over all time in currency ("" for the
 // shop's own) (admin).
 func (s *Session) Summary(ctx context.Context, currency string) (reportsapi.Summary, error) {
 	var out reportsapi.Summary
-	return out, s.get(ctx, query("/api/reports/summary", "currency", currency), &out)
+	return out, s.Get(ctx, query("/api/reports/summary", "currency", currency), &out)
 }
 
 // Sales reads reports' sales by bucket (hour, day, week) over [from, to)
 // (admin).
 func (s *Session) Sales(ctx context.Context, bucket string, from, to time.Time) (reportsapi.Sales, error) {
 	var out reportsapi.Sales
-	return out, s.get(ctx, query("/api/reports/sales", "bucket", bucket,
+	return out, s.Get(ctx, query("/api/reports/sales", "bucket", bucket,
 		"from", from.UTC().Format(time.RFC3339), "to", to.UTC().Format(time.RFC3339)), &out)
 }
 
@@ -253,7 +253,7 @@ func (s *Session) Mailbox(ctx context.Context, f MailFilter) ([]mailbox.Message,
 		f.Limit = 1000
 	}
 	var p Page[mailbox.Message]
-	return p.Items, s.get(ctx, query("/api/mailbox/messages", "limit", strconv.Itoa(f.Limit), "to", f.To, "subject", f.Subject), &p)
+	return p.Items, s.Get(ctx, query("/api/mailbox/messages", "limit", strconv.Itoa(f.Limit), "to", f.To, "subject", f.Subject), &p)
 }
 
 // Stream is one of the broker's streams as run's telemetry reports it.
@@ -276,5 +276,5 @@ type Consumer struct {
 // Streams reads the broker's streams and their consumers' lag (admin).
 func (s *Session) Streams(ctx context.Context) ([]Stream, error) {
 	var p Page[Stream]
-	return p.Items, s.get(ctx, "/api/telemetry/streams", &p)
+	return p.Items, s.Get(ctx, "/api/telemetry/streams", &p)
 }

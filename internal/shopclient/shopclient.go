@@ -281,9 +281,9 @@ func query(path string, kv ...string) string {
 	return path + "?" + v.Encode()
 }
 
-// get reads path as token (anonymous when empty) into out.
-func (c *Client) get(ctx context.Context, path, token string, out any) error {
-	_, err := c.Do(ctx, Request{Method: http.MethodGet, Path: path, Token: token, Want: []int{http.StatusOK}}, out)
+// Get reads path anonymously into out, expecting a 200.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	_, err := c.Do(ctx, Request{Method: http.MethodGet, Path: path, Want: []int{http.StatusOK}}, out)
 	return err
 }
 
@@ -302,7 +302,7 @@ func all[T any](ctx context.Context, s *Session, path string) ([]T, error) {
 			p += sep + "page_token=" + url.QueryEscape(next)
 		}
 		var page Page[T]
-		if err := s.get(ctx, p, &page); err != nil {
+		if err := s.Get(ctx, p, &page); err != nil {
 			return out, err
 		}
 		out = append(out, page.Items...)
