@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // System is what chaos needs of a running system: its processes, and a
@@ -197,7 +198,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	cfg.Logf("seed %d: %d shoppers, faults for %s among %s", cfg.Seed, cfg.Shoppers, cfg.Duration, strings.Join(targets, ", "))
-	admin, err := e.api.login(ctx, cfg.AdminEmail, cfg.AdminPassword)
+	admin, err := e.api.shop.Login(ctx, cfg.AdminEmail, cfg.AdminPassword)
 	if err != nil {
 		return nil, fmt.Errorf("logging in the admin: %w", err)
 	}
@@ -465,6 +466,9 @@ func (e *engine) phase(name string) {
 
 // api talks to the system's public API through the gateway.
 type api struct {
+	shop *shopclient.Client
+	// The shoppers send their own requests, to count and retry each
+	// attempt by the kind of its failure.
 	gateway string
 	http    *http.Client
 }
@@ -472,8 +476,9 @@ type api struct {
 func newAPI(gateway string, shoppers int) *api {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4 * shoppers
-	return &api{gateway: strings.TrimRight(gateway, "/"), http: &http.Client{Timeout: 20 * time.Second, Transport: tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	return &api{shop: shopclient.MustNew(strings.TrimRight(gateway, "/"), shopclient.Options{Conns: 4 * shoppers, Timeout: 20 * time.Second, UserAgent: "microshop-chaos"}),
+		gateway: strings.TrimRight(gateway, "/"), http: &http.Client{Timeout: 20 * time.Second, Transport: tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
 // sortedKeys returns m's keys in order.

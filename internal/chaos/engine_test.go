@@ -280,7 +280,7 @@ func checkMailbox(t *testing.T, all []ordersapi.Order, msgs []mailbox.Message, k
 	for _, k := range kills {
 		e.res.addFault(Fault{Process: "notifications", Killed: k})
 	}
-	if err := e.checkMail(context.Background(), "", all); err != nil {
+	if err := e.checkMail(context.Background(), nil, all); err != nil {
 		t.Fatal(err)
 	}
 	return e.res.Violations, e.res.Notes

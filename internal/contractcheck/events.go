@@ -21,7 +21,7 @@ import (
 )
 
 // published lists the events each service publishes, as its contract
-// package declares them; they are the "publishes" column of DESIGN.md.
+// package declares them; they are what the service publishes.
 // notifications and reports publish none.
 var published = map[string][]events.Body{
 	"users":     {usersapi.UserRegistered{}},
@@ -74,7 +74,7 @@ func (r *run) startEvents(ctx context.Context) *eventCheck {
 	op := "events " + name
 	if len(bodies) == 0 {
 		if r.cfg.NATS != "" {
-			r.record(op, "stream", Skip, 0, r.cfg.Service+" publishes no events (DESIGN.md); nothing to check")
+			r.record(op, "stream", Skip, 0, r.cfg.Service+" publishes no events; nothing to check")
 		}
 		return nil
 	}

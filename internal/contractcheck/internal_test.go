@@ -229,7 +229,7 @@ func TestImportsOnlyPlatformAndContracts(t *testing.T) {
 				continue
 			}
 			parts := strings.Split(rest, "/")
-			contract := len(parts) >= 3 && parts[0] == "services" && parts[2] == "contract"
+			contract := len(parts) >= 3 && parts[0] == "services" && parts[2] == parts[1]+"api"
 			if !strings.HasPrefix(rest, "internal/platform/") && !contract {
 				t.Errorf("%s imports %s: only the platform and services' contract packages", f, p)
 			}

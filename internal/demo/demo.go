@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // Options say how to run a scenario.
@@ -123,7 +124,11 @@ func Run(ctx context.Context, name string, opts Options) (Verdict, error) {
 		}
 	}
 	defer stop()
-	d := &demo{opts: opts, r: r, sys: sys, api: newAPI(sys.Gateway)}
+	shop, err := shopclient.New(sys.Gateway, shopclient.Options{Conns: 256, Timeout: 30 * time.Second, UserAgent: "microshop-demo"})
+	if err != nil {
+		return Verdict{}, err
+	}
+	d := &demo{opts: opts, r: r, sys: sys, shop: shop}
 	if err := d.boot(ctx); err != nil {
 		return Verdict{}, err
 	}
@@ -144,8 +149,8 @@ type demo struct {
 	opts  Options
 	r     *reporter
 	sys   *system
-	api   *api
-	admin string // an admin's access token
+	shop  *shopclient.Client
+	admin *shopclient.Session
 }
 
 // boot says what runs, and logs the admin in.
@@ -156,7 +161,7 @@ func (d *demo) boot(ctx context.Context) error {
 	}
 	d.r.logf("microshop run is up: gateway %s, data in %s", d.sys.Gateway, d.sys.Data)
 	d.r.plain(processTable(procs))
-	d.admin, err = d.api.login(ctx, d.sys.AdminEmail, d.sys.AdminPassword)
+	d.admin, err = d.shop.Login(ctx, d.sys.AdminEmail, d.sys.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("logging in as the admin: %w", err)
 	}

@@ -17,10 +17,10 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	var v Verdict
 	d.r.step("Set up a product and four customers")
 	const sku = "DEMO-ROLL-PEN"
-	if err := d.api.createProduct(ctx, d.admin, sku, "Demo Pen", 899, 1_000_000); err != nil {
+	if err := createProduct(ctx, d.admin, sku, "Demo Pen", 899, 1_000_000); err != nil {
 		return v, err
 	}
-	custs, err := d.api.customers(ctx, "roll", 4)
+	custs, err := customers(ctx, d.shop, "roll", 4)
 	if err != nil {
 		return v, err
 	}
@@ -44,7 +44,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("Four shoppers browse, log in now and then, check out and read their orders (3s)")
-	l := startLoad(d.api, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Browse: true, Key: "roll"})
+	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Browse: true, Key: "roll"})
 	defer l.Stop()
 	m := watch(d.r, l)
 	defer m.Stop()
@@ -105,7 +105,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	for _, p := range l.Placed() {
 		accepted = append(accepted, p.ID)
 	}
-	chk := &invariants.Checker{Gateway: d.sys.Gateway, AdminToken: d.admin, HTTP: d.api.hc}
+	chk := &invariants.Checker{Admin: d.admin}
 	rep, err := chk.Settle(ctx, 60*time.Second, invariants.Expect{Accepted: accepted, Keys: l.Keys()})
 	if err != nil {
 		return v, err

@@ -39,10 +39,10 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	ceiling := float64(processorConnections) / processorLatency.Seconds()
 	d.r.step("Set up a product and four customers")
 	const sku = "DEMO-SCALE-BEANS"
-	if err := d.api.createProduct(ctx, d.admin, sku, "Demo Beans", 1650, 1_000_000); err != nil {
+	if err := createProduct(ctx, d.admin, sku, "Demo Beans", 1650, 1_000_000); err != nil {
 		return v, err
 	}
-	custs, err := d.api.customers(ctx, "scale", 4)
+	custs, err := customers(ctx, d.shop, "scale", 4)
 	if err != nil {
 		return v, err
 	}
@@ -54,7 +54,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("%d shoppers check out without pause; payments has 1 replica", scalingShoppers)
-	l := startLoad(d.api, loadConfig{Shoppers: scalingShoppers, Customers: custs, SKU: sku, Card: cardApproved, Key: "scale"})
+	l := startLoad(d.shop, loadConfig{Shoppers: scalingShoppers, Customers: custs, SKU: sku, Card: cardApproved, Key: "scale"})
 	defer l.Stop()
 	m := watch(d.r, l)
 	defer m.Stop()

@@ -30,7 +30,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The seven services and their ports, as DESIGN.md and each Spec give them.
+// The seven services and their ports, as each Spec gives them.
 var servicePorts = map[string]int32{
 	"gateway": 8080, "users": 8081, "inventory": 8082, "orders": 8083,
 	"payments": 8084, "notifications": 8085, "reports": 8086,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // system is one `microshop run` started for the benchmark with
@@ -143,32 +143,13 @@ func (s *system) stop() {
 }
 
 // adminToken logs the admin in through the gateway.
-func (s *system) adminToken(ctx context.Context) (string, error) {
-	body, _ := json.Marshal(map[string]string{"email": s.admin, "password": s.password})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.gateway+"/api/users/login", bytes.NewReader(body))
+func (s *system) adminToken(ctx context.Context) (*shopclient.Session, error) {
+	shop, err := shopclient.New(s.gateway, shopclient.Options{Timeout: 10 * time.Second, UserAgent: "microshop-bench"})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := shortClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("admin login: %s: %s", resp.Status, b)
-	}
-	var out struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil || out.AccessToken == "" {
-		return "", fmt.Errorf("admin login: no access token in %s", b)
-	}
-	return out.AccessToken, nil
+	return shop.Login(ctx, s.admin, s.password)
 }
-
-var shortClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
 
 // lag is the consumers' backlog the gateway reports at /api/telemetry/streams.
 type lag struct {
@@ -179,34 +160,13 @@ type lag struct {
 
 func (l lag) total() uint64 { return l.Pending + uint64(max(l.AckPending, 0)) }
 
-func (s *system) consumerLag(ctx context.Context, token string) (lag, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.gateway+"/api/telemetry/streams", nil)
+func (s *system) consumerLag(ctx context.Context, admin *shopclient.Session) (lag, error) {
+	streams, err := admin.Streams(ctx)
 	if err != nil {
 		return lag{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := shortClient.Do(req)
-	if err != nil {
-		return lag{}, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if resp.StatusCode != http.StatusOK {
-		return lag{}, fmt.Errorf("GET /api/telemetry/streams: %s: %s", resp.Status, b)
-	}
-	var out struct {
-		Items []struct {
-			Consumers []struct {
-				Lag        uint64 `json:"lag"`
-				AckPending int    `json:"ack_pending"`
-			} `json:"consumers"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return lag{}, fmt.Errorf("GET /api/telemetry/streams: %w", err)
 	}
 	var l lag
-	for _, st := range out.Items {
+	for _, st := range streams {
 		for _, c := range st.Consumers {
 			l.Pending += c.Lag
 			l.AckPending += c.AckPending
