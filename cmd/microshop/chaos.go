@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/chaos"
-	"github.com/microshop/microshop/test/launch"
+	"github.com/microshop/microshop/internal/localrun"
 )
 
 const chaosUsage = `Usage: microshop chaos [--duration D] [--seed S] [--shoppers N] [flags]
@@ -114,7 +114,7 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 	say("microshop chaos: seed %d, %s of faults, %d shoppers (replay: microshop chaos --seed %d --duration %s --shoppers %d)",
 		*seed, *duration, *shoppers, *seed, *duration, *shoppers)
 	say("starting the system in %s", data)
-	sys, err := launch.Start(ctx, launch.Options{Binary: exe, Data: data, Env: []string{
+	sys, err := localrun.Launch(ctx, localrun.LaunchOptions{Binary: exe, Data: data, Env: []string{
 		"MICROSHOP_ADMIN_EMAIL=" + adminEmail,
 		"MICROSHOP_ADMIN_PASSWORD=" + adminPassword,
 		// The shoppers all come from this machine: no limits per address.

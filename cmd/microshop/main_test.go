@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/topology"
 )
 
@@ -168,7 +169,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		args []string
 		want []string // in the error
 	}{
-		{"a port past the range", nil, []string{"--port", "70000"}, []string{"--port 70000", fmt.Sprint(65535 - 9 - 100*(maxReplicas-1))}},
+		{"a port past the range", nil, []string{"--port", "70000"}, []string{"--port 70000", fmt.Sprint(localrun.MaxGatewayPort)}},
 		{"port 0", nil, []string{"--port", "0"}, []string{"--port 0"}},
 		{"a port leaving no room for the services", nil, []string{"--port", "65530"}, []string{"--port 65530"}},
 		{"a port from the environment", map[string]string{"MICROSHOP_PORT": "70000"}, nil, []string{"--port 70000"}},
@@ -230,24 +231,4 @@ func TestStart(t *testing.T) {
 			t.Errorf("stderr:\n%s", r.stderr)
 		}
 	})
-}
-
-// The gateway, the services and the mailbox each need a port of their own
-// next to --port, as run's help says.
-func TestServicePortsAreDistinct(t *testing.T) {
-	const gateway = 9000
-	used := map[int]string{gateway + 7: "mailbox web API", gateway + 8: "mailbox SMTP", gateway + 9: "trace collector"}
-	for _, s := range topology.Services() {
-		p := servicePort(s, gateway)
-		if other, ok := used[p]; ok {
-			t.Errorf("%s and %s share port %d", s.Name, other, p)
-		}
-		used[p] = s.Name
-		if p < gateway || p > gateway+6 {
-			t.Errorf("%s is on port %d, outside %d..%d", s.Name, p, gateway, gateway+6)
-		}
-	}
-	if used[gateway] != "gateway" || used[gateway+1] != "users" || used[gateway+3] != "orders" {
-		t.Errorf("ports = %v, want the gateway on --port, users +1, orders +3", used)
-	}
 }

@@ -2,19 +2,19 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/microshop/microshop/internal/localrun"
 )
 
 // The commands that act on a running `microshop run` through its control
-// socket: start, scale and restart.
+// API (localrun.Client): start, scale and restart.
 
 func start(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	name, data, _, err := controlArgs("start", "<process>", `Starts a process of a running `+"`microshop run`"+` whose process has stopped (for
@@ -22,8 +22,8 @@ example after it was killed), on its own port, with its own data.`, args, false,
 	if err != nil {
 		return helpOK(err)
 	}
-	var c child
-	if err := control(ctx, data, "/services/"+name+"/start", &c); err != nil {
+	c, err := localrun.NewClient(data).Start(ctx, name)
+	if err != nil {
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
 	fmt.Fprintf(stdout, "%s started and ready: pid %d on %s\n", name, c.PID, c.URL)
@@ -37,8 +37,8 @@ them); surplus ones drain and stop. The gateway cannot be scaled here.`, args, t
 	if err != nil {
 		return helpOK(err)
 	}
-	var replicas []child
-	if err := control(ctx, data, "/services/"+name+"/scale?n="+strconv.Itoa(n), &replicas); err != nil {
+	replicas, err := localrun.NewClient(data).Scale(ctx, name, n)
+	if err != nil {
 		return fmt.Errorf("scaling %s: %w", name, err)
 	}
 	printReplicas(stdout, name, replicas)
@@ -53,8 +53,8 @@ turns false, so requests keep succeeding throughout.`, args, false, stderr)
 	if err != nil {
 		return helpOK(err)
 	}
-	var replicas []child
-	if err := control(ctx, data, "/services/"+name+"/restart", &replicas); err != nil {
+	replicas, err := localrun.NewClient(data).Restart(ctx, name)
+	if err != nil {
 		return fmt.Errorf("restarting %s: %w", name, err)
 	}
 	printReplicas(stdout, name, replicas)
@@ -93,29 +93,10 @@ func controlArgs(cmd, operands, help string, args []string, wantCount bool, stde
 	}
 	if wantCount {
 		if n, err = strconv.Atoi(pos[1]); err != nil || n < 1 {
-			return "", "", 0, fmt.Errorf("replicas %q: want a number from 1 to %d", pos[1], maxReplicas)
+			return "", "", 0, fmt.Errorf("replicas %q: want a number from 1 to %d", pos[1], localrun.MaxReplicas)
 		}
 	}
 	return pos[0], *dataDir, n, nil
-}
-
-// control posts to the control socket of the system under data and
-// decodes its JSON answer into out.
-func control(ctx context.Context, data, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://run"+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := controlClient(data).Do(req)
-	if err != nil {
-		return fmt.Errorf("reaching the running system under %s (is `microshop run --data %s` running?): %w", data, data, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", strings.TrimSpace(string(body)))
-	}
-	return json.Unmarshal(body, out)
 }
 
 // helpOK turns "help was printed" into success.
@@ -126,7 +107,7 @@ func helpOK(err error) error {
 	return err
 }
 
-func printReplicas(w io.Writer, name string, replicas []child) {
+func printReplicas(w io.Writer, name string, replicas []localrun.Process) {
 	fmt.Fprintf(w, "%s: %d replica(s) running and ready\n", name, len(replicas))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPLICA\tURL\tPID\tLOG")

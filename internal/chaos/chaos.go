@@ -21,8 +21,8 @@
 // result, so a failing run's faults and shoppers can be replayed.
 //
 // The engine drives the system through the small System interface;
-// test/launch's System is one. It is used by internal/chaos's test and by
-// `microshop chaos`.
+// localrun.System (a launched `microshop run`) is one. It is used by
+// internal/chaos's test and by `microshop chaos`.
 package chaos
 
 import (
@@ -38,19 +38,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/microshop/microshop/test/launch"
+	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // System is what chaos needs of a running system: its processes, and a
 // way to kill one and to start it again.
 type System interface {
 	// Processes lists the processes (name, pid, URL, running).
-	Processes() ([]launch.Process, error)
+	Processes() ([]localrun.Process, error)
 	// Kill sends SIGKILL to the named process and waits until it is gone.
 	Kill(process string) (pid int, err error)
-	// StartService starts the named process again and waits until it is
-	// ready.
-	StartService(ctx context.Context, process string) error
+	// Start starts the named process again and waits until it is ready.
+	Start(ctx context.Context, process string) (localrun.Process, error)
 }
 
 // Config is one chaos run.
@@ -198,7 +198,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	cfg.Logf("seed %d: %d shoppers, faults for %s among %s", cfg.Seed, cfg.Shoppers, cfg.Duration, strings.Join(targets, ", "))
-	admin, err := e.api.login(ctx, cfg.AdminEmail, cfg.AdminPassword)
+	admin, err := e.api.shop.Login(ctx, cfg.AdminEmail, cfg.AdminPassword)
 	if err != nil {
 		return nil, fmt.Errorf("logging in the admin: %w", err)
 	}
@@ -244,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // chooseTargets returns the processes that may be killed, in run's order.
-func chooseTargets(procs []launch.Process, want []string) ([]string, error) {
+func chooseTargets(procs []localrun.Process, want []string) ([]string, error) {
 	var names []string
 	for _, p := range procs {
 		if p.Replica == 0 && !slices.Contains(names, p.Name) {
@@ -372,7 +372,7 @@ func (e *engine) downNow() string {
 func (e *engine) startAgain(ctx context.Context, process string) error {
 	var err error
 	for try := 0; try < 10; try++ {
-		if err = e.cfg.System.StartService(ctx, process); err == nil {
+		if _, err = e.cfg.System.Start(ctx, process); err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -466,6 +466,9 @@ func (e *engine) phase(name string) {
 
 // api talks to the system's public API through the gateway.
 type api struct {
+	shop *shopclient.Client
+	// The shoppers send their own requests, to count and retry each
+	// attempt by the kind of its failure.
 	gateway string
 	http    *http.Client
 }
@@ -473,8 +476,9 @@ type api struct {
 func newAPI(gateway string, shoppers int) *api {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4 * shoppers
-	return &api{gateway: strings.TrimRight(gateway, "/"), http: &http.Client{Timeout: 20 * time.Second, Transport: tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	return &api{shop: shopclient.MustNew(strings.TrimRight(gateway, "/"), shopclient.Options{Conns: 4 * shoppers, Timeout: 20 * time.Second, UserAgent: "microshop-chaos"}),
+		gateway: strings.TrimRight(gateway, "/"), http: &http.Client{Timeout: 20 * time.Second, Transport: tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
 // sortedKeys returns m's keys in order.

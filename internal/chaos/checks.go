@@ -17,19 +17,16 @@ import (
 
 	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/internal/mailbox"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // check lets the system settle after the faults and checks everything
 // it promises, recording each broken promise as a violation.
-func (e *engine) check(ctx context.Context, admin string) error {
+func (e *engine) check(ctx context.Context, admin *shopclient.Session) error {
 	res := e.res
-	// The admin's token may have run out during a long run.
-	if tok, err := e.api.login(ctx, e.cfg.AdminEmail, e.cfg.AdminPassword); err == nil {
-		admin = tok
-	}
 	e.phase("settling: waiting until every order is final")
-	chk := &invariants.Checker{Gateway: e.cfg.Gateway, AdminToken: admin, HTTP: e.api.http}
+	chk := &invariants.Checker{Admin: admin}
 	l := e.load
 	exp := invariants.Expect{Received: l.received, Accepted: l.accepted, Keys: l.keys}
 	var rep invariants.Report
@@ -104,7 +101,7 @@ func retry(ctx context.Context, d time.Duration, f func() error) error {
 
 // waitDrained waits until no outbox holds an event and no consumer has
 // lag or unacknowledged events, twice in a row a second apart.
-func (e *engine) waitDrained(ctx context.Context, admin string) {
+func (e *engine) waitDrained(ctx context.Context, admin *shopclient.Session) {
 	deadline := time.Now().Add(e.cfg.SettleTimeout)
 	calm := 0
 	var left []string
@@ -127,19 +124,8 @@ func (e *engine) waitDrained(ctx context.Context, admin string) {
 	}
 }
 
-type streamsAnswer struct {
-	Items []struct {
-		Name      string `json:"name"`
-		Consumers []struct {
-			Name       string `json:"name"`
-			Lag        uint64 `json:"lag"`
-			AckPending int    `json:"ack_pending"`
-		} `json:"consumers"`
-	} `json:"items"`
-}
-
 // undrained lists the outboxes and consumers with events waiting.
-func (e *engine) undrained(ctx context.Context, admin string) []string {
+func (e *engine) undrained(ctx context.Context, admin *shopclient.Session) []string {
 	var left []string
 	for svc, n := range e.metrics.backlogs(ctx) {
 		switch {
@@ -149,11 +135,11 @@ func (e *engine) undrained(ctx context.Context, admin string) []string {
 			left = append(left, fmt.Sprintf("%s's outbox holds %.0f", svc, n))
 		}
 	}
-	var st streamsAnswer
-	if err := e.api.getJSON(ctx, "/api/telemetry/streams", admin, &st); err != nil {
+	streams, err := admin.Streams(ctx)
+	if err != nil {
 		return append(left, "the streams could not be read: "+err.Error())
 	}
-	for _, s := range st.Items {
+	for _, s := range streams {
 		for _, c := range s.Consumers {
 			if c.Lag > 0 || c.AckPending > 0 {
 				left = append(left, fmt.Sprintf("consumer %s of %s: lag %d, unacknowledged %d", c.Name, s.Name, c.Lag, c.AckPending))
@@ -185,7 +171,7 @@ type mailExpectation struct {
 // more time pass so that anything doubled lands too, and then requires
 // each exactly once, no email for an order that should have none, and no
 // Message-ID twice.
-func (e *engine) checkMail(ctx context.Context, admin string, all []ordersapi.Order) error {
+func (e *engine) checkMail(ctx context.Context, admin *shopclient.Session, all []ordersapi.Order) error {
 	res := e.res
 	l := e.load
 	var want []mailExpectation
@@ -356,7 +342,7 @@ func messageIDsOf(msgs []mailbox.Message) string {
 // readMailbox returns every message the built-in mailbox received: from
 // its file when the config names it (it holds them all), else through the
 // gateway (the last 1000).
-func (e *engine) readMailbox(ctx context.Context, admin string) ([]mailbox.Message, error) {
+func (e *engine) readMailbox(ctx context.Context, admin *shopclient.Session) ([]mailbox.Message, error) {
 	if e.cfg.MailboxFile != "" {
 		b, err := os.ReadFile(e.cfg.MailboxFile)
 		if err != nil {
@@ -373,14 +359,14 @@ func (e *engine) readMailbox(ctx context.Context, admin string) ([]mailbox.Messa
 		}
 		return out, sc.Err()
 	}
-	var page struct{ Items []mailbox.Message }
-	if err := e.api.getJSON(ctx, "/api/mailbox/messages?limit=1000", admin, &page); err != nil {
+	box, err := admin.Mailbox(ctx, shopclient.MailFilter{Limit: 1000})
+	if err != nil {
 		return nil, err
 	}
-	if len(page.Items) == 1000 {
+	if len(box) == 1000 {
 		e.res.MailboxPartial = true
 	}
-	return page.Items, nil
+	return box, nil
 }
 
 // Summary is the part of reports' GET /api/reports/summary that chaos
@@ -400,7 +386,7 @@ type Summary struct {
 
 // checkReports waits until reports' summary agrees with the orders, and
 // records each figure that still differs after the settle timeout.
-func (e *engine) checkReports(ctx context.Context, admin string, all []ordersapi.Order) {
+func (e *engine) checkReports(ctx context.Context, admin *shopclient.Session, all []ordersapi.Order) {
 	var want Summary
 	for _, o := range all {
 		switch o.Status {
@@ -421,7 +407,7 @@ func (e *engine) checkReports(ctx context.Context, admin string, all []ordersapi
 	var diffs []string
 	for {
 		var got Summary
-		err := e.api.getJSON(ctx, "/api/reports/summary", admin, &got)
+		err := admin.Get(ctx, "/api/reports/summary", &got)
 		if err == nil {
 			e.res.Reports = &got
 			diffs = summaryDiffs(got, want)

@@ -16,15 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/test/launch"
 )
 
 // fakeSystem records kills and starts instead of doing them.
 type fakeSystem struct {
 	mu      sync.Mutex
-	procs   []launch.Process
+	procs   []localrun.Process
 	calls   []string
 	noStart string // a process that refuses to start
 }
@@ -32,12 +32,12 @@ type fakeSystem struct {
 func newFake(names ...string) *fakeSystem {
 	f := &fakeSystem{}
 	for i, n := range names {
-		f.procs = append(f.procs, launch.Process{Name: n, PID: 100 + i, URL: "http://127.0.0.1:1", Running: true})
+		f.procs = append(f.procs, localrun.Process{Name: n, PID: 100 + i, URL: "http://127.0.0.1:1", Running: true})
 	}
 	return f
 }
 
-func (f *fakeSystem) Processes() ([]launch.Process, error) {
+func (f *fakeSystem) Processes() ([]localrun.Process, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.procs), nil
@@ -59,15 +59,15 @@ func (f *fakeSystem) Kill(name string) (int, error) {
 	return 1, nil
 }
 
-func (f *fakeSystem) StartService(_ context.Context, name string) error {
+func (f *fakeSystem) Start(_ context.Context, name string) (localrun.Process, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "start "+name)
 	if name == f.noStart {
-		return errors.New("it will not start")
+		return localrun.Process{}, errors.New("it will not start")
 	}
 	f.set(name, true)
-	return nil
+	return localrun.Process{Name: name, Running: true}, nil
 }
 
 // faults runs only the fault injector against a fake system, with the
@@ -183,7 +183,7 @@ func (c *Config) defaultsForTest() error {
 }
 
 func TestTargets(t *testing.T) {
-	procs := []launch.Process{{Name: "nats"}, {Name: "orders"}, {Name: "orders", Replica: 1}, {Name: "gateway"}}
+	procs := []localrun.Process{{Name: "nats"}, {Name: "orders"}, {Name: "orders", Replica: 1}, {Name: "gateway"}}
 	got, err := chooseTargets(procs, nil)
 	if err != nil || !slices.Equal(got, []string{"nats", "orders", "gateway"}) {
 		t.Errorf("every process = %v, %v", got, err)
@@ -280,7 +280,7 @@ func checkMailbox(t *testing.T, all []ordersapi.Order, msgs []mailbox.Message, k
 	for _, k := range kills {
 		e.res.addFault(Fault{Process: "notifications", Killed: k})
 	}
-	if err := e.checkMail(context.Background(), "", all); err != nil {
+	if err := e.checkMail(context.Background(), nil, all); err != nil {
 		t.Fatal(err)
 	}
 	return e.res.Violations, e.res.Notes

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/users/usersapi"
@@ -78,15 +79,15 @@ type shopper struct {
 	n        int      // operations so far, for keys and names
 }
 
-func newLoad(ctx context.Context, e *engine, admin string) (*load, error) {
+func newLoad(ctx context.Context, e *engine, admin *shopclient.Session) (*load, error) {
 	l := &load{e: e, api: e.api, seed: e.cfg.Seed, received: map[string]int64{},
 		errKinds: map[string]int{}, gaveUp: map[string]int{}, seen: map[string]bool{},
 		keys: map[string][]string{}, owner: map[string]string{}, registered: map[string]string{}}
-	var stock struct{ Items []inventoryapi.StockLevel }
-	if err := l.api.getJSON(ctx, "/api/inventory/stock", admin, &stock); err != nil {
+	stock, err := admin.Stock(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("reading the stock: %w", err)
 	}
-	for _, s := range stock.Items {
+	for _, s := range stock {
 		l.received[s.SKU] = s.Received
 		if s.Available > 0 {
 			l.catalog = append(l.catalog, s)
@@ -98,15 +99,15 @@ func newLoad(ctx context.Context, e *engine, admin string) (*load, error) {
 	for i := range e.cfg.Shoppers {
 		s := &shopper{l: l, id: i, rng: rand.New(rand.NewPCG(e.cfg.Seed, uint64(i)+1))}
 		email := fmt.Sprintf("chaos-%d-s%d@example.com", l.seed, i)
-		if err := l.api.register(ctx, email, fmt.Sprintf("Chaos shopper %d", i)); err != nil {
+		if _, err := l.api.shop.Register(ctx, shopclient.Registration{Email: email, Password: password, Name: fmt.Sprintf("Chaos shopper %d", i)}); err != nil {
 			return nil, fmt.Errorf("registering shopper %d: %w", i, err)
 		}
 		l.registered[email] = fmt.Sprintf("Chaos shopper %d", i)
-		token, err := l.api.login(ctx, email, password)
+		sess, err := l.api.shop.Login(ctx, email, password)
 		if err != nil {
 			return nil, fmt.Errorf("logging in shopper %d: %w", i, err)
 		}
-		s.accounts = []*account{{email: email, token: token}}
+		s.accounts = []*account{{email: email, token: sess.Token()}}
 		l.shoppers = append(l.shoppers, s)
 	}
 	return l, nil
@@ -308,8 +309,8 @@ func (s *shopper) register(ctx context.Context) {
 func (s *shopper) authed(ctx context.Context, acc *account, method, path string, body any, key string, safe bool) (int, []byte, bool) {
 	status, b, ok := s.l.call(ctx, s.rng, method, path, acc.token, body, key, safe)
 	if ok && status == http.StatusUnauthorized {
-		if token, err := s.l.api.login(ctx, acc.email, password); err == nil {
-			acc.token = token
+		if sess, err := s.l.api.shop.Login(ctx, acc.email, password); err == nil {
+			acc.token = sess.Token()
 			status, b, ok = s.l.call(ctx, s.rng, method, path, acc.token, body, key, safe)
 		}
 	}
@@ -442,78 +443,4 @@ func (l *load) summarize(res *Result) {
 	res.ErrorAttempts = l.errKinds
 	res.GaveUp = l.gaveUp
 	res.Samples = l.samples
-}
-
-// register and login are the setup's calls, made before any fault.
-func (a *api) register(ctx context.Context, email, name string) error {
-	status, b, err := a.send(ctx, http.MethodPost, "/api/users/register", "", map[string]string{"email": email, "password": password, "name": name})
-	if err != nil {
-		return err
-	}
-	if status != http.StatusCreated {
-		return fmt.Errorf("register: %d %s", status, b)
-	}
-	return nil
-}
-
-func (a *api) login(ctx context.Context, email, pw string) (string, error) {
-	if pw == "" {
-		pw = password
-	}
-	status, b, err := a.send(ctx, http.MethodPost, "/api/users/login", "", map[string]string{"email": email, "password": pw})
-	if err != nil {
-		return "", err
-	}
-	var tok usersapi.Tokens
-	if status != http.StatusOK || json.Unmarshal(b, &tok) != nil {
-		return "", fmt.Errorf("login as %s: %d %s", email, status, truncate(string(b), 300))
-	}
-	return tok.AccessToken, nil
-}
-
-// getJSON reads path as token into v.
-func (a *api) getJSON(ctx context.Context, path, token string, v any) error {
-	status, b, err := a.send(ctx, http.MethodGet, path, token, nil)
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", path, status, truncate(string(b), 300))
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("GET %s: decoding: %w", path, err)
-	}
-	return nil
-}
-
-// send is one plain request, not counted with the shoppers'.
-func (a *api) send(ctx context.Context, method, path, token string, body any) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.gateway+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	return resp.StatusCode, b, nil
 }

@@ -20,6 +20,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // Options say how to run a scenario.
@@ -115,13 +118,17 @@ func Run(ctx context.Context, name string, opts Options) (Verdict, error) {
 		}
 		stopped = true
 		r.logf("stopping the system")
-		sys.Stop()
-		if !sys.tmpData {
+		sys.Close()
+		if opts.DataDir != "" {
 			r.logf("its data stays in %s", sys.Data)
 		}
 	}
 	defer stop()
-	d := &demo{opts: opts, r: r, sys: sys, api: newAPI(sys.Gateway)}
+	shop, err := shopclient.New(sys.Gateway, shopclient.Options{Conns: 256, Timeout: 30 * time.Second, UserAgent: "microshop-demo"})
+	if err != nil {
+		return Verdict{}, err
+	}
+	d := &demo{opts: opts, r: r, sys: sys, shop: shop}
 	if err := d.boot(ctx); err != nil {
 		return Verdict{}, err
 	}
@@ -142,19 +149,19 @@ type demo struct {
 	opts  Options
 	r     *reporter
 	sys   *system
-	api   *api
-	admin string // an admin's access token
+	shop  *shopclient.Client
+	admin *shopclient.Session
 }
 
 // boot says what runs, and logs the admin in.
 func (d *demo) boot(ctx context.Context) error {
-	procs, err := d.sys.Status(ctx)
+	procs, err := d.sys.processes(ctx)
 	if err != nil {
 		return err
 	}
 	d.r.logf("microshop run is up: gateway %s, data in %s", d.sys.Gateway, d.sys.Data)
 	d.r.plain(processTable(procs))
-	d.admin, err = d.api.login(ctx, d.sys.AdminEmail, d.sys.AdminPassword)
+	d.admin, err = d.shop.Login(ctx, d.sys.AdminEmail, d.sys.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("logging in as the admin: %w", err)
 	}
@@ -171,7 +178,7 @@ const settle = 2500 * time.Millisecond
 // pids maps every running process name to its pids, for "who was
 // touched" comparisons.
 func (d *demo) pids(ctx context.Context) (map[string][]int, error) {
-	procs, err := d.sys.Status(ctx)
+	procs, err := d.sys.processes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +194,7 @@ func (d *demo) pids(ctx context.Context) (map[string][]int, error) {
 	return out, nil
 }
 
-func processTable(procs []process) string {
+func processTable(procs []localrun.Process) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROCESS\tREPLICA\tPID\tURL")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // isoPause is each shopper's think time: about 20 checkouts a second in
@@ -19,7 +20,7 @@ const isoPause = 150 * time.Millisecond
 func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	var v Verdict
 	victims := []string{"notifications"}
-	if ok, err := d.sys.Has(ctx, "reports"); err != nil {
+	if ok, err := d.sys.has(ctx, "reports"); err != nil {
 		return v, err
 	} else if ok {
 		victims = append(victims, "reports")
@@ -30,10 +31,10 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("Set up a product and four customers")
 	const sku, price = "DEMO-ISO-MUG", 1250
-	if err := d.api.createProduct(ctx, d.admin, sku, "Demo Mug", price, 100_000); err != nil {
+	if err := createProduct(ctx, d.admin, sku, "Demo Mug", price, 100_000); err != nil {
 		return v, err
 	}
-	custs, err := d.api.customers(ctx, "iso", 4)
+	custs, err := customers(ctx, d.shop, "iso", 4)
 	if err != nil {
 		return v, err
 	}
@@ -41,7 +42,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("Four shoppers check out, each every %s or so, every service up (4s)", isoPause)
 	// The mailbox keeps 1000 messages: stay well below.
-	l := startLoad(d.api, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Pause: isoPause,
+	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Pause: isoPause,
 		MaxCheckouts: 700, Key: "iso"})
 	defer l.Stop()
 	m := watch(d.r, l)
@@ -53,14 +54,14 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("SIGKILL %s", down)
 	for _, name := range victims {
-		pids, err := d.sys.Kill(ctx, name)
+		pids, err := d.sys.KillAll(ctx, name)
 		if err != nil {
 			return v, err
 		}
 		d.r.logf("killed %s (pid %v)", name, pids)
 	}
 	m.say(down + " DOWN")
-	atKill, _, err := d.api.receipts(ctx, d.admin)
+	atKill, _, err := readReceipts(ctx, d.admin)
 	if err != nil {
 		return v, err
 	}
@@ -71,7 +72,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	}
 	during := l.Counts().minus(before)
 	downFor := time.Since(start)
-	whileDown, _, err := d.api.receipts(ctx, d.admin)
+	whileDown, _, err := readReceipts(ctx, d.admin)
 	if err != nil {
 		return v, err
 	}
@@ -81,7 +82,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("Start %s again", down)
 	for _, name := range victims {
-		p, err := d.sys.StartProcess(ctx, name)
+		p, err := d.sys.Start(ctx, name)
 		if err != nil {
 			return v, err
 		}
@@ -98,7 +99,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	d.r.logf("load stopped: %d checkouts, %d confirmed, %d failed", total.Checkouts, total.Confirmed, total.CheckoutFailed)
 
 	d.r.step("Wait for %s to catch up, then count", down)
-	chk := &invariants.Checker{Gateway: d.sys.Gateway, AdminToken: d.admin, HTTP: d.api.hc}
+	chk := &invariants.Checker{Admin: d.admin}
 	all, err := chk.Orders(ctx)
 	if err != nil {
 		return v, err
@@ -115,7 +116,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	hasReports := len(victims) == 2
 	var (
 		receipts, messageIDs map[string]int
-		sum                  salesSummary
+		sum                  reportsapi.Summary
 		caughtUp             time.Duration
 	)
 	// A consumer killed while it held messages gets them back from
@@ -123,7 +124,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	lastLine, lastAt, explained := "", time.Time{}, false
 	for {
-		receipts, messageIDs, err = d.api.receipts(ctx, d.admin)
+		receipts, messageIDs, err = readReceipts(ctx, d.admin)
 		if err != nil {
 			return v, err
 		}
@@ -136,7 +137,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 		line := fmt.Sprintf("receipts for %d of %d confirmed orders", have, len(confirmed))
 		done := have == len(confirmed)
 		if hasReports {
-			sum, err = d.api.summary(ctx, d.admin)
+			sum, err = d.admin.Summary(ctx, "USD")
 			if err != nil {
 				line += fmt.Sprintf("; reports: %v", err)
 				done = false
@@ -168,11 +169,11 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return v, err
 	}
-	if receipts, messageIDs, err = d.api.receipts(ctx, d.admin); err != nil {
+	if receipts, messageIDs, err = readReceipts(ctx, d.admin); err != nil {
 		return v, err
 	}
 	if hasReports {
-		if sum, err = d.api.summary(ctx, d.admin); err != nil {
+		if sum, err = d.admin.Summary(ctx, "USD"); err != nil {
 			return v, err
 		}
 	}

@@ -1,18 +1,16 @@
 package demo
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -20,7 +18,7 @@ import (
 // out one unit of SKU with Card, then starting again.
 type loadConfig struct {
 	Shoppers  int
-	Customers []customer // shopper i is customer i % len(Customers)
+	Customers []*shopclient.Session // shopper i is customer i % len(Customers)
 	SKU       string
 	Card      string
 	// Browse makes each round a shopper's whole visit: the catalog, a
@@ -69,8 +67,8 @@ type placed struct {
 
 // load runs shoppers until Stop.
 type load struct {
-	cfg loadConfig
-	api *api
+	cfg  loadConfig
+	shop *shopclient.Client
 
 	requests, retriedOK, failed                    atomic.Int64
 	checkouts, confirmed, rejected, checkoutFailed atomic.Int64
@@ -85,14 +83,14 @@ type load struct {
 }
 
 // startLoad starts the shoppers.
-func startLoad(a *api, cfg loadConfig) *load {
+func startLoad(shop *shopclient.Client, cfg loadConfig) *load {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cfg: cfg, api: a, keys: map[string][]string{}, stopping: make(chan struct{}), cancel: cancel}
+	l := &load{cfg: cfg, shop: shop, keys: map[string][]string{}, stopping: make(chan struct{}), cancel: cancel}
 	if cfg.Key == "" {
 		l.cfg.Key = "demo"
 	}
 	for i := range cfg.Shoppers {
-		l.wg.Go(func() { l.shop(ctx, i) })
+		l.wg.Go(func() { l.run(ctx, i) })
 	}
 	return l
 }
@@ -149,9 +147,8 @@ func (l *load) fail(format string, args ...any) {
 	}
 }
 
-func (l *load) shop(ctx context.Context, i int) {
+func (l *load) run(ctx context.Context, i int) {
 	c := l.cfg.Customers[i%len(l.cfg.Customers)]
-	token := c.Token
 	for k := 0; ; k++ {
 		select {
 		case <-l.stopping:
@@ -163,20 +160,20 @@ func (l *load) shop(ctx context.Context, i int) {
 			return
 		}
 		if l.cfg.Browse {
-			l.do(ctx, http.MethodGet, "/api/inventory/products?limit=20", "", nil, "")
+			l.do(ctx, "GET /api/inventory/products", true, func() error {
+				_, err := l.shop.Products(ctx, shopclient.ProductQuery{Limit: 20})
+				return err
+			})
 			if k%8 == 0 {
-				status, body := l.do(ctx, http.MethodPost, "/api/users/login", "", map[string]string{"email": c.Email, "password": c.Password}, "")
-				var tok struct {
-					AccessToken string `json:"access_token"`
-				}
-				if status == http.StatusOK && json.Unmarshal(body, &tok) == nil && tok.AccessToken != "" {
-					token = tok.AccessToken
-				}
+				l.do(ctx, "POST /api/users/login", false, func() error { return c.Login(ctx) })
 			}
 		}
-		l.checkout(ctx, token, fmt.Sprintf("%s-%d-%d", l.cfg.Key, i, k))
+		l.checkout(ctx, c, fmt.Sprintf("%s-%d-%d", l.cfg.Key, i, k))
 		if l.cfg.Browse {
-			l.do(ctx, http.MethodGet, "/api/orders?limit=5", token, nil, "")
+			l.do(ctx, "GET /api/orders", true, func() error {
+				_, err := c.Orders(ctx, 5, "")
+				return err
+			})
 		}
 		if l.cfg.Pause > 0 {
 			select {
@@ -189,12 +186,15 @@ func (l *load) shop(ctx context.Context, i int) {
 }
 
 // checkout places one order and follows it to its final state.
-func (l *load) checkout(ctx context.Context, token, key string) {
-	status, body := l.do(ctx, http.MethodPost, "/api/orders", token, orderBody(l.cfg.Card, line(l.cfg.SKU, 1)), key)
+func (l *load) checkout(ctx context.Context, c *shopclient.Session, key string) {
 	var o ordersapi.Order
-	if (status != http.StatusCreated && status != http.StatusAccepted) || json.Unmarshal(body, &o) != nil {
-		if status != 0 && status < 500 { // 5xx and no answer are counted by do
-			l.fail("checkout %s: %d %s", key, status, body)
+	err := l.do(ctx, "checkout "+key, true, func() (err error) {
+		o, _, err = c.PlaceOrder(ctx, key, orderBody(l.cfg.Card, line(l.cfg.SKU, 1)))
+		return err
+	})
+	if err != nil {
+		if status := shopclient.StatusOf(err); status != 0 && status < 500 { // 5xx and no answer are counted by do
+			l.fail("%v", err)
 		}
 		l.finish(o, key, false)
 		return
@@ -207,10 +207,13 @@ func (l *load) checkout(ctx context.Context, token, key string) {
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
-		status, body := l.do(ctx, http.MethodGet, "/api/orders/"+o.ID, token, nil, "")
-		if status == http.StatusOK {
-			_ = json.Unmarshal(body, &o)
-		}
+		l.do(ctx, "GET /api/orders/"+o.ID, true, func() error {
+			got, err := c.Order(ctx, o.ID)
+			if err == nil {
+				o = got
+			}
+			return err
+		})
 	}
 	l.finish(o, key, true)
 }
@@ -234,53 +237,37 @@ func (l *load) finish(o ordersapi.Order, key string, accepted bool) {
 	l.keys[key] = append(l.keys[key], o.ID)
 }
 
-// do sends one request the way a careful client does: a request that
-// never left (connection refused) is sent again, and so is a safe one (a
-// GET, or a POST with an Idempotency-Key) that failed or met a 503. A
-// request answered after retries counts as retried-then-succeeded; one
-// still failing after 20 tries, or answered 5xx, counts as failed.
-func (l *load) do(ctx context.Context, method, path, token string, body any, key string) (int, []byte) {
+// do makes one call of the API the way a careful client does: a request
+// that never left (connection refused) is sent again, and so is a safe
+// one (a GET, or a POST with an Idempotency-Key) that failed or met a
+// 503. A call answered after retries counts as retried-then-succeeded;
+// one still failing after 20 tries, or answered 5xx, counts as failed.
+func (l *load) do(ctx context.Context, what string, safe bool, call func() error) error {
 	l.requests.Add(1)
-	var b []byte
-	if body != nil {
-		b, _ = json.Marshal(body)
-	}
-	safe := method == http.MethodGet || key != ""
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt*50) * time.Millisecond)
 		}
-		req, _ := http.NewRequestWithContext(ctx, method, l.api.gw+path, bytes.NewReader(b))
-		if b != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		if key != "" {
-			req.Header.Set("Idempotency-Key", key)
-		}
-		resp, err := l.api.hc.Do(req)
-		if err != nil {
+		err := call()
+		status := shopclient.StatusOf(err)
+		if err != nil && status == 0 && !errors.Is(err, shopclient.ErrBadResponse) {
 			var op *net.OpError
 			if (errors.As(err, &op) && op.Op == "dial" || safe) && attempt < 20 && ctx.Err() == nil {
 				continue
 			}
 			if ctx.Err() == nil {
-				l.fail("%s %s: %v", method, path, err)
+				l.fail("%s: %v", what, err)
 			}
-			return 0, nil
+			return err
 		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusServiceUnavailable && safe && attempt < 20 {
+		if status == http.StatusServiceUnavailable && safe && attempt < 20 {
 			continue
 		}
-		if resp.StatusCode >= 500 {
-			l.fail("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(out))
+		if status >= 500 {
+			l.fail("%v", err)
 		} else if attempt > 0 {
 			l.retriedOK.Add(1)
 		}
-		return resp.StatusCode, out
+		return err
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -16,23 +17,23 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	var v Verdict
 	d.r.step("Set up a product and four customers")
 	const sku = "DEMO-ROLL-PEN"
-	if err := d.api.createProduct(ctx, d.admin, sku, "Demo Pen", 899, 1_000_000); err != nil {
+	if err := createProduct(ctx, d.admin, sku, "Demo Pen", 899, 1_000_000); err != nil {
 		return v, err
 	}
-	custs, err := d.api.customers(ctx, "roll", 4)
+	custs, err := customers(ctx, d.shop, "roll", 4)
 	if err != nil {
 		return v, err
 	}
 	d.r.logf("product %s with 1000000 in stock; %d customers logged in", sku, len(custs))
 	// Every service but the broker, callers' dependencies first and the
 	// gateway, the one public door, last.
-	procs, err := d.sys.Status(ctx)
+	procs, err := d.sys.processes(ctx)
 	if err != nil {
 		return v, err
 	}
 	var order []string
 	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications", "reports", "gateway"} {
-		if slices.ContainsFunc(procs, func(p process) bool { return p.Name == name }) {
+		if slices.ContainsFunc(procs, func(p localrun.Process) bool { return p.Name == name }) {
 			order = append(order, name)
 		}
 	}
@@ -43,7 +44,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("Four shoppers browse, log in now and then, check out and read their orders (3s)")
-	l := startLoad(d.api, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Browse: true, Key: "roll"})
+	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Browse: true, Key: "roll"})
 	defer l.Stop()
 	m := watch(d.r, l)
 	defer m.Stop()
@@ -65,7 +66,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 		} else {
 			d.r.step("Rolling restart of %s: start a new process, wait until it is ready, then drain and stop the old one", name)
 		}
-		old, err := d.sys.Running(ctx, name)
+		old, err := d.sys.running(ctx, name)
 		if err != nil {
 			return v, err
 		}
@@ -104,7 +105,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	for _, p := range l.Placed() {
 		accepted = append(accepted, p.ID)
 	}
-	chk := &invariants.Checker{Gateway: d.sys.Gateway, AdminToken: d.admin, HTTP: d.api.hc}
+	chk := &invariants.Checker{Admin: d.admin}
 	rep, err := chk.Settle(ctx, 60*time.Second, invariants.Expect{Accepted: accepted, Keys: l.Keys()})
 	if err != nil {
 		return v, err

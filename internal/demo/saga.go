@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
@@ -39,13 +40,13 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 		racers          = 6
 	)
 	d.r.step("Set up two products and a customer")
-	if err := d.api.createProduct(ctx, d.admin, lamp, "Demo Lamp", lampPrice, lampStock); err != nil {
+	if err := createProduct(ctx, d.admin, lamp, "Demo Lamp", lampPrice, lampStock); err != nil {
 		return v, err
 	}
-	if err := d.api.createProduct(ctx, d.admin, last, "Demo Limited Print", lastPrice, lastStock); err != nil {
+	if err := createProduct(ctx, d.admin, last, "Demo Limited Print", lastPrice, lastStock); err != nil {
 		return v, err
 	}
-	custs, err := d.api.customers(ctx, "saga", 1)
+	custs, err := customers(ctx, d.shop, "saga", 1)
 	if err != nil {
 		return v, err
 	}
@@ -54,11 +55,11 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 		lamp, money(lampPrice), lampStock, last, money(lastPrice), lastStock, sagaStepTimeout, sagaSlowCard)
 
 	d.r.step("Stock and ledger before")
-	stockBefore, err := d.api.stock(ctx, d.admin)
+	stockBefore, err := stock(ctx, d.admin)
 	if err != nil {
 		return v, err
 	}
-	ledgerBefore, err := d.api.ledger(ctx, d.admin)
+	ledgerBefore, err := d.admin.Ledger(ctx)
 	if err != nil {
 		return v, err
 	}
@@ -69,18 +70,18 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	keys := map[string][]string{}
 	outcomes := map[string]int{} // "CONFIRMED", "REJECTED out_of_stock", ...
 	n := 0
-	place := func(title, card string, lines ...ordersapi.Line) (ordersapi.Order, error) {
+	place := func(title, card string, lines ...shopclient.Line) (ordersapi.Order, error) {
 		n++
 		key := fmt.Sprintf("saga-%d", n)
 		start := time.Now()
-		o, err := d.api.checkout(ctx, cust.Token, key, card, lines...)
+		o, err := checkout(ctx, cust, key, card, lines...)
 		if err != nil {
 			return o, fmt.Errorf("%s: %w", title, err)
 		}
 		accepted = append(accepted, o.ID)
 		keys[key] = append(keys[key], o.ID)
 		outcomes[outcome(o)]++
-		log, err := d.api.saga(ctx, cust.Token, o.ID)
+		log, err := cust.Saga(ctx, o.ID)
 		if err != nil {
 			return o, err
 		}
@@ -121,7 +122,7 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	for i := range racers {
 		wg.Go(func() {
 			key := fmt.Sprintf("saga-race-%d", i)
-			o, err := d.api.checkout(ctx, cust.Token, key, cardApproved, line(last, 1))
+			o, err := checkout(ctx, cust, key, cardApproved, line(last, 1))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -157,17 +158,17 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	expect(o, ordersapi.StatusRejected, ordersapi.ReasonPaymentUnavailable, "the slow card")
 
 	d.r.step("Stock and ledger after")
-	chk := &invariants.Checker{Gateway: d.sys.Gateway, AdminToken: d.admin, HTTP: d.api.hc}
+	chk := &invariants.Checker{Admin: d.admin}
 	rep, err := chk.Settle(ctx, 30*time.Second, invariants.Expect{Accepted: accepted, Keys: keys,
 		Received: map[string]int64{lamp: lampStock, last: lastStock}})
 	if err != nil {
 		return v, err
 	}
-	stockAfter, err := d.api.stock(ctx, d.admin)
+	stockAfter, err := stock(ctx, d.admin)
 	if err != nil {
 		return v, err
 	}
-	ledgerAfter, err := d.api.ledger(ctx, d.admin)
+	ledgerAfter, err := d.admin.Ledger(ctx)
 	if err != nil {
 		return v, err
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/microshop/microshop/internal/localrun"
 )
 
 // The card processor of independent-scaling: every authorization takes
@@ -37,10 +39,10 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	ceiling := float64(processorConnections) / processorLatency.Seconds()
 	d.r.step("Set up a product and four customers")
 	const sku = "DEMO-SCALE-BEANS"
-	if err := d.api.createProduct(ctx, d.admin, sku, "Demo Beans", 1650, 1_000_000); err != nil {
+	if err := createProduct(ctx, d.admin, sku, "Demo Beans", 1650, 1_000_000); err != nil {
 		return v, err
 	}
-	custs, err := d.api.customers(ctx, "scale", 4)
+	custs, err := customers(ctx, d.shop, "scale", 4)
 	if err != nil {
 		return v, err
 	}
@@ -52,7 +54,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("%d shoppers check out without pause; payments has 1 replica", scalingShoppers)
-	l := startLoad(d.api, loadConfig{Shoppers: scalingShoppers, Customers: custs, SKU: sku, Card: cardApproved, Key: "scale"})
+	l := startLoad(d.shop, loadConfig{Shoppers: scalingShoppers, Customers: custs, SKU: sku, Card: cardApproved, Key: "scale"})
 	defer l.Stop()
 	m := watch(d.r, l)
 	defer m.Stop()
@@ -171,7 +173,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	return v, nil
 }
 
-func procPIDs(ps []process) []int {
+func procPIDs(ps []localrun.Process) []int {
 	var out []int
 	for _, p := range ps {
 		out = append(out, p.PID)
@@ -182,7 +184,7 @@ func procPIDs(ps []process) []int {
 
 // authorizations reads each replica's /metrics and returns how many
 // authorizations it has answered, by replica.
-func authorizations(ctx context.Context, reps []process) (map[int]float64, error) {
+func authorizations(ctx context.Context, reps []localrun.Process) (map[int]float64, error) {
 	out := map[int]float64{}
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for _, p := range reps {

@@ -17,7 +17,7 @@ import (
 func tracing(ctx context.Context, d *demo) (Verdict, error) {
 	var v Verdict
 	d.r.step("Set up a customer")
-	custs, err := d.api.customers(ctx, "trace", 1)
+	custs, err := customers(ctx, d.shop, "trace", 1)
 	if err != nil {
 		return v, err
 	}
@@ -27,7 +27,7 @@ func tracing(ctx context.Context, d *demo) (Verdict, error) {
 			Name string `json:"name"`
 		}
 	}
-	if err := d.api.get(ctx, "/api/inventory/products?limit=1", "", &list); err != nil {
+	if err := d.shop.Get(ctx, "/api/inventory/products?limit=1", &list); err != nil {
 		return v, err
 	}
 	if len(list.Items) == 0 {
@@ -38,7 +38,7 @@ func tracing(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("One checkout: 1 × %s", sku)
 	start := time.Now()
-	o, err := d.api.checkout(ctx, custs[0].Token, "trace-1", cardApproved, line(sku, 1))
+	o, err := checkout(ctx, custs[0], "trace-1", cardApproved, line(sku, 1))
 	if err != nil {
 		return v, err
 	}
@@ -49,7 +49,7 @@ func tracing(ctx context.Context, d *demo) (Verdict, error) {
 	// consumers of its events when the system runs them.
 	want := []string{"gateway", "orders", "inventory", "payments"}
 	for _, consumer := range []string{"notifications", "reports"} {
-		if ok, err := d.sys.Has(ctx, consumer); err != nil {
+		if ok, err := d.sys.has(ctx, consumer); err != nil {
 			return v, err
 		} else if ok {
 			want = append(want, consumer)
@@ -136,12 +136,12 @@ func tracing(ctx context.Context, d *demo) (Verdict, error) {
 // orderTrace finds the trace whose spans carry order.id = id.
 func orderTrace(ctx context.Context, d *demo, id string) ([]collector.Span, error) {
 	var list struct{ Items []collector.TraceSummary }
-	if err := d.api.get(ctx, "/api/telemetry/traces?service=orders&limit=50", d.admin, &list); err != nil {
+	if err := d.admin.Get(ctx, "/api/telemetry/traces?service=orders&limit=50", &list); err != nil {
 		return nil, err
 	}
 	for _, tr := range list.Items {
 		var full struct{ Spans []collector.Span }
-		if err := d.api.get(ctx, "/api/telemetry/traces/"+url.PathEscape(tr.TraceID), d.admin, &full); err != nil {
+		if err := d.admin.Get(ctx, "/api/telemetry/traces/"+url.PathEscape(tr.TraceID), &full); err != nil {
 			return nil, err
 		}
 		for _, sp := range full.Spans {

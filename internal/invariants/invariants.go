@@ -17,24 +17,33 @@ package invariants
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"sort"
 	"time"
 
-	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
-// Checker reads the system through its gateway with an admin token.
+// Checker reads the system through its gateway as an admin: Admin, or
+// else AdminToken at Gateway.
 type Checker struct {
+	Admin *shopclient.Session
+
 	Gateway    string
 	AdminToken string
-	HTTP       *http.Client
+}
+
+func (c *Checker) admin() (*shopclient.Session, error) {
+	if c.Admin != nil {
+		return c.Admin, nil
+	}
+	shop, err := shopclient.New(c.Gateway, shopclient.Options{Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	return shop.As(c.AdminToken), nil
 }
 
 // Expect is what the test knows from the client side.
@@ -137,11 +146,15 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 	}
 
 	// Stock.
-	var stock httpList[inventoryapi.StockLevel]
-	if err := c.get(ctx, "/api/inventory/stock", &stock); err != nil {
+	admin, err := c.admin()
+	if err != nil {
 		return rep, err
 	}
-	for _, s := range stock.Items {
+	stock, err := admin.Stock(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, s := range stock {
 		if s.Received != s.Available+s.Reserved+s.Sold {
 			rep.violate("stock of %s is not conserved: received %d != available %d + reserved %d + sold %d",
 				s.SKU, s.Received, s.Available, s.Reserved, s.Sold)
@@ -200,8 +213,8 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 			rep.violate("payments has payments for order %s, which orders does not know", orderID)
 		}
 	}
-	var ledger paymentsapi.Ledger
-	if err := c.get(ctx, "/api/payments/ledger", &ledger); err != nil {
+	ledger, err := admin.Ledger(ctx)
+	if err != nil {
 		return rep, err
 	}
 	if ledger.TotalCents != 0 || !ledger.Balanced {
@@ -220,65 +233,20 @@ func keys(m map[string]bool) []string {
 	return out
 }
 
-type httpList[T any] struct {
-	Items         []T    `json:"items"`
-	NextPageToken string `json:"next_page_token"`
-}
-
 // Orders lists every customer's orders.
 func (c *Checker) Orders(ctx context.Context) ([]ordersapi.Order, error) {
-	return all[ordersapi.Order](ctx, c, "/api/orders?all=true&limit=100")
+	admin, err := c.admin()
+	if err != nil {
+		return nil, err
+	}
+	return admin.AllOrders(ctx)
 }
 
 // Payments lists every payment.
 func (c *Checker) Payments(ctx context.Context) ([]paymentsapi.Payment, error) {
-	return all[paymentsapi.Payment](ctx, c, "/api/payments?limit=100")
-}
-
-func all[T any](ctx context.Context, c *Checker, path string) ([]T, error) {
-	var out []T
-	token := ""
-	for {
-		p := path
-		if token != "" {
-			p += "&page_token=" + url.QueryEscape(token)
-		}
-		var page httpList[T]
-		if err := c.get(ctx, p, &page); err != nil {
-			return nil, err
-		}
-		out = append(out, page.Items...)
-		if page.NextPageToken == "" {
-			return out, nil
-		}
-		token = page.NextPageToken
-	}
-}
-
-func (c *Checker) get(ctx context.Context, path string, v any) error {
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Gateway+path, nil)
+	admin, err := c.admin()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.AdminToken)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("GET %s: decoding: %w", path, err)
-	}
-	return nil
+	return admin.Payments(ctx)
 }

@@ -24,12 +24,12 @@ import (
 	"fmt"
 	"math"
 	mathrand "math/rand/v2"
-	"net"
-	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // Defaults for the zero values of Config.
@@ -109,18 +109,16 @@ func (s Sample) Latency() time.Duration { return s.Done.Sub(s.Intended) }
 // runner is one run: the configuration, the HTTP client, what setup
 // learned, and the figures.
 type runner struct {
-	cfg    Config
-	base   *url.URL
-	client *http.Client
-	scen   *scenario
-	runID  string // makes emails and idempotency keys unique to this run
+	cfg   Config
+	shop  *shopclient.Client
+	scen  *scenario
+	runID string // makes emails and idempotency keys unique to this run
 
-	keys     atomic.Uint64 // idempotency key sequence
-	logins   atomic.Uint64 // round robin over customers for the login operation
-	requests atomic.Int64  // HTTP requests sent
+	keys   atomic.Uint64 // idempotency key sequence
+	logins atomic.Uint64 // round robin over customers for the login operation
 
 	catalog   catalog
-	customers []*customer
+	customers []*shopclient.Session
 	stats     *stats
 }
 
@@ -140,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer r.client.CloseIdleConnections()
+	defer r.shop.Close()
 
 	setupStart := time.Now()
 	setup, err := r.setup(ctx)
@@ -151,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	setup.Seconds = time.Since(setupStart).Seconds()
-	setup.Requests = r.requests.Load()
+	setup.Requests = r.shop.Requests()
 	if cfg.Started != nil {
 		cfg.Started(setup)
 	}
@@ -222,10 +220,6 @@ func parseTarget(s string) (*url.URL, error) {
 }
 
 func newRunner(cfg Config) (*runner, error) {
-	base, err := parseTarget(cfg.Target)
-	if err != nil {
-		return nil, err
-	}
 	var id [4]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
@@ -237,39 +231,23 @@ func newRunner(cfg Config) (*runner, error) {
 	if cfg.Rate > 0 {
 		conns = cfg.MaxInFlight
 	}
-	conns += setupParallel
-	transport := &http.Transport{
-		Proxy: nil, // only the target, never a proxy from the environment
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConns:          conns,
-		MaxIdleConnsPerHost:   conns,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     true,
-	}
-	client := &http.Client{
-		Transport: transport,
-		// A redirect would lead elsewhere; take the answer as it is.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	shop, err := shopclient.New(cfg.Target, shopclient.Options{Conns: conns + setupParallel, UserAgent: "microshop-load"})
+	if err != nil {
+		return nil, err
 	}
 	return &runner{
-		cfg:    cfg,
-		base:   base,
-		client: client,
-		scen:   scenarios[cfg.Scenario],
-		runID:  hex.EncodeToString(id[:]),
-		stats:  newStats(),
+		cfg:   cfg,
+		shop:  shop,
+		scen:  scenarios[cfg.Scenario],
+		runID: hex.EncodeToString(id[:]),
+		stats: newStats(),
 	}, nil
 }
 
 // load runs the operations from now for the configured duration and
 // returns the figures.
 func (r *runner) load(ctx context.Context, setup Setup) *Result {
-	requestsBefore := r.requests.Load()
+	requestsBefore := r.shop.Requests()
 	start := time.Now()
 	end := start.Add(r.cfg.Duration)
 
@@ -296,7 +274,7 @@ func (r *runner) load(ctx context.Context, setup Setup) *Result {
 	res.Interrupted = ctx.Err() != nil
 	res.Setup = setup
 	res.Unsent = unsent
-	res.Totals.HTTPRequests = r.requests.Load() - requestsBefore
+	res.Totals.HTTPRequests = r.shop.Requests() - requestsBefore
 	if res.ElapsedSeconds > 0 {
 		res.ConfirmedCheckoutsPerSecond = float64(res.ConfirmedCheckouts) / res.ElapsedSeconds
 	}
@@ -409,7 +387,7 @@ func (r *runner) progress(start time.Time, stop <-chan struct{}) {
 
 func (r *runner) parameters() Parameters {
 	p := Parameters{
-		Target:          r.base.String(),
+		Target:          r.shop.URL(),
 		Scenario:        r.cfg.Scenario,
 		Duration:        r.cfg.Duration.String(),
 		DurationSeconds: r.cfg.Duration.Seconds(),

@@ -3,15 +3,10 @@ package loadgen
 import (
 	"context"
 	mathrand "math/rand/v2"
-	"net/http"
-	"net/url"
-	"sync"
-	"time"
 
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/services/payments/paymentsapi"
-	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // Operation names, as the figures list them.
@@ -27,8 +22,8 @@ const (
 
 // Test cards of payments' built-in processor.
 const (
-	CardApproved = "4242 4242 4242 4242"
-	CardDeclined = "4000 0000 0000 0002"
+	CardApproved = shopclient.CardApproved
+	CardDeclined = shopclient.CardDeclined
 )
 
 // declineShare is the share of checkouts paid with the declining card.
@@ -115,83 +110,40 @@ type catalog struct {
 	inStock []string
 }
 
-type productPage struct {
-	Items         []inventoryapi.Product `json:"items"`
-	NextPageToken string                 `json:"next_page_token"`
-}
-
-type orderPage struct {
-	Items         []ordersapi.Order `json:"items"`
-	NextPageToken string            `json:"next_page_token"`
-}
-
 // list reads a page of the catalog, the first one half the time.
 func list(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	tok := ""
 	if len(r.catalog.pages) > 0 && rng.IntN(2) == 0 {
 		tok = r.catalog.pages[rng.IntN(len(r.catalog.pages))]
 	}
-	var p productPage
-	kind := r.getJSON(ctx, query("/api/inventory/products", "limit", itoa(pageSize), "page_token", tok), "", &p)
-	if kind == "" && p.Items == nil {
-		kind = KindBadResponse
-	}
-	return outcome{op: OpList, kind: kind}
+	_, err := r.shop.Products(ctx, shopclient.ProductQuery{Limit: pageSize, PageToken: tok})
+	return outcome{op: OpList, kind: kindOf(ctx, err)}
 }
 
 // search looks for a word of the products' names.
 func search(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
-	var p productPage
 	q := r.catalog.words[rng.IntN(len(r.catalog.words))]
-	kind := r.getJSON(ctx, query("/api/inventory/products", "q", q, "limit", itoa(pageSize)), "", &p)
-	if kind == "" && p.Items == nil {
-		kind = KindBadResponse
-	}
-	return outcome{op: OpSearch, kind: kind}
+	_, err := r.shop.Products(ctx, shopclient.ProductQuery{Q: q, Limit: pageSize})
+	return outcome{op: OpSearch, kind: kindOf(ctx, err)}
 }
 
 // product reads one product.
 func product(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
-	sku := r.catalog.products[rng.IntN(len(r.catalog.products))].SKU
-	var p inventoryapi.Product
-	kind := r.getJSON(ctx, "/api/inventory/products/"+url.PathEscape(sku), "", &p)
-	if kind == "" && p.SKU != sku {
-		kind = KindBadResponse
-	}
-	return outcome{op: OpProduct, kind: kind}
+	_, err := r.shop.Product(ctx, r.catalog.products[rng.IntN(len(r.catalog.products))].SKU)
+	return outcome{op: OpProduct, kind: kindOf(ctx, err)}
 }
 
 // login logs a customer in again. Customers take turns so that each
 // logs in as seldom as possible: users limits logins per account.
 func login(ctx context.Context, r *runner, _ *mathrand.Rand) outcome {
 	c := r.customers[int(r.logins.Add(1)%uint64(len(r.customers)))]
-	return outcome{op: OpLogin, kind: r.login(ctx, c)}
+	return outcome{op: OpLogin, kind: kindOf(ctx, c.Login(ctx))}
 }
 
 // history reads a customer's latest orders.
 func history(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
-	c := r.customers[rng.IntN(len(r.customers))]
-	tok, kind := r.token(ctx, c)
-	if kind != "" {
-		return outcome{op: OpHistory, kind: kind}
-	}
-	var p orderPage
-	kind = r.getJSON(ctx, query("/api/orders", "limit", "10"), tok, &p)
-	if kind == "" && p.Items == nil {
-		kind = KindBadResponse
-	}
-	return outcome{op: OpHistory, kind: kind}
-}
-
-type placeOrder struct {
-	Lines           []orderLine       `json:"lines"`
-	ShippingAddress ordersapi.Address `json:"shipping_address"`
-	Card            paymentsapi.Card  `json:"card"`
-}
-
-type orderLine struct {
-	SKU      string `json:"sku"`
-	Quantity int64  `json:"quantity"`
+	_, err := r.customers[rng.IntN(len(r.customers))].Orders(ctx, 10, "")
+	return outcome{op: OpHistory, kind: kindOf(ctx, err)}
 }
 
 // checkout places an order of one or two products under a fresh
@@ -205,65 +157,24 @@ func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 		out.op, card = OpCheckoutDeclined, CardDeclined
 	}
 	c := r.customers[rng.IntN(len(r.customers))]
-	lines := []orderLine{{SKU: r.catalog.inStock[rng.IntN(len(r.catalog.inStock))], Quantity: 1}}
+	lines := []shopclient.Line{{SKU: r.catalog.inStock[rng.IntN(len(r.catalog.inStock))], Quantity: 1}}
 	if rng.IntN(3) == 0 && len(r.catalog.inStock) > 1 {
 		for {
 			sku := r.catalog.inStock[rng.IntN(len(r.catalog.inStock))]
 			if sku != lines[0].SKU {
-				lines = append(lines, orderLine{SKU: sku, Quantity: 1})
+				lines = append(lines, shopclient.Line{SKU: sku, Quantity: 1})
 				break
 			}
 		}
 	}
-	tok, kind := r.token(ctx, c)
-	if kind != "" {
-		out.kind = kind
-		return out
-	}
-	body := placeOrder{
+	order := shopclient.NewOrder{
 		Lines:           lines,
 		ShippingAddress: ordersapi.Address{Name: "Load Tester", Street: "1 Benchmark Road", City: "London", PostalCode: "N1 9GU", Country: "GB"},
-		Card:            paymentsapi.Card{Number: card, ExpMonth: 12, ExpYear: time.Now().Year() + 3, CVC: "123"},
+		Card:            shopclient.TestCard(card),
 	}
-	key := "load-" + r.runID + "-" + utoa(r.keys.Add(1))
-	res, kind := r.call(ctx, http.MethodPost, "/api/orders", tok, key, body)
-	if kind != "" {
-		out.kind = kind
+	o, err := c.Checkout(ctx, "load-"+r.runID+"-"+utoa(r.keys.Add(1)), order)
+	if out.kind = kindOf(ctx, err); out.kind != "" {
 		return out
-	}
-	if res.status != http.StatusCreated && res.status != http.StatusAccepted {
-		out.kind = statusKind(res.status)
-		return out
-	}
-	var o ordersapi.Order
-	if decodeOrder(res.body, &o) != nil {
-		out.kind = KindBadResponse
-		return out
-	}
-	poll := res.header.Get("Location")
-	if poll == "" {
-		poll = "/api/orders/" + url.PathEscape(o.ID)
-	}
-	wait := 10 * time.Millisecond
-	for o.Status == ordersapi.StatusPending {
-		if !sleepUntil(ctx, time.Now().Add(wait)) {
-			out.kind = classify(ctx, ctx.Err())
-			return out
-		}
-		wait = min(2*wait, 250*time.Millisecond)
-		res, kind := r.call(ctx, http.MethodGet, poll, tok, "", nil)
-		o = ordersapi.Order{}
-		switch {
-		case kind != "":
-			out.kind = kind
-			return out
-		case res.status != http.StatusOK:
-			out.kind = statusKind(res.status)
-			return out
-		case decodeOrder(res.body, &o) != nil:
-			out.kind = KindBadResponse
-			return out
-		}
 	}
 	out.kind, out.confirmed = judgeCheckout(declined, o)
 	return out
@@ -280,47 +191,4 @@ func judgeCheckout(declinedCard bool, o ordersapi.Order) (kind string, confirmed
 		return "", false
 	}
 	return outcomeKind(o.Status, o.Reason), false
-}
-
-// customer is a registered account of the run and its access token.
-type customer struct {
-	email, password string
-
-	mu      sync.Mutex
-	token   string
-	expires time.Time
-}
-
-// token returns c's access token, logging in first when there is none
-// or it expires within a minute (a run longer than a token's life).
-func (r *runner) token(ctx context.Context, c *customer) (string, string) {
-	c.mu.Lock()
-	tok, exp := c.token, c.expires
-	c.mu.Unlock()
-	if tok != "" && time.Until(exp) > time.Minute {
-		return tok, ""
-	}
-	if kind := r.login(ctx, c); kind != "" {
-		return "", "login:" + kind
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.token, ""
-}
-
-// login logs c in and keeps its new token.
-func (r *runner) login(ctx context.Context, c *customer) string {
-	var t usersapi.Tokens
-	kind := r.expectJSON(ctx, http.MethodPost, "/api/users/login", "", "",
-		map[string]string{"email": c.email, "password": c.password}, http.StatusOK, &t)
-	if kind != "" {
-		return kind
-	}
-	if t.AccessToken == "" {
-		return KindBadResponse
-	}
-	c.mu.Lock()
-	c.token, c.expires = t.AccessToken, time.Now().Add(time.Duration(t.ExpiresIn)*time.Second)
-	c.mu.Unlock()
-	return ""
 }

@@ -3,18 +3,16 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode"
 
-	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // setupParallel is how many customers are registered at once: each
@@ -64,9 +62,9 @@ func (r *runner) setup(ctx context.Context) (Setup, error) {
 func (r *runner) setupError(doing, kind string) error {
 	switch {
 	case kind == KindConnection:
-		return fmt.Errorf("%s: cannot connect to %s: is microshop running there?", doing, r.base)
+		return fmt.Errorf("%s: cannot connect to %s: is microshop running there?", doing, r.shop.URL())
 	case kind == KindTimeout:
-		return fmt.Errorf("%s: no answer from %s within %s", doing, r.base, r.cfg.Timeout)
+		return fmt.Errorf("%s: no answer from %s within %s", doing, r.shop.URL(), r.cfg.Timeout)
 	case kind == statusKind(http.StatusTooManyRequests):
 		return fmt.Errorf("%s: refused by a rate limit (429): use fewer --users, or start the system with "+
 			"MICROSHOP_REGISTER_RATE_IP=0 MICROSHOP_LOGIN_RATE_IP=0 MICROSHOP_RATE_LIMIT=0", doing)
@@ -79,9 +77,9 @@ func (r *runner) readCatalog(ctx context.Context) error {
 	tok := ""
 	words := map[string]bool{}
 	for range maxCatalogPages {
-		var p productPage
 		octx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		kind := r.getJSON(octx, query("/api/inventory/products", "limit", itoa(pageSize), "page_token", tok), "", &p)
+		p, err := r.shop.Products(octx, shopclient.ProductQuery{Limit: pageSize, PageToken: tok})
+		kind := kindOf(octx, err)
 		cancel()
 		if kind != "" {
 			return r.setupError("reading the catalog", kind)
@@ -101,7 +99,7 @@ func (r *runner) readCatalog(ctx context.Context) error {
 		r.catalog.pages = append(r.catalog.pages, tok)
 	}
 	if len(r.catalog.products) == 0 {
-		return fmt.Errorf("the catalog at %s is empty: there is nothing to browse or buy", r.base)
+		return fmt.Errorf("the catalog at %s is empty: there is nothing to browse or buy", r.shop.URL())
 	}
 	for w := range words {
 		r.catalog.words = append(r.catalog.words, w)
@@ -117,9 +115,9 @@ func (r *runner) readCatalog(ctx context.Context) error {
 // available, so that the checkouts of a long run do not empty the shop.
 // It returns how many products it restocked.
 func (r *runner) restock(ctx context.Context) (int, error) {
-	admin := &customer{email: r.cfg.AdminEmail, password: r.cfg.AdminPassword}
 	octx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	kind := r.login(octx, admin)
+	admin, err := r.shop.Login(octx, r.cfg.AdminEmail, r.cfg.AdminPassword)
+	kind := kindOf(octx, err)
 	cancel()
 	if kind != "" {
 		return 0, r.setupError("logging in as the admin "+r.cfg.AdminEmail, kind)
@@ -130,12 +128,9 @@ func (r *runner) restock(ctx context.Context) (int, error) {
 		if p.Available >= restockLevel {
 			continue
 		}
-		var level struct {
-			Available int64 `json:"available"`
-		}
 		octx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		kind := r.expectJSON(octx, http.MethodPost, "/api/inventory/products/"+url.PathEscape(p.SKU)+"/restock", admin.token, "",
-			map[string]int64{"quantity": restockLevel - p.Available}, http.StatusOK, &level)
+		level, err := admin.Restock(octx, p.SKU, restockLevel-p.Available)
+		kind := kindOf(octx, err)
 		cancel()
 		if kind != "" {
 			return n, r.setupError("restocking "+p.SKU+" as "+r.cfg.AdminEmail, kind)
@@ -148,32 +143,24 @@ func (r *runner) restock(ctx context.Context) (int, error) {
 
 // register creates cfg.Users customers for this run and logs each in.
 func (r *runner) register(ctx context.Context) error {
-	r.customers = make([]*customer, r.cfg.Users)
-	for i := range r.customers {
-		var pw [18]byte
-		_, _ = rand.Read(pw[:])
-		r.customers[i] = &customer{
-			email:    fmt.Sprintf("load-%s-%d@example.com", r.runID, i+1),
-			password: fmt.Sprintf("%x", pw),
-		}
-	}
+	r.customers = make([]*shopclient.Session, r.cfg.Users)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	next := make(chan *customer)
+	next := make(chan int)
 	var wg sync.WaitGroup
 	for range min(setupParallel, len(r.customers)) {
 		wg.Go(func() {
-			for c := range next {
-				if err := r.registerOne(ctx, c); err != nil {
+			for i := range next {
+				if err := r.registerOne(ctx, i); err != nil {
 					cancel(err)
 				}
 			}
 		})
 	}
 feed:
-	for _, c := range r.customers {
+	for i := range r.customers {
 		select {
-		case next <- c:
+		case next <- i:
 		case <-ctx.Done():
 			break feed
 		}
@@ -186,36 +173,30 @@ feed:
 	return nil
 }
 
-func (r *runner) registerOne(ctx context.Context, c *customer) error {
+// registerOne registers customer i and logs them in.
+func (r *runner) registerOne(ctx context.Context, i int) error {
 	if ctx.Err() != nil {
 		return nil // another registration failed first
 	}
 	octx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	body := map[string]string{"email": c.email, "password": c.password, "name": "Load Tester"}
-	if kind := r.expectJSON(octx, http.MethodPost, "/api/users/register", "", "", body, http.StatusCreated, nil); kind != "" {
+	var pw [18]byte
+	_, _ = rand.Read(pw[:])
+	reg := shopclient.Registration{Email: fmt.Sprintf("load-%s-%d@example.com", r.runID, i+1), Password: fmt.Sprintf("%x", pw), Name: "Load Tester"}
+	if _, err := r.shop.Register(octx, reg); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return r.setupError("registering the customer "+c.email, kind)
+		return r.setupError("registering the customer "+reg.Email, kindOf(octx, err))
 	}
-	if kind := r.login(octx, c); kind != "" {
+	s, err := r.shop.Login(octx, reg.Email, reg.Password)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return r.setupError("logging in the customer "+c.email, kind)
+		return r.setupError("logging in the customer "+reg.Email, kindOf(octx, err))
 	}
-	return nil
-}
-
-// decodeOrder decodes an order and checks that it names itself.
-func decodeOrder(b []byte, o *ordersapi.Order) error {
-	if err := json.Unmarshal(b, o); err != nil {
-		return err
-	}
-	if o.ID == "" || o.Status == "" {
-		return errors.New("an order without id or status")
-	}
+	r.customers[i] = s
 	return nil
 }
 

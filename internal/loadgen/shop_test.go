@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
@@ -88,7 +89,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *fakeShop) list(w http.ResponseWriter, r *http.Request) {
 	q := strings.ToLower(r.URL.Query().Get("q"))
 	after := r.URL.Query().Get("page_token")
-	page := productPage{Items: []inventoryapi.Product{}}
+	page := shopclient.Page[inventoryapi.Product]{Items: []inventoryapi.Product{}}
 	for _, p := range s.products {
 		if p.SKU <= after || (q != "" && !strings.Contains(strings.ToLower(p.Name), q)) {
 			continue
@@ -162,7 +163,7 @@ func (s *fakeShop) place(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in struct {
-		Lines []orderLine       `json:"lines"`
+		Lines []shopclient.Line `json:"lines"`
 		Card  paymentsapi.Card  `json:"card"`
 		Ship  ordersapi.Address `json:"shipping_address"`
 	}
@@ -223,7 +224,7 @@ func (s *fakeShop) history(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no token", http.StatusUnauthorized)
 		return
 	}
-	writeJSON(w, http.StatusOK, orderPage{Items: []ordersapi.Order{}})
+	writeJSON(w, http.StatusOK, shopclient.Page[ordersapi.Order]{Items: []ordersapi.Order{}})
 }
 
 // wrap runs h around the shop's handlers.

@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
@@ -104,7 +104,7 @@ func TestSystemSurvivesInventoryDying(t *testing.T) {
 	// Ctrl-C stops the rest gracefully.
 	s.Stop(t)
 	for pid, name := range pids {
-		if syscall.Kill(pid, 0) == nil {
+		if localrun.Alive(pid) {
 			t.Errorf("%s (pid %d) is still running after run stopped", name, pid)
 		}
 	}

@@ -15,10 +15,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
@@ -198,7 +198,7 @@ func TestMonolithEndToEnd(t *testing.T) {
 
 	// Ctrl-C stops it all, gracefully.
 	s.Stop(t)
-	if syscall.Kill(s.Cmd.Process.Pid, 0) == nil {
+	if localrun.Alive(s.Cmd.Process.Pid) {
 		t.Error("run is still running")
 	}
 	out := s.Output()

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
@@ -85,7 +86,7 @@ func startCluster(t *testing.T) []*node {
 			t.Fatal(err)
 		}
 		n.cmd.Stdout, n.cmd.Stderr = logf, logf
-		n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		localrun.DieWithParent(n.cmd)
 		if err := n.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

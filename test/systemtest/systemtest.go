@@ -1,8 +1,8 @@
 // Package systemtest runs the real system in tests the way a newcomer
 // does: it builds the binary, starts `microshop run` in a temporary data
 // directory, and gives tests the gateway's URL and the service processes.
-// The work is done by test/launch; this package adds the build and turns
-// its errors into test failures.
+// The work is done by localrun's launcher; this package adds the build
+// and turns its errors into test failures.
 package systemtest
 
 import (
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microshop/microshop/test/launch"
+	"github.com/microshop/microshop/internal/localrun"
 )
 
 // Build compiles cmd/microshop once per test run and returns its path.
@@ -40,9 +40,9 @@ var Build = sync.OnceValues(func() (string, error) {
 
 // System is a running `microshop run`. Its fields (Cmd, Gateway, Data)
 // and the methods that report errors rather than fail a test are those of
-// launch.System, reachable as s.System.
+// localrun.System, reachable as s.System.
 type System struct {
-	*launch.System
+	*localrun.System
 }
 
 // Start runs `microshop run` and returns once it prints that every
@@ -57,7 +57,7 @@ func Start(t *testing.T, env ...string) *System {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	ls, err := launch.Start(context.Background(), launch.Options{Binary: bin, Data: data, Env: env})
+	ls, err := localrun.Launch(context.Background(), localrun.LaunchOptions{Binary: bin, Data: data, Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,8 @@ func (s *System) PID(t *testing.T, service string) int {
 	return pid
 }
 
-// Kill sends SIGKILL to a service's process and waits until it is gone.
+// Kill ends a service's process at once (SIGKILL) and waits until it is
+// gone.
 func (s *System) Kill(t *testing.T, service string) {
 	t.Helper()
 	if _, err := s.System.Kill(service); err != nil {
@@ -102,7 +103,7 @@ func (s *System) Kill(t *testing.T, service string) {
 // socket, and returns once it is ready.
 func (s *System) StartService(t *testing.T, service string) {
 	t.Helper()
-	if err := s.System.StartService(context.Background(), service); err != nil {
+	if _, err := s.System.Start(context.Background(), service); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -110,7 +111,7 @@ func (s *System) StartService(t *testing.T, service string) {
 // Scale runs n replicas of service, returning once they are ready.
 func (s *System) Scale(t *testing.T, service string, n int) {
 	t.Helper()
-	if err := s.System.Scale(context.Background(), service, n); err != nil {
+	if _, err := s.System.Scale(context.Background(), service, n); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -118,7 +119,7 @@ func (s *System) Scale(t *testing.T, service string, n int) {
 // Restart replaces every replica of service, one at a time.
 func (s *System) Restart(t *testing.T, service string) {
 	t.Helper()
-	if err := s.System.Restart(context.Background(), service); err != nil {
+	if _, err := s.System.Restart(context.Background(), service); err != nil {
 		t.Fatal(err)
 	}
 }

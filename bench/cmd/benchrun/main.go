@@ -18,6 +18,9 @@
 //     consumers' lag at the end, waited on until it drains.
 //
 // Every target is on the loopback, every loop and wait is bounded.
+//
+// It needs Linux: each process's memory and CPU time come from /proc.
+// The microshop binary itself runs on macOS and Windows too.
 package main
 
 import (
@@ -28,6 +31,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -101,6 +105,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (string, 
 	}
 	if *bin == "" || *ceiling == "" {
 		return "", fmt.Errorf("--bin and --ceiling are required (bench/run passes them)")
+	}
+	if runtime.GOOS != "linux" {
+		return "", fmt.Errorf("benchrun needs Linux: it reads each process's memory and CPU time from /proc, which %s does not have", runtime.GOOS)
 	}
 	set := fullSettings()
 	if *quick {

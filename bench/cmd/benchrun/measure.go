@@ -12,10 +12,10 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/microshop/microshop/internal/loadgen"
+	"github.com/microshop/microshop/internal/localrun"
 )
 
 // results is everything one run measured.
@@ -93,7 +93,7 @@ type procFig struct {
 // startCeiling starts the ceiling binary and returns its base URL.
 func startCeiling(ctx context.Context, bin string, args ...string) (url string, pid int, stop func(), err error) {
 	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	localrun.DieWithParent(cmd)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,22 +14,22 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
-// system is one `microshop run` started for the benchmark, in a data
-// directory of its own, on ports nobody else uses.
+// system is one `microshop run` started for the benchmark with
+// localrun's launcher, in a data directory of its own, on ports nobody
+// else uses.
 type system struct {
 	mode     string
 	dir      string
-	port     int
 	gateway  string
 	admin    string
 	password string
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	out      *tailBuffer
+	run      *localrun.System
 	procs    []process
 	urls     map[string]string // each service's base URL (replica 0)
 }
@@ -46,18 +42,6 @@ type process struct {
 
 func (p process) label() string { return strings.Join(p.Names, "+") }
 
-// runState is the part of run.json the benchmark reads.
-type runState struct {
-	Gateway  string `json:"gateway"`
-	Services []struct {
-		Name    string `json:"name"`
-		URL     string `json:"url"`
-		Replica int    `json:"replica"`
-		PID     int    `json:"pid"`
-		Running bool   `json:"running"`
-	} `json:"services"`
-}
-
 // monolithSupported asks the binary whether `run` knows --mode monolith.
 func monolithSupported(bin string) bool {
 	var buf bytes.Buffer
@@ -67,48 +51,6 @@ func monolithSupported(bin string) bool {
 	return strings.Contains(buf.String(), "-mode") && strings.Contains(buf.String(), "monolith")
 }
 
-// freeBase finds a gateway port whose neighbours (+1..+9, and the
-// replica ports +100k that run's services probe) and a NATS port are all
-// free, so the system meets no other program's processes.
-func freeBase() (port, natsPort int, err error) {
-	err = errors.New("none tried")
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	start := 20000 + (int(b[0])<<8|int(b[1]))%20000
-	for try := 0; try < 200; try++ {
-		p := start + try*37
-		if p+500 > 60000 {
-			p -= 30000
-		}
-		ports := []int{}
-		for i := 0; i <= 9; i++ {
-			ports = append(ports, p+i)
-		}
-		for k := 1; k <= 4; k++ {
-			for i := 1; i <= 6; i++ {
-				ports = append(ports, p+100*k+i)
-			}
-		}
-		nats := p + 11
-		ports = append(ports, nats)
-		if err = allFree(ports); err == nil {
-			return p, nats, nil
-		}
-	}
-	return 0, 0, fmt.Errorf("no free range of ports on the loopback (last: %w)", err)
-}
-
-func allFree(ports []int) error {
-	for _, p := range ports {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			return err
-		}
-		ln.Close()
-	}
-	return nil
-}
-
 // startSystem starts `bin run --mode mode` with rate limits off and an
 // admin, and waits (bounded) until every process is ready.
 func startSystem(ctx context.Context, bin, mode, workDir string, readyWithin time.Duration, profile bool) (*system, error) {
@@ -116,65 +58,24 @@ func startSystem(ctx context.Context, bin, mode, workDir string, readyWithin tim
 	if err != nil {
 		return nil, err
 	}
-	port, natsPort, err := freeBase()
-	if err != nil {
-		return nil, err
-	}
 	var pw [12]byte
 	_, _ = rand.Read(pw[:])
-	s := &system{mode: mode, dir: dir, port: port, gateway: fmt.Sprintf("http://127.0.0.1:%d", port),
-		admin: "bench-admin@example.com", password: hex.EncodeToString(pw[:]), exited: make(chan struct{}),
-		out: &tailBuffer{max: 64 << 10}}
-	args := []string{"run", "--data", dir, "--port", fmt.Sprint(port), "--nats-port", fmt.Sprint(natsPort)}
-	if mode != "microservices" {
-		args = append(args, "--mode", mode)
-	}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Env = append(os.Environ(),
-		"MICROSHOP_RATE_LIMIT=0", "MICROSHOP_LOGIN_RATE_IP=0", "MICROSHOP_REGISTER_RATE_IP=0", "MICROSHOP_LOGIN_RATE_ACCOUNT=0",
-		"MICROSHOP_ADMIN_EMAIL="+s.admin, "MICROSHOP_ADMIN_PASSWORD="+s.password)
+	s := &system{mode: mode, dir: dir, admin: "bench-admin@example.com", password: hex.EncodeToString(pw[:])}
+	env := []string{"MICROSHOP_RATE_LIMIT=0", "MICROSHOP_LOGIN_RATE_IP=0", "MICROSHOP_REGISTER_RATE_IP=0", "MICROSHOP_LOGIN_RATE_ACCOUNT=0",
+		"MICROSHOP_ADMIN_EMAIL=" + s.admin, "MICROSHOP_ADMIN_PASSWORD=" + s.password}
 	if profile {
-		s.cmd.Env = append(s.cmd.Env, "MICROSHOP_PPROF=true")
+		env = append(env, "MICROSHOP_PPROF=true")
 	}
-	// Its children die with it (run sets Pdeathsig); benchrun's own death
-	// takes run along too.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := s.cmd.StdoutPipe()
+	var args []string
+	if mode != "microservices" {
+		args = []string{"--mode", mode}
+	}
+	s.run, err = localrun.Launch(ctx, localrun.LaunchOptions{Binary: bin, Data: dir, Env: env, Args: args, ReadyTimeout: readyWithin})
 	if err != nil {
-		return nil, err
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("microshop run --mode %s: %w", mode, err)
 	}
-	s.cmd.Stderr = s.out
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s run: %w", bin, err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		signalled := false
-		for sc.Scan() {
-			line := sc.Text()
-			s.out.Write([]byte(line + "\n"))
-			if !signalled && strings.Contains(line, "Ctrl-C") {
-				signalled = true
-				close(ready)
-			}
-		}
-	}()
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.exited)
-	}()
-	select {
-	case <-ready:
-	case <-s.exited:
-		return nil, fmt.Errorf("microshop run --mode %s exited while starting:\n%s", mode, s.out.String())
-	case <-time.After(readyWithin):
-		s.stop()
-		return nil, fmt.Errorf("microshop run --mode %s was not ready within %s:\n%s", mode, readyWithin, s.out.String())
-	case <-ctx.Done():
-		s.stop()
-		return nil, ctx.Err()
-	}
+	s.gateway = s.run.Gateway
 	if err := s.readProcesses(); err != nil {
 		s.stop()
 		return nil, err
@@ -185,15 +86,11 @@ func startSystem(ctx context.Context, bin, mode, workDir string, readyWithin tim
 // readProcesses reads run.json: every PID and what runs in it, plus the
 // run process itself (supervisor, mailbox, trace collector).
 func (s *system) readProcesses() error {
-	b, err := os.ReadFile(filepath.Join(s.dir, "run.json"))
+	st, err := localrun.ReadState(s.dir)
 	if err != nil {
 		return fmt.Errorf("reading run.json: %w", err)
 	}
-	var st runState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("reading run.json: %w", err)
-	}
-	runPID := s.cmd.Process.Pid
+	runPID := s.run.Cmd.Process.Pid
 	byPID := map[int][]string{runPID: {"run"}}
 	s.urls = map[string]string{}
 	for _, c := range st.Services {
@@ -238,51 +135,21 @@ func (s *system) pids() []int {
 	return out
 }
 
-// stop interrupts run, as Ctrl-C does, and kills it if it does not stop
-// within a bound. Then the data directory goes.
+// stop stops run, as Ctrl-C does (killing it if it does not stop within
+// a bound), then removes the data directory.
 func (s *system) stop() {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-s.exited:
-		case <-time.After(40 * time.Second):
-			_ = s.cmd.Process.Kill()
-			select {
-			case <-s.exited:
-			case <-time.After(10 * time.Second):
-			}
-		}
-	}
+	s.run.Close()
 	_ = os.RemoveAll(s.dir)
 }
 
 // adminToken logs the admin in through the gateway.
-func (s *system) adminToken(ctx context.Context) (string, error) {
-	body, _ := json.Marshal(map[string]string{"email": s.admin, "password": s.password})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.gateway+"/api/users/login", bytes.NewReader(body))
+func (s *system) adminToken(ctx context.Context) (*shopclient.Session, error) {
+	shop, err := shopclient.New(s.gateway, shopclient.Options{Timeout: 10 * time.Second, UserAgent: "microshop-bench"})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := shortClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("admin login: %s: %s", resp.Status, b)
-	}
-	var out struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil || out.AccessToken == "" {
-		return "", fmt.Errorf("admin login: no access token in %s", b)
-	}
-	return out.AccessToken, nil
+	return shop.Login(ctx, s.admin, s.password)
 }
-
-var shortClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
 
 // lag is the consumers' backlog the gateway reports at /api/telemetry/streams.
 type lag struct {
@@ -293,34 +160,13 @@ type lag struct {
 
 func (l lag) total() uint64 { return l.Pending + uint64(max(l.AckPending, 0)) }
 
-func (s *system) consumerLag(ctx context.Context, token string) (lag, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.gateway+"/api/telemetry/streams", nil)
+func (s *system) consumerLag(ctx context.Context, admin *shopclient.Session) (lag, error) {
+	streams, err := admin.Streams(ctx)
 	if err != nil {
 		return lag{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := shortClient.Do(req)
-	if err != nil {
-		return lag{}, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if resp.StatusCode != http.StatusOK {
-		return lag{}, fmt.Errorf("GET /api/telemetry/streams: %s: %s", resp.Status, b)
-	}
-	var out struct {
-		Items []struct {
-			Consumers []struct {
-				Lag        uint64 `json:"lag"`
-				AckPending int    `json:"ack_pending"`
-			} `json:"consumers"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return lag{}, fmt.Errorf("GET /api/telemetry/streams: %w", err)
 	}
 	var l lag
-	for _, st := range out.Items {
+	for _, st := range streams {
 		for _, c := range st.Consumers {
 			l.Pending += c.Lag
 			l.AckPending += c.AckPending
@@ -360,29 +206,6 @@ func (s *system) drain(ctx context.Context, within time.Duration) (first lag, to
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }
 
 // profile fetches a CPU profile of d from every service (run with

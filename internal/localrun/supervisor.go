@@ -1,4 +1,4 @@
-package main
+package localrun
 
 import (
 	"context"
@@ -12,15 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
-
-// maxReplicas is how many replicas of one service `run` can hold. Replica
-// k of a service listens on the service's port + 100×k, and every service
-// is told all these ports of the others: their balancers probe them and
-// use the ones that are up, so scaling needs no reconfiguration.
-const maxReplicas = 5
 
 // supervisor owns the processes of `microshop run`: the NATS server and
 // every service's replicas, each started from this same binary.
@@ -34,7 +27,7 @@ type supervisor struct {
 	mu    sync.Mutex
 	procs map[string]proc // how to start each, by name
 	order []string        // start order
-	state runState
+	state state
 }
 
 // proc says how to start a process's replicas: the arguments after the
@@ -56,9 +49,6 @@ const (
 	dialing                  // the port accepts connections (NATS)
 )
 
-// replicaPort is the port of replica slot k of a service on port.
-func replicaPort(port, slot int) int { return port + 100*slot }
-
 // add registers a process to start.
 func (s *supervisor) add(name string, p proc) {
 	s.mu.Lock()
@@ -73,7 +63,7 @@ func (s *supervisor) add(name string, p proc) {
 // running returns the running replicas of name, by slot.
 func (s *supervisor) runningLocked(name string) map[int]*child {
 	out := map[int]*child{}
-	for _, c := range s.state.Services {
+	for _, c := range s.state.children {
 		if c.Name == name && c.running() {
 			out[c.Replica] = c
 		}
@@ -81,9 +71,22 @@ func (s *supervisor) runningLocked(name string) map[int]*child {
 	return out
 }
 
-// start starts replica slot 0 of name, or, when it runs already, reports
-// so. It is what `microshop start` does after a process was killed.
-func (s *supervisor) start(name string) (*child, error) {
+// start starts replica slot 0 of name and waits until it is ready. It is
+// what `microshop start` does after a process was killed.
+func (s *supervisor) start(ctx context.Context, name string) (Process, error) {
+	c, err := s.startFirst(name)
+	if err != nil {
+		return Process{}, err
+	}
+	if err := waitReady(ctx, []*child{c}, s.readyTimeout); err != nil {
+		return Process{}, err
+	}
+	return c.process(), nil
+}
+
+// startFirst starts replica slot 0 of name, or, when it runs already,
+// reports so.
+func (s *supervisor) startFirst(name string) (*child, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.procs[name]; !ok {
@@ -117,14 +120,14 @@ func (s *supervisor) startSlotLocked(name string, slot int) (*child, error) {
 		}
 	}()
 	replaced := false
-	for i, old := range s.state.Services {
+	for i, old := range s.state.children {
 		if old.Name == name && old.Replica == slot {
-			s.state.Services[i] = c
+			s.state.children[i] = c
 			replaced = true
 		}
 	}
 	if !replaced {
-		s.state.Services = append(s.state.Services, c)
+		s.state.children = append(s.state.children, c)
 	}
 	return c, s.writeStateLocked()
 }
@@ -132,7 +135,7 @@ func (s *supervisor) startSlotLocked(name string, slot int) (*child, error) {
 // freeSlotLocked returns a replica slot of name with nothing running.
 func (s *supervisor) freeSlotLocked(name string) (int, bool) {
 	running := s.runningLocked(name)
-	for k := range maxReplicas {
+	for k := range MaxReplicas {
 		if _, ok := running[k]; !ok {
 			return k, true
 		}
@@ -142,7 +145,7 @@ func (s *supervisor) freeSlotLocked(name string) (int, bool) {
 
 // scale starts or stops replicas of name until n run. New replicas must be
 // ready before it returns; replicas leave gracefully (drain).
-func (s *supervisor) scale(ctx context.Context, name string, n int) ([]*child, error) {
+func (s *supervisor) scale(ctx context.Context, name string, n int) ([]Process, error) {
 	s.mu.Lock()
 	p, ok := s.procs[name]
 	switch {
@@ -152,9 +155,9 @@ func (s *supervisor) scale(ctx context.Context, name string, n int) ([]*child, e
 	case !p.scalable:
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%s cannot be scaled; the scalable services are %s", name, strings.Join(s.scalableLocked(), ", "))
-	case n < 1 || n > maxReplicas:
+	case n < 1 || n > MaxReplicas:
 		s.mu.Unlock()
-		return nil, fmt.Errorf("replicas of %s: want 1 to %d, not %d", name, maxReplicas, n)
+		return nil, fmt.Errorf("replicas of %s: want 1 to %d, not %d", name, MaxReplicas, n)
 	}
 	running := s.runningLocked(name)
 	var started, stopping []*child
@@ -204,7 +207,7 @@ func (s *supervisor) scalableLocked() []string {
 // stops the old one. Clients and the gateway find the new replica by
 // probing and stop sending to the old one when its readiness turns false,
 // so no request fails.
-func (s *supervisor) restart(ctx context.Context, name string) ([]*child, error) {
+func (s *supervisor) restart(ctx context.Context, name string) ([]Process, error) {
 	s.mu.Lock()
 	if _, ok := s.procs[name]; !ok {
 		s.mu.Unlock()
@@ -251,15 +254,13 @@ func (s *supervisor) restart(ctx context.Context, name string) ([]*child, error)
 }
 
 // replicas returns the running replicas of name.
-func (s *supervisor) replicas(name string) []*child {
+func (s *supervisor) replicas(name string) []Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*child
-	for _, c := range s.state.Services {
+	var out []Process
+	for _, c := range s.state.children {
 		if c.Name == name && c.running() {
-			cc := *c
-			cc.Running = true
-			out = append(out, &cc)
+			out = append(out, c.process())
 		}
 	}
 	return out
@@ -269,23 +270,21 @@ func (s *supervisor) replicas(name string) []*child {
 func (s *supervisor) children() []*child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]*child(nil), s.state.Services...)
+	return append([]*child(nil), s.state.children...)
 }
 
 // snapshot returns a copy of the state with liveness filled in.
-func (s *supervisor) snapshot() runState {
+func (s *supervisor) snapshot() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.snapshotLocked()
 }
 
-func (s *supervisor) snapshotLocked() runState {
-	st := s.state
+func (s *supervisor) snapshotLocked() State {
+	st := s.state.State
 	st.Services = nil
-	for _, c := range s.state.Services {
-		cc := *c
-		cc.Running = c.running()
-		st.Services = append(st.Services, &cc)
+	for _, c := range s.state.children {
+		st.Services = append(st.Services, c.process())
 	}
 	return st
 }
@@ -333,12 +332,12 @@ func (s *supervisor) stopAll(stderr io.Writer) {
 	}
 }
 
-// stop asks c to stop (SIGTERM: it drains) and kills it after 15s.
+// stop asks c to stop (it drains) and kills it after 15s.
 func stop(c *child, stderr io.Writer) {
 	if !c.running() {
 		return
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = terminate(c.cmd.Process)
 	select {
 	case <-c.exited:
 	case <-time.After(15 * time.Second):
@@ -348,8 +347,9 @@ func stop(c *child, stderr io.Writer) {
 	}
 }
 
-// child is one process that run supervises.
-type child struct {
+// Process is one process of a run (or, in a monolith, one service in
+// run's process), as run.json and the control API's status list it.
+type Process struct {
 	Name    string `json:"name"`
 	Replica int    `json:"replica"`
 	Port    int    `json:"port"`
@@ -357,6 +357,52 @@ type child struct {
 	URL     string `json:"url"`
 	Log     string `json:"log"`
 	Running bool   `json:"running"`
+}
+
+// State is what run.json and the control API's status hold.
+type State struct {
+	Gateway   string    `json:"gateway"`
+	NATS      string    `json:"nats"`
+	Mailbox   string    `json:"mailbox"`
+	SMTP      string    `json:"smtp"`
+	Telemetry string    `json:"telemetry"`
+	Services  []Process `json:"services"`
+}
+
+// Running returns the running replicas of name.
+func (st State) Running(name string) []Process {
+	var out []Process
+	for _, p := range st.Services {
+		if p.Name == name && p.Running {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ReadState reads <data>/run.json, which a run keeps up to date.
+func ReadState(data string) (State, error) {
+	var st State
+	b, err := os.ReadFile(filepath.Join(data, "run.json"))
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("reading run.json: %w", err)
+	}
+	return st, nil
+}
+
+// state is the supervisor's own: the addresses, and the children behind
+// the processes.
+type state struct {
+	State
+	children []*child
+}
+
+// child is one process that run supervises.
+type child struct {
+	Process
 
 	cmd   *exec.Cmd
 	ready readiness
@@ -375,14 +421,11 @@ func (c *child) running() bool {
 	}
 }
 
-// runState is what run.json and the control socket's /status hold.
-type runState struct {
-	Gateway   string   `json:"gateway"`
-	NATS      string   `json:"nats"`
-	Mailbox   string   `json:"mailbox"`
-	SMTP      string   `json:"smtp"`
-	Telemetry string   `json:"telemetry"`
-	Services  []*child `json:"services"`
+// process is c as the outside sees it, liveness filled in.
+func (c *child) process() Process {
+	p := c.Process
+	p.Running = c.running()
+	return p
 }
 
 func startChild(exe, name string, slot int, data string, p proc) (*child, error) {
@@ -399,8 +442,7 @@ func startChild(exe, name string, slot int, data string, p proc) (*child, error)
 	cmd.Env = p.env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	// If run itself is killed, the kernel stops its children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -410,8 +452,8 @@ func startChild(exe, name string, slot int, data string, p proc) (*child, error)
 		scheme = "nats"
 	}
 	port := p.port(slot)
-	c := &child{Name: name, Replica: slot, Port: port, PID: cmd.Process.Pid, URL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
-		Log: logPath, cmd: cmd, ready: p.ready, exited: make(chan struct{})}
+	c := &child{Process: Process{Name: name, Replica: slot, Port: port, PID: cmd.Process.Pid, URL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
+		Log: logPath}, cmd: cmd, ready: p.ready, exited: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		logFile.Close()

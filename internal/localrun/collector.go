@@ -1,4 +1,4 @@
-package main
+package localrun
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -151,7 +152,7 @@ func scrapeAll(ctx context.Context, sup *supervisor, w io.Writer) error {
 	client := &http.Client{Timeout: 3 * time.Second}
 	merged := map[string]*dto.MetricFamily{}
 	for _, c := range sup.snapshot().Services {
-		if !c.Running || c.ready == dialing {
+		if !c.Running || !strings.HasPrefix(c.URL, "http") { // NATS has no /metrics
 			continue
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/metrics", nil)

@@ -1,4 +1,4 @@
-package main
+package localrun
 
 import (
 	"errors"
@@ -21,19 +21,19 @@ type runMailbox struct {
 	web              *http.Server
 }
 
-func startMailbox(data string, gatewayPort int, log *slog.Logger) (*runMailbox, error) {
+func startMailbox(data string, ports Ports, log *slog.Logger) (*runMailbox, error) {
 	mb, err := mailbox.Open(filepath.Join(data, "mailbox.jsonl"), 1000, log.With("component", "mailbox"))
 	if err != nil {
 		return nil, err
 	}
-	smtpAddr := fmt.Sprintf("127.0.0.1:%d", gatewayPort+8)
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", ports.SMTP())
 	sln, err := net.Listen("tcp", smtpAddr)
 	if err != nil {
 		mb.Close()
 		return nil, fmt.Errorf("the mailbox's SMTP port: %w", err)
 	}
 	mb.ListenSMTP(sln)
-	webAddr := fmt.Sprintf("127.0.0.1:%d", gatewayPort+7)
+	webAddr := fmt.Sprintf("127.0.0.1:%d", ports.Mailbox())
 	wln, err := net.Listen("tcp", webAddr)
 	if err != nil {
 		mb.Close()

@@ -1,12 +1,10 @@
-package main
+package localrun
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -35,12 +33,11 @@ import (
 // socket. Events still go through NATS JetStream, here an embedded server
 // in this same process. No service knows which mode it runs in.
 
-// monolith is what runSystem has prepared for the services.
+// monolith is what Run has prepared for the services.
 type monolith struct {
 	sup      *supervisor // state only: run.json, the collector's health
 	data     string
-	port     int
-	natsPort int
+	ports    Ports
 	natsURL  string
 	extNATS  bool
 	logLevel string
@@ -60,12 +57,12 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 	var broker *embeddedNATS
 	if !m.extNATS {
 		var err error
-		if broker, err = startEmbeddedNATS(m.data, m.natsPort); err != nil {
+		if broker, err = startEmbeddedNATS(m.data, m.ports.NATS); err != nil {
 			return err
 		}
 		defer broker.stop()
 		sup.mu.Lock()
-		sup.state.Services = append(sup.state.Services, broker.child)
+		sup.state.children = append(sup.state.children, broker.child)
 		sup.mu.Unlock()
 	}
 
@@ -73,7 +70,7 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 	base := envMap(m.env)
 	for _, s := range m.specs {
 		// One URL per service: there are no replicas to probe for here.
-		base[config.EnvName(s.Name+"-url")] = fmt.Sprintf("http://127.0.0.1:%d", servicePort(s, m.port))
+		base[config.EnvName(s.Name+"-url")] = fmt.Sprintf("http://127.0.0.1:%d", m.ports.Service(s))
 	}
 
 	// The gateway stops first, so no new request comes in, then the rest.
@@ -88,7 +85,7 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 	sort.SliceStable(specs, func(i, j int) bool { return specs[i].IssuesTokens && !specs[j].IssuesTokens })
 	for i, spec := range specs {
 		env := maps(base, map[string]string{"MICROSHOP_SERVICE_KEY": m.seeds[spec.Name]})
-		port := servicePort(spec, m.port)
+		port := m.ports.Service(spec)
 		args := append([]string{"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", m.data,
 			"--nats", m.natsURL, "--log-level", m.logLevel, "--drain-delay", "0s"}, m.dbFor(spec.Name)...)
 		runCtx := servicesCtx
@@ -126,7 +123,7 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 		_ = stopAll()
 		return err
 	}
-	ctl, err := serveMonolithControl(ctx, sup)
+	ctl, err := serveControl(ctx, m.data, monolithControl{sup}, log)
 	if err != nil {
 		_ = stopAll()
 		return err
@@ -152,7 +149,7 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping: draining every service, then the broker")
 	sup.mu.Lock()
-	for _, c := range sup.state.Services {
+	for _, c := range sup.state.children {
 		c.stopping = true
 	}
 	sup.mu.Unlock()
@@ -172,7 +169,7 @@ func startInProcess(ctx context.Context, spec service.Spec, args []string, env m
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", logPath, err)
 	}
-	c := &child{Name: spec.Name, Port: port, PID: os.Getpid(), URL: fmt.Sprintf("http://127.0.0.1:%d", port), Log: logPath,
+	c := &child{Process: Process{Name: spec.Name, Port: port, PID: os.Getpid(), URL: fmt.Sprintf("http://127.0.0.1:%d", port), Log: logPath},
 		ready: readyz, exited: make(chan struct{})}
 	out := &syncWriter{w: logFile}
 	go func() {
@@ -189,7 +186,7 @@ func startInProcess(ctx context.Context, spec service.Spec, args []string, env m
 	}()
 	sup.mu.Lock()
 	defer sup.mu.Unlock()
-	sup.state.Services = append(sup.state.Services, c)
+	sup.state.children = append(sup.state.children, c)
 	return c, sup.writeStateLocked()
 }
 
@@ -267,7 +264,7 @@ func startEmbeddedNATS(data string, port int) (*embeddedNATS, error) {
 		logFile.Close()
 		return nil, err
 	}
-	c := &child{Name: "nats", Port: port, PID: os.Getpid(), URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Log: logPath,
+	c := &child{Process: Process{Name: "nats", Port: port, PID: os.Getpid(), URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Log: logPath},
 		ready: dialing, exited: make(chan struct{})}
 	return &embeddedNATS{srv: srv, child: c, log: logFile}, nil
 }
@@ -317,38 +314,25 @@ func maps(base, extra map[string]string) map[string]string {
 	return out
 }
 
-// serveMonolithControl answers on the control socket as run does, but
-// there are no processes to start, scale or restart: status only.
-func serveMonolithControl(ctx context.Context, sup *supervisor) (net.Listener, error) {
-	path := controlPath(sup.data)
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("opening the control socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(sup.snapshot())
-	})
-	mux.HandleFunc("POST /services/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, fmt.Sprintf("%s cannot %s a service in --mode monolith: every service runs inside one process; "+
-			"stop run and start it again, or use --mode microservices", "microshop", r.PathValue("action")), http.StatusConflict)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			sup.log.Warn("control socket stopped", "err", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-		_ = os.Remove(path)
-	}()
-	return ln, nil
+// monolithControl is the control API of a monolith: there are no
+// processes to start, scale or restart, so it answers status only.
+type monolithControl struct{ sup *supervisor }
+
+func (m monolithControl) snapshot() State { return m.sup.snapshot() }
+
+func (monolithControl) start(_ context.Context, _ string) (Process, error) {
+	return Process{}, errInMonolith("start")
+}
+
+func (monolithControl) scale(_ context.Context, _ string, _ int) ([]Process, error) {
+	return nil, errInMonolith("scale")
+}
+
+func (monolithControl) restart(_ context.Context, _ string) ([]Process, error) {
+	return nil, errInMonolith("restart")
+}
+
+func errInMonolith(action string) error {
+	return fmt.Errorf("microshop cannot %s a service in --mode monolith: every service runs inside one process; "+
+		"stop run and start it again, or use --mode microservices", action)
 }

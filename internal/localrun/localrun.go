@@ -1,0 +1,344 @@
+// Package localrun is the local deployer: what `microshop run` is. It runs
+// the whole system on one machine, every service a process of the same
+// binary (or, in monolith mode, every service inside run's own process),
+// with an embedded NATS server, a built-in mailbox and a trace collector.
+// This is the package to read to learn how the system is run on one
+// machine:
+//
+//	ports.go       the port plan: where each service, replica and helper listens
+//	supervisor.go  the processes, their replicas and run.json
+//	control.go     the control API on <data>/control.sock, and its client
+//	monolith.go    every service in one process
+//	mailbox.go     the built-in mail server notifications sends to
+//	collector.go   the built-in trace collector, metrics and stream lag
+//	databases.go   one Postgres database per service, with --db
+//	secrets.go     the service-identity keys and the first admin account
+//	launch.go      starting `microshop run` as a child, for tests, demos, chaos and bench
+//	proc_*.go      process control that differs by operating system
+package localrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/microshop/microshop/internal/platform/config"
+	"github.com/microshop/microshop/internal/platform/logging"
+	"github.com/microshop/microshop/internal/platform/service"
+)
+
+// Modes of a run.
+const (
+	Microservices = "microservices" // one process per service
+	Monolith      = "monolith"      // every service in run's own process
+)
+
+// Config is one run, as `microshop run`'s flags give it.
+type Config struct {
+	// Specs are the services to run, in start order.
+	Specs []service.Spec
+	// Data holds every service's SQLite file, the NATS store and the logs.
+	Data string
+	// Ports are where everything listens.
+	Ports Ports
+	// Mode is Microservices or Monolith.
+	Mode string
+	// LogLevel is the services' log level (debug, info, warn, error).
+	LogLevel string
+	// ReadyTimeout bounds the wait for every service to become ready.
+	ReadyTimeout time.Duration
+	// Replicas is how many replicas of a service to run (1 when absent).
+	Replicas map[string]int
+	// DB, when set, is a Postgres server URL to keep every service's
+	// database on instead of SQLite files; DBPrefix starts their names.
+	DB, DBPrefix string
+	// NATS, when set, is an outside NATS JetStream URL to use instead of
+	// starting one.
+	NATS string
+	// Exe is the binary whose "serve" and "nats" commands run the
+	// processes; this process's own when empty.
+	Exe string
+	// Getenv reads the environment (MICROSHOP_ADMIN_EMAIL, ...).
+	Getenv func(string) string
+}
+
+// check refuses a Config that cannot run, before anything starts.
+func (cfg Config) check() error {
+	switch cfg.Mode {
+	case Microservices:
+	case Monolith:
+		if len(cfg.Replicas) > 0 {
+			return errors.New("--replicas needs --mode microservices: in a monolith every service runs once, in one process")
+		}
+	default:
+		return fmt.Errorf("--mode %q: want microservices or monolith", cfg.Mode)
+	}
+	if err := cfg.Ports.check(); err != nil {
+		return err
+	}
+	scalable := map[string]bool{}
+	for _, s := range cfg.Specs {
+		scalable[s.Name] = s.Name != "gateway"
+	}
+	for name, n := range cfg.Replicas {
+		switch {
+		case !scalable[name]:
+			return fmt.Errorf("--replicas: %q is not a service that can be scaled", name)
+		case n < 1 || n > MaxReplicas:
+			return fmt.Errorf("--replicas: %s=%d: want 1 to %d", name, n, MaxReplicas)
+		}
+	}
+	return nil
+}
+
+// Run runs the system until ctx ends, then stops it gracefully: the
+// gateway first, then the services, then the broker. It prints a table of
+// the processes once every one is ready, ending with the line
+// "Open <gateway> in a browser", which Launch waits for.
+func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	level, err := logging.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
+	}
+	data, err := filepath.Abs(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(data, "logs"), 0o750); err != nil {
+		return fmt.Errorf("creating %s: %w", data, err)
+	}
+	log := logging.New(stderr, "run", level)
+
+	exe := cfg.Exe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("finding this binary to start the services: %w", err)
+		}
+	}
+	ports, specs := cfg.Ports, cfg.Specs
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", ports.NATS)
+	if cfg.NATS != "" {
+		natsURL = cfg.NATS
+	}
+	dbFor := func(string) []string { return nil }
+	if cfg.DB != "" {
+		sources, err := createDatabases(ctx, cfg.DB, cfg.DBPrefix, specs)
+		if err != nil {
+			return err
+		}
+		dbFor = func(service string) []string {
+			if src, ok := sources[service]; ok {
+				return []string{"--db", src}
+			}
+			return nil
+		}
+	}
+	env := childEnv(specs, ports)
+	admin, err := adminCredentials(cfg.Getenv, data)
+	if err != nil {
+		return err
+	}
+	if admin.generated {
+		env = append(env, "MICROSHOP_ADMIN_EMAIL="+admin.email, "MICROSHOP_ADMIN_PASSWORD="+admin.password)
+	}
+	seeds, publics, err := serviceKeys(data, specs)
+	if err != nil {
+		return err
+	}
+	env = append(env, "MICROSHOP_SERVICE_KEYS="+publics)
+
+	// The built-in mail server: notifications sends real SMTP to it.
+	mb, err := startMailbox(data, ports, log)
+	if err != nil {
+		return err
+	}
+	defer mb.Close()
+	env = append(env, "MICROSHOP_SMTP_URL="+mb.smtpURL, "MICROSHOP_MAILBOX_URL="+mb.httpURL,
+		// On one machine the webhook receivers a developer runs are local.
+		"MICROSHOP_WEBHOOK_ALLOW_PRIVATE=true")
+
+	sup := &supervisor{exe: exe, data: data, log: log, readyTimeout: cfg.ReadyTimeout,
+		state: state{State: State{Gateway: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), NATS: natsURL, Mailbox: mb.httpURL, SMTP: mb.smtpURL}}}
+
+	// The built-in trace collector: every service exports its spans here.
+	col, err := startCollector(ports.Collector(), natsURL, sup, log)
+	if err != nil {
+		return err
+	}
+	defer col.Close()
+	sup.state.Telemetry = col.url
+	env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+col.url, "MICROSHOP_TELEMETRY_URL="+col.url)
+	if cfg.Mode == Monolith {
+		return runMonolith(ctx, monolith{sup: sup, data: data, ports: ports, natsURL: natsURL, extNATS: cfg.NATS != "",
+			logLevel: cfg.LogLevel, timeout: cfg.ReadyTimeout, specs: specs, env: env, seeds: seeds, dbFor: dbFor, admin: admin}, stdout, stderr)
+	}
+	// NATS is a process of its own, like the services, so it can be
+	// stopped and started (or killed) on its own too.
+	if cfg.NATS == "" {
+		sup.add("nats", proc{
+			args: func(int) []string {
+				return []string{"nats", "--port", fmt.Sprint(ports.NATS), "--store", filepath.Join(data, "nats")}
+			},
+			port:  func(int) int { return ports.NATS },
+			env:   os.Environ(),
+			ready: dialing,
+		})
+	}
+	for _, spec := range specs {
+		sup.add(spec.Name, proc{
+			args: func(slot int) []string {
+				return append([]string{"serve", spec.Name, "--addr", fmt.Sprintf("127.0.0.1:%d", ports.Replica(spec, slot)), "--data", data,
+					"--nats", natsURL, "--log-level", cfg.LogLevel, "--drain-delay", drainDelay(spec)}, dbFor(spec.Name)...)
+			},
+			port:     func(slot int) int { return ports.Replica(spec, slot) },
+			env:      append(env[:len(env):len(env)], "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]),
+			scalable: spec.Name != "gateway",
+		})
+	}
+	for _, name := range sup.order {
+		c, err := sup.startFirst(name)
+		if err != nil {
+			sup.stopAll(stderr)
+			return err
+		}
+		if name == "nats" {
+			// Services wait for the broker anyway; starting it first just
+			// makes their first connection succeed.
+			if err := waitReady(ctx, []*child{c}, cfg.ReadyTimeout); err != nil {
+				sup.stopAll(stderr)
+				return err
+			}
+		}
+	}
+	if err := waitReady(ctx, sup.children(), cfg.ReadyTimeout); err != nil {
+		sup.stopAll(stderr)
+		return err
+	}
+	for name, n := range cfg.Replicas {
+		if _, err := sup.scale(ctx, name, n); err != nil {
+			sup.stopAll(stderr)
+			return err
+		}
+	}
+	ctl, err := serveControl(ctx, data, sup, log)
+	if err != nil {
+		sup.stopAll(stderr)
+		return err
+	}
+	defer ctl.Close()
+	printTable(stdout, sup.snapshot(), data, admin)
+
+	// Run until Ctrl-C. A service that dies is reported, not restarted:
+	// the point is to watch the rest keep working without it. The control
+	// API can start it again (microshop start <service>).
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\nstopping: draining every service, then the broker")
+	sup.stopAll(stderr)
+	fmt.Fprintln(stdout, "stopped")
+	return nil
+}
+
+// drainDelay is how long a stopping service stays up but unready, so the
+// balancers of its callers (probing every second) stop sending first.
+func drainDelay(spec service.Spec) string {
+	if spec.Name == "gateway" {
+		return "0s" // nothing balances in front of it here
+	}
+	return "1500ms"
+}
+
+// childEnv is the environment of every service process: this process's,
+// plus every service's URLs (one per replica slot) so each finds the ones
+// it calls.
+func childEnv(specs []service.Spec, ports Ports) []string {
+	env := os.Environ()
+	for _, s := range specs {
+		urls := []string{fmt.Sprintf("http://127.0.0.1:%d", ports.Service(s))}
+		if s.Name != "gateway" {
+			for k := 1; k < MaxReplicas; k++ {
+				urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", ports.Replica(s, k)))
+			}
+		}
+		env = append(env, config.EnvName(s.Name+"-url")+"="+strings.Join(urls, ","))
+	}
+	return env
+}
+
+// waitReady polls every service's /readyz until all answer 200.
+func waitReady(ctx context.Context, children []*child, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	for _, c := range children {
+		for {
+			select {
+			case <-c.exited:
+				return fmt.Errorf("%s exited while starting (%s); see %s", c.Name, errString(c.err), c.Log)
+			default:
+			}
+			if isReady(client, c) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s was not ready within %s; see %s", c.Name, timeout, c.Log)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func isReady(client *http.Client, c *child) bool {
+	if c.ready == dialing {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.Port), time.Second)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	}
+	resp, err := client.Get(c.URL + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func printTable(w io.Writer, st State, data string, admin adminAccount) {
+	fmt.Fprintf(w, "microshop is running (data in %s)\n\n", data)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROCESS\tURL\tPID\tLOG")
+	for _, c := range st.Services {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", c.Name, c.URL, c.PID, c.Log)
+	}
+	fmt.Fprintf(tw, "mailbox\t%s (SMTP %s)\t%d\t(in this process)\n", st.Mailbox, st.SMTP, os.Getpid())
+	fmt.Fprintf(tw, "traces\t%s (OTLP)\t%d\t(in this process)\n", st.Telemetry, os.Getpid())
+	tw.Flush()
+	if admin.generated {
+		fmt.Fprintf(w, "\nAn admin account was created for this data directory. Keep these; they are shown once:\n  email:    %s\n  password: %s\n", admin.email, admin.password)
+	}
+	fmt.Fprintf(w, "\nOpen %s in a browser. Press Ctrl-C to stop.\n", st.Gateway)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return strings.TrimSpace(err.Error())
+}

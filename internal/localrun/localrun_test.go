@@ -1,0 +1,110 @@
+package localrun
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/microshop/microshop/internal/platform/service"
+)
+
+// The gateway, the services and the helpers each need a port of their
+// own next to the gateway's, as run's help says, and no replica lands on
+// another's port.
+func TestPortPlanGivesEveryoneTheirOwnPort(t *testing.T) {
+	ports := Ports{Gateway: 9000, NATS: 9010}
+	specs := []service.Spec{
+		{Name: "users", Port: 8081}, {Name: "inventory", Port: 8082}, {Name: "orders", Port: 8083},
+		{Name: "payments", Port: 8084}, {Name: "notifications", Port: 8085}, {Name: "reports", Port: 8086},
+		{Name: "gateway", Port: 8080},
+	}
+	used := map[int]string{ports.Mailbox(): "mailbox web API", ports.SMTP(): "mailbox SMTP", ports.Collector(): "trace collector", ports.NATS: "nats"}
+	for _, s := range specs {
+		for slot := range MaxReplicas {
+			p := ports.Replica(s, slot)
+			if other, ok := used[p]; ok {
+				t.Errorf("%s replica %d and %s share port %d", s.Name, slot, other, p)
+			}
+			used[p] = s.Name
+			if p > 65535 {
+				t.Errorf("%s replica %d is on port %d", s.Name, slot, p)
+			}
+		}
+		if p := ports.Service(s); p < ports.Gateway || p >= ports.Gateway+Span {
+			t.Errorf("%s is on port %d, outside %d..%d", s.Name, p, ports.Gateway, ports.Gateway+Span-1)
+		}
+	}
+	if used[9000] != "gateway" || used[9001] != "users" || used[9003] != "orders" || used[9104] != "payments" {
+		t.Errorf("ports = %v, want the gateway on 9000, users +1, orders +3, payments' replica 1 at +104", used)
+	}
+	if err := (Ports{Gateway: MaxGatewayPort, NATS: 4222}).check(); err != nil {
+		t.Errorf("the highest gateway port is refused: %v", err)
+	}
+	if err := (Ports{Gateway: MaxGatewayPort + 1, NATS: 4222}).check(); err == nil {
+		t.Error("a gateway port leaving no room for the replicas is accepted")
+	}
+}
+
+func TestFreePortsAreFree(t *testing.T) {
+	p, err := FreePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.NATS != p.Gateway+Span || !blockFree(p.Gateway, Span+1) {
+		t.Errorf("FreePorts() = %+v: not a free block with NATS after it", p)
+	}
+}
+
+// fakeControl answers the control API as a supervisor would, without
+// processes.
+type fakeControl struct{ monolithControl }
+
+func (fakeControl) snapshot() State {
+	return State{Gateway: "http://127.0.0.1:1", Services: []Process{{Name: "orders", PID: 7, Running: true}, {Name: "orders", Replica: 1}}}
+}
+
+func (fakeControl) scale(_ context.Context, name string, n int) ([]Process, error) {
+	return []Process{{Name: name, Replica: n - 1, Running: true}}, nil
+}
+
+// One server, one client: what the client sends arrives, what the server
+// answers comes back, in both modes.
+func TestControlAPI(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	data := t.TempDir()
+	ln, err := serveControl(ctx, data, fakeControl{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := NewClient(data)
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Running("orders"); len(got) != 1 || got[0].PID != 7 {
+		t.Errorf("Status().Running(orders) = %+v, want the one running replica, pid 7", got)
+	}
+	ps, err := c.Scale(ctx, "payments", 3)
+	if err != nil || len(ps) != 1 || ps[0].Name != "payments" || ps[0].Replica != 2 {
+		t.Errorf("Scale(payments, 3) = %+v, %v", ps, err)
+	}
+	// The fake embeds the monolith's answers for start and restart.
+	if _, err := c.Restart(ctx, "orders"); err == nil || !strings.Contains(err.Error(), "cannot restart a service in --mode monolith") {
+		t.Errorf("Restart in a monolith: %v, want a refusal that names the mode", err)
+	}
+	if _, err := c.Start(ctx, "orders"); err == nil || !strings.Contains(err.Error(), "cannot start") {
+		t.Errorf("Start in a monolith: %v, want a refusal", err)
+	}
+
+	// Without a run, the client says which one it looked for.
+	none := t.TempDir()
+	if _, err := NewClient(none).Status(ctx); err == nil || !strings.Contains(err.Error(), "is `microshop run --data "+none+"` running?") {
+		t.Errorf("Status without a run: %v", err)
+	}
+}
