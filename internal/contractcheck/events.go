@@ -50,7 +50,7 @@ func (r *run) startEvents(ctx context.Context) *eventCheck {
 	op := "events " + name
 	if len(bodies) == 0 {
 		if r.cfg.NATS != "" {
-			r.record(op, "stream", Skip, 0, r.cfg.Service+" publishes no events (DESIGN.md); nothing to check")
+			r.record(op, "stream", Skip, 0, r.cfg.Service+" publishes no events; nothing to check")
 		}
 		return nil
 	}

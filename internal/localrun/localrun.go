@@ -30,9 +30,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/logging"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/internal/topology"
 )
 
 // Modes of a run.
@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 			return nil
 		}
 	}
-	env := childEnv(specs, ports)
+	env := os.Environ()
 	admin, err := adminCredentials(cfg.Getenv, data)
 	if err != nil {
 		return err
@@ -205,7 +205,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 					"--nats", natsURL, "--log-level", cfg.LogLevel, "--drain-delay", drainDelay(spec)}, dbFor(spec.Name)...)
 			},
 			port:     func(slot int) int { return ports.Replica(spec, slot) },
-			env:      append(env[:len(env):len(env)], "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]),
+			env:      append(append(env[:len(env):len(env)], peerEnv(spec, ports)...), "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]),
 			scalable: spec.Name != "gateway",
 		})
 	}
@@ -261,21 +261,21 @@ func drainDelay(spec service.Spec) string {
 	return "1500ms"
 }
 
-// childEnv is the environment of every service process: this process's,
-// plus every service's URLs (one per replica slot) so each finds the ones
-// it calls.
-func childEnv(specs []service.Spec, ports Ports) []string {
-	env := os.Environ()
-	for _, s := range specs {
-		urls := []string{fmt.Sprintf("http://127.0.0.1:%d", ports.Service(s))}
-		if s.Name != "gateway" {
+// peerEnv tells a service process where the services it needs are:
+// MICROSHOP_<PEER>_URL with one URL per replica slot of the peer, so its
+// balancer finds replicas started later by probing. It names no service
+// the Spec does not need.
+func peerEnv(spec service.Spec, ports Ports) []string {
+	return topology.Env(spec, func(peer string) string {
+		callee, _ := topology.Find(peer)
+		urls := []string{fmt.Sprintf("http://127.0.0.1:%d", ports.Service(callee))}
+		if callee.Name != "gateway" {
 			for k := 1; k < MaxReplicas; k++ {
-				urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", ports.Replica(s, k)))
+				urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", ports.Replica(callee, k)))
 			}
 		}
-		env = append(env, config.EnvName(s.Name+"-url")+"="+strings.Join(urls, ","))
-	}
-	return env
+		return strings.Join(urls, ",")
+	})
 }
 
 // waitReady polls every service's /readyz until all answer 200.

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/broker"
-	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/inproc"
 	"github.com/microshop/microshop/internal/platform/logging"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/internal/topology"
 )
 
 // `microshop run --mode monolith` runs every service in this one process.
@@ -68,10 +68,6 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 
 	reg := inproc.NewRegistry()
 	base := envMap(m.env)
-	for _, s := range m.specs {
-		// One URL per service: there are no replicas to probe for here.
-		base[config.EnvName(s.Name+"-url")] = fmt.Sprintf("http://127.0.0.1:%d", m.ports.Service(s))
-	}
 
 	// The gateway stops first, so no new request comes in, then the rest.
 	gatewayCtx, stopGateway := context.WithCancel(context.Background())
@@ -84,7 +80,13 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 	specs := append([]service.Spec(nil), m.specs...)
 	sort.SliceStable(specs, func(i, j int) bool { return specs[i].IssuesTokens && !specs[j].IssuesTokens })
 	for i, spec := range specs {
-		env := maps(base, map[string]string{"MICROSHOP_SERVICE_KEY": m.seeds[spec.Name]})
+		// One URL per peer: there are no replicas to probe for here.
+		peers := envMap(topology.Env(spec, func(peer string) string {
+			callee, _ := topology.Find(peer)
+			return fmt.Sprintf("http://127.0.0.1:%d", m.ports.Service(callee))
+		}))
+		peers["MICROSHOP_SERVICE_KEY"] = m.seeds[spec.Name]
+		env := maps(base, peers)
 		port := m.ports.Service(spec)
 		args := append([]string{"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", m.data,
 			"--nats", m.natsURL, "--log-level", m.logLevel, "--drain-delay", "0s"}, m.dbFor(spec.Name)...)
