@@ -204,20 +204,9 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 	now := s.sagas.now()
 	var moved bool
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		// Only one cancel wins, even across replicas.
-		res, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, lease_owner = $2, lease_until = $3, updated_at = $4
-			WHERE id = $5 AND status = $6 AND saga_step = $7`,
-			stepRefund, s.cfg.Owner, now.Add(s.sagas.lease).UnixMilli(), now.UnixMilli(), id, ordersapi.StatusConfirmed, stepDone)
-		if err != nil {
-			return fmt.Errorf("starting the cancellation of %s: %w", id, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
+		var err error
+		if moved, err = s.store.startCancel(ctx, tx, id, s.cfg.Owner, now.Add(s.sagas.lease), now); err != nil || !moved {
 			return err
-		}
-		moved = n == 1
-		if !moved {
-			return nil
 		}
 		if err := s.store.log(ctx, tx, id, "cancel", "started", "requested by "+c.UserID(), now); err != nil {
 			return err
