@@ -14,6 +14,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 )
 
 // Routes lists every route of notifications in one place. All of them are
@@ -120,11 +121,10 @@ func (h *handlers) replay(w http.ResponseWriter, r *http.Request) {
 
 // fail maps the service's errors to problems, in one place.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if p := problem.From(err); p != nil {
-		problem.Write(w, r, p)
-		return
-	}
+	var invalid validation.Errors
 	switch {
+	case errors.As(err, &invalid):
+		problem.Write(w, r, problem.Invalid(invalid))
 	case errors.Is(err, ErrNotFound):
 		problem.Write(w, r, problem.NotFound("no such "+resource(r)))
 	case errors.Is(err, ErrAlreadyPending):

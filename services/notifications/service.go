@@ -22,7 +22,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
@@ -140,35 +140,35 @@ type WebhookRequest struct {
 
 // Valid checks what can be checked without the network; CreateWebhook
 // then checks where the URL leads.
-func (r *WebhookRequest) Valid() []problem.FieldError {
-	var errs []problem.FieldError
+func (r *WebhookRequest) Valid() []validation.FieldError {
+	var errs []validation.FieldError
 	switch {
 	case r.URL == "":
-		errs = append(errs, problem.FieldError{Field: "url", Reason: "is required"})
+		errs = append(errs, validation.FieldError{Field: "url", Reason: "is required"})
 	case len(r.URL) > MaxURLLength:
-		errs = append(errs, problem.FieldError{Field: "url", Reason: fmt.Sprintf("must be at most %d bytes", MaxURLLength)})
+		errs = append(errs, validation.FieldError{Field: "url", Reason: fmt.Sprintf("must be at most %d bytes", MaxURLLength)})
 	default:
 		if why := checkShape(r.URL); why != "" {
-			errs = append(errs, problem.FieldError{Field: "url", Reason: why})
+			errs = append(errs, validation.FieldError{Field: "url", Reason: why})
 		}
 	}
 	known := EventTypes()
 	if len(r.EventTypes) == 0 {
-		errs = append(errs, problem.FieldError{Field: "event_types", Reason: "must name at least one of " + strings.Join(known, ", ")})
+		errs = append(errs, validation.FieldError{Field: "event_types", Reason: "must name at least one of " + strings.Join(known, ", ")})
 	}
 	for i, t := range r.EventTypes {
 		field := fmt.Sprintf("event_types[%d]", i)
 		switch {
 		case !slices.Contains(known, t):
-			errs = append(errs, problem.FieldError{Field: field, Reason: fmt.Sprintf("%q is not an event notifications sends; use %s", t, strings.Join(known, ", "))})
+			errs = append(errs, validation.FieldError{Field: field, Reason: fmt.Sprintf("%q is not an event notifications sends; use %s", t, strings.Join(known, ", "))})
 		case slices.Contains(r.EventTypes[:i], t):
-			errs = append(errs, problem.FieldError{Field: field, Reason: fmt.Sprintf("%q is listed twice", t)})
+			errs = append(errs, validation.FieldError{Field: field, Reason: fmt.Sprintf("%q is listed twice", t)})
 		}
 	}
 	if len([]rune(r.Description)) > maxDescriptionLen {
-		errs = append(errs, problem.FieldError{Field: "description", Reason: fmt.Sprintf("must be at most %d characters", maxDescriptionLen)})
+		errs = append(errs, validation.FieldError{Field: "description", Reason: fmt.Sprintf("must be at most %d characters", maxDescriptionLen)})
 	} else if strings.ContainsFunc(r.Description, unicode.IsControl) {
-		errs = append(errs, problem.FieldError{Field: "description", Reason: "must not hold control characters"})
+		errs = append(errs, validation.FieldError{Field: "description", Reason: "must not hold control characters"})
 	}
 	return errs
 }
@@ -177,7 +177,7 @@ func (r *WebhookRequest) Valid() []problem.FieldError {
 // leads, and returns it with its secret: the only time the secret is shown.
 func (s *Service) CreateWebhook(ctx context.Context, req WebhookRequest) (Webhook, error) {
 	if why := s.guard.checkURL(ctx, req.URL); why != "" {
-		return Webhook{}, problem.Invalid([]problem.FieldError{{Field: "url", Reason: why}})
+		return Webhook{}, validation.Errors{{Field: "url", Reason: why}}
 	}
 	e := endpoint{ID: ids.New(), URL: req.URL, Description: req.Description, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 	// Stored in the order of EventTypes, whatever order they came in.

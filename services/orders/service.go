@@ -21,8 +21,8 @@ import (
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/telemetry"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -31,6 +31,7 @@ var (
 	ErrNotFound       = errors.New("no such order")
 	ErrKeyReused      = errors.New("this Idempotency-Key was used for a different order")
 	ErrNotCancellable = errors.New("the order cannot be cancelled")
+	ErrAdminsOnly     = errors.New("only admins may list every customer's orders")
 )
 
 // Config holds the orders service's settings.
@@ -68,7 +69,7 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	// the saga's clock, gives the brand and last four digits to keep.
 	checked, cardErrs := req.Card.Check(s.sagas.now())
 	if len(cardErrs) > 0 {
-		return order{}, false, problem.Invalid(cardErrs)
+		return order{}, false, validation.Errors(cardErrs)
 	}
 	hash := req.hash(checked)
 	if existing, err := s.store.byKey(ctx, c.UserID(), key); err == nil {
@@ -171,7 +172,7 @@ func (s *Service) List(ctx context.Context, c *auth.Claims, all bool, after stri
 	user := c.UserID()
 	if all {
 		if !c.HasRole(auth.RoleAdmin) {
-			return nil, problem.Forbidden("only admins may list every customer's orders")
+			return nil, ErrAdminsOnly
 		}
 		user = ""
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
@@ -26,7 +26,7 @@ const (
 // names are prefixed with "card." and reasons never echo the number or
 // the cvc. The checked card holds the number only in memory, for the
 // processor, and prints and logs masked.
-func parseCard(in paymentsapi.Card, now time.Time) (paymentsapi.Checked, []problem.FieldError) {
+func parseCard(in paymentsapi.Card, now time.Time) (paymentsapi.Checked, []validation.FieldError) {
 	return in.Check(now)
 }
 

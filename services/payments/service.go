@@ -41,7 +41,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
@@ -100,16 +100,16 @@ type authorization struct {
 
 // newAuthorization checks every field of req as of now, returning one
 // problem per invalid field.
-func newAuthorization(req paymentsapi.AuthorizeRequest, now time.Time) (authorization, []problem.FieldError) {
-	var errs []problem.FieldError
+func newAuthorization(req paymentsapi.AuthorizeRequest, now time.Time) (authorization, []validation.FieldError) {
+	var errs []validation.FieldError
 	if reason := orderIDProblem(req.OrderID); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "order_id", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "order_id", Reason: reason})
 	}
 	if reason := amountProblem(req.AmountCents); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "amount_cents", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "amount_cents", Reason: reason})
 	}
 	if reason := currencyProblem(req.Currency); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "currency", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "currency", Reason: reason})
 	}
 	c, cardErrs := parseCard(req.Card, now)
 	errs = append(errs, cardErrs...)
@@ -221,8 +221,8 @@ func (s *Service) Capture(ctx context.Context, id string, amount *int64, out Out
 			return err
 		}
 		if amount != nil && *amount != p.amount {
-			return problem.Invalid([]problem.FieldError{{Field: "amount_cents",
-				Reason: fmt.Sprintf("must equal the authorized amount, %d, or be left out", p.amount)}})
+			return validation.Errors{{Field: "amount_cents",
+				Reason: fmt.Sprintf("must equal the authorized amount, %d, or be left out", p.amount)}}
 		}
 		now := s.now()
 		ok, err := s.store.capture(ctx, tx, id, now)
