@@ -62,6 +62,7 @@ func Spec() service.Spec {
 					return err
 				}
 				Routes(rt.Server.Router, g)
+				rt.Go("replica probes", g.Run)
 				return nil
 			}
 		},

@@ -56,6 +56,8 @@ func Spec() service.Spec {
 				}
 				inv := inventoryapi.NewClient(client.New("inventory", *inventoryURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics))
 				pay := paymentsapi.NewClient(*paymentsURL, rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics)
+				rt.Go("inventory replica probes", inv.Run)
+				rt.Go("payments replica probes", pay.Run)
 				s := New(Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id, Telemetry: rt.Telemetry}, rt.DB, inventoryAdapter{inv},
 					paymentsAdapter{pay}, rt.Registry, rt.Log, rt.Background())
 				s.sagas.lease = *lease
