@@ -17,7 +17,7 @@ import (
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
-// Test cards of payments' built-in processor.
+// Test cards of payments' simulated card processor.
 const (
 	cardApproved     = "4242424242424242"
 	cardDeclined     = "4000000000000002"

@@ -25,7 +25,7 @@ const (
 	OpCheckoutDeclined = "orders.checkout_declined"
 )
 
-// Test cards of payments' built-in processor.
+// Test cards of payments' simulated card processor.
 const (
 	CardApproved = "4242 4242 4242 4242"
 	CardDeclined = "4000 0000 0000 0002"

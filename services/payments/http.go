@@ -324,7 +324,7 @@ func (h *handlers) problemFor(r *http.Request, err error) *problem.Problem {
 			"this Idempotency-Key was used before with another request; use a new key for a new request")
 	case errors.Is(err, errKeyMissing), errors.Is(err, errKeyInvalid):
 		return problem.New(http.StatusBadRequest, paymentsapi.ProblemKeyRequired, "Idempotency key required", err.Error())
-	case errors.Is(err, errNoAnswer):
+	case errors.Is(err, ErrNoAnswer):
 		return problem.New(http.StatusServiceUnavailable, paymentsapi.ProblemProcessorTimeout, "Card processor timeout",
 			"the card processor had not answered when the caller's deadline passed; nothing was charged, retry with the same Idempotency-Key")
 	case r.Context().Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):

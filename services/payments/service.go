@@ -1,9 +1,10 @@
 // Package payments owns payments and their double-entry ledger. It
-// authorizes, captures, voids and refunds card payments for orders with a
-// built-in card processor that behaves like a real one, and announces
+// authorizes, captures, voids and refunds card payments for orders, asking
+// a card Processor for every authorization, and announces
 // payments.captured, payments.refunded and payments.failed.
 //
-// The processor's test cards (spaces and dashes are allowed):
+// The one processor today is a simulated one (--processor simulator): no
+// card network is called. Its test cards (spaces and dashes are allowed):
 //
 //	4242 4242 4242 4242  approved
 //	4000 0000 0000 0002  declined, reason card_declined
@@ -11,7 +12,7 @@
 //	4000 0000 0000 0077  answers after --slow-card-delay (10s), then
 //	                     approves; a caller that gives up first frees it
 //
-// Two flags make the processor behave like a remote one, for load tests
+// Two flags make the simulator behave like a remote processor, for load tests
 // and demos: --processor-latency adds a round trip to every
 // authorization, and --processor-connections bounds how many a process
 // has at the processor at once (more wait in line), so one process's
@@ -47,14 +48,9 @@ import (
 
 // Config holds the payments service's settings.
 type Config struct {
-	// SlowCardDelay is how long the slow test card takes to answer.
-	SlowCardDelay time.Duration
-	// ProcessorLatency is added to every authorization, as a remote card
-	// processor's round trip would be (0: none).
-	ProcessorLatency time.Duration
-	// ProcessorConnections bounds the authorizations this process has at
-	// the processor at once; the others wait in line (0: no limit).
-	ProcessorConnections int
+	// Processor is the card processor authorizations go to (see
+	// NewProcessor); nil is the simulator with its zero settings.
+	Processor Processor
 	// IdempotencyTTL is how long the answer to an idempotency key is kept
 	// (0: forever).
 	IdempotencyTTL time.Duration
@@ -66,7 +62,7 @@ type Service struct {
 	db     *database.DB
 	store  store
 	outbox events.Outbox
-	proc   processor
+	proc   Processor
 	// keys serialises requests that share an idempotency key.
 	keys keyLocks
 	log  *slog.Logger
@@ -75,7 +71,11 @@ type Service struct {
 
 // New returns the service over its database.
 func New(cfg Config, db *database.DB, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, db: db, store: store{db: db}, proc: newProcessor(cfg.SlowCardDelay, cfg.ProcessorLatency, cfg.ProcessorConnections),
+	proc := cfg.Processor
+	if proc == nil {
+		proc, _ = NewSimulator(SimulatorConfig{}) // zero settings are valid
+	}
+	return &Service{cfg: cfg, db: db, store: store{db: db}, proc: proc,
 		keys: keyLocks{held: map[string]*keyLock{}}, log: log, now: now}
 }
 
@@ -117,6 +117,15 @@ func newAuthorization(req paymentsapi.AuthorizeRequest, now time.Time) (authoriz
 		return authorization{}, errs
 	}
 	return authorization{orderID: req.OrderID, amount: req.AmountCents, currency: req.Currency, card: c}, nil
+}
+
+// parseCard checks every field of in as of now with the contract's
+// Check, so orders' early check and payments agree on every card: field
+// names are prefixed with "card." and reasons never echo the number or
+// the cvc. The checked card holds the number only in memory, for the
+// processor, and prints and logs masked.
+func parseCard(in paymentsapi.Card, now time.Time) (paymentsapi.Checked, []validation.FieldError) {
+	return in.Check(now)
 }
 
 const maxOrderID = 100
@@ -163,17 +172,17 @@ func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (
 	}
 	// The processor is asked outside the transaction: a slow answer must
 	// not hold the database's writer.
-	d, err := s.proc.authorize(ctx, a.card, a.amount)
+	d, err := s.proc.Authorize(ctx, a.card, a.amount, a.currency)
 	if err != nil {
-		return paymentsapi.Payment{}, err
+		return paymentsapi.Payment{}, fmt.Errorf("asking the card processor for order %s: %w", a.orderID, err)
 	}
 	now := s.now()
 	p := payment{id: ids.New(), orderID: a.orderID, status: paymentsapi.StatusAuthorized, amount: a.amount,
 		currency: a.currency, brand: a.card.Brand(), last4: a.card.Last4(), createdAt: now, updatedAt: now}
 	var declined error
-	if d.declined != "" {
-		p.status, p.declineReason = paymentsapi.StatusDeclined, d.declined
-		declined = &paymentsapi.DeclinedError{Reason: d.declined, PaymentID: p.id}
+	if d.Declined != "" {
+		p.status, p.declineReason = paymentsapi.StatusDeclined, d.Declined
+		declined = &paymentsapi.DeclinedError{Reason: d.Declined, PaymentID: p.id}
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		voided, err := s.store.lockOrder(ctx, tx, a.orderID)

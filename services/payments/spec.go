@@ -3,8 +3,8 @@ package payments
 import (
 	"context"
 	"embed"
-	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/config"
@@ -31,22 +31,24 @@ func OpenAPI() *openapi.Document { return openapi.MustLoad(openapiYAML) }
 func Spec() service.Spec {
 	return service.Spec{
 		Name:       "payments",
-		Summary:    "payments: card authorizations, captures, voids and refunds with a built-in card processor, and a double-entry ledger.",
+		Summary:    "payments: card authorizations, captures, voids and refunds through a card processor (simulated today), and a double-entry ledger.",
 		Port:       8084,
 		Migrations: Migrations(),
 		Publishes:  true,
 		Setup: func(f *config.Flags) service.Build {
 			var (
-				slow = f.Duration("slow-card-delay", 10*time.Second, "how long the slow test card "+CardSlow+" takes to answer")
+				proc = f.String("processor", "simulator", "the card processor: "+strings.Join(ProcessorNames(), ", ")+" (simulator: no card network, test cards only)")
+				slow = f.Duration("slow-card-delay", 10*time.Second, "simulator: how long the slow test card "+CardSlow+" takes to answer")
 				ttl  = f.Duration("idempotency-ttl", 30*24*time.Hour, "how long the answers of idempotency keys are kept (0: forever)")
-				lat  = f.Duration("processor-latency", 0, "added to every card authorization, like a remote processor's round trip (0: none)")
-				conn = f.Int("processor-connections", 0, "authorizations this process has at the card processor at once; more wait in line (0: no limit)")
+				lat  = f.Duration("processor-latency", 0, "simulator: added to every card authorization, like a remote processor's round trip (0: none)")
+				conn = f.Int("processor-connections", 0, "simulator: authorizations this process has at the card processor at once; more wait in line (0: no limit)")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
-				if *lat < 0 || *conn < 0 {
-					return fmt.Errorf("--processor-latency and --processor-connections must not be negative")
+				processor, err := NewProcessor(*proc, ProcessorConfig{Simulator: SimulatorConfig{SlowCardDelay: *slow, Latency: *lat, Connections: *conn}})
+				if err != nil {
+					return err
 				}
-				s := New(Config{SlowCardDelay: *slow, IdempotencyTTL: *ttl, ProcessorLatency: *lat, ProcessorConnections: *conn}, rt.DB, rt.Log)
+				s := New(Config{Processor: processor, IdempotencyTTL: *ttl}, rt.DB, rt.Log)
 				Routes(rt.Server.Router, s, OpenAPI(), rt.Verifier, rt.ServiceKeys, rt.Log)
 				rt.Go("idempotency key expiry", func(ctx context.Context) error { return s.ForgetAnswers(ctx, time.Hour) })
 				return nil
