@@ -16,6 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/ratelimit"
 	"github.com/microshop/microshop/internal/platform/validation"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // Limits are the rate limits on the routes that guess passwords or make
@@ -108,9 +109,7 @@ func (h *handlers) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // refreshRequest carries a refresh token, for refresh and logout.
-type refreshRequest struct {
-	RefreshToken string `json:"refresh_token"`
-}
+type refreshRequest usersapi.RefreshRequest
 
 func (r *refreshRequest) Valid() []problem.FieldError {
 	if r.RefreshToken == "" {

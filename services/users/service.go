@@ -86,11 +86,7 @@ func New(ctx context.Context, cfg Config, db *database.DB, log *slog.Logger) (*S
 }
 
 // Registration is a request to open an account.
-type Registration struct {
-	Email    string `json:"email"`
-	Password string `json:"password"`
-	Name     string `json:"name"`
-}
+type Registration usersapi.Registration
 
 // Valid checks a registration field by field.
 func (r *Registration) Valid() []validation.FieldError {
@@ -284,10 +280,7 @@ func (s *Service) ensureAdmin(ctx context.Context, email, password string) error
 }
 
 // Credentials are what a person logs in with.
-type Credentials struct {
-	Email    string `json:"email"`
-	Password string `json:"password"`
-}
+type Credentials usersapi.Credentials
 
 // Valid checks that both fields are present.
 func (c *Credentials) Valid() []validation.FieldError {

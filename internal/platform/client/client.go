@@ -182,6 +182,15 @@ type Call struct {
 	Header http.Header
 }
 
+// Bearer is the header that sends a user's access token with a Call, for
+// clients of a public API; none for "".
+func Bearer(token string) http.Header {
+	if token == "" {
+		return nil
+	}
+	return http.Header{"Authorization": {"Bearer " + token}}
+}
+
 // Do performs c. A non-2xx answer comes back as a *problem.Problem (the
 // target's own when it sent one); an unreachable target as an error
 // wrapping ErrUnavailable.
