@@ -14,9 +14,10 @@ import (
 	"github.com/microshop/microshop/internal/localrun"
 )
 
-// The card processor of independent-scaling: every authorization takes
-// processorLatency, and a payments process has processorConnections of
-// them in flight at most. One replica then authorizes at most
+// The simulated card processor of independent-scaling (payments'
+// --processor simulator; no card network is called): every authorization
+// takes processorLatency, and a payments process has processorConnections
+// of them in flight at most. One replica then authorizes at most
 // connections / latency checkouts a second, and each replica adds as many.
 const (
 	processorLatency     = 200 * time.Millisecond
@@ -46,7 +47,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	if err != nil {
 		return v, err
 	}
-	d.r.logf("payments' card processor: %s per authorization, %d connections per process, so one replica authorizes at most %.0f/s",
+	d.r.logf("payments' card processor is simulated: %s per authorization, %d connections per process, so one replica authorizes at most %.0f/s",
 		processorLatency, processorConnections, ceiling)
 	before, err := d.pids(ctx)
 	if err != nil {
@@ -155,7 +156,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	if one > 0 {
 		ratio = three / one
 	}
-	v.figure("processor", "%s per authorization, %d connections per payments process (ceiling %.0f/s per replica)", processorLatency, processorConnections, ceiling)
+	v.figure("processor", "simulated: %s per authorization, %d connections per payments process (ceiling %.0f/s per replica)", processorLatency, processorConnections, ceiling)
 	v.figure("throughput, 1 replica", "%.1f checkouts/s", one)
 	v.figure("throughput, 3 replicas", "%.1f checkouts/s", three)
 	v.figure("throughput, back to 1", "%.1f checkouts/s", back)

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
@@ -42,9 +42,9 @@ type LineRequest struct {
 }
 
 // Valid checks the order field by field.
-func (p *PlaceOrder) Valid() []problem.FieldError {
-	var errs []problem.FieldError
-	add := func(field, reason string) { errs = append(errs, problem.FieldError{Field: field, Reason: reason}) }
+func (p *PlaceOrder) Valid() []validation.FieldError {
+	var errs []validation.FieldError
+	add := func(field, reason string) { errs = append(errs, validation.FieldError{Field: field, Reason: reason}) }
 	switch {
 	case len(p.Lines) == 0:
 		add("lines", "an order needs at least one line")

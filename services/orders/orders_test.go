@@ -7,11 +7,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/orders"
 	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/internal/invariants"
 )
 
 func TestCheckout(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service"
@@ -21,7 +22,6 @@ import (
 	"github.com/microshop/microshop/services/payments"
 	"github.com/microshop/microshop/services/users"
 	"github.com/microshop/microshop/services/users/usersapi"
-	"github.com/microshop/microshop/internal/invariants"
 )
 
 // shop is a real system in one test: users, inventory, payments, orders

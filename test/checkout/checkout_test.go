@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/users/usersapi"
-	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/test/systemtest"
 )
 

@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/users/usersapi"
-	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
