@@ -25,21 +25,12 @@ const (
 
 var skuPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// PlaceOrder is the body of POST /api/orders. Prices are not part of it:
-// they come from inventory, never from the client. orders holds the card
-// in memory only, for as long as it takes to ask payments to authorize
-// it; it is never stored or logged (it prints and logs masked).
-type PlaceOrder struct {
-	Lines           []LineRequest     `json:"lines"`
-	ShippingAddress ordersapi.Address `json:"shipping_address"`
-	Card            paymentsapi.Card  `json:"card"`
-}
+// PlaceOrder is the body of POST /api/orders, as its contract gives it;
+// the service adds its validation.
+type PlaceOrder ordersapi.PlaceOrder
 
 // LineRequest is one product and quantity.
-type LineRequest struct {
-	SKU      string `json:"sku"`
-	Quantity int64  `json:"quantity"`
-}
+type LineRequest = ordersapi.LineRequest
 
 // Valid checks the order field by field.
 func (p *PlaceOrder) Valid() []validation.FieldError {
