@@ -28,11 +28,7 @@ func (e *engine) check(ctx context.Context, admin *shopclient.Session) error {
 	e.phase("settling: waiting until every order is final")
 	chk := &invariants.Checker{Admin: admin}
 	l := e.load
-	var accepted []string
-	for _, o := range l.run.Orders() {
-		accepted = append(accepted, o.ID)
-	}
-	exp := invariants.Expect{Received: l.received, Accepted: accepted, Keys: l.run.Keys()}
+	exp := invariants.Expect{Received: l.received, Accepted: l.run.Accepted(), Keys: l.run.Keys()}
 	var rep invariants.Report
 	err := retry(ctx, 30*time.Second, func() error {
 		var err error

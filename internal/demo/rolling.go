@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/invariants"
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
@@ -102,12 +102,8 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("Let every saga finish, then check the invariants")
-	var accepted []string
-	for _, p := range l.Orders() {
-		accepted = append(accepted, p.ID)
-	}
 	chk := &invariants.Checker{Admin: d.admin}
-	rep, err := chk.Settle(ctx, 60*time.Second, invariants.Expect{Accepted: accepted, Keys: l.Keys()})
+	rep, err := chk.Settle(ctx, 60*time.Second, invariants.Expect{Accepted: l.Accepted(), Keys: l.Keys()})
 	if err != nil {
 		return v, err
 	}

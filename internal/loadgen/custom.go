@@ -178,6 +178,17 @@ func (l *Load) Orders() []Order {
 	return append([]Order(nil), l.orders...)
 }
 
+// Accepted returns the ids of the orders the API accepted.
+func (l *Load) Accepted() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make([]string, len(l.orders))
+	for i, o := range l.orders {
+		ids[i] = o.ID
+	}
+	return ids
+}
+
 // Keys maps each Idempotency-Key to the order ids it was answered with,
 // once per answer.
 func (l *Load) Keys() map[string][]string {
