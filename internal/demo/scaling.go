@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 )
 
@@ -62,15 +63,15 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	m.say("payments ×1")
 	// measure waits warm (callers find new replicas by probing every
 	// second), then counts confirmed checkouts for span.
-	measure := func(warm, span time.Duration) (float64, counts, error) {
+	measure := func(warm, span time.Duration) (float64, loadgen.Counts, error) {
 		if err := sleep(ctx, warm); err != nil {
-			return 0, counts{}, err
+			return 0, loadgen.Counts{}, err
 		}
 		a, at := l.Counts(), time.Now()
 		if err := sleep(ctx, span); err != nil {
-			return 0, counts{}, err
+			return 0, loadgen.Counts{}, err
 		}
-		c := l.Counts().minus(a)
+		c := l.Counts().Sub(a)
 		return float64(c.Confirmed) / time.Since(at).Seconds(), c, nil
 	}
 	one, c1, err := measure(2*time.Second, 8*time.Second)
@@ -168,7 +169,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	v.check(ratio >= minRatio, "3 replicas gave %.2fx the throughput of 1, want at least %.1fx", ratio, minRatio)
 	v.check(back < 0.8*three, "back at 1 replica the throughput (%.1f/s) did not fall from 3 replicas' %.1f/s", back, three)
 	v.check(len(touched) == 0, "other services were restarted: %s", strings.Join(touched, "; "))
-	v.check(total.Failed == 0 && total.CheckoutFailed == 0, "%d requests and %d checkouts failed: %v", total.Failed, total.CheckoutFailed, l.Failures())
+	v.check(total.Failed == 0 && total.CheckoutFailed == 0, "%d requests and %d checkouts failed: %v", total.Failed, total.CheckoutFailed, l.Samples())
 	v.decide(fmt.Sprintf("payments alone scaled out: 3 replicas carried %.2fx the checkouts of 1 (%.1f/s vs %.1f/s), no other service touched", ratio, three, one),
 		"scaling payments out did not clearly raise the throughput, or touched other services")
 	return v, nil
