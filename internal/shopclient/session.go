@@ -12,11 +12,7 @@ import (
 )
 
 // Registration is a new account.
-type Registration struct {
-	Email    string `json:"email"`
-	Password string `json:"password"`
-	Name     string `json:"name"`
-}
+type Registration = usersapi.Registration
 
 // Register creates an account (201).
 func (c *Client) Register(ctx context.Context, r Registration) (usersapi.User, error) {

@@ -63,17 +63,10 @@ func (c *Client) Product(ctx context.Context, sku string) (inventoryapi.Product,
 }
 
 // Line is one product of a new order.
-type Line struct {
-	SKU      string `json:"sku"`
-	Quantity int64  `json:"quantity"`
-}
+type Line = ordersapi.LineRequest
 
 // NewOrder is a checkout: what to buy, where to ship it, how to pay.
-type NewOrder struct {
-	Lines           []Line            `json:"lines"`
-	ShippingAddress ordersapi.Address `json:"shipping_address"`
-	Card            paymentsapi.Card  `json:"card"`
-}
+type NewOrder = ordersapi.PlaceOrder
 
 // Checkout is an order of lines to TestAddress paid with TestCard(card).
 func Checkout(card string, lines ...Line) NewOrder {
@@ -191,14 +184,7 @@ func (s *Session) Restock(ctx context.Context, sku string, quantity int64) (inve
 }
 
 // NewProduct is a product to add to the catalog, with its first stock.
-type NewProduct struct {
-	SKU         string `json:"sku"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	PriceCents  int64  `json:"price_cents"`
-	Currency    string `json:"currency"`
-	Stock       int64  `json:"stock"`
-}
+type NewProduct = inventoryapi.NewProduct
 
 // CreateProduct adds a product (admin).
 func (s *Session) CreateProduct(ctx context.Context, p NewProduct) (inventoryapi.Product, error) {

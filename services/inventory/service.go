@@ -106,15 +106,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 }
 
 // NewProduct is an admin's request to add a product to the catalog.
-type NewProduct struct {
-	SKU         string `json:"sku"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	PriceCents  int64  `json:"price_cents"`
-	Currency    string `json:"currency"`
-	// Stock is the number of units received with the product.
-	Stock int64 `json:"stock"`
-}
+type NewProduct inventoryapi.NewProduct
 
 // Valid checks a new product field by field.
 func (p *NewProduct) Valid() []validation.FieldError {

@@ -9,6 +9,18 @@ import (
 	"time"
 )
 
+// NewProduct is the body of POST /api/inventory/products: a product to
+// add to the catalog, with the units received with it.
+type NewProduct struct {
+	SKU         string `json:"sku"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	PriceCents  int64  `json:"price_cents"`
+	Currency    string `json:"currency"`
+	// Stock is the number of units received with the product.
+	Stock int64 `json:"stock"`
+}
+
 // Product is a catalog entry as the public API returns it.
 type Product struct {
 	SKU         string `json:"sku"`
