@@ -1,0 +1,202 @@
+package servicetest
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/service"
+)
+
+// The accounts every Shop has. The admin is made by users from its
+// environment; the customer registers as any customer does.
+const (
+	AdminEmail    = "admin@example.com"
+	AdminPassword = "admin password 123"
+	CustomerEmail = "shopper@example.com"
+	CustomerName  = "Shopper"
+	// Password is the customer's password, and that of every customer
+	// NewCustomer registers.
+	Password = "long enough password"
+)
+
+// Shop is the ground every service's test stands on: an embedded NATS
+// server, a real users service with its rate limits off, an admin and a
+// customer with their access tokens, and service identity keys. The
+// service under test, and any others, start on it with Start.
+type Shop struct {
+	NATS  string
+	Users *Service
+	// Admin and Customer are access tokens of the admin and of the
+	// customer (CustomerEmail, Password).
+	Admin, Customer string
+
+	seeds    map[string]string
+	publics  string
+	services map[string]*Service
+	nth      atomic.Int64 // customers registered by NewCustomer
+}
+
+// ShopOptions shape a Shop. The zero value is a Shop whose services have
+// no identity keys.
+type ShopOptions struct {
+	// Keys names the services that get an identity key (users always has
+	// one): a service started with Start signs its calls with its key,
+	// and a test calls internal routes as any of them with Credentials.
+	Keys []string
+	// NATS is the URL of a NATS server to use instead of an embedded one.
+	NATS string
+	// UsersArgs and UsersEnv are users' extra flags and environment.
+	UsersArgs []string
+	UsersEnv  map[string]string
+}
+
+// NewShop starts a Shop for t with users (the users service's Spec: the
+// platform cannot import a service, so the test passes it in).
+func NewShop(t testing.TB, users service.Spec, o ShopOptions) *Shop {
+	t.Helper()
+	names := append([]string{users.Name}, o.Keys...)
+	seeds, publics, err := auth.GenerateServiceKeys(slices.Compact(slices.Sorted(slices.Values(names))))
+	if err != nil {
+		t.Fatalf("making service keys: %v", err)
+	}
+	s := &Shop{NATS: o.NATS, seeds: seeds, publics: publics, services: map[string]*Service{}}
+	if s.NATS == "" {
+		s.NATS = NATS(t)
+	}
+	env := map[string]string{
+		"MICROSHOP_ADMIN_EMAIL": AdminEmail, "MICROSHOP_ADMIN_PASSWORD": AdminPassword,
+		"MICROSHOP_REGISTER_RATE_IP": "0", "MICROSHOP_LOGIN_RATE_IP": "0",
+	}
+	maps.Copy(env, o.UsersEnv)
+	s.Users = s.Start(t, users, o.UsersArgs, env)
+	s.Admin = s.Login(t, AdminEmail, AdminPassword)
+	Register(t, s.Users.URL, CustomerEmail, Password, CustomerName)
+	s.Customer = s.Login(t, CustomerEmail, Password)
+	return s
+}
+
+// Start runs spec on the shop's NATS with its identity key (if it has
+// one) and, before args, a --<peer>-url flag for each peer it needs that
+// the shop already runs; args and env come on top.
+func (s *Shop) Start(t testing.TB, spec service.Spec, args []string, env map[string]string) *Service {
+	t.Helper()
+	full := []string{"--nats", s.NATS}
+	for _, peer := range spec.Needs() {
+		if p := s.services[peer]; p != nil {
+			full = append(full, "--"+peer+"-url", p.URL)
+		}
+	}
+	vars := s.Env(spec.Name)
+	maps.Copy(vars, env)
+	svc := Start(t, spec, append(full, args...), vars)
+	s.services[spec.Name] = svc
+	return svc
+}
+
+// Service returns the service name that Start ran last, or nil.
+func (s *Shop) Service(name string) *Service { return s.services[name] }
+
+// Env is the environment that gives service name its identity key and
+// the public keys of all the shop's services.
+func (s *Shop) Env(name string) map[string]string {
+	return map[string]string{"MICROSHOP_SERVICE_KEY": s.seeds[name], "MICROSHOP_SERVICE_KEYS": s.publics}
+}
+
+// Credentials sign calls as service name, as that service itself would.
+func (s *Shop) Credentials(t testing.TB, name string) *auth.Credentials {
+	t.Helper()
+	if s.seeds[name] == "" {
+		t.Fatalf("%s has no service key; name it in ShopOptions.Keys", name)
+	}
+	return credentials(t, name, s.seeds[name], s.publics)
+}
+
+// Token is a credential of service name, to send as a bearer token.
+func (s *Shop) Token(t testing.TB, name string) string {
+	t.Helper()
+	return token(t, s.Credentials(t, name))
+}
+
+// Forged is a credential that claims to be service name but is signed
+// with a key no service knows.
+func (s *Shop) Forged(t testing.TB, name string) string {
+	t.Helper()
+	seeds, _, err := auth.GenerateServiceKeys([]string{name})
+	if err != nil {
+		t.Fatalf("making a stranger's key: %v", err)
+	}
+	return token(t, credentials(t, name, seeds[name], ""))
+}
+
+func credentials(t testing.TB, name, seed, publics string) *auth.Credentials {
+	t.Helper()
+	keys, err := auth.ParseServiceKeys(name, seed, publics)
+	if err != nil {
+		t.Fatalf("reading the service keys of %s: %v", name, err)
+	}
+	return auth.NewCredentials(keys)
+}
+
+func token(t testing.TB, c *auth.Credentials) string {
+	t.Helper()
+	tok, err := c.Token()
+	if err != nil {
+		t.Fatalf("signing a service credential: %v", err)
+	}
+	return tok
+}
+
+// Login logs email in at users and returns the access token.
+func (s *Shop) Login(t testing.TB, email, password string) string {
+	t.Helper()
+	return Login(t, s.Users.URL, email, password).AccessToken
+}
+
+// NewCustomer registers a customer no other call of the test has made,
+// with Password, and returns the access token and the email.
+func (s *Shop) NewCustomer(t testing.TB, name string) (token, email string) {
+	t.Helper()
+	email = fmt.Sprintf("customer-%d@example.com", s.nth.Add(1))
+	Register(t, s.Users.URL, email, Password, name)
+	return s.Login(t, email, Password), email
+}
+
+// Tokens are what users answers to a login.
+type Tokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+}
+
+// Register registers a customer at url (users, or a gateway in front of
+// it), failing t unless it answers 201 Created, and returns the answer.
+func Register(t testing.TB, url, email, password, name string) Response {
+	t.Helper()
+	r := Call(t, "POST", url+"/api/users/register", "", map[string]string{"email": email, "password": password, "name": name})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("registering %s: %d %s", email, r.Status, r.Body)
+	}
+	return r
+}
+
+// Login logs email in at url (users, or a gateway in front of it),
+// failing t unless it answers 200 OK with an access token.
+func Login(t testing.TB, url, email, password string) Tokens {
+	t.Helper()
+	r := Call(t, "POST", url+"/api/users/login", "", map[string]string{"email": email, "password": password})
+	if r.Status != http.StatusOK {
+		t.Fatalf("logging in %s: %d %s", email, r.Status, r.Body)
+	}
+	var tok Tokens
+	r.JSON(t, &tok)
+	if tok.AccessToken == "" {
+		t.Fatalf("logging in %s: no access token in %s", email, r.Body)
+	}
+	return tok
+}
