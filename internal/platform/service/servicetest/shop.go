@@ -98,6 +98,32 @@ func (s *Shop) Start(t testing.TB, spec service.Spec, args []string, env map[str
 	return svc
 }
 
+// StartAll starts specs with Start, each once the services it needs
+// run, with args[name] as its flags, so a test runs a whole system with
+// one call.
+func (s *Shop) StartAll(t testing.TB, specs []service.Spec, args map[string][]string) {
+	t.Helper()
+	pending := specs
+	for len(pending) > 0 {
+		var waiting []service.Spec
+		for _, spec := range pending {
+			if slices.ContainsFunc(spec.Needs(), func(peer string) bool { return s.services[peer] == nil }) {
+				waiting = append(waiting, spec)
+				continue
+			}
+			s.Start(t, spec, args[spec.Name], nil)
+		}
+		if len(waiting) == len(pending) {
+			var names []string
+			for _, spec := range waiting {
+				names = append(names, fmt.Sprintf("%s (needs %v)", spec.Name, spec.Needs()))
+			}
+			t.Fatalf("cannot start %v: what they need is not among the services", names)
+		}
+		pending = waiting
+	}
+}
+
 // Service returns the service name that Start ran last, or nil.
 func (s *Shop) Service(name string) *Service { return s.services[name] }
 
