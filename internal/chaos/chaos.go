@@ -30,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -155,7 +154,7 @@ func (c *Config) defaults() error {
 // engine is the state of one run.
 type engine struct {
 	cfg    Config
-	api    *api
+	shop   *shopclient.Client
 	res    *Result
 	start  time.Time
 	faults atomic.Int32
@@ -181,7 +180,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	e := &engine{cfg: cfg, res: newResult(cfg), startPause: 500 * time.Millisecond, mailGrace: 3 * time.Second}
-	e.api = newAPI(cfg.Gateway, cfg.Shoppers)
+	e.shop = shopclient.MustNew(strings.TrimRight(cfg.Gateway, "/"), shopclient.Options{Conns: 4 * cfg.Shoppers, Timeout: 20 * time.Second, UserAgent: "microshop-chaos"})
+	defer e.shop.Close()
 	procs, err := cfg.System.Processes()
 	if err != nil {
 		return nil, fmt.Errorf("listing the processes: %w", err)
@@ -198,11 +198,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	cfg.Logf("seed %d: %d shoppers, faults for %s among %s", cfg.Seed, cfg.Shoppers, cfg.Duration, strings.Join(targets, ", "))
-	admin, err := e.api.shop.Login(ctx, cfg.AdminEmail, cfg.AdminPassword)
+	admin, err := e.shop.Login(ctx, cfg.AdminEmail, cfg.AdminPassword)
 	if err != nil {
 		return nil, fmt.Errorf("logging in the admin: %w", err)
 	}
-	e.load, err = newLoad(ctx, e, admin)
+	e.load, err = newLoad(ctx, e.shop, cfg.Seed, cfg.Shoppers, admin)
 	if err != nil {
 		return nil, err
 	}
@@ -213,13 +213,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer stopAll()
 	var wg sync.WaitGroup
 	wg.Go(func() { e.metrics.run(runCtx, 2*time.Second) })
-	stopShopping := make(chan struct{})
-	shoppersDone := e.load.run(runCtx, stopShopping)
+	e.load.start(runCtx)
 	wg.Go(func() { e.progress(runCtx) })
 
 	e.inject(ctx, targets)
 	e.res.ChaosTook = time.Since(e.start)
-	close(stopShopping)
+	// The shoppers finish what they are doing, retrying through any
+	// process that is still down, while the checks below start it.
+	shoppersDone := make(chan struct{})
+	go func() { e.load.run.Stop(); close(shoppersDone) }()
 	if ctx.Err() != nil {
 		stopAll()
 		wg.Wait()
@@ -462,23 +464,6 @@ func (e *engine) phase(name string) {
 	if e.cfg.Progress != nil {
 		e.cfg.Progress(e.snapshot(name))
 	}
-}
-
-// api talks to the system's public API through the gateway.
-type api struct {
-	shop *shopclient.Client
-	// The shoppers send their own requests, to count and retry each
-	// attempt by the kind of its failure.
-	gateway string
-	http    *http.Client
-}
-
-func newAPI(gateway string, shoppers int) *api {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 4 * shoppers
-	return &api{shop: shopclient.MustNew(strings.TrimRight(gateway, "/"), shopclient.Options{Conns: 4 * shoppers, Timeout: 20 * time.Second, UserAgent: "microshop-chaos"}),
-		gateway: strings.TrimRight(gateway, "/"), http: &http.Client{Timeout: 20 * time.Second, Transport: tr,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
 // sortedKeys returns m's keys in order.

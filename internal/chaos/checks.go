@@ -28,7 +28,7 @@ func (e *engine) check(ctx context.Context, admin *shopclient.Session) error {
 	e.phase("settling: waiting until every order is final")
 	chk := &invariants.Checker{Admin: admin}
 	l := e.load
-	exp := invariants.Expect{Received: l.received, Accepted: l.accepted, Keys: l.keys}
+	exp := invariants.Expect{Received: l.received, Accepted: l.run.Accepted(), Keys: l.run.Keys()}
 	var rep invariants.Report
 	err := retry(ctx, 30*time.Second, func() error {
 		var err error

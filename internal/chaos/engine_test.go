@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -236,29 +235,6 @@ func TestSummaryDiffs(t *testing.T) {
 	d := summaryDiffs(got, want)
 	if len(d) != 2 || !strings.Contains(d[0], "revenue_cents is 400, the orders say 300") {
 		t.Errorf("diffs = %q", d)
-	}
-}
-
-func TestErrKind(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, err = http.Get("http://" + addr)
-	if k := errKind(err); k != "refused" {
-		t.Errorf("a closed port gives %q (%v), want refused", k, err)
-	}
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hj, _ := w.(http.Hijacker)
-		conn, _, _ := hj.Hijack()
-		conn.Close() // dies mid-request
-	}))
-	defer hang.Close()
-	_, err = http.Get(hang.URL)
-	if k := errKind(err); k != "closed mid-answer" && k != "reset" {
-		t.Errorf("a server that dies gives %q (%v)", k, err)
 	}
 }
 

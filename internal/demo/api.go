@@ -12,7 +12,7 @@ import (
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
-// Test cards of payments' built-in processor.
+// Test cards of payments' simulated card processor.
 const (
 	cardApproved     = shopclient.CardApproved
 	cardDeclined     = shopclient.CardDeclined

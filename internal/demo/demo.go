@@ -53,7 +53,7 @@ func Scenarios() []Scenario {
 			Summary: "Under load, kills notifications and reports with SIGKILL: checkouts keep succeeding while they are down. " +
 				"Started again they catch up: every confirmed order has exactly one receipt, and reports' totals equal the orders'."},
 		{Name: "independent-scaling", run: independentScaling, env: scalingEnv,
-			Summary: "Gives payments a card processor with 200ms of latency and two connections per process, then measures " +
+			Summary: "Gives payments a simulated card processor with 200ms of latency and two connections per process, then measures " +
 				"checkout throughput at a fixed concurrency with 1, 3 and again 1 payments replicas, leaving every other service alone."},
 		{Name: "rolling-deploy", run: rollingDeploy,
 			Summary: "Under load, restarts every service in turn, one replica at a time (start new, wait ready, drain old). " +

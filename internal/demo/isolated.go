@@ -70,7 +70,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	if err := sleep(ctx, 8*time.Second); err != nil {
 		return v, err
 	}
-	during := l.Counts().minus(before)
+	during := l.Counts().Sub(before)
 	downFor := time.Since(start)
 	whileDown, _, err := readReceipts(ctx, d.admin)
 	if err != nil {
@@ -221,7 +221,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	v.check(during.Checkouts > 0, "no checkout finished while %s were down", down)
 	v.check(during.Confirmed == during.Checkouts && during.CheckoutFailed == 0,
 		"only %d of %d checkouts were confirmed while %s were down", during.Confirmed, during.Checkouts, down)
-	v.check(total.Failed == 0, "%d requests failed: %v", total.Failed, l.Failures())
+	v.check(total.Failed == 0, "%d requests failed: %v", total.Failed, l.Samples())
 	v.check(len(confirmed) > 0 && int64(len(confirmed)) == total.Confirmed,
 		"orders holds %d confirmed orders, the shoppers saw %d", len(confirmed), total.Confirmed)
 	v.check(missing == 0, "%d confirmed orders have no receipt", missing)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/microshop/microshop/internal/loadgen"
 )
 
 // reporter prints a demo's progress: numbered steps, and lines stamped
@@ -107,7 +109,7 @@ type monitor struct {
 	note string
 }
 
-func watch(r *reporter, l *load) *monitor {
+func watch(r *reporter, l *loadgen.Load) *monitor {
 	m := &monitor{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
@@ -120,7 +122,7 @@ func watch(r *reporter, l *load) *monitor {
 				return
 			case now := <-t.C:
 				c := l.Counts()
-				d := c.minus(last)
+				d := c.Sub(last)
 				rate := float64(d.Checkouts) / now.Sub(lastAt).Seconds()
 				m.mu.Lock()
 				note := m.note

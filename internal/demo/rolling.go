@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
@@ -56,7 +57,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 		name          string
 		took          time.Duration
 		from, to      []int
-		during        counts
+		during        loadgen.Counts
 		replacedWhole bool
 	}
 	var done []restarted
@@ -76,7 +77,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 		if err != nil {
 			return v, err
 		}
-		rs := restarted{name: name, took: time.Since(start), from: procPIDs(old), to: procPIDs(reps), during: l.Counts().minus(a)}
+		rs := restarted{name: name, took: time.Since(start), from: procPIDs(old), to: procPIDs(reps), during: l.Counts().Sub(a)}
 		rs.replacedWhole = len(rs.to) > 0
 		for _, pid := range rs.to {
 			if slices.Contains(rs.from, pid) {
@@ -96,17 +97,13 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	total := l.Counts()
 	d.r.logf("load stopped: %d requests, %d succeeded on a retry, %d failed; %d checkouts, %d confirmed",
 		total.Requests, total.RetriedOK, total.Failed, total.Checkouts, total.Confirmed)
-	for _, f := range l.Failures() {
+	for _, f := range l.Samples() {
 		d.r.logf("failed: %s", f)
 	}
 
 	d.r.step("Let every saga finish, then check the invariants")
-	var accepted []string
-	for _, p := range l.Placed() {
-		accepted = append(accepted, p.ID)
-	}
 	chk := &invariants.Checker{Admin: d.admin}
-	rep, err := chk.Settle(ctx, 60*time.Second, invariants.Expect{Accepted: accepted, Keys: l.Keys()})
+	rep, err := chk.Settle(ctx, 60*time.Second, invariants.Expect{Accepted: l.Accepted(), Keys: l.Keys()})
 	if err != nil {
 		return v, err
 	}
@@ -130,24 +127,14 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	v.figure("checkouts", "%d finished, %d confirmed, %d rejected, %d failed", total.Checkouts, total.Confirmed, total.Rejected, total.CheckoutFailed)
 	v.figure("invariants", "%d orders checked, %d violations", rep.Orders, len(rep.Violations))
 
-	v.check(total.Failed == 0, "%d requests failed: %v", total.Failed, l.Failures())
+	v.check(total.Failed == 0, "%d requests failed: %v", total.Failed, l.Samples())
 	v.check(total.CheckoutFailed == 0, "%d checkouts failed", total.CheckoutFailed)
 	v.check(total.Confirmed > 0, "no checkout was confirmed")
 	v.check(notReplaced == 0, "%d services kept an old process", notReplaced)
 	v.check(len(rep.Violations) == 0, "the invariant checker found %d violations", len(rep.Violations))
-	v.check(rep.Confirmed > 0 && countStatus(l.Placed(), ordersapi.StatusConfirmed) == rep.Confirmed,
-		"orders holds %d confirmed orders, the shoppers saw %d", rep.Confirmed, countStatus(l.Placed(), ordersapi.StatusConfirmed))
+	v.check(rep.Confirmed > 0 && countStatus(l.Orders(), ordersapi.StatusConfirmed) == rep.Confirmed,
+		"orders holds %d confirmed orders, the shoppers saw %d", rep.Confirmed, countStatus(l.Orders(), ordersapi.StatusConfirmed))
 	v.decide(fmt.Sprintf("every service was replaced under load with 0 failed requests (%d requests, %d succeeded on a retry)", total.Requests, total.RetriedOK),
 		"a rolling restart cost failed requests or broke an invariant")
 	return v, nil
-}
-
-func countStatus(ps []placed, status string) int {
-	n := 0
-	for _, p := range ps {
-		if p.Status == status {
-			n++
-		}
-	}
-	return n
 }

@@ -11,12 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 )
 
-// The card processor of independent-scaling: every authorization takes
-// processorLatency, and a payments process has processorConnections of
-// them in flight at most. One replica then authorizes at most
+// The simulated card processor of independent-scaling (payments'
+// --processor simulator; no card network is called): every authorization
+// takes processorLatency, and a payments process has processorConnections
+// of them in flight at most. One replica then authorizes at most
 // connections / latency checkouts a second, and each replica adds as many.
 const (
 	processorLatency     = 200 * time.Millisecond
@@ -46,7 +48,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	if err != nil {
 		return v, err
 	}
-	d.r.logf("payments' card processor: %s per authorization, %d connections per process, so one replica authorizes at most %.0f/s",
+	d.r.logf("payments' card processor is simulated: %s per authorization, %d connections per process, so one replica authorizes at most %.0f/s",
 		processorLatency, processorConnections, ceiling)
 	before, err := d.pids(ctx)
 	if err != nil {
@@ -61,15 +63,15 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	m.say("payments ×1")
 	// measure waits warm (callers find new replicas by probing every
 	// second), then counts confirmed checkouts for span.
-	measure := func(warm, span time.Duration) (float64, counts, error) {
+	measure := func(warm, span time.Duration) (float64, loadgen.Counts, error) {
 		if err := sleep(ctx, warm); err != nil {
-			return 0, counts{}, err
+			return 0, loadgen.Counts{}, err
 		}
 		a, at := l.Counts(), time.Now()
 		if err := sleep(ctx, span); err != nil {
-			return 0, counts{}, err
+			return 0, loadgen.Counts{}, err
 		}
-		c := l.Counts().minus(a)
+		c := l.Counts().Sub(a)
 		return float64(c.Confirmed) / time.Since(at).Seconds(), c, nil
 	}
 	one, c1, err := measure(2*time.Second, 8*time.Second)
@@ -155,7 +157,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	if one > 0 {
 		ratio = three / one
 	}
-	v.figure("processor", "%s per authorization, %d connections per payments process (ceiling %.0f/s per replica)", processorLatency, processorConnections, ceiling)
+	v.figure("processor", "simulated: %s per authorization, %d connections per payments process (ceiling %.0f/s per replica)", processorLatency, processorConnections, ceiling)
 	v.figure("throughput, 1 replica", "%.1f checkouts/s", one)
 	v.figure("throughput, 3 replicas", "%.1f checkouts/s", three)
 	v.figure("throughput, back to 1", "%.1f checkouts/s", back)
@@ -167,7 +169,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	v.check(ratio >= minRatio, "3 replicas gave %.2fx the throughput of 1, want at least %.1fx", ratio, minRatio)
 	v.check(back < 0.8*three, "back at 1 replica the throughput (%.1f/s) did not fall from 3 replicas' %.1f/s", back, three)
 	v.check(len(touched) == 0, "other services were restarted: %s", strings.Join(touched, "; "))
-	v.check(total.Failed == 0 && total.CheckoutFailed == 0, "%d requests and %d checkouts failed: %v", total.Failed, total.CheckoutFailed, l.Failures())
+	v.check(total.Failed == 0 && total.CheckoutFailed == 0, "%d requests and %d checkouts failed: %v", total.Failed, total.CheckoutFailed, l.Samples())
 	v.decide(fmt.Sprintf("payments alone scaled out: 3 replicas carried %.2fx the checkouts of 1 (%.1f/s vs %.1f/s), no other service touched", ratio, three, one),
 		"scaling payments out did not clearly raise the throughput, or touched other services")
 	return v, nil

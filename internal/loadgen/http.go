@@ -3,8 +3,10 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strconv"
+	"syscall"
 
 	"github.com/microshop/microshop/internal/shopclient"
 )
@@ -51,4 +53,44 @@ func outcomeKind(status, reason string) string {
 		return "wrong_outcome:" + status
 	}
 	return "wrong_outcome:" + status + "/" + reason
+}
+
+// The kinds of a failed attempt of a custom load's call (Worker.Call),
+// besides "http NNN" for a 5xx.
+const (
+	AttemptRefused   = "refused" // the connection was refused: the request never left
+	AttemptReset     = "reset"
+	AttemptClosed    = "closed mid-answer"
+	AttemptTimeout   = "timeout"
+	AttemptCancelled = "cancelled"
+	AttemptBadAnswer = "bad answer" // a wanted status with a body the API does not promise
+	AttemptOther     = "other"
+)
+
+// attemptKind names how an attempt failed, finer than kindOf: whether
+// the request may have reached the system matters to a retry.
+func attemptKind(err error) string {
+	if status := shopclient.StatusOf(err); status != 0 {
+		return "http " + strconv.Itoa(status)
+	}
+	var op *net.OpError
+	switch {
+	case errors.Is(err, shopclient.ErrBadResponse):
+		return AttemptBadAnswer
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return AttemptRefused
+	case errors.Is(err, syscall.ECONNRESET):
+		return AttemptReset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return AttemptClosed
+	case errors.Is(err, context.Canceled):
+		return AttemptCancelled
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return AttemptTimeout
+	}
+	if errors.As(err, &op) && op.Op == "dial" {
+		return AttemptRefused
+	}
+	return AttemptOther
 }

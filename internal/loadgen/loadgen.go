@@ -334,16 +334,11 @@ func (r *runner) openLoop(ctx context.Context, start, end time.Time) (unsent int
 // closedLoop runs Concurrency workers, each sending its next operation
 // when the previous one is answered, until end.
 func (r *runner) closedLoop(ctx context.Context, end time.Time) {
-	var wg sync.WaitGroup
-	for w := range r.cfg.Concurrency {
-		wg.Go(func() {
-			rng := mathrand.New(mathrand.NewPCG(r.cfg.Seed, 1<<63|uint64(w)))
-			for ctx.Err() == nil && time.Now().Before(end) {
-				r.runOp(ctx, rng, time.Now())
-			}
-		})
-	}
-	wg.Wait()
+	l := Start(ctx, Custom{Workers: r.cfg.Concurrency, Seed: r.cfg.Seed, Op: func(ctx context.Context, w *Worker) {
+		r.runOp(ctx, w.Rand, time.Now())
+	}})
+	sleepUntil(ctx, end)
+	l.Stop()
 }
 
 // runOp picks and runs one operation due at intended, and records it.

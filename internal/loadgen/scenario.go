@@ -20,7 +20,7 @@ const (
 	OpCheckoutDeclined = "orders.checkout_declined"
 )
 
-// Test cards of payments' built-in processor.
+// Test cards of payments' simulated card processor.
 const (
 	CardApproved = shopclient.CardApproved
 	CardDeclined = shopclient.CardDeclined

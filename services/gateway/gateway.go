@@ -122,6 +122,18 @@ func New(_ context.Context, cfg Config, deps Deps) (*Gateway, error) {
 	return g, nil
 }
 
+// Run probes the replicas of every service until ctx ends, so requests
+// go only to ready ones. The gateway's owner runs it for as long as the
+// gateway serves (service.Runtime.Go); it returns when ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, u := range g.upstreams {
+		wg.Go(func() { u.bal.Run(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
 // targetURL checks a service's base URL. It must have no path: the
 // gateway forwards paths unchanged, so a path here would be ignored.
 // A comma-separated list names the service's replicas, which the gateway
@@ -143,8 +155,9 @@ func targetURL(t Target, system string) (*balancer.Balancer, error) {
 	if system != "" {
 		b.Expect(t.Name + "@" + system)
 	}
-	// The gateway lives as long as its process; so do the probes.
-	b.Start(context.Background())
+	// One probe now, bounded by the probe timeout, so the first requests
+	// go to replicas that are up; Run keeps probing after it.
+	b.ProbeAll(context.Background())
 	return b, nil
 }
 

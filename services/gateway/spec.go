@@ -42,6 +42,7 @@ func Spec(routes ...string) service.Spec {
 					return err
 				}
 				Routes(rt.Server.Router, g)
+				rt.Go("replica probes", g.Run)
 				return nil
 			}
 		},

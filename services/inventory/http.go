@@ -16,6 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
@@ -226,12 +227,11 @@ func (h *handlers) release(w http.ResponseWriter, r *http.Request) {
 
 // fail maps the service's errors to problems, in one place.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if p := problem.From(err); p != nil {
-		problem.Write(w, r, p)
-		return
-	}
+	var invalid validation.Errors
 	var oos *OutOfStockError
 	switch {
+	case errors.As(err, &invalid):
+		problem.Write(w, r, problem.Invalid(invalid))
 	case errors.As(err, &oos):
 		p := problem.New(http.StatusConflict, inventoryapi.ProblemOutOfStock, "Out of stock", oos.Error()+"; nothing was reserved")
 		skus := make([]string, 0, len(oos.Short))

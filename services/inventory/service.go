@@ -21,7 +21,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
@@ -117,11 +117,11 @@ type NewProduct struct {
 }
 
 // Valid checks a new product field by field.
-func (p *NewProduct) Valid() []problem.FieldError {
-	var errs []problem.FieldError
+func (p *NewProduct) Valid() []validation.FieldError {
+	var errs []validation.FieldError
 	add := func(field, reason string) {
 		if reason != "" {
-			errs = append(errs, problem.FieldError{Field: field, Reason: reason})
+			errs = append(errs, validation.FieldError{Field: field, Reason: reason})
 		}
 	}
 	add("sku", skuProblem(p.SKU))
@@ -146,24 +146,24 @@ type ProductUpdate struct {
 }
 
 // Valid checks the fields that are present.
-func (u *ProductUpdate) Valid() []problem.FieldError {
+func (u *ProductUpdate) Valid() []validation.FieldError {
 	if u.Name == nil && u.Description == nil && u.PriceCents == nil {
-		return []problem.FieldError{{Field: "name", Reason: "give a name, description or price_cents to change"}}
+		return []validation.FieldError{{Field: "name", Reason: "give a name, description or price_cents to change"}}
 	}
-	var errs []problem.FieldError
+	var errs []validation.FieldError
 	if u.Name != nil {
 		if reason := nameProblem(*u.Name); reason != "" {
-			errs = append(errs, problem.FieldError{Field: "name", Reason: reason})
+			errs = append(errs, validation.FieldError{Field: "name", Reason: reason})
 		}
 	}
 	if u.Description != nil {
 		if reason := descriptionProblem(*u.Description); reason != "" {
-			errs = append(errs, problem.FieldError{Field: "description", Reason: reason})
+			errs = append(errs, validation.FieldError{Field: "description", Reason: reason})
 		}
 	}
 	if u.PriceCents != nil {
 		if reason := priceProblem(*u.PriceCents); reason != "" {
-			errs = append(errs, problem.FieldError{Field: "price_cents", Reason: reason})
+			errs = append(errs, validation.FieldError{Field: "price_cents", Reason: reason})
 		}
 	}
 	return errs
@@ -175,9 +175,9 @@ type Restock struct {
 }
 
 // Valid checks the quantity.
-func (r *Restock) Valid() []problem.FieldError {
+func (r *Restock) Valid() []validation.FieldError {
 	if r.Quantity < 1 || r.Quantity > maxRestock {
-		return []problem.FieldError{{Field: "quantity", Reason: fmt.Sprintf("must be between 1 and %d", maxRestock)}}
+		return []validation.FieldError{{Field: "quantity", Reason: fmt.Sprintf("must be between 1 and %d", maxRestock)}}
 	}
 	return nil
 }
@@ -186,10 +186,10 @@ func (r *Restock) Valid() []problem.FieldError {
 type ReserveRequest inventoryapi.ReserveRequest
 
 // Valid checks the order id and every line.
-func (r *ReserveRequest) Valid() []problem.FieldError {
-	var errs []problem.FieldError
+func (r *ReserveRequest) Valid() []validation.FieldError {
+	var errs []validation.FieldError
 	if reason := orderIDProblem(r.OrderID); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "order_id", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "order_id", Reason: reason})
 	}
 	return append(errs, linesProblems(r.Lines)...)
 }
@@ -198,14 +198,14 @@ func (r *ReserveRequest) Valid() []problem.FieldError {
 type QuoteRequest inventoryapi.QuoteRequest
 
 // Valid checks every line.
-func (q *QuoteRequest) Valid() []problem.FieldError { return linesProblems(q.Lines) }
+func (q *QuoteRequest) Valid() []validation.FieldError { return linesProblems(q.Lines) }
 
 // linesProblems checks the lines of a reservation or a quote: 1 to 100 of
 // them, each sku once, 1 to 1000 units each.
-func linesProblems(lines []inventoryapi.ReserveLine) []problem.FieldError {
-	var errs []problem.FieldError
+func linesProblems(lines []inventoryapi.ReserveLine) []validation.FieldError {
+	var errs []validation.FieldError
 	if len(lines) < 1 || len(lines) > maxLines {
-		errs = append(errs, problem.FieldError{Field: "lines", Reason: fmt.Sprintf("must hold between 1 and %d lines", maxLines)})
+		errs = append(errs, validation.FieldError{Field: "lines", Reason: fmt.Sprintf("must hold between 1 and %d lines", maxLines)})
 		if len(lines) > maxLines {
 			return errs // do not list the problems of thousands of lines
 		}
@@ -213,15 +213,15 @@ func linesProblems(lines []inventoryapi.ReserveLine) []problem.FieldError {
 	seen := make(map[string]int, len(lines))
 	for i, l := range lines {
 		if reason := skuProblem(l.SKU); reason != "" {
-			errs = append(errs, problem.FieldError{Field: fmt.Sprintf("lines[%d].sku", i), Reason: reason})
+			errs = append(errs, validation.FieldError{Field: fmt.Sprintf("lines[%d].sku", i), Reason: reason})
 		} else if first, dup := seen[l.SKU]; dup {
-			errs = append(errs, problem.FieldError{Field: fmt.Sprintf("lines[%d].sku", i),
+			errs = append(errs, validation.FieldError{Field: fmt.Sprintf("lines[%d].sku", i),
 				Reason: fmt.Sprintf("repeats lines[%d]; give each sku once with the total quantity", first)})
 		} else {
 			seen[l.SKU] = i
 		}
 		if l.Quantity < 1 || l.Quantity > maxLineQty {
-			errs = append(errs, problem.FieldError{Field: fmt.Sprintf("lines[%d].quantity", i),
+			errs = append(errs, validation.FieldError{Field: fmt.Sprintf("lines[%d].quantity", i),
 				Reason: fmt.Sprintf("must be between 1 and %d", maxLineQty)})
 		}
 	}
@@ -514,14 +514,14 @@ func (s *Service) hold(ctx context.Context, tx *sql.Tx, req ReserveRequest) (res
 	return r, nil
 }
 
-// unknownSKUs is the 422 for lines (by index) whose sku names no product.
+// unknownSKUs refuses lines (by index) whose sku names no product.
 func unknownSKUs(lines []int) error {
 	slices.Sort(lines)
-	errs := make([]problem.FieldError, len(lines))
+	errs := make(validation.Errors, len(lines))
 	for j, i := range lines {
-		errs[j] = problem.FieldError{Field: fmt.Sprintf("lines[%d].sku", i), Reason: "no product has this sku"}
+		errs[j] = validation.FieldError{Field: fmt.Sprintf("lines[%d].sku", i), Reason: "no product has this sku"}
 	}
-	return problem.Invalid(errs)
+	return errs
 }
 
 // total sums priced lines, which must all be in one currency.
@@ -530,9 +530,9 @@ func total(lines []inventoryapi.ReservationLine) (int64, string, error) {
 	currency := lines[0].Currency
 	for _, l := range lines {
 		if l.Currency != currency {
-			return 0, "", problem.Invalid([]problem.FieldError{{Field: "lines",
+			return 0, "", validation.Errors{{Field: "lines",
 				Reason: fmt.Sprintf("all products of an order must share one currency; %s is in %s, %s in %s",
-					lines[0].SKU, currency, l.SKU, l.Currency)}})
+					lines[0].SKU, currency, l.SKU, l.Currency)}}
 		}
 		sum += l.PriceCents * l.Quantity
 	}

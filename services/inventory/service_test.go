@@ -15,7 +15,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/events"
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 )
 
@@ -323,12 +323,12 @@ func TestReserveAllOrNothing(t *testing.T) {
 		wantStock(t, s, "B", 2, 2, 0, 0)
 
 		_, _, err = reserve(s, "o1", line("A", 1), line("GHOST", 1), line("B", 1), line("GONE", 1))
-		p := problem.From(err)
-		if p == nil || p.Status != 422 || len(p.Errors) != 2 || p.Errors[0].Field != "lines[1].sku" || p.Errors[1].Field != "lines[3].sku" {
-			t.Fatalf("unknown skus: %v %+v", err, p)
+		var invalid validation.Errors
+		if !errors.As(err, &invalid) || len(invalid) != 2 || invalid[0].Field != "lines[1].sku" || invalid[1].Field != "lines[3].sku" {
+			t.Fatalf("unknown skus: %v", err)
 		}
 		_, _, err = reserve(s, "o1", line("A", 1), line("E", 1))
-		if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines" {
+		if invalid := invalidFields(err); len(invalid) == 0 || invalid[0].Field != "lines" {
 			t.Fatalf("mixed currencies: %v", err)
 		}
 		wantStock(t, s, "A", 5, 5, 0, 0)
@@ -676,11 +676,11 @@ func TestQuote(t *testing.T) {
 			t.Fatalf("quote: %+v %v", q, err)
 		}
 		_, err = s.Quote(ctx, QuoteRequest{Lines: []inventoryapi.ReserveLine{line("NOPE", 1), line("A", 1)}})
-		if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines[0].sku" {
+		if invalid := invalidFields(err); len(invalid) == 0 || invalid[0].Field != "lines[0].sku" {
 			t.Fatalf("unknown sku: %v", err)
 		}
 		_, err = s.Quote(ctx, QuoteRequest{Lines: []inventoryapi.ReserveLine{line("A", 1), line("E", 1)}})
-		if p := problem.From(err); p == nil || p.Status != 422 || p.Errors[0].Field != "lines" {
+		if invalid := invalidFields(err); len(invalid) == 0 || invalid[0].Field != "lines" {
 			t.Fatalf("mixed currencies: %v", err)
 		}
 		wantStock(t, s, "A", 1, 1, 0, 0)
@@ -688,4 +688,12 @@ func TestQuote(t *testing.T) {
 			t.Fatalf("quotes wrote %d events", n)
 		}
 	})
+}
+
+// invalidFields returns the fields err refuses, or none when it is not a
+// validation error.
+func invalidFields(err error) validation.Errors {
+	var invalid validation.Errors
+	errors.As(err, &invalid)
+	return invalid
 }

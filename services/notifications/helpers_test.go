@@ -30,6 +30,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/notifications"
+	"github.com/microshop/microshop/services/notifications/notificationsapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/users"
 )
@@ -177,21 +178,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 // delivery is a delivery as the API shows it.
-type delivery struct {
-	ID            string     `json:"id"`
-	EventID       string     `json:"event_id"`
-	EventType     string     `json:"event_type"`
-	OrderID       string     `json:"order_id"`
-	Channel       string     `json:"channel"`
-	Recipient     string     `json:"recipient"`
-	Subject       string     `json:"subject"`
-	Status        string     `json:"status"`
-	Tries         int        `json:"tries"`
-	LastError     string     `json:"last_error"`
-	CreatedAt     time.Time  `json:"created_at"`
-	SentAt        *time.Time `json:"sent_at"`
-	NextAttemptAt *time.Time `json:"next_attempt_at"`
-}
+type delivery = notificationsapi.Delivery
 
 type deliveryList struct {
 	Items         []delivery `json:"items"`
@@ -248,14 +235,7 @@ func (n *notif) awaitDelivery(t *testing.T, token string, ev events.Event, chann
 }
 
 // webhook is a registered endpoint as the API answers.
-type webhook struct {
-	ID          string    `json:"id"`
-	URL         string    `json:"url"`
-	EventTypes  []string  `json:"event_types"`
-	Description string    `json:"description"`
-	Secret      string    `json:"secret"`
-	CreatedAt   time.Time `json:"created_at"`
-}
+type webhook = notificationsapi.Webhook
 
 func (n *notif) register(t *testing.T, token, url string, types ...string) webhook {
 	t.Helper()

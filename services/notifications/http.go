@@ -14,6 +14,8 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
+	"github.com/microshop/microshop/services/notifications/notificationsapi"
 )
 
 // Routes lists every route of notifications in one place. All of them are
@@ -58,7 +60,7 @@ func (h *handlers) listWebhooks(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, httpjson.List[Webhook]{Items: list})
+	httpjson.Write(w, http.StatusOK, httpjson.List[notificationsapi.Webhook]{Items: list})
 }
 
 func (h *handlers) deleteWebhook(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +75,7 @@ func (h *handlers) listDeliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	page, errs := httpjson.ReadPage(q, defaultListLimit, maxListLimit, ids.Valid)
 	limit, after := page.Limit, page.After
-	f := DeliveryFilter{EventType: q.Get("event_type"), OrderID: q.Get("order_id"), Status: q.Get("status")}
+	f := notificationsapi.DeliveryFilter{EventType: q.Get("event_type"), OrderID: q.Get("order_id"), Status: q.Get("status")}
 	if f.EventType != "" && !slices.Contains(EventTypes(), f.EventType) {
 		errs = append(errs, problem.FieldError{Field: "event_type", Reason: "is not an event notifications handles"})
 	}
@@ -92,7 +94,7 @@ func (h *handlers) listDeliveries(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := httpjson.List[Delivery]{Items: list}
+	out := httpjson.List[notificationsapi.Delivery]{Items: list}
 	if len(list) > limit {
 		out.Items = list[:limit]
 		out.NextPageToken = httpjson.PageToken(list[limit-1].ID)
@@ -120,17 +122,16 @@ func (h *handlers) replay(w http.ResponseWriter, r *http.Request) {
 
 // fail maps the service's errors to problems, in one place.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if p := problem.From(err); p != nil {
-		problem.Write(w, r, p)
-		return
-	}
+	var invalid validation.Errors
 	switch {
+	case errors.As(err, &invalid):
+		problem.Write(w, r, problem.Invalid(invalid))
 	case errors.Is(err, ErrNotFound):
 		problem.Write(w, r, problem.NotFound("no such "+resource(r)))
 	case errors.Is(err, ErrAlreadyPending):
-		problem.Write(w, r, problem.New(http.StatusConflict, "delivery-pending", "Delivery pending", err.Error()))
+		problem.Write(w, r, problem.New(http.StatusConflict, notificationsapi.ProblemDeliveryPending, "Delivery pending", err.Error()))
 	case errors.Is(err, ErrTooManyEndpoints):
-		problem.Write(w, r, problem.New(http.StatusConflict, "too-many-webhooks", "Too many webhook endpoints", err.Error()))
+		problem.Write(w, r, problem.New(http.StatusConflict, notificationsapi.ProblemTooManyWebhooks, "Too many webhook endpoints", err.Error()))
 	case r.Context().Err() != nil:
 		problem.Write(w, r, problem.Unavailable("the request was cancelled before it finished"))
 	default:

@@ -22,8 +22,9 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/services/notifications/notificationsapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 	"github.com/microshop/microshop/services/users/usersapi"
@@ -129,64 +130,50 @@ func (s *Service) poke() {
 	}
 }
 
-// Webhook is a webhook endpoint as the API shows it. Secret is set only
-// in the answer that created it.
-type Webhook struct {
-	ID          string    `json:"id"`
-	URL         string    `json:"url"`
-	EventTypes  []string  `json:"event_types"`
-	Description string    `json:"description,omitempty"`
-	Secret      string    `json:"secret,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-}
-
-// WebhookRequest registers a webhook endpoint.
-type WebhookRequest struct {
-	URL         string   `json:"url"`
-	EventTypes  []string `json:"event_types"`
-	Description string   `json:"description,omitempty"`
-}
+// WebhookRequest registers a webhook endpoint; see
+// notificationsapi.WebhookRequest.
+type WebhookRequest notificationsapi.WebhookRequest
 
 // Valid checks what can be checked without the network; CreateWebhook
 // then checks where the URL leads.
-func (r *WebhookRequest) Valid() []problem.FieldError {
-	var errs []problem.FieldError
+func (r *WebhookRequest) Valid() []validation.FieldError {
+	var errs []validation.FieldError
 	switch {
 	case r.URL == "":
-		errs = append(errs, problem.FieldError{Field: "url", Reason: "is required"})
+		errs = append(errs, validation.FieldError{Field: "url", Reason: "is required"})
 	case len(r.URL) > MaxURLLength:
-		errs = append(errs, problem.FieldError{Field: "url", Reason: fmt.Sprintf("must be at most %d bytes", MaxURLLength)})
+		errs = append(errs, validation.FieldError{Field: "url", Reason: fmt.Sprintf("must be at most %d bytes", MaxURLLength)})
 	default:
 		if why := checkShape(r.URL); why != "" {
-			errs = append(errs, problem.FieldError{Field: "url", Reason: why})
+			errs = append(errs, validation.FieldError{Field: "url", Reason: why})
 		}
 	}
 	known := EventTypes()
 	if len(r.EventTypes) == 0 {
-		errs = append(errs, problem.FieldError{Field: "event_types", Reason: "must name at least one of " + strings.Join(known, ", ")})
+		errs = append(errs, validation.FieldError{Field: "event_types", Reason: "must name at least one of " + strings.Join(known, ", ")})
 	}
 	for i, t := range r.EventTypes {
 		field := fmt.Sprintf("event_types[%d]", i)
 		switch {
 		case !slices.Contains(known, t):
-			errs = append(errs, problem.FieldError{Field: field, Reason: fmt.Sprintf("%q is not an event notifications sends; use %s", t, strings.Join(known, ", "))})
+			errs = append(errs, validation.FieldError{Field: field, Reason: fmt.Sprintf("%q is not an event notifications sends; use %s", t, strings.Join(known, ", "))})
 		case slices.Contains(r.EventTypes[:i], t):
-			errs = append(errs, problem.FieldError{Field: field, Reason: fmt.Sprintf("%q is listed twice", t)})
+			errs = append(errs, validation.FieldError{Field: field, Reason: fmt.Sprintf("%q is listed twice", t)})
 		}
 	}
 	if len([]rune(r.Description)) > maxDescriptionLen {
-		errs = append(errs, problem.FieldError{Field: "description", Reason: fmt.Sprintf("must be at most %d characters", maxDescriptionLen)})
+		errs = append(errs, validation.FieldError{Field: "description", Reason: fmt.Sprintf("must be at most %d characters", maxDescriptionLen)})
 	} else if strings.ContainsFunc(r.Description, unicode.IsControl) {
-		errs = append(errs, problem.FieldError{Field: "description", Reason: "must not hold control characters"})
+		errs = append(errs, validation.FieldError{Field: "description", Reason: "must not hold control characters"})
 	}
 	return errs
 }
 
 // CreateWebhook registers an endpoint after checking where its URL
 // leads, and returns it with its secret: the only time the secret is shown.
-func (s *Service) CreateWebhook(ctx context.Context, req WebhookRequest) (Webhook, error) {
+func (s *Service) CreateWebhook(ctx context.Context, req WebhookRequest) (notificationsapi.Webhook, error) {
 	if why := s.guard.checkURL(ctx, req.URL); why != "" {
-		return Webhook{}, problem.Invalid([]problem.FieldError{{Field: "url", Reason: why}})
+		return notificationsapi.Webhook{}, validation.Errors{{Field: "url", Reason: why}}
 	}
 	e := endpoint{ID: ids.New(), URL: req.URL, Description: req.Description, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 	// Stored in the order of EventTypes, whatever order they came in.
@@ -196,7 +183,7 @@ func (s *Service) CreateWebhook(ctx context.Context, req WebhookRequest) (Webhoo
 		}
 	}
 	if err := s.store.insertEndpoint(ctx, e, MaxEndpoints); err != nil {
-		return Webhook{}, err
+		return notificationsapi.Webhook{}, err
 	}
 	s.log.InfoContext(ctx, "webhook endpoint registered", "endpoint_id", e.ID, "url", redactURL(e.URL), "event_types", e.EventTypes)
 	w := e.public()
@@ -204,17 +191,17 @@ func (s *Service) CreateWebhook(ctx context.Context, req WebhookRequest) (Webhoo
 	return w, nil
 }
 
-func (e endpoint) public() Webhook {
-	return Webhook{ID: e.ID, URL: e.URL, EventTypes: e.EventTypes, Description: e.Description, CreatedAt: e.CreatedAt}
+func (e endpoint) public() notificationsapi.Webhook {
+	return notificationsapi.Webhook{ID: e.ID, URL: e.URL, EventTypes: e.EventTypes, Description: e.Description, CreatedAt: e.CreatedAt}
 }
 
 // Webhooks lists the endpoints, oldest first, without their secrets.
-func (s *Service) Webhooks(ctx context.Context) ([]Webhook, error) {
+func (s *Service) Webhooks(ctx context.Context) ([]notificationsapi.Webhook, error) {
 	es, err := s.store.endpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Webhook, 0, len(es))
+	out := make([]notificationsapi.Webhook, 0, len(es))
 	for _, e := range es {
 		out = append(out, e.public())
 	}
@@ -233,53 +220,28 @@ func (s *Service) DeleteWebhook(ctx context.Context, id string) error {
 	return nil
 }
 
-// Delivery is one notification of one event on one channel.
-type Delivery struct {
-	ID        string `json:"id"`
-	EventID   string `json:"event_id"`
-	EventType string `json:"event_type"`
-	OrderID   string `json:"order_id,omitempty"`
-	// Channel is "email" or "webhook:<endpoint id>".
-	Channel   string `json:"channel"`
-	Recipient string `json:"recipient"`
-	Subject   string `json:"subject,omitempty"`
-	Status    string `json:"status"`
-	// Tries counts the tries of the current series (a replay starts a new one).
-	Tries     int        `json:"tries"`
-	LastError string     `json:"last_error,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	SentAt    *time.Time `json:"sent_at,omitempty"`
-	// NextAttemptAt is when a pending or failed delivery is tried next.
-	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
-}
-
-// DeliveryFilter narrows a list of deliveries; empty fields match all.
-type DeliveryFilter struct {
-	EventType, OrderID, Status string
-}
-
 // Deliveries lists deliveries, newest first, after the id after.
-func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter, after string, limit int) ([]Delivery, error) {
+func (s *Service) Deliveries(ctx context.Context, f notificationsapi.DeliveryFilter, after string, limit int) ([]notificationsapi.Delivery, error) {
 	return s.store.deliveries(ctx, f, after, limit)
 }
 
 // Delivery returns one delivery.
-func (s *Service) Delivery(ctx context.Context, id string) (Delivery, error) {
+func (s *Service) Delivery(ctx context.Context, id string) (notificationsapi.Delivery, error) {
 	if !ids.Valid(id) {
-		return Delivery{}, ErrNotFound
+		return notificationsapi.Delivery{}, ErrNotFound
 	}
 	return s.store.delivery(ctx, id)
 }
 
 // Replay puts a sent, failed or dead delivery back to pending for a new
 // series of tries, and returns it.
-func (s *Service) Replay(ctx context.Context, id string) (Delivery, error) {
+func (s *Service) Replay(ctx context.Context, id string) (notificationsapi.Delivery, error) {
 	if !ids.Valid(id) {
-		return Delivery{}, ErrNotFound
+		return notificationsapi.Delivery{}, ErrNotFound
 	}
 	d, err := s.store.replay(ctx, id, time.Now())
 	if err != nil {
-		return Delivery{}, err
+		return notificationsapi.Delivery{}, err
 	}
 	s.log.InfoContext(ctx, "delivery replayed", "delivery_id", id)
 	s.poke()

@@ -9,24 +9,20 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/database"
+	"github.com/microshop/microshop/services/notifications/notificationsapi"
 )
 
 // store is the only code that touches notifications' tables.
 type store struct{ db *database.DB }
 
-// Delivery statuses. A delivery is pending until its first try, failed
-// while it waits for a retry, then sent, or dead once it has used up its
-// tries (or the receiver refused it for good).
+// Delivery statuses and channels, as the contract names them.
 const (
-	StatusPending = "pending"
-	StatusFailed  = "failed"
-	StatusSent    = "sent"
-	StatusDead    = "dead"
+	StatusPending = notificationsapi.StatusPending
+	StatusFailed  = notificationsapi.StatusFailed
+	StatusSent    = notificationsapi.StatusSent
+	StatusDead    = notificationsapi.StatusDead
+	ChannelEmail  = notificationsapi.ChannelEmail
 )
-
-// ChannelEmail is the channel of a delivery by email; a webhook
-// delivery's channel is "webhook:<endpoint id>".
-const ChannelEmail = "email"
 
 func webhookChannel(endpointID string) string { return "webhook:" + endpointID }
 
@@ -156,16 +152,16 @@ const deliveryColumns = `id, event_id, event_type, order_id, channel, recipient,
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanDelivery(row scanner) (Delivery, error) {
-	var d Delivery
+func scanDelivery(row scanner) (notificationsapi.Delivery, error) {
+	var d notificationsapi.Delivery
 	var next, created, sent int64
 	err := row.Scan(&d.ID, &d.EventID, &d.EventType, &d.OrderID, &d.Channel, &d.Recipient, &d.Subject, &d.Status,
 		&d.Tries, &d.LastError, &next, &created, &sent)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Delivery{}, ErrNotFound
+		return notificationsapi.Delivery{}, ErrNotFound
 	}
 	if err != nil {
-		return Delivery{}, fmt.Errorf("reading a delivery: %w", err)
+		return notificationsapi.Delivery{}, fmt.Errorf("reading a delivery: %w", err)
 	}
 	d.CreatedAt = time.UnixMilli(created).UTC()
 	if sent > 0 {
@@ -179,13 +175,13 @@ func scanDelivery(row scanner) (Delivery, error) {
 	return d, nil
 }
 
-func (s store) delivery(ctx context.Context, id string) (Delivery, error) {
+func (s store) delivery(ctx context.Context, id string) (notificationsapi.Delivery, error) {
 	return scanDelivery(s.db.QueryRowContext(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE id = $1`, id))
 }
 
 // deliveries lists deliveries matching f, newest first, after the id
 // after (a page token) when it is set.
-func (s store) deliveries(ctx context.Context, f DeliveryFilter, after string, limit int) ([]Delivery, error) {
+func (s store) deliveries(ctx context.Context, f notificationsapi.DeliveryFilter, after string, limit int) ([]notificationsapi.Delivery, error) {
 	var where []string
 	var args []any
 	add := func(cond string, v any) {
@@ -215,7 +211,7 @@ func (s store) deliveries(ctx context.Context, f DeliveryFilter, after string, l
 		return nil, fmt.Errorf("listing deliveries: %w", err)
 	}
 	defer rows.Close()
-	out := []Delivery{}
+	out := []notificationsapi.Delivery{}
 	for rows.Next() {
 		d, err := scanDelivery(rows)
 		if err != nil {
@@ -230,8 +226,8 @@ func (s store) deliveries(ctx context.Context, f DeliveryFilter, after string, l
 // with a fresh series of tries, and returns it as the reset left it. A
 // lease still held on it is dropped, so the outcome of a try underway is
 // not recorded over the replay.
-func (s store) replay(ctx context.Context, id string, now time.Time) (Delivery, error) {
-	var d Delivery
+func (s store) replay(ctx context.Context, id string, now time.Time) (notificationsapi.Delivery, error) {
+	var d notificationsapi.Delivery
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		d, err = scanDelivery(tx.QueryRowContext(ctx, `UPDATE deliveries SET status = 'pending', tries = 0, next_attempt_at = $1,

@@ -13,6 +13,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -134,7 +135,12 @@ func (h *handlers) cancel(w http.ResponseWriter, r *http.Request) {
 
 // fail maps the service's errors to problems, in one place.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var invalid validation.Errors
 	switch {
+	case errors.As(err, &invalid):
+		problem.Write(w, r, problem.Invalid(invalid))
+	case errors.Is(err, ErrAdminsOnly):
+		problem.Write(w, r, problem.Forbidden(err.Error()))
 	case errors.Is(err, ErrNotFound):
 		problem.Write(w, r, problem.NotFound("no such order"))
 	case errors.Is(err, ErrKeyReused):
@@ -144,6 +150,8 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, ErrUnknownProduct):
 		problem.Write(w, r, problem.Invalid([]problem.FieldError{{Field: "lines", Reason: err.Error()}}))
 	case problem.From(err) != nil && problem.From(err).Status < 500:
+		// A refusal from inventory or payments that no case above turned
+		// into one of ours: pass it on as it came.
 		problem.Write(w, r, problem.From(err))
 	case errors.Is(err, client.ErrUnavailable):
 		p := problem.Unavailable("inventory could not price the order right now; nothing was stored, try again")

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
@@ -25,26 +25,17 @@ const (
 
 var skuPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// PlaceOrder is the body of POST /api/orders. Prices are not part of it:
-// they come from inventory, never from the client. orders holds the card
-// in memory only, for as long as it takes to ask payments to authorize
-// it; it is never stored or logged (it prints and logs masked).
-type PlaceOrder struct {
-	Lines           []LineRequest     `json:"lines"`
-	ShippingAddress ordersapi.Address `json:"shipping_address"`
-	Card            paymentsapi.Card  `json:"card"`
-}
+// PlaceOrder is the body of POST /api/orders, as its contract gives it;
+// the service adds its validation.
+type PlaceOrder ordersapi.PlaceOrder
 
 // LineRequest is one product and quantity.
-type LineRequest struct {
-	SKU      string `json:"sku"`
-	Quantity int64  `json:"quantity"`
-}
+type LineRequest = ordersapi.LineRequest
 
 // Valid checks the order field by field.
-func (p *PlaceOrder) Valid() []problem.FieldError {
-	var errs []problem.FieldError
-	add := func(field, reason string) { errs = append(errs, problem.FieldError{Field: field, Reason: reason}) }
+func (p *PlaceOrder) Valid() []validation.FieldError {
+	var errs []validation.FieldError
+	add := func(field, reason string) { errs = append(errs, validation.FieldError{Field: field, Reason: reason}) }
 	switch {
 	case len(p.Lines) == 0:
 		add("lines", "an order needs at least one line")

@@ -190,7 +190,11 @@ func (s *sagas) run(ctx context.Context, id string, card *paymentsapi.Card, resu
 	}
 	var err error
 	if resumed {
-		s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now())
+		// The step has not run yet, so stopping here loses nothing: the
+		// saga is resumed again, from this step, when the database answers.
+		if err := s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now()); err != nil {
+			return fmt.Errorf("resuming the saga of %s: %w", o.ID, err)
+		}
 	}
 	for o.SagaStep != stepDone {
 		if ctx.Err() != nil {
@@ -383,7 +387,7 @@ func (s *sagas) attempt(ctx context.Context, o order, bounded bool, call func(co
 		if bounded && !s.now().Before(deadline) {
 			return fmt.Errorf("%s did not succeed before its deadline: %w", o.SagaStep, err)
 		}
-		s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "retrying", err.Error(), s.now())
+		s.noteRetry(ctx, o, err)
 		if err := s.sleep(ctx, o, i); err != nil {
 			return err
 		}
@@ -408,10 +412,21 @@ func (s *sagas) forever(ctx context.Context, o order, call func(context.Context)
 			return ctx.Err()
 		}
 		s.metrics.retry(o.SagaStep)
-		s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "retrying", err.Error(), s.now())
+		s.noteRetry(ctx, o, err)
 		if err := s.sleep(ctx, o, i); err != nil {
 			return err
 		}
+	}
+}
+
+// noteRetry records in the saga log that o's step failed with cause and
+// will be tried again. The entry is a record for people, not state the
+// saga resumes from, so failing to write it must not stop a retry that
+// may be moving money back; it is logged instead. A database that is
+// really gone stops the saga at the lease renewal in sleep, which follows.
+func (s *sagas) noteRetry(ctx context.Context, o order, cause error) {
+	if err := s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "retrying", cause.Error(), s.now()); err != nil && ctx.Err() == nil {
+		s.log.Warn("recording a saga retry", "order_id", o.ID, "step", o.SagaStep, "cause", cause, "err", err)
 	}
 }
 

@@ -20,8 +20,8 @@ import (
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/telemetry"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -30,6 +30,7 @@ var (
 	ErrNotFound       = errors.New("no such order")
 	ErrKeyReused      = errors.New("this Idempotency-Key was used for a different order")
 	ErrNotCancellable = errors.New("the order cannot be cancelled")
+	ErrAdminsOnly     = errors.New("only admins may list every customer's orders")
 )
 
 // Config holds the orders service's settings.
@@ -65,7 +66,7 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	// the saga's clock, gives the brand and last four digits to keep.
 	checked, cardErrs := req.Card.Check(s.sagas.now())
 	if len(cardErrs) > 0 {
-		return order{}, false, problem.Invalid(cardErrs)
+		return order{}, false, validation.Errors(cardErrs)
 	}
 	hash := req.hash(checked)
 	if existing, err := s.store.byKey(ctx, c.UserID(), key); err == nil {
@@ -168,7 +169,7 @@ func (s *Service) List(ctx context.Context, c *auth.Claims, all bool, after stri
 	user := c.UserID()
 	if all {
 		if !c.HasRole(auth.RoleAdmin) {
-			return nil, problem.Forbidden("only admins may list every customer's orders")
+			return nil, ErrAdminsOnly
 		}
 		user = ""
 	}
@@ -201,20 +202,9 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 	now := s.sagas.now()
 	var moved bool
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		// Only one cancel wins, even across replicas.
-		res, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, lease_owner = $2, lease_until = $3, updated_at = $4
-			WHERE id = $5 AND status = $6 AND saga_step = $7`,
-			stepRefund, s.cfg.Owner, now.Add(s.sagas.lease).UnixMilli(), now.UnixMilli(), id, ordersapi.StatusConfirmed, stepDone)
-		if err != nil {
-			return fmt.Errorf("starting the cancellation of %s: %w", id, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
+		var err error
+		if moved, err = s.store.startCancel(ctx, tx, id, s.cfg.Owner, now.Add(s.sagas.lease), now); err != nil || !moved {
 			return err
-		}
-		moved = n == 1
-		if !moved {
-			return nil
 		}
 		if err := s.store.log(ctx, tx, id, "cancel", "started", "requested by "+c.UserID(), now); err != nil {
 			return err

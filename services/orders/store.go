@@ -167,6 +167,23 @@ func (s store) advance(ctx context.Context, tx *sql.Tx, id, step string, deadlin
 	return nil
 }
 
+// startCancel moves a confirmed order whose saga is done to the refund
+// step under owner's lease. It reports whether it did: only one cancel
+// wins, even across replicas.
+func (s store) startCancel(ctx context.Context, tx *sql.Tx, id, owner string, leaseUntil, now time.Time) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, lease_owner = $2, lease_until = $3, updated_at = $4
+		WHERE id = $5 AND status = $6 AND saga_step = $7`,
+		stepRefund, owner, leaseUntil.UnixMilli(), now.UnixMilli(), id, ordersapi.StatusConfirmed, stepDone)
+	if err != nil {
+		return false, fmt.Errorf("starting the cancellation of %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("starting the cancellation of %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
 func (s store) setStatus(ctx context.Context, tx *sql.Tx, id, status, reason string, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, reason = $2, updated_at = $3 WHERE id = $4`, status, reason, now.UnixMilli(), id)
 	if err != nil {

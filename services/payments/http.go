@@ -16,6 +16,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
@@ -60,7 +61,7 @@ func (h *handlers) authorize(w http.ResponseWriter, r *http.Request) {
 		func(out Outcome) (any, error) {
 			a, errs := newAuthorization(req, h.s.now())
 			if len(errs) > 0 {
-				return nil, problem.Invalid(errs)
+				return nil, validation.Errors(errs)
 			}
 			return h.s.Authorize(r.Context(), a, out)
 		})
@@ -74,7 +75,7 @@ func (h *handlers) capture(w http.ResponseWriter, r *http.Request) {
 		func(out Outcome) (any, error) {
 			if req.AmountCents != nil {
 				if reason := amountProblem(*req.AmountCents); reason != "" {
-					return nil, problem.Invalid([]problem.FieldError{{Field: "amount_cents", Reason: reason}})
+					return nil, validation.Errors{{Field: "amount_cents", Reason: reason}}
 				}
 			}
 			if !ids.Valid(id) {
@@ -90,7 +91,7 @@ func (h *handlers) void(w http.ResponseWriter, r *http.Request) {
 		func() any { return req },
 		func(out Outcome) (any, error) {
 			if reason := orderIDProblem(req.OrderID); reason != "" {
-				return nil, problem.Invalid([]problem.FieldError{{Field: "order_id", Reason: reason}})
+				return nil, validation.Errors{{Field: "order_id", Reason: reason}}
 			}
 			return h.s.Void(r.Context(), req.OrderID, out)
 		})
@@ -103,7 +104,7 @@ func (h *handlers) refund(w http.ResponseWriter, r *http.Request) {
 		func() any { return req },
 		func(out Outcome) (any, error) {
 			if reason := amountProblem(req.AmountCents); reason != "" {
-				return nil, problem.Invalid([]problem.FieldError{{Field: "amount_cents", Reason: reason}})
+				return nil, validation.Errors{{Field: "amount_cents", Reason: reason}}
 			}
 			if !ids.Valid(id) {
 				return nil, paymentsapi.ErrNotFound
@@ -287,14 +288,15 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 // problemFor maps the service's errors to problems, in one place.
 func (h *handlers) problemFor(r *http.Request, err error) *problem.Problem {
 	var declined *paymentsapi.DeclinedError
+	var invalid validation.Errors
 	switch {
+	case errors.As(err, &invalid):
+		return problem.Invalid(invalid)
 	case errors.As(err, &declined):
 		p := problem.New(http.StatusPaymentRequired, paymentsapi.ProblemDeclined, "Payment declined",
 			"the card was declined ("+declined.Reason+"); nothing was charged")
 		p.Extensions = map[string]any{"reason": declined.Reason, "payment_id": declined.PaymentID}
 		return p
-	case problem.From(err) != nil:
-		return problem.From(err)
 	case errors.Is(err, paymentsapi.ErrNotFound):
 		return problem.NotFound("no such payment")
 	case errors.Is(err, paymentsapi.ErrOrderVoided):
@@ -322,7 +324,7 @@ func (h *handlers) problemFor(r *http.Request, err error) *problem.Problem {
 			"this Idempotency-Key was used before with another request; use a new key for a new request")
 	case errors.Is(err, errKeyMissing), errors.Is(err, errKeyInvalid):
 		return problem.New(http.StatusBadRequest, paymentsapi.ProblemKeyRequired, "Idempotency key required", err.Error())
-	case errors.Is(err, errNoAnswer):
+	case errors.Is(err, ErrNoAnswer):
 		return problem.New(http.StatusServiceUnavailable, paymentsapi.ProblemProcessorTimeout, "Card processor timeout",
 			"the card processor had not answered when the caller's deadline passed; nothing was charged, retry with the same Idempotency-Key")
 	case r.Context().Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):

@@ -1,9 +1,10 @@
 // Package payments owns payments and their double-entry ledger. It
-// authorizes, captures, voids and refunds card payments for orders with a
-// built-in card processor that behaves like a real one, and announces
+// authorizes, captures, voids and refunds card payments for orders, asking
+// a card Processor for every authorization, and announces
 // payments.captured, payments.refunded and payments.failed.
 //
-// The processor's test cards (spaces and dashes are allowed):
+// The one processor today is a simulated one (--processor simulator): no
+// card network is called. Its test cards (spaces and dashes are allowed):
 //
 //	4242 4242 4242 4242  approved
 //	4000 0000 0000 0002  declined, reason card_declined
@@ -11,7 +12,7 @@
 //	4000 0000 0000 0077  answers after --slow-card-delay (10s), then
 //	                     approves; a caller that gives up first frees it
 //
-// Two flags make the processor behave like a remote one, for load tests
+// Two flags make the simulator behave like a remote processor, for load tests
 // and demos: --processor-latency adds a round trip to every
 // authorization, and --processor-connections bounds how many a process
 // has at the processor at once (more wait in line), so one process's
@@ -41,20 +42,15 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
 // Config holds the payments service's settings.
 type Config struct {
-	// SlowCardDelay is how long the slow test card takes to answer.
-	SlowCardDelay time.Duration
-	// ProcessorLatency is added to every authorization, as a remote card
-	// processor's round trip would be (0: none).
-	ProcessorLatency time.Duration
-	// ProcessorConnections bounds the authorizations this process has at
-	// the processor at once; the others wait in line (0: no limit).
-	ProcessorConnections int
+	// Processor is the card processor authorizations go to (see
+	// NewProcessor); nil is the simulator with its zero settings.
+	Processor Processor
 	// IdempotencyTTL is how long the answer to an idempotency key is kept
 	// (0: forever).
 	IdempotencyTTL time.Duration
@@ -66,7 +62,7 @@ type Service struct {
 	db     *database.DB
 	store  store
 	outbox events.Outbox
-	proc   processor
+	proc   Processor
 	// keys serialises requests that share an idempotency key.
 	keys keyLocks
 	log  *slog.Logger
@@ -81,9 +77,14 @@ type Deps struct {
 
 // New returns the service over its database. It does no work at start,
 // so ctx goes unused; it is there so every service is built the same way.
+// A nil cfg.Processor is the simulator with its zero settings.
 func New(_ context.Context, cfg Config, deps Deps) (*Service, error) {
 	db, log := deps.DB, deps.Log
-	return &Service{cfg: cfg, db: db, store: store{db: db}, proc: newProcessor(cfg.SlowCardDelay, cfg.ProcessorLatency, cfg.ProcessorConnections),
+	proc := cfg.Processor
+	if proc == nil {
+		proc, _ = NewSimulator(SimulatorConfig{}) // zero settings are valid
+	}
+	return &Service{cfg: cfg, db: db, store: store{db: db}, proc: proc,
 		keys: keyLocks{held: map[string]*keyLock{}}, log: log, now: now}, nil
 }
 
@@ -108,16 +109,16 @@ type authorization struct {
 
 // newAuthorization checks every field of req as of now, returning one
 // problem per invalid field.
-func newAuthorization(req paymentsapi.AuthorizeRequest, now time.Time) (authorization, []problem.FieldError) {
-	var errs []problem.FieldError
+func newAuthorization(req paymentsapi.AuthorizeRequest, now time.Time) (authorization, []validation.FieldError) {
+	var errs []validation.FieldError
 	if reason := orderIDProblem(req.OrderID); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "order_id", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "order_id", Reason: reason})
 	}
 	if reason := amountProblem(req.AmountCents); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "amount_cents", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "amount_cents", Reason: reason})
 	}
 	if reason := currencyProblem(req.Currency); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "currency", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "currency", Reason: reason})
 	}
 	c, cardErrs := parseCard(req.Card, now)
 	errs = append(errs, cardErrs...)
@@ -125,6 +126,15 @@ func newAuthorization(req paymentsapi.AuthorizeRequest, now time.Time) (authoriz
 		return authorization{}, errs
 	}
 	return authorization{orderID: req.OrderID, amount: req.AmountCents, currency: req.Currency, card: c}, nil
+}
+
+// parseCard checks every field of in as of now with the contract's
+// Check, so orders' early check and payments agree on every card: field
+// names are prefixed with "card." and reasons never echo the number or
+// the cvc. The checked card holds the number only in memory, for the
+// processor, and prints and logs masked.
+func parseCard(in paymentsapi.Card, now time.Time) (paymentsapi.Checked, []validation.FieldError) {
+	return in.Check(now)
 }
 
 const maxOrderID = 100
@@ -171,17 +181,17 @@ func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (
 	}
 	// The processor is asked outside the transaction: a slow answer must
 	// not hold the database's writer.
-	d, err := s.proc.authorize(ctx, a.card, a.amount)
+	d, err := s.proc.Authorize(ctx, a.card, a.amount, a.currency)
 	if err != nil {
-		return paymentsapi.Payment{}, err
+		return paymentsapi.Payment{}, fmt.Errorf("asking the card processor for order %s: %w", a.orderID, err)
 	}
 	now := s.now()
 	p := payment{id: ids.New(), orderID: a.orderID, status: paymentsapi.StatusAuthorized, amount: a.amount,
 		currency: a.currency, brand: a.card.Brand(), last4: a.card.Last4(), createdAt: now, updatedAt: now}
 	var declined error
-	if d.declined != "" {
-		p.status, p.declineReason = paymentsapi.StatusDeclined, d.declined
-		declined = &paymentsapi.DeclinedError{Reason: d.declined, PaymentID: p.id}
+	if d.Declined != "" {
+		p.status, p.declineReason = paymentsapi.StatusDeclined, d.Declined
+		declined = &paymentsapi.DeclinedError{Reason: d.Declined, PaymentID: p.id}
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		voided, err := s.store.lockOrder(ctx, tx, a.orderID)
@@ -229,8 +239,8 @@ func (s *Service) Capture(ctx context.Context, id string, amount *int64, out Out
 			return err
 		}
 		if amount != nil && *amount != p.amount {
-			return problem.Invalid([]problem.FieldError{{Field: "amount_cents",
-				Reason: fmt.Sprintf("must equal the authorized amount, %d, or be left out", p.amount)}})
+			return validation.Errors{{Field: "amount_cents",
+				Reason: fmt.Sprintf("must equal the authorized amount, %d, or be left out", p.amount)}}
 		}
 		now := s.now()
 		ok, err := s.store.capture(ctx, tx, id, now)

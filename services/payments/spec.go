@@ -3,7 +3,7 @@ package payments
 import (
 	"context"
 	"embed"
-	"fmt"
+	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/config"
@@ -23,22 +23,23 @@ func OpenAPI() *openapi.Document { return Spec().OpenAPI() }
 func Spec() service.Spec {
 	return service.Spec{
 		Name:      "payments",
-		Summary:   "payments: card authorizations, captures, voids and refunds with a built-in card processor, and a double-entry ledger.",
+		Summary:   "payments: card authorizations, captures, voids and refunds through a card processor (simulated today), and a double-entry ledger.",
 		Files:     files,
 		Publishes: []events.Body{paymentsapi.PaymentCaptured{}, paymentsapi.PaymentRefunded{}, paymentsapi.PaymentFailed{}},
 		Setup: func(f *config.Flags) service.Build {
 			var (
-				slow = f.Duration("slow-card-delay", 10*time.Second, "how long the slow test card "+CardSlow+" takes to answer")
+				proc = f.String("processor", "simulator", "the card processor: "+strings.Join(ProcessorNames(), ", ")+" (simulator: no card network, test cards only)")
+				slow = f.Duration("slow-card-delay", 10*time.Second, "simulator: how long the slow test card "+CardSlow+" takes to answer")
 				ttl  = f.Duration("idempotency-ttl", 30*24*time.Hour, "how long the answers of idempotency keys are kept (0: forever)")
-				lat  = f.Duration("processor-latency", 0, "added to every card authorization, like a remote processor's round trip (0: none)")
-				conn = f.Int("processor-connections", 0, "authorizations this process has at the card processor at once; more wait in line (0: no limit)")
+				lat  = f.Duration("processor-latency", 0, "simulator: added to every card authorization, like a remote processor's round trip (0: none)")
+				conn = f.Int("processor-connections", 0, "simulator: authorizations this process has at the card processor at once; more wait in line (0: no limit)")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
-				if *lat < 0 || *conn < 0 {
-					return fmt.Errorf("--processor-latency and --processor-connections must not be negative")
+				processor, err := NewProcessor(*proc, ProcessorConfig{Simulator: SimulatorConfig{SlowCardDelay: *slow, Latency: *lat, Connections: *conn}})
+				if err != nil {
+					return err
 				}
-				s, err := New(ctx, Config{SlowCardDelay: *slow, IdempotencyTTL: *ttl, ProcessorLatency: *lat, ProcessorConnections: *conn},
-					Deps{DB: rt.DB, Log: rt.Log})
+				s, err := New(ctx, Config{Processor: processor, IdempotencyTTL: *ttl}, Deps{DB: rt.DB, Log: rt.Log})
 				if err != nil {
 					return err
 				}

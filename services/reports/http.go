@@ -199,8 +199,6 @@ func (h *handlers) rebuilding(w http.ResponseWriter, r *http.Request) func() boo
 // fail maps the service's errors to problems, in one place.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case problem.From(err) != nil:
-		problem.Write(w, r, problem.From(err))
 	case r.Context().Err() != nil:
 		problem.Write(w, r, problem.Unavailable("the request was cancelled before it finished"))
 	default:

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
@@ -80,13 +80,13 @@ func parseTime(s string, endOfDay bool) (time.Time, bool) {
 
 // parseRange reads from and to. Either may be omitted: to defaults to now
 // and from to DefaultRange before to.
-func parseRange(q url.Values, now time.Time) (Range, []problem.FieldError) {
-	var errs []problem.FieldError
+func parseRange(q url.Values, now time.Time) (Range, []validation.FieldError) {
+	var errs []validation.FieldError
 	r := Range{To: now.UTC().Truncate(time.Millisecond)}
 	if v := q.Get("to"); v != "" {
 		t, ok := parseTime(v, true)
 		if !ok {
-			errs = append(errs, problem.FieldError{Field: "to", Reason: "must be an RFC 3339 time or a date (YYYY-MM-DD)"})
+			errs = append(errs, validation.FieldError{Field: "to", Reason: "must be an RFC 3339 time or a date (YYYY-MM-DD)"})
 		}
 		r.To = t
 	}
@@ -94,7 +94,7 @@ func parseRange(q url.Values, now time.Time) (Range, []problem.FieldError) {
 	if v := q.Get("from"); v != "" {
 		t, ok := parseTime(v, false)
 		if !ok {
-			errs = append(errs, problem.FieldError{Field: "from", Reason: "must be an RFC 3339 time or a date (YYYY-MM-DD)"})
+			errs = append(errs, validation.FieldError{Field: "from", Reason: "must be an RFC 3339 time or a date (YYYY-MM-DD)"})
 		}
 		r.From = t
 	}
@@ -103,46 +103,46 @@ func parseRange(q url.Values, now time.Time) (Range, []problem.FieldError) {
 	}
 	switch {
 	case r.From.Before(epoch):
-		errs = append(errs, problem.FieldError{Field: "from", Reason: "must not be before 1970-01-01"})
+		errs = append(errs, validation.FieldError{Field: "from", Reason: "must not be before 1970-01-01"})
 	case r.From.After(r.To):
-		errs = append(errs, problem.FieldError{Field: "from", Reason: "must not be after to"})
+		errs = append(errs, validation.FieldError{Field: "from", Reason: "must not be after to"})
 	case r.To.Sub(r.From) > MaxRange:
-		errs = append(errs, problem.FieldError{Field: "to", Reason: "the range may span at most 366 days"})
+		errs = append(errs, validation.FieldError{Field: "to", Reason: "the range may span at most 366 days"})
 	}
 	return r, errs
 }
 
-func parseCurrency(q url.Values, def string) (string, []problem.FieldError) {
+func parseCurrency(q url.Values, def string) (string, []validation.FieldError) {
 	c := q.Get("currency")
 	if c == "" {
 		return def, nil
 	}
 	if !currencyPattern.MatchString(c) {
-		return "", []problem.FieldError{{Field: "currency", Reason: "must be an ISO 4217 code such as USD"}}
+		return "", []validation.FieldError{{Field: "currency", Reason: "must be an ISO 4217 code such as USD"}}
 	}
 	return c, nil
 }
 
-func parseLimit(q url.Values, def, max int) (int, []problem.FieldError) {
+func parseLimit(q url.Values, def, max int) (int, []validation.FieldError) {
 	v := q.Get("limit")
 	if v == "" {
 		return def, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > max {
-		return 0, []problem.FieldError{{Field: "limit", Reason: fmt.Sprintf("must be an integer from 1 to %d", max)}}
+		return 0, []validation.FieldError{{Field: "limit", Reason: fmt.Sprintf("must be an integer from 1 to %d", max)}}
 	}
 	return n, nil
 }
 
 // ParseSalesQuery reads the sales report's query parameters; defaults
 // are the last 30 days by day, in currency def.
-func ParseSalesQuery(q url.Values, now time.Time, def string) (SalesQuery, []problem.FieldError) {
+func ParseSalesQuery(q url.Values, now time.Time, def string) (SalesQuery, []validation.FieldError) {
 	r, errs := parseRange(q, now)
 	sq := SalesQuery{Range: r, Bucket: reportsapi.BucketDay}
 	if v := q.Get("bucket"); v != "" {
 		if _, ok := buckets[v]; !ok {
-			errs = append(errs, problem.FieldError{Field: "bucket", Reason: "must be hour, day or week"})
+			errs = append(errs, validation.FieldError{Field: "bucket", Reason: "must be hour, day or week"})
 		}
 		sq.Bucket = v
 	}
@@ -152,7 +152,7 @@ func ParseSalesQuery(q url.Values, now time.Time, def string) (SalesQuery, []pro
 }
 
 // ParseTopQuery reads the top-products query parameters.
-func ParseTopQuery(q url.Values, now time.Time, def string) (TopQuery, []problem.FieldError) {
+func ParseTopQuery(q url.Values, now time.Time, def string) (TopQuery, []validation.FieldError) {
 	r, errs := parseRange(q, now)
 	c, cerrs := parseCurrency(q, def)
 	n, lerrs := parseLimit(q, 10, 100)

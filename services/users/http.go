@@ -15,6 +15,8 @@ import (
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/ratelimit"
+	"github.com/microshop/microshop/internal/platform/validation"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // Limits are the rate limits on the routes that guess passwords or make
@@ -107,9 +109,7 @@ func (h *handlers) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // refreshRequest carries a refresh token, for refresh and logout.
-type refreshRequest struct {
-	RefreshToken string `json:"refresh_token"`
-}
+type refreshRequest usersapi.RefreshRequest
 
 func (r *refreshRequest) Valid() []problem.FieldError {
 	if r.RefreshToken == "" {
@@ -185,11 +185,10 @@ func (h *handlers) allow(w http.ResponseWriter, r *http.Request, l *ratelimit.Li
 
 // fail maps the service's errors to problems, in one place.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if p := problem.From(err); p != nil {
-		problem.Write(w, r, p)
-		return
-	}
+	var invalid validation.Errors
 	switch {
+	case errors.As(err, &invalid):
+		problem.Write(w, r, problem.Invalid(invalid))
 	case errors.Is(err, ErrEmailTaken):
 		problem.Write(w, r, problem.Conflict(err.Error()))
 	case errors.Is(err, ErrBadCredentials), errors.Is(err, ErrBadRefresh):

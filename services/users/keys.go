@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"sync"
@@ -19,7 +18,7 @@ import (
 // unretired ones verify and are published as the JWKS. Replicas of users
 // share the keys through the database.
 type keyring struct {
-	db *database.DB
+	store store
 
 	mu     sync.RWMutex
 	signer ed25519.PrivateKey
@@ -30,7 +29,7 @@ type keyring struct {
 
 // loadKeys reads the signing keys, making the first one if there is none.
 func loadKeys(ctx context.Context, db *database.DB) (*keyring, error) {
-	k := &keyring{db: db}
+	k := &keyring{store: store{db: db}}
 	if err := k.reload(ctx); err != nil {
 		return nil, err
 	}
@@ -41,43 +40,31 @@ func loadKeys(ctx context.Context, db *database.DB) (*keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating a signing key: %w", err)
 	}
-	err = db.InTx(ctx, func(tx *sql.Tx) error {
-		// Another replica may have made one meanwhile; the newest wins and
-		// both stay published, so either signature verifies.
-		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, seed, created_at) VALUES ($1, $2, $3)`,
-			ids.New(), base64.StdEncoding.EncodeToString(priv.Seed()), time.Now().UnixMilli())
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("storing the signing key: %w", err)
+	// Another replica may have made one meanwhile; the newest wins and
+	// both stay published, so either signature verifies.
+	key := signingKey{KID: ids.New(), Seed: base64.StdEncoding.EncodeToString(priv.Seed())}
+	if err := k.store.insertSigningKey(ctx, key, time.Now()); err != nil {
+		return nil, err
 	}
 	return k, k.reload(ctx)
 }
 
 func (k *keyring) reload(ctx context.Context) error {
-	rows, err := k.db.QueryContext(ctx, `SELECT kid, seed FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at, kid`)
+	keys, err := k.store.signingKeys(ctx)
 	if err != nil {
-		return fmt.Errorf("reading signing keys: %w", err)
+		return err
 	}
-	defer rows.Close()
 	public := map[string]ed25519.PublicKey{}
 	var signer ed25519.PrivateKey
 	var kid string
-	for rows.Next() {
-		var id, seed string
-		if err := rows.Scan(&id, &seed); err != nil {
-			return fmt.Errorf("reading signing keys: %w", err)
-		}
-		b, err := base64.StdEncoding.DecodeString(seed)
+	for _, key := range keys {
+		b, err := base64.StdEncoding.DecodeString(key.Seed)
 		if err != nil || len(b) != ed25519.SeedSize {
-			return fmt.Errorf("signing key %s is corrupt", id)
+			return fmt.Errorf("signing key %s is corrupt", key.KID)
 		}
 		priv := ed25519.NewKeyFromSeed(b)
-		public[id] = priv.Public().(ed25519.PublicKey)
-		signer, kid = priv, id // the last row is the newest
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading signing keys: %w", err)
+		public[key.KID] = priv.Public().(ed25519.PublicKey)
+		signer, kid = priv, key.KID // the last key is the newest
 	}
 	k.mu.Lock()
 	k.signer, k.kid, k.public, k.loaded = signer, kid, public, time.Now()

@@ -27,7 +27,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/ids"
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/users/usersapi"
 )
 
@@ -94,23 +94,19 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 }
 
 // Registration is a request to open an account.
-type Registration struct {
-	Email    string `json:"email"`
-	Password string `json:"password"`
-	Name     string `json:"name"`
-}
+type Registration usersapi.Registration
 
 // Valid checks a registration field by field.
-func (r *Registration) Valid() []problem.FieldError {
-	var errs []problem.FieldError
+func (r *Registration) Valid() []validation.FieldError {
+	var errs []validation.FieldError
 	if _, err := normalEmail(r.Email); err != nil {
-		errs = append(errs, problem.FieldError{Field: "email", Reason: err.Error()})
+		errs = append(errs, validation.FieldError{Field: "email", Reason: err.Error()})
 	}
 	if reason := passwordProblem(r.Password); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "password", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "password", Reason: reason})
 	}
 	if reason := nameProblem(r.Name); reason != "" {
-		errs = append(errs, problem.FieldError{Field: "name", Reason: reason})
+		errs = append(errs, validation.FieldError{Field: "name", Reason: reason})
 	}
 	return errs
 }
@@ -219,7 +215,7 @@ func (m *memoryRelease) after() {
 func (s *Service) Register(ctx context.Context, r Registration) (usersapi.User, error) {
 	email, err := normalEmail(r.Email)
 	if err != nil {
-		return usersapi.User{}, problem.Invalid([]problem.FieldError{{Field: "email", Reason: err.Error()}})
+		return usersapi.User{}, validation.Errors{{Field: "email", Reason: err.Error()}}
 	}
 	hash, err := s.hash(ctx, r.Password)
 	if err != nil {
@@ -292,21 +288,18 @@ func (s *Service) ensureAdmin(ctx context.Context, email, password string) error
 }
 
 // Credentials are what a person logs in with.
-type Credentials struct {
-	Email    string `json:"email"`
-	Password string `json:"password"`
-}
+type Credentials usersapi.Credentials
 
 // Valid checks that both fields are present.
-func (c *Credentials) Valid() []problem.FieldError {
-	var errs []problem.FieldError
+func (c *Credentials) Valid() []validation.FieldError {
+	var errs []validation.FieldError
 	if strings.TrimSpace(c.Email) == "" {
-		errs = append(errs, problem.FieldError{Field: "email", Reason: "is required"})
+		errs = append(errs, validation.FieldError{Field: "email", Reason: "is required"})
 	}
 	if c.Password == "" {
-		errs = append(errs, problem.FieldError{Field: "password", Reason: "is required"})
+		errs = append(errs, validation.FieldError{Field: "password", Reason: "is required"})
 	} else if len(c.Password) > maxPassword {
-		errs = append(errs, problem.FieldError{Field: "password", Reason: fmt.Sprintf("must be at most %d bytes", maxPassword)})
+		errs = append(errs, validation.FieldError{Field: "password", Reason: fmt.Sprintf("must be at most %d bytes", maxPassword)})
 	}
 	return errs
 }
@@ -468,22 +461,22 @@ type ProfileUpdate struct {
 }
 
 // Valid checks the fields that are present.
-func (p *ProfileUpdate) Valid() []problem.FieldError {
-	var errs []problem.FieldError
+func (p *ProfileUpdate) Valid() []validation.FieldError {
+	var errs []validation.FieldError
 	if p.Name == nil && p.Password == nil {
-		errs = append(errs, problem.FieldError{Field: "name", Reason: "give a name or a password to change"})
+		errs = append(errs, validation.FieldError{Field: "name", Reason: "give a name or a password to change"})
 	}
 	if p.Name != nil {
 		if reason := nameProblem(*p.Name); reason != "" {
-			errs = append(errs, problem.FieldError{Field: "name", Reason: reason})
+			errs = append(errs, validation.FieldError{Field: "name", Reason: reason})
 		}
 	}
 	if p.Password != nil {
 		if reason := passwordProblem(*p.Password); reason != "" {
-			errs = append(errs, problem.FieldError{Field: "password", Reason: reason})
+			errs = append(errs, validation.FieldError{Field: "password", Reason: reason})
 		}
 		if p.CurrentPassword == nil || *p.CurrentPassword == "" {
-			errs = append(errs, problem.FieldError{Field: "current_password", Reason: "is required to change the password"})
+			errs = append(errs, validation.FieldError{Field: "current_password", Reason: "is required to change the password"})
 		}
 	}
 	return errs
@@ -506,7 +499,7 @@ func (s *Service) UpdateMe(ctx context.Context, userID string, p ProfileUpdate) 
 			return usersapi.User{}, err
 		}
 		if !ok {
-			return usersapi.User{}, problem.Invalid([]problem.FieldError{{Field: "current_password", Reason: "is wrong"}})
+			return usersapi.User{}, validation.Errors{{Field: "current_password", Reason: "is wrong"}}
 		}
 		if hash, err = s.hash(ctx, *p.Password); err != nil {
 			return usersapi.User{}, err

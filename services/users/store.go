@@ -166,3 +166,44 @@ func (s store) revokeUser(ctx context.Context, tx *sql.Tx, userID string, now ti
 	}
 	return nil
 }
+
+// signingKey is a stored key that signs access tokens: its id and the
+// base64 of its Ed25519 seed.
+type signingKey struct {
+	KID  string
+	Seed string
+}
+
+// insertSigningKey stores a new signing key; the newest one signs.
+func (s store) insertSigningKey(ctx context.Context, k signingKey, now time.Time) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, seed, created_at) VALUES ($1, $2, $3)`,
+			k.KID, k.Seed, now.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("storing the signing key: %w", err)
+	}
+	return nil
+}
+
+// signingKeys returns the unretired signing keys, oldest first.
+func (s store) signingKeys(ctx context.Context) ([]signingKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT kid, seed FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at, kid`)
+	if err != nil {
+		return nil, fmt.Errorf("reading signing keys: %w", err)
+	}
+	defer rows.Close()
+	var keys []signingKey
+	for rows.Next() {
+		var k signingKey
+		if err := rows.Scan(&k.KID, &k.Seed); err != nil {
+			return nil, fmt.Errorf("reading signing keys: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading signing keys: %w", err)
+	}
+	return keys, nil
+}

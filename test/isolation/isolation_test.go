@@ -5,59 +5,39 @@
 package isolation
 
 import (
+	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/microshop/microshop/internal/mailbox"
-	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
-var env = []string{
-	"MICROSHOP_ADMIN_EMAIL=admin@example.com",
-	"MICROSHOP_ADMIN_PASSWORD=admin password 123",
+var env = append([]string{
 	"MICROSHOP_REGISTER_RATE_IP=0",
 	"MICROSHOP_LOGIN_RATE_IP=0",
 	"MICROSHOP_RATE_LIMIT=0",
-}
+}, systemtest.AdminEnv...)
 
 type shop struct {
 	s        *systemtest.System
-	admin    string
-	customer string
-	email    string
+	admin    *shopclient.Session
+	customer *shopclient.Session
 	sku      string
-}
-
-func login(t *testing.T, gw, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", gw+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
 }
 
 func open(t *testing.T) *shop {
 	s := systemtest.Start(t, env...)
-	sh := &shop{s: s, admin: login(t, s.Gateway, "admin@example.com", "admin password 123"),
-		email: fmt.Sprintf("iso-%d@example.com", time.Now().UnixNano())}
-	r := servicetest.Call(t, "POST", s.Gateway+"/api/users/register", "", map[string]string{"email": sh.email, "password": "long enough password", "name": "Iso"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.Status, r.Body)
+	client := systemtest.Shop(s.Gateway)
+	sh := &shop{s: s, admin: systemtest.Login(t, client, systemtest.AdminEmail, systemtest.AdminPassword),
+		customer: systemtest.Customer(t, client, "iso")}
+	list, err := client.Products(context.Background(), shopclient.ProductQuery{Limit: 20})
+	if err != nil {
+		t.Fatal(err)
 	}
-	sh.customer = login(t, s.Gateway, sh.email, "long enough password")
-	var list struct{ Items []inventoryapi.Product }
-	servicetest.Call(t, "GET", s.Gateway+"/api/inventory/products?limit=20", "", nil).JSON(t, &list)
 	for _, p := range list.Items {
 		if p.Available >= 60 {
 			sh.sku = p.SKU
@@ -70,20 +50,15 @@ func open(t *testing.T) *shop {
 	return sh
 }
 
-// buy places n orders and requires each to be CONFIRMED.
+// buy places n orders and requires each to be CONFIRMED in the answer.
 func (sh *shop) buy(t *testing.T, n int, prefix string) []string {
 	t.Helper()
 	var ids []string
 	for i := range n {
-		r := servicetest.Call(t, "POST", sh.s.Gateway+"/api/orders", sh.customer, map[string]any{
-			"lines":            []map[string]any{{"sku": sh.sku, "quantity": 1}},
-			"shipping_address": map[string]string{"name": "Iso", "street": "1 Way", "city": "Lima", "postal_code": "15001", "country": "PE"},
-			"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
-		}, "Idempotency-Key", fmt.Sprintf("%s-%d", prefix, i))
-		var o ordersapi.Order
-		r.JSON(t, &o)
-		if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {
-			t.Fatalf("order %d: %d %s", i, r.Status, r.Body)
+		o, done, err := sh.customer.PlaceOrder(context.Background(), fmt.Sprintf("%s-%d", prefix, i),
+			shopclient.Checkout(shopclient.CardApproved, shopclient.Line{SKU: sh.sku, Quantity: 1}))
+		if err != nil || !done || o.Status != ordersapi.StatusConfirmed {
+			t.Fatalf("order %d: answered at once %v, %+v, %v", i, done, o, err)
 		}
 		ids = append(ids, o.ID)
 	}
@@ -94,14 +69,12 @@ func (sh *shop) buy(t *testing.T, n int, prefix string) []string {
 // receipts of each order, and the Message-IDs seen.
 func (sh *shop) receipts(t *testing.T) (perOrder map[string]int, messageIDs map[string]int) {
 	t.Helper()
-	var box struct{ Items []mailbox.Message }
-	r := servicetest.Call(t, "GET", sh.s.Gateway+"/api/mailbox/messages?limit=1000&to="+url.QueryEscape(sh.email), sh.admin, nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("mailbox: %d %s", r.Status, r.Body)
+	box, err := sh.admin.Mailbox(context.Background(), shopclient.MailFilter{To: sh.customer.Email})
+	if err != nil {
+		t.Fatal(err)
 	}
-	r.JSON(t, &box)
 	perOrder, messageIDs = map[string]int{}, map[string]int{}
-	for _, m := range box.Items {
+	for _, m := range box {
 		if !strings.HasSuffix(m.Subject, " is confirmed") {
 			continue
 		}

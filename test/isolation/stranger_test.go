@@ -67,7 +67,7 @@ func TestStrangersOnReplicaPortsGetNothing(t *testing.T) {
 	if inv.Load() != 0 || pay.Load() != 0 {
 		t.Errorf("strangers got requests: on inventory's port %d, on payments' port %d", inv.Load(), pay.Load())
 	}
-	chk := &invariants.Checker{Gateway: sh.s.Gateway, AdminToken: sh.admin}
+	chk := &invariants.Checker{Admin: sh.admin}
 	rep, err := chk.Settle(context.Background(), 30*time.Second, invariants.Expect{Accepted: ids})
 	if err != nil {
 		t.Fatal(err)

@@ -4,229 +4,99 @@
 package resilience
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/internal/invariants"
+	"github.com/microshop/microshop/internal/loadgen"
+	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
+	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
-var env = []string{
-	"MICROSHOP_ADMIN_EMAIL=admin@example.com",
-	"MICROSHOP_ADMIN_PASSWORD=admin password 123",
+var env = append([]string{
 	"MICROSHOP_REGISTER_RATE_IP=0",
 	"MICROSHOP_LOGIN_RATE_IP=0",
 	"MICROSHOP_LOGIN_RATE_ACCOUNT=0",
 	"MICROSHOP_RATE_LIMIT=0",
-}
+}, systemtest.AdminEnv...)
 
-// tally counts what the shoppers saw.
-type tally struct {
-	requests, retried, failed atomic.Int64
-	mu                        sync.Mutex
-	failures                  []string
-	accepted                  []string
-	keys                      map[string][]string
-}
-
-func (t *tally) fail(format string, args ...any) {
-	t.failed.Add(1)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.failures) < 20 {
-		t.failures = append(t.failures, fmt.Sprintf(format, args...))
-	}
-}
-
-// do sends one request the way a careful client does: a request that
-// never left (connection refused) is sent again, and so is a safe one (a
-// GET, or a POST with an Idempotency-Key) that failed or met a 503. Any
-// retry that then succeeds counts as a success, and is counted.
-func (t *tally) do(ctx context.Context, hc *http.Client, method, url, token string, body any, key string) (int, []byte) {
-	t.requests.Add(1)
-	var b []byte
-	if body != nil {
-		b, _ = json.Marshal(body)
-	}
-	safe := method == http.MethodGet || key != ""
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			t.retried.Add(1)
-			time.Sleep(time.Duration(attempt*50) * time.Millisecond)
-		}
-		req, _ := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(b))
-		if b != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		if key != "" {
-			req.Header.Set("Idempotency-Key", key)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			var op *net.OpError
-			if (errors.As(err, &op) && op.Op == "dial" || safe) && attempt < 20 && ctx.Err() == nil {
-				continue
-			}
-			t.fail("%s %s: %v", method, url, err)
-			return 0, nil
-		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusServiceUnavailable && safe && attempt < 20 {
-			continue
-		}
-		if resp.StatusCode >= 500 {
-			t.fail("%s %s: %d %s", method, url, resp.StatusCode, out)
-		}
-		return resp.StatusCode, out
-	}
-}
-
-func login(t *testing.T, gw, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", gw+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
-}
-
-// shoppers browse, log in and check out until stop closes.
-func shoppers(t *testing.T, gw string, n int, stop <-chan struct{}) (*tally, func()) {
-	tl := &tally{keys: map[string][]string{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
+// shoppers browse, log in now and then, check out and read their orders
+// until the load is stopped. Each request is sent the way a careful
+// client does (loadgen's Worker.Call): a refused connection is sent
+// again, and so is a safe request that failed or met a 503.
+func shoppers(t *testing.T, shop *shopclient.Client, n int) *loadgen.Load {
+	var custs []*shopclient.Session
 	for i := range n {
-		email := fmt.Sprintf("shopper%d@example.com", i)
-		servicetest.Call(t, "POST", gw+"/api/users/register", "", map[string]string{"email": email, "password": "long enough password", "name": "S"})
-		token := login(t, gw, email, "long enough password")
-		hc := &http.Client{Timeout: 30 * time.Second}
-		wg.Go(func() {
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var list struct {
-					Items []struct {
-						SKU       string `json:"sku"`
-						Available int64  `json:"available"`
-					}
-				}
-				status, body := tl.do(ctx, hc, http.MethodGet, gw+"/api/inventory/products?limit=20", "", nil, "")
-				if status != http.StatusOK || json.Unmarshal(body, &list) != nil || len(list.Items) == 0 {
-					continue
-				}
-				if k%4 == 0 {
-					tl.do(ctx, hc, http.MethodPost, gw+"/api/users/login", "", map[string]string{"email": email, "password": "long enough password"}, "")
-				}
-				key := fmt.Sprintf("s%d-%d", i, k)
-				status, body = tl.do(ctx, hc, http.MethodPost, gw+"/api/orders", token, map[string]any{
-					"lines":            []map[string]any{{"sku": list.Items[(i+k)%len(list.Items)].SKU, "quantity": 1}},
-					"shipping_address": map[string]string{"name": "S", "street": "1 Way", "city": "Rome", "postal_code": "00100", "country": "IT"},
-					"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
-				}, key)
-				var o ordersapi.Order
-				if (status == http.StatusCreated || status == http.StatusAccepted) && json.Unmarshal(body, &o) == nil {
-					tl.mu.Lock()
-					tl.accepted = append(tl.accepted, o.ID)
-					tl.keys[key] = append(tl.keys[key], o.ID)
-					tl.mu.Unlock()
-				} else if status != 0 {
-					tl.fail("checkout %s: %d %s", key, status, body)
-				}
-				tl.do(ctx, hc, http.MethodGet, gw+"/api/orders?limit=5", token, nil, "")
-			}
-		})
+		custs = append(custs, systemtest.Customer(t, shop, fmt.Sprintf("shopper%d", i)))
 	}
-	return tl, func() { wg.Wait(); cancel() }
+	return loadgen.Start(context.Background(), loadgen.Custom{Workers: n, Op: func(ctx context.Context, w *loadgen.Worker) {
+		c, k := custs[w.ID], w.N-1
+		var page shopclient.Page[inventoryapi.Product]
+		if w.Call(ctx, true, func(ctx context.Context) (err error) {
+			page, err = shop.Products(ctx, shopclient.ProductQuery{Limit: 20})
+			return err
+		}) != nil || len(page.Items) == 0 {
+			return
+		}
+		if k%4 == 0 {
+			_ = w.Call(ctx, false, c.Login)
+		}
+		sku := page.Items[(w.ID+k)%len(page.Items)].SKU
+		w.Place(ctx, c, fmt.Sprintf("s%d-%d", w.ID, k), shopclient.Checkout(shopclient.CardApproved, shopclient.Line{SKU: sku, Quantity: 1}))
+		_ = w.Call(ctx, true, func(ctx context.Context) error {
+			_, err := c.Orders(ctx, 5, "")
+			return err
+		})
+	}})
 }
 
 func TestRollingRestartOfEveryServiceUnderLoad(t *testing.T) {
 	s := systemtest.Start(t, env...)
-	admin := login(t, s.Gateway, "admin@example.com", "admin password 123")
-	stop := make(chan struct{})
-	tl, wait := shoppers(t, s.Gateway, 4, stop)
+	shop := systemtest.Shop(s.Gateway)
+	admin := systemtest.Login(t, shop, systemtest.AdminEmail, systemtest.AdminPassword)
+	l := shoppers(t, shop, 4)
+	t.Cleanup(l.Stop)
 
 	time.Sleep(time.Second)
 	// Scale one service out, with the others left alone.
 	s.Scale(t, "payments", 3)
-	if n := runningReplicas(t, s.Data, "payments"); n != 3 {
+	st, err := localrun.ReadState(s.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.Running("payments")); n != 3 {
 		t.Fatalf("scale payments 3 left %d running", n)
 	}
 	for _, svc := range []string{"users", "inventory", "payments", "orders", "gateway"} {
-		before := tl.requests.Load()
+		before := l.Counts().Requests
 		s.Restart(t, svc)
-		t.Logf("restarted %s during %d requests", svc, tl.requests.Load()-before)
+		t.Logf("restarted %s during %d requests", svc, l.Counts().Requests-before)
 	}
 	s.Scale(t, "payments", 1)
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wait()
+	l.Stop()
 
-	t.Logf("requests %d, retried %d, failed %d, checkouts accepted %d",
-		tl.requests.Load(), tl.retried.Load(), tl.failed.Load(), len(tl.accepted))
-	for _, f := range tl.failures {
+	c := l.Counts()
+	t.Logf("requests %d, retried %d, failed %d, checkouts accepted %d", c.Requests, c.Retries, c.Failed, c.Placed)
+	for _, f := range l.Samples() {
 		t.Errorf("failed: %s", f)
 	}
-	if tl.failed.Load() != 0 {
-		t.Fatalf("%d requests failed during the rolling restarts", tl.failed.Load())
+	if c.Failed != 0 {
+		t.Fatalf("%d requests failed during the rolling restarts", c.Failed)
 	}
-	if len(tl.accepted) == 0 {
+	if c.Placed == 0 {
 		t.Fatal("no checkout was accepted")
 	}
-	chk := &invariants.Checker{Gateway: s.Gateway, AdminToken: admin}
-	rep, err := chk.Settle(context.Background(), 60*time.Second, invariants.Expect{Accepted: tl.accepted, Keys: tl.keys})
+	chk := &invariants.Checker{Admin: admin}
+	rep, err := chk.Settle(context.Background(), 60*time.Second, invariants.Expect{Accepted: l.Accepted(), Keys: l.Keys()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range rep.Violations {
 		t.Errorf("invariant: %s", v)
 	}
-}
-
-// runningReplicas counts the running replicas of service in run.json.
-func runningReplicas(t *testing.T, data, service string) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(data, "run.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Services []struct {
-			Name    string
-			Running bool
-		}
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, c := range st.Services {
-		if c.Name == service && c.Running {
-			n++
-		}
-	}
-	return n
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // Build compiles cmd/microshop once per test run and returns its path.
@@ -130,4 +131,36 @@ func (s *System) Stop(t *testing.T) {
 	if err := s.System.Stop(30 * time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, s.Output())
 	}
+}
+
+// AdminEmail and AdminPassword are the admin account of AdminEnv.
+const AdminEmail, AdminPassword = "admin@example.com", "admin password 123"
+
+// AdminEnv makes AdminEmail the system's first admin.
+var AdminEnv = []string{"MICROSHOP_ADMIN_EMAIL=" + AdminEmail, "MICROSHOP_ADMIN_PASSWORD=" + AdminPassword}
+
+// Shop is a client of the gateway at url.
+func Shop(url string) *shopclient.Client {
+	return shopclient.MustNew(url, shopclient.Options{Timeout: 30 * time.Second})
+}
+
+// Login logs email in, failing the test if it cannot.
+func Login(t *testing.T, shop *shopclient.Client, email, password string) *shopclient.Session {
+	t.Helper()
+	s, err := shop.Login(context.Background(), email, password)
+	if err != nil {
+		t.Fatalf("logging in %s: %v", email, err)
+	}
+	return s
+}
+
+// Customer registers a customer named name, with an email no other test
+// used, and logs them in.
+func Customer(t *testing.T, shop *shopclient.Client, name string) *shopclient.Session {
+	t.Helper()
+	reg := shopclient.Registration{Email: fmt.Sprintf("%s-%d@example.com", name, time.Now().UnixNano()), Password: "long enough password", Name: name}
+	if _, err := shop.Register(context.Background(), reg); err != nil {
+		t.Fatalf("registering %s: %v", name, err)
+	}
+	return Login(t, shop, reg.Email, reg.Password)
 }

@@ -4,79 +4,44 @@
 package telemetry
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/microshop/microshop/internal/collector"
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
-func login(t *testing.T, gw, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", gw+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
-}
-
-// running lists the processes of the system, from run.json.
-func running(t *testing.T, s *systemtest.System) map[string]string {
-	b, err := os.ReadFile(filepath.Join(s.Data, "run.json"))
+func TestOneCheckoutIsOneTrace(t *testing.T) {
+	s := systemtest.Start(t, systemtest.AdminEnv...)
+	shop := systemtest.Shop(s.Gateway)
+	admin := systemtest.Login(t, shop, systemtest.AdminEmail, systemtest.AdminPassword).Token()
+	customer := systemtest.Customer(t, shop, "T")
+	tok := customer.Token()
+	ctx := context.Background()
+	list, err := shop.Products(ctx, shopclient.ProductQuery{Limit: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st struct {
-		Services []struct{ Name, URL string }
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, c := range st.Services {
-		out[c.Name] = c.URL
-	}
-	return out
-}
-
-func TestOneCheckoutIsOneTrace(t *testing.T) {
-	s := systemtest.Start(t, "MICROSHOP_ADMIN_EMAIL=admin@example.com", "MICROSHOP_ADMIN_PASSWORD=admin password 123")
-	admin := login(t, s.Gateway, "admin@example.com", "admin password 123")
-	r := servicetest.Call(t, "POST", s.Gateway+"/api/users/register", "", map[string]string{"email": "t@example.com", "password": "long enough password", "name": "T"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.Status, r.Body)
-	}
-	tok := login(t, s.Gateway, "t@example.com", "long enough password")
-	var list struct{ Items []inventoryapi.Product }
-	servicetest.Call(t, "GET", s.Gateway+"/api/inventory/products?limit=1", "", nil).JSON(t, &list)
-	body := map[string]any{
-		"lines":            []map[string]any{{"sku": list.Items[0].SKU, "quantity": 1}},
-		"shipping_address": map[string]string{"name": "T", "street": "1 Way", "city": "Oslo", "postal_code": "0150", "country": "NO"},
-		"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
-	}
-	r = servicetest.Call(t, "POST", s.Gateway+"/api/orders", tok, body, "Idempotency-Key", "trace-me")
-	var o ordersapi.Order
-	r.JSON(t, &o)
-	if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {
-		t.Fatalf("checkout: %d %s", r.Status, r.Body)
+	o, done, err := customer.PlaceOrder(ctx, "trace-me", shopclient.Checkout(shopclient.CardApproved, shopclient.Line{SKU: list.Items[0].SKU, Quantity: 1}))
+	if err != nil || !done || o.Status != ordersapi.StatusConfirmed {
+		t.Fatalf("checkout: answered at once %v, %+v, %v", done, o, err)
 	}
 
 	want := []string{"gateway", "orders", "inventory", "payments"}
-	procs := running(t, s)
+	st, err := localrun.ReadState(s.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, consumer := range []string{"notifications", "reports"} {
-		if _, ok := procs[consumer]; ok {
+		if len(st.Running(consumer)) > 0 {
 			want = append(want, consumer)
 		}
 	}
@@ -177,7 +142,7 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 			t.Errorf("the gathered metrics lack %s", want)
 		}
 	}
-	if _, ok := procs["notifications"]; ok {
+	if len(st.Running("notifications")) > 0 {
 		for _, want := range []string{"events_consumer_lag{", "events_consumed_total{"} {
 			if !strings.Contains(all, want) {
 				t.Errorf("the gathered metrics lack %s", want)
@@ -186,7 +151,8 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 	}
 
 	// Every service's /metrics counts the requests by route, method and code.
-	for name, url := range procs {
+	for _, p := range st.Services {
+		name, url := p.Name, p.URL
 		if name == "nats" {
 			continue
 		}

@@ -35,7 +35,6 @@ type Balancer struct {
 	next     atomic.Uint64
 	probe    *http.Client
 	interval time.Duration
-	once     sync.Once
 	expect   string // the identity a replica must answer with; "" for any
 }
 
@@ -75,11 +74,13 @@ var errBadURL = errors.New("want one or more base URLs such as http://127.0.0.1:
 
 // Expect makes the probes accept only replicas whose readiness answer
 // carries IdentityHeader with this value, such as "inventory@3f9a1c0b72de".
-// Call it before Start.
+// Call it before the first probe.
 func (b *Balancer) Expect(identity string) { b.expect = identity }
 
-// Run probes the replicas every interval until ctx ends. It does nothing
-// for a single replica.
+// Run probes the replicas every interval until ctx ends; the balancer's
+// owner runs it for as long as it uses the balancer. It does nothing for a
+// single replica. Without Run, a replica is marked down only when it
+// refuses a connection and up only by ProbeAll.
 func (b *Balancer) Run(ctx context.Context) {
 	if len(b.replicas) < 2 {
 		return
@@ -94,20 +95,14 @@ func (b *Balancer) Run(ctx context.Context) {
 	}
 }
 
-// Start probes every replica once, so the first calls go to replicas
-// that are up, then keeps probing in the background until ctx ends.
-func (b *Balancer) Start(ctx context.Context) {
-	b.once.Do(func() {
-		if len(b.replicas) < 2 {
-			return
-		}
-		b.ProbeAll(ctx)
-		go b.Run(ctx)
-	})
-}
-
-// ProbeAll checks every replica's /readyz now.
+// ProbeAll checks every replica's /readyz now. Owners call it once
+// before the first Pick, so the first calls go to replicas that are up
+// and never to a stranger; it takes at most the probe timeout, a second.
+// Like Run, it does nothing for a single replica, which is always chosen.
 func (b *Balancer) ProbeAll(ctx context.Context) {
+	if len(b.replicas) < 2 {
+		return
+	}
 	var wg sync.WaitGroup
 	for _, r := range b.replicas {
 		wg.Add(1)

@@ -40,7 +40,7 @@ func TestStrangersOnReplicaPortsGetNoCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	bal.Expect("inventory@aaaa")
-	bal.Start(context.Background())
+	bal.ProbeAll(context.Background())
 	for range 20 {
 		resp, err := http.Get(bal.Pick().String() + "/work")
 		if err != nil {
@@ -76,7 +76,7 @@ func TestWithoutExpectAnyReadyReplicaCounts(t *testing.T) {
 	var x, y atomic.Int64
 	a, b := identified(t, "", &x), identified(t, "orders@zzzz", &y)
 	bal, _ := New(a.URL + "," + b.URL)
-	bal.Start(context.Background())
+	bal.ProbeAll(context.Background())
 	if bal.Ready() != 2 {
 		t.Fatalf("ready = %d, want 2", bal.Ready())
 	}

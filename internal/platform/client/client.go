@@ -107,7 +107,8 @@ type Client struct {
 // comma-separated list of its replicas' (see package balancer). creds,
 // when not nil, signs each request with this service's credential. A bad
 // URL list makes every call fail with that configuration error; check it
-// at start with Validate.
+// at start with Validate. The owner of a client of several replicas runs
+// its Run for as long as it uses the client.
 func New(target, base string, creds *auth.Credentials, opts Options, m *Metrics) *Client {
 	opts.defaults()
 	bal, err := balancer.New(base)
@@ -115,8 +116,9 @@ func New(target, base string, creds *auth.Credentials, opts Options, m *Metrics)
 		if opts.System != "" {
 			bal.Expect(target + "@" + opts.System)
 		}
-		// Replicas are probed for as long as the process lives, like the client.
-		bal.Start(context.Background())
+		// One probe now, bounded by the probe timeout, so the first calls
+		// go to replicas that are up; Run keeps probing after it.
+		bal.ProbeAll(context.Background())
 	}
 	transport := opts.Transport
 	if transport == nil {
@@ -148,6 +150,17 @@ func New(target, base string, creds *auth.Credentials, opts Options, m *Metrics)
 	return c
 }
 
+// Run probes the replicas' readiness until ctx ends, so calls go only to
+// ready ones; give it the context of the client's owner, such as the
+// service runtime's (service.Runtime.Go). With one base URL there is
+// nothing to probe and it returns at once.
+func (c *Client) Run(ctx context.Context) error {
+	if c.bal != nil {
+		c.bal.Run(ctx)
+	}
+	return nil
+}
+
 // Validate reports whether base is a usable URL list for New.
 func Validate(target, base string) error {
 	if _, err := balancer.New(base); err != nil {
@@ -167,6 +180,15 @@ type Call struct {
 	IdempotencyKey string
 	// Header adds request headers.
 	Header http.Header
+}
+
+// Bearer is the header that sends a user's access token with a Call, for
+// clients of a public API; none for "".
+func Bearer(token string) http.Header {
+	if token == "" {
+		return nil
+	}
+	return http.Header{"Authorization": {"Bearer " + token}}
 }
 
 // Do performs c. A non-2xx answer comes back as a *problem.Problem (the

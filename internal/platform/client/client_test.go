@@ -687,3 +687,46 @@ func TestRefusedReplicaFailsOver(t *testing.T) {
 		t.Fatalf("a client with no URL: %v", err)
 	}
 }
+
+// A client of several replicas probes their readiness for as long as its
+// owner runs it, and not a moment longer: once Run's context ends, no
+// replica hears from it again.
+func TestRunProbesUntilItsContextEnds(t *testing.T) {
+	var probes atomic.Int64
+	replica := func() string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				probes.Add(1)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	c := client.New("inventory", replica()+","+replica(), nil, client.Options{}, nil)
+	if n := probes.Load(); n != 2 {
+		t.Fatalf("New probed %d times, want once per replica", n)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Run(ctx)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); probes.Load() < 4; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Run probed %d times in 5s", probes.Load()-2)
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	stopped := probes.Load()
+	time.Sleep(1500 * time.Millisecond) // longer than the probe interval
+	if n := probes.Load(); n != stopped {
+		t.Fatalf("%d probes after Run stopped", n-stopped)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/microshop/microshop/internal/platform/validation"
 )
 
 // ContentType is the media type of a problem document.
@@ -94,11 +96,10 @@ func (p *Problem) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// FieldError names one invalid field and why it is invalid.
-type FieldError struct {
-	Field  string `json:"field"`
-	Reason string `json:"reason"`
-}
+// FieldError names one invalid field and why it is invalid. It is the
+// validation package's, so services can refuse a request without
+// speaking HTTP and their handlers still write the fields unchanged.
+type FieldError = validation.FieldError
 
 func (p *Problem) Error() string {
 	if p.Detail != "" {

@@ -30,6 +30,9 @@ func NewClient(c *client.Client) *Client {
 	return &Client{c: c}
 }
 
+// Run probes inventory's replicas until ctx ends; see client.Client.Run.
+func (c *Client) Run(ctx context.Context) error { return c.c.Run(ctx) }
+
 // Quote prices lines at the current catalog prices, reserving nothing. An
 // unknown sku or a bad line is a 422 problem (problem.From).
 func (c *Client) Quote(ctx context.Context, lines []ReserveLine) (Quote, error) {

@@ -29,6 +29,9 @@ func NewClient(baseURL string, creds *auth.Credentials, opts client.Options, met
 	return &Client{c: client.New("payments", strings.TrimRight(baseURL, "/"), creds, opts, metrics)}
 }
 
+// Run probes payments' replicas until ctx ends; see client.Client.Run.
+func (c *Client) Run(ctx context.Context) error { return c.c.Run(ctx) }
+
 // Authorize holds req's amount on its card. A refusal is a *DeclinedError
 // (errors.Is(err, ErrDeclined)); an order voided before is ErrOrderVoided.
 func (c *Client) Authorize(ctx context.Context, key string, req AuthorizeRequest) (Payment, error) {

@@ -24,6 +24,24 @@ type User struct {
 	Roles []string `json:"roles,omitempty"`
 }
 
+// Registration is a request to open an account.
+type Registration struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Name     string `json:"name"`
+}
+
+// Credentials are what a login sends.
+type Credentials struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// RefreshRequest trades a refresh token for new tokens.
+type RefreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
 // Tokens is the answer to a login or a refresh.
 type Tokens struct {
 	AccessToken  string `json:"access_token"`

@@ -84,8 +84,8 @@ func TestParseCard(t *testing.T) {
 	}
 }
 
-func TestProcessor(t *testing.T) {
-	p := processor{slowDelay: 50 * time.Millisecond}
+func TestSimulator(t *testing.T) {
+	p := simulator(t, SimulatorConfig{SlowCardDelay: 50 * time.Millisecond})
 	ctx := context.Background()
 	mk := func(n string) paymentsapi.Checked {
 		c, _ := parseCard(paymentsapi.Card{Number: n, ExpMonth: 1, ExpYear: 2030, CVC: "123"}, testNow)
@@ -95,19 +95,19 @@ func TestProcessor(t *testing.T) {
 		CardApproved: "", CardDeclined: paymentsapi.ReasonCardDeclined,
 		CardInsufficientFunds: paymentsapi.ReasonInsufficientFunds, "5555555555554444": "",
 	} {
-		d, err := p.authorize(ctx, mk(number), 100)
-		if err != nil || d.declined != want {
+		d, err := p.Authorize(ctx, mk(number), 100, "USD")
+		if err != nil || d.Declined != want {
 			t.Errorf("%s: %+v %v, want declined %q", number, d, err, want)
 		}
 	}
 	start := time.Now()
-	if d, err := p.authorize(ctx, mk(CardSlow), 100); err != nil || d.declined != "" || time.Since(start) < 50*time.Millisecond {
+	if d, err := p.Authorize(ctx, mk(CardSlow), 100, "USD"); err != nil || d.Declined != "" || time.Since(start) < 50*time.Millisecond {
 		t.Errorf("slow card: %+v %v after %s", d, err, time.Since(start))
 	}
-	p.slowDelay = time.Hour
+	p = simulator(t, SimulatorConfig{SlowCardDelay: time.Hour})
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := p.authorize(cctx, mk(CardSlow), 100); !errors.Is(err, errNoAnswer) || !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := p.Authorize(cctx, mk(CardSlow), 100, "USD"); !errors.Is(err, ErrNoAnswer) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("slow card past the deadline: %v", err)
 	}
 }
@@ -145,19 +145,19 @@ func TestKeyLocks(t *testing.T) {
 	}
 }
 
-func TestProcessorLatencyAndConnections(t *testing.T) {
+func TestSimulatorLatencyAndConnections(t *testing.T) {
 	mk := func(n string) paymentsapi.Checked {
 		c, _ := parseCard(paymentsapi.Card{Number: n, ExpMonth: 1, ExpYear: 2030, CVC: "123"}, testNow)
 		return c
 	}
 	const latency = 40 * time.Millisecond
-	p := newProcessor(time.Hour, latency, 2)
+	p := simulator(t, SimulatorConfig{SlowCardDelay: time.Hour, Latency: latency, Connections: 2})
 	ctx := context.Background()
 
 	// Every answer takes the latency, declines too.
 	for _, number := range []string{CardApproved, CardDeclined} {
 		start := time.Now()
-		if _, err := p.authorize(ctx, mk(number), 100); err != nil || time.Since(start) < latency {
+		if _, err := p.Authorize(ctx, mk(number), 100, "USD"); err != nil || time.Since(start) < latency {
 			t.Errorf("%s answered after %s (%v), want at least %s", number, time.Since(start), err, latency)
 		}
 	}
@@ -167,7 +167,7 @@ func TestProcessorLatencyAndConnections(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 6 {
 		wg.Go(func() {
-			if d, err := p.authorize(ctx, mk(CardApproved), 100); err != nil || d.declined != "" {
+			if d, err := p.Authorize(ctx, mk(CardApproved), 100, "USD"); err != nil || d.Declined != "" {
 				t.Errorf("approved card: %+v %v", d, err)
 			}
 		})
@@ -192,20 +192,29 @@ func TestProcessorLatencyAndConnections(t *testing.T) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := p.authorize(cctx, mk(CardApproved), 100); !errors.Is(err, errNoAnswer) || !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := p.Authorize(cctx, mk(CardApproved), 100, "USD"); !errors.Is(err, ErrNoAnswer) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waiting for a busy processor past the deadline: %v", err)
 	}
 	close(busy)
 
-	// The default processor adds nothing and has no limit.
-	p = newProcessor(time.Hour, 0, 0)
+	// The default simulator adds nothing and has no limit.
+	p = simulator(t, SimulatorConfig{SlowCardDelay: time.Hour})
 	start = time.Now()
 	for range 50 {
-		if _, err := p.authorize(ctx, mk(CardApproved), 100); err != nil {
+		if _, err := p.Authorize(ctx, mk(CardApproved), 100, "USD"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if took := time.Since(start); took > 100*time.Millisecond {
 		t.Errorf("50 authorizations with no latency took %s", took)
 	}
+}
+
+func simulator(t *testing.T, cfg SimulatorConfig) *Simulator {
+	t.Helper()
+	s, err := NewSimulator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
