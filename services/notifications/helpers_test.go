@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/mailbox"
@@ -66,20 +65,8 @@ func newShopOn(t *testing.T, natsURL string) *shop {
 	t.Cleanup(func() { mb.Close() })
 	e.Mailbox, e.SMTPURL = mb, "smtp://"+ln.Addr().String()
 
-	nc, err := nats.Connect(e.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if e.JS, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
 	// The producers' streams, as their services make them.
-	for _, s := range []string{"users", "orders", "payments", "inventory"} {
-		if _, err := events.EnsureStream(context.Background(), e.JS, s, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.JS = e.JetStream(t, "users", "orders", "payments", "inventory")
 	return e
 }
 

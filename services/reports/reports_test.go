@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/platform/database"
@@ -42,19 +41,7 @@ type shop struct {
 func start(t *testing.T, postgres bool) *shop {
 	t.Helper()
 	h := &shop{Shop: servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{})}
-	nc, err := nats.Connect(h.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if h.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"orders", "payments", "inventory"} {
-		if _, err := events.EnsureStream(context.Background(), h.js, name, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.js = h.JetStream(t, "orders", "payments", "inventory")
 	data := t.TempDir()
 	h.source = filepath.Join(data, "reports.db")
 	args := []string{"--data", data, "--rebuild-stale-after", "1s"}

@@ -1,6 +1,7 @@
 package servicetest
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -8,7 +9,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/service"
 )
 
@@ -122,6 +127,28 @@ func (s *Shop) StartAll(t testing.TB, specs []service.Spec, args map[string][]st
 		}
 		pending = waiting
 	}
+}
+
+// JetStream connects to the shop's NATS and makes the streams of the
+// named producers as their services make them, for a test that publishes
+// events in their place or reads what a service published.
+func (s *Shop) JetStream(t testing.TB, producers ...string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(s.NATS)
+	if err != nil {
+		t.Fatalf("connecting to nats: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("opening jetstream: %v", err)
+	}
+	for _, name := range producers {
+		if _, err := events.EnsureStream(context.Background(), js, name, 1); err != nil {
+			t.Fatalf("making the stream of %s: %v", name, err)
+		}
+	}
+	return js
 }
 
 // Service returns the service name that Start ran last, or nil.
