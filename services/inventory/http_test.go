@@ -3,7 +3,6 @@ package inventory_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,9 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
@@ -588,8 +584,10 @@ func TestExpiryAndEvents(t *testing.T) {
 	if _, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "marker", Lines: []inventoryapi.ReserveLine{{SKU: "MARKER", Quantity: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	evs := streamEvents(t, s.NATS, func(e events.Event) bool {
-		return e.Type == "inventory.reserved" && strings.Contains(string(e.Data), `"marker"`)
+	evs := s.Events(t, "inventory", func(evs []events.Event) bool {
+		return slices.ContainsFunc(evs, func(e events.Event) bool {
+			return e.Type == "inventory.reserved" && strings.Contains(string(e.Data), `"marker"`)
+		})
 	})
 	var (
 		released []string
@@ -620,54 +618,5 @@ func TestExpiryAndEvents(t *testing.T) {
 	}
 	if !slices.Equal(lows, []int64{4, 4}) || reserved != 5 {
 		t.Fatalf("low_stock at %v, %d reserved events", lows, reserved)
-	}
-}
-
-// streamEvents reads the INVENTORY stream from the start until stop
-// returns true for an event, and returns the events read.
-func streamEvents(t *testing.T, natsURL string, stop func(events.Event) bool) []events.Event {
-	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	var cons jetstream.Consumer
-	for {
-		cons, err = js.OrderedConsumer(ctx, events.StreamName("inventory"), jetstream.OrderedConsumerConfig{})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no INVENTORY stream: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	var out []events.Event
-	for {
-		msg, err := cons.Next(jetstream.FetchMaxWait(time.Second))
-		if ctx.Err() != nil {
-			t.Fatalf("the stop event never came; read %d events", len(out))
-		}
-		if err != nil {
-			continue
-		}
-		var e events.Event
-		if err := json.Unmarshal(msg.Data(), &e); err != nil {
-			t.Fatal(err)
-		}
-		if msg.Headers().Get(jetstream.MsgIDHeader) != e.ID {
-			t.Fatalf("message id %q for event %q", msg.Headers().Get(jetstream.MsgIDHeader), e.ID)
-		}
-		out = append(out, e)
-		if stop(e) {
-			return out
-		}
 	}
 }

@@ -3,18 +3,13 @@ package payments_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/microshop/microshop/internal/platform/client"
-	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/payments"
@@ -179,52 +174,4 @@ func checkPaymentLedger(t *testing.T, e *shop, p paymentsapi.Payment) paymentsap
 		t.Errorf("payment %s (%s, refunded %d) has %d ledger entries, want %d", p.ID, p.Status, p.RefundedCents, l.Entries, wantEntries)
 	}
 	return l
-}
-
-// streamEvents reads every event on the PAYMENTS stream, waiting until
-// done says it has them all.
-func streamEvents(t *testing.T, natsURL string, done func([]events.Event) bool) []events.Event {
-	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var got []events.Event
-	for {
-		got = got[:0]
-		if s, err := js.Stream(ctx, "PAYMENTS"); err == nil {
-			info, err := s.Info(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-				m, err := s.GetMsg(ctx, seq)
-				if err != nil {
-					t.Fatalf("reading message %d: %v", seq, err)
-				}
-				var ev events.Event
-				if err := json.Unmarshal(m.Data, &ev); err != nil {
-					t.Fatalf("message %d is not an event: %v", seq, err)
-				}
-				if m.Header.Get(jetstream.MsgIDHeader) != ev.ID || m.Subject != ev.Type {
-					t.Fatalf("message %d: id %q subject %q for event %+v", seq, m.Header.Get(jetstream.MsgIDHeader), m.Subject, ev)
-				}
-				got = append(got, ev)
-			}
-			if done(got) {
-				return got
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("timed out waiting for the PAYMENTS stream; have %d events", len(got))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

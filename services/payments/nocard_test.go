@@ -67,7 +67,7 @@ func TestCardNumbersAreNeverWritten(t *testing.T) {
 		t.Fatalf("an invalid amount: %d %s", r.Status, r.Body)
 	}
 
-	evs := streamEvents(t, e.NATS, func(evs []events.Event) bool { return len(evs) >= 4 }) // 2 failed, captured, refunded
+	evs := e.Events(t, "payments", func(evs []events.Event) bool { return len(evs) >= 4 }) // 2 failed, captured, refunded
 	e.Service.Stop()                                                                       // closes the database, checkpointing the WAL
 
 	files, err := os.ReadDir(dir)

@@ -873,7 +873,7 @@ func checkEvents(t *testing.T, e *shop) {
 		}
 	}
 	// Wait for the relay to publish them all.
-	evs := streamEvents(t, e.NATS, func(evs []events.Event) bool {
+	evs := e.Events(t, "payments", func(evs []events.Event) bool {
 		var c, f int
 		var r int64
 		for _, ev := range evs {

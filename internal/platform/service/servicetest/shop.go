@@ -2,12 +2,14 @@ package servicetest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -149,6 +151,48 @@ func (s *Shop) JetStream(t testing.TB, producers ...string) jetstream.JetStream 
 		}
 	}
 	return js
+}
+
+// Events reads the stream of producer from its start until done, given
+// every event read so far, says the test has what it waits for, and
+// returns them. Each message must be an event envelope whose id is its
+// de-duplication id and whose type is its subject.
+func (s *Shop) Events(t testing.TB, producer string, done func([]events.Event) bool) []events.Event {
+	t.Helper()
+	js := s.JetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	stream := events.StreamName(producer)
+	var cons jetstream.Consumer
+	for {
+		var err error
+		if cons, err = js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{}); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no %s stream: %v", stream, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var out []events.Event
+	for !done(out) {
+		if ctx.Err() != nil {
+			t.Fatalf("timed out waiting on the %s stream; read %d events", stream, len(out))
+		}
+		msg, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			continue
+		}
+		var e events.Event
+		if err := json.Unmarshal(msg.Data(), &e); err != nil {
+			t.Fatalf("a message on %s is not an event: %v", stream, err)
+		}
+		if id := msg.Headers().Get(jetstream.MsgIDHeader); id != e.ID || msg.Subject() != e.Type {
+			t.Fatalf("message id %q, subject %q for event %+v", id, msg.Subject(), e)
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // Service returns the service name that Start ran last, or nil.
