@@ -104,7 +104,7 @@ func readOrdersFigures(t *testing.T, gw, admin string) ordersFigures {
 // arrives at orders' own figures, before and after a rebuild.
 func TestShop(t *testing.T) {
 	s, gw := startSystem(t)
-	ada, _ := s.NewCustomer(t, "Ada")
+	ada := s.NewCustomer(t, "Ada")
 	var list struct{ Items []inventoryapi.Product }
 	servicetest.Call(t, "GET", gw+"/api/inventory/products?limit=3", "", nil).JSON(t, &list)
 	if len(list.Items) < 3 {

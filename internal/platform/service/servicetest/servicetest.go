@@ -1,6 +1,9 @@
 // Package servicetest runs a real service in a test: its real runtime,
 // a real SQLite file (or Postgres), a real embedded NATS server, and real
-// HTTP on a loopback port. Tests talk to it as a client would.
+// HTTP on a loopback port. Tests talk to it as a client would. A Shop is
+// what every service's test stands on: the NATS server, a real users
+// service with an admin and a customer, and service identity keys, with
+// the service under test, or a whole system, started on it.
 package servicetest
 
 import (

@@ -48,8 +48,8 @@ type Shop struct {
 	nth      atomic.Int64 // customers registered by NewCustomer
 }
 
-// ShopOptions shape a Shop. The zero value is a Shop whose services have
-// no identity keys.
+// ShopOptions shape a Shop. The zero value gives only users an identity
+// key.
 type ShopOptions struct {
 	// Keys names the services that get an identity key (users always has
 	// one): a service started with Start signs its calls with its key,
@@ -254,13 +254,13 @@ func (s *Shop) Login(t testing.TB, email, password string) string {
 	return Login(t, s.Users.URL, email, password).AccessToken
 }
 
-// NewCustomer registers a customer no other call of the test has made,
-// with Password, and returns the access token and the email.
-func (s *Shop) NewCustomer(t testing.TB, name string) (token, email string) {
+// NewCustomer registers a customer named name under an email no other
+// customer of the shop has, with Password, and returns the access token.
+func (s *Shop) NewCustomer(t testing.TB, name string) string {
 	t.Helper()
-	email = fmt.Sprintf("customer-%d@example.com", s.nth.Add(1))
+	email := fmt.Sprintf("customer-%d@example.com", s.nth.Add(1))
 	Register(t, s.Users.URL, email, Password, name)
-	return s.Login(t, email, Password), email
+	return s.Login(t, email, Password)
 }
 
 // Tokens are what users answers to a login.
