@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/contractcheck"
-	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/service"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
@@ -20,83 +19,28 @@ import (
 	"github.com/microshop/microshop/services/users"
 )
 
-const (
-	adminEmail    = "admin@example.com"
-	adminPassword = "admin password 123"
-)
-
-// system is microshop's own services, each started for real (its own
-// port, database and runtime) on one embedded NATS, as the checker's
+// startSystem runs microshop's own services on a servicetest.Shop, each
+// started for real (its own port, database and runtime), as the checker's
 // subjects.
-type system struct {
-	nats  string
-	urls  map[string]string
-	seeds map[string]string // service identity keys (base64 seeds)
-}
-
-func startSystem(t *testing.T) *system {
+func startSystem(t *testing.T) *servicetest.Shop {
 	t.Helper()
-	natsURL := servicetest.NATS(t)
-	var pending []service.Spec
+	var specs []service.Spec
 	var names []string
 	for _, spec := range topology.Services() {
-		if spec.OpenAPI() != nil { // the gateway has none; it is no subject
-			pending = append(pending, spec)
+		// The gateway has no document, so it is no subject; the shop
+		// runs users already.
+		if spec.OpenAPI() != nil && spec.Name != "users" {
+			specs = append(specs, spec)
 			names = append(names, spec.Name)
 		}
 	}
-	seeds, publics, err := auth.GenerateServiceKeys(names)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := func(name string) map[string]string {
-		return map[string]string{
-			"MICROSHOP_SERVICE_KEY":      seeds[name],
-			"MICROSHOP_SERVICE_KEYS":     publics,
-			"MICROSHOP_ADMIN_EMAIL":      adminEmail,
-			"MICROSHOP_ADMIN_PASSWORD":   adminPassword,
-			"MICROSHOP_REGISTER_RATE_IP": "0",
-			"MICROSHOP_LOGIN_RATE_IP":    "0",
-		}
-	}
-	s := &system{nats: natsURL, urls: map[string]string{}, seeds: seeds}
-	start := func(spec service.Spec, args ...string) string {
-		full := append([]string{"--nats", natsURL}, args...)
-		svc := servicetest.Start(t, spec, full, env(spec.Name))
-		s.urls[spec.Name] = svc.URL
-		return svc.URL
-	}
-	extra := map[string][]string{
+	s := servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{Keys: names})
+	s.StartAll(t, specs, map[string][]string{
 		"payments": {"--slow-card-delay", "3s"},
 		"orders":   {"--step-timeout", "5s", "--checkout-wait", "5s"},
 		"notifications": {"--smtp-url", "smtp://" + closedPort(t),
 			"--smtp-timeout", "2s", "--dispatch-interval", "100ms"},
-	}
-	// peers are the flags that tell spec where the services it needs
-	// are, once they have all started.
-	peers := func(spec service.Spec) (args []string, ready bool) {
-		for _, peer := range spec.Needs() {
-			if s.urls[peer] == "" {
-				return nil, false
-			}
-			args = append(args, "--"+peer+"-url", s.urls[peer])
-		}
-		return args, true
-	}
-	for len(pending) > 0 {
-		var waiting []service.Spec
-		for _, spec := range pending {
-			if args, ready := peers(spec); ready {
-				start(spec, append(args, extra[spec.Name]...)...)
-			} else {
-				waiting = append(waiting, spec)
-			}
-		}
-		if len(waiting) == len(pending) {
-			t.Fatalf("the services %v need each other to start", waiting)
-		}
-		pending = waiting
-	}
+	})
 	return s
 }
 
@@ -115,9 +59,9 @@ func closedPort(t *testing.T) string {
 
 // firstSKU is a product of the seeded catalog, for the orders check's
 // lines (as a user would pass --set sku=...).
-func (s *system) firstSKU(t *testing.T) string {
+func firstSKU(t *testing.T, s *servicetest.Shop) string {
 	t.Helper()
-	res, err := http.Get(s.urls["inventory"] + "/api/inventory/products?limit=1")
+	res, err := http.Get(s.Service("inventory").URL + "/api/inventory/products?limit=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,17 +77,17 @@ func (s *system) firstSKU(t *testing.T) string {
 	return list.Items[0].SKU
 }
 
-func (s *system) config(t *testing.T, spec service.Spec) contractcheck.Config {
+func config(s *servicetest.Shop, spec service.Spec) contractcheck.Config {
 	return contractcheck.Config{
 		Service:    spec.Name,
-		URL:        s.urls[spec.Name],
+		URL:        s.Service(spec.Name).URL,
 		Doc:        spec.OpenAPI(),
 		Events:     spec.Publishes,
-		NATS:       s.nats,
-		Email:      adminEmail,
-		Password:   adminPassword,
-		UsersURL:   s.urls["users"],
-		ServiceKey: s.seeds["orders"],
+		NATS:       s.NATS,
+		Email:      servicetest.AdminEmail,
+		Password:   servicetest.AdminPassword,
+		UsersURL:   s.Users.URL,
+		ServiceKey: s.Env("orders")["MICROSHOP_SERVICE_KEY"],
 		As:         "orders",
 		EventWait:  10 * time.Second,
 	}
@@ -166,9 +110,9 @@ func TestMicroshopsOwnServicesKeepTheirContracts(t *testing.T) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			cfg := sys.config(t, spec)
+			cfg := config(sys, spec)
 			if name == "orders" {
-				cfg.Set = map[string]string{"sku": sys.firstSKU(t)}
+				cfg.Set = map[string]string{"sku": firstSKU(t, sys)}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
@@ -211,11 +155,10 @@ func TestWithoutCredentialsTheRestIsSkippedWithReasons(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts services")
 	}
-	natsURL := servicetest.NATS(t)
-	u := servicetest.Start(t, users.Spec(), []string{"--nats", natsURL}, nil)
-	inv := servicetest.Start(t, inventory.Spec(), []string{"--nats", natsURL, "--users-url", u.URL}, nil)
+	s := servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{})
+	inv := s.Start(t, inventory.Spec(), nil, nil)
 	rep, err := contractcheck.Run(context.Background(), contractcheck.Config{
-		Service: "inventory", URL: inv.URL, Doc: inventory.OpenAPI(), Events: inventory.Spec().Publishes, NATS: natsURL, EventWait: time.Second,
+		Service: "inventory", URL: inv.URL, Doc: inventory.OpenAPI(), Events: inventory.Spec().Publishes, NATS: s.NATS, EventWait: time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)

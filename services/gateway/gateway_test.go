@@ -10,17 +10,18 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/ids"
+	"github.com/microshop/microshop/internal/platform/service/servicetest"
 )
 
 // TestGateway runs the real users service, real stand-ins for the
 // services not built yet, payments down, and the gateway in front.
 func TestGateway(t *testing.T) {
-	usersSvc := startUsers(t)
+	shop := startUsers(t)
 	inventory := newStandIn(t, "inventory")
 	orders := newStandIn(t, "orders")
 	notifications := newStandIn(t, "notifications")
 	reports := newStandIn(t, "reports")
-	gw := startGateway(t, usersSvc.URL, map[string]*standIn{
+	gw := startGateway(t, shop.Users.URL, map[string]*standIn{
 		"inventory": inventory, "orders": orders, "notifications": notifications, "reports": reports,
 	}).URL
 
@@ -326,9 +327,9 @@ func TestGateway(t *testing.T) {
 // The deadline is long enough for a login (argon2) under -race on a busy
 // machine, and short of the stand-in's five-second stall.
 func TestUpstreamTimeout(t *testing.T) {
-	usersSvc := startUsers(t)
+	shop := startUsers(t)
 	reports := newStandIn(t, "reports")
-	gw := startGateway(t, usersSvc.URL, map[string]*standIn{"reports": reports}, "--upstream-timeout", "2s").URL
+	gw := startGateway(t, shop.Users.URL, map[string]*standIn{"reports": reports}, "--upstream-timeout", "2s").URL
 	token := account(t, gw, "slow@example.com")
 
 	start := time.Now()
@@ -374,19 +375,19 @@ func TestRateLimit(t *testing.T) {
 // The gateway keeps checking tokens while users is down: with the keys it
 // fetched in memory, and after a restart with the keys in its cache file.
 func TestTokensStillCheckedWhileUsersIsDown(t *testing.T) {
-	usersSvc := startUsers(t)
+	shop := startUsers(t)
 	orders := newStandIn(t, "orders")
 	data := t.TempDir()
-	gw := startGateway(t, usersSvc.URL, map[string]*standIn{"orders": orders}, "--data", data)
+	gw := startGateway(t, shop.Users.URL, map[string]*standIn{"orders": orders}, "--data", data)
 
 	first := account(t, gw.URL, "grace@example.com")
 	// A second token the gateway has never seen, so it cannot come from
 	// the gateway's cache of verified tokens: only the keys can pass it.
-	unseen := login(t, gw.URL, "grace@example.com", "correct horse battery")
+	unseen := servicetest.Login(t, gw.URL, "grace@example.com", servicetest.Password).AccessToken
 	if res := do(t, http.MethodGet, gw.URL+"/api/orders/1", first, nil); res.Status != http.StatusOK {
 		t.Fatalf("with users up = %s", res)
 	}
-	usersSvc.Stop()
+	shop.Users.Stop()
 
 	if res := do(t, http.MethodGet, gw.URL+"/api/orders/2", unseen, nil); res.Status != http.StatusOK {
 		t.Fatalf("a valid token with users down = %s, want 200", res)
@@ -404,7 +405,7 @@ func TestTokensStillCheckedWhileUsersIsDown(t *testing.T) {
 	// A new gateway on the same data, started while users is down, is
 	// ready and checks tokens with the cached keys.
 	gw.Stop()
-	again := startGateway(t, usersSvc.URL, map[string]*standIn{"orders": orders}, "--data", data)
+	again := startGateway(t, shop.Users.URL, map[string]*standIn{"orders": orders}, "--data", data)
 	if res := do(t, http.MethodGet, again.URL+"/api/orders/4", unseen, nil); res.Status != http.StatusOK {
 		t.Fatalf("after a restart with users down = %s, want 200", res)
 	}

@@ -105,13 +105,11 @@ func closedURL(t *testing.T) string {
 	return "http://" + addr
 }
 
-// startUsers runs the real users service with its own NATS.
-func startUsers(t *testing.T) *servicetest.Service {
+// startUsers runs a shop: the real users service on its own NATS, with
+// an admin and a customer.
+func startUsers(t *testing.T) *servicetest.Shop {
 	t.Helper()
-	return servicetest.Start(t, users.Spec(), nil, map[string]string{
-		"MICROSHOP_NATS":       servicetest.NATS(t),
-		"MICROSHOP_ACCESS_TTL": "5m",
-	})
+	return servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{UsersEnv: map[string]string{"MICROSHOP_ACCESS_TTL": "5m"}})
 }
 
 // startGateway runs the real gateway in front of users and the stand-ins;
@@ -231,29 +229,8 @@ func wantProblem(t *testing.T, res response, status int) problem.Problem {
 // account registers a customer through the gateway and logs in.
 func account(t *testing.T, gw, email string) (token string) {
 	t.Helper()
-	const password = "correct horse battery"
-	res := do(t, http.MethodPost, gw+"/api/users/register", "", map[string]string{
-		"email": email, "password": password, "name": "Test Customer"})
-	if res.Status != http.StatusCreated {
-		t.Fatalf("register through the gateway = %s, want 201", res)
-	}
-	return login(t, gw, email, password)
-}
-
-func login(t *testing.T, gw, email, password string) string {
-	t.Helper()
-	res := do(t, http.MethodPost, gw+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if res.Status != http.StatusOK {
-		t.Fatalf("login through the gateway = %s, want 200", res)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-		TokenType   string `json:"token_type"`
-	}
-	if err := json.Unmarshal(res.Body, &tok); err != nil || tok.AccessToken == "" {
-		t.Fatalf("login answer %s: %v", res.Body, err)
-	}
-	return tok.AccessToken
+	servicetest.Register(t, gw, email, servicetest.Password, "Test Customer")
+	return servicetest.Login(t, gw, email, servicetest.Password).AccessToken
 }
 
 // forge signs a token that looks right in every way but the key: kid is

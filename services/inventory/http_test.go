@@ -3,7 +3,6 @@ package inventory_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/events"
@@ -27,102 +22,32 @@ import (
 	"github.com/microshop/microshop/services/inventory"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/users"
-	"github.com/microshop/microshop/services/users/usersapi"
 )
 
-const (
-	adminEmail    = "root@example.com"
-	adminPassword = "correct horse battery"
-)
-
-// system is a real users service and a real inventory service beside it,
-// sharing an embedded NATS, with the tokens and credentials a test needs.
-type system struct {
+// shop is a servicetest.Shop with inventory running on it.
+type shop struct {
+	*servicetest.Shop
 	// url reaches inventory through a proxy that checks every exchange
 	// against its OpenAPI document.
 	url     string
 	checker *openapitest.Checker
-	natsURL string
-
-	admin, customer string // users' access tokens
-
-	orders *auth.Credentials    // orders' credential: may call /internal/
-	self   *auth.Credentials    // inventory's own: a known service, not allowed
-	forged *auth.Credentials    // says it is orders, signed with another key
-	client *inventoryapi.Client // orders' typed client
+	client  *inventoryapi.Client // orders' typed client
 }
 
-// start runs users and inventory; args and env go to inventory.
-func start(t *testing.T, args []string, env map[string]string) *system {
+// startShop runs inventory with args and env on a shop whose services
+// include orders, the caller inventory allows on /internal/.
+func startShop(t *testing.T, args []string, env map[string]string) *shop {
 	t.Helper()
-	natsURL := servicetest.NATS(t)
-	us := servicetest.Start(t, users.Spec(), []string{"--nats", natsURL}, map[string]string{
-		"MICROSHOP_ADMIN_EMAIL": adminEmail, "MICROSHOP_ADMIN_PASSWORD": adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP": "0", "MICROSHOP_LOGIN_RATE_IP": "0",
-	})
-	seeds, publics, err := auth.GenerateServiceKeys([]string{"orders", "inventory"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	invEnv := map[string]string{"MICROSHOP_SERVICE_KEY": seeds["inventory"], "MICROSHOP_SERVICE_KEYS": publics}
-	for k, v := range env {
-		invEnv[k] = v
-	}
-	inv := servicetest.Start(t, inventory.Spec(), append([]string{"--nats", natsURL, "--users-url", us.URL}, args...), invEnv)
-	url, checker := openapitest.Proxy(t, inventory.OpenAPI(), inv.URL)
-
-	s := &system{url: url, checker: checker, natsURL: natsURL}
-	s.admin = login(t, us.URL, adminEmail, adminPassword)
-	r := servicetest.Call(t, "POST", us.URL+"/api/users/register", "",
-		map[string]string{"email": "carol@example.com", "password": "a customer's password", "name": "Carol"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("registering a customer: %d %s", r.Status, r.Body)
-	}
-	s.customer = login(t, us.URL, "carol@example.com", "a customer's password")
-
-	s.orders = credentials(t, "orders", seeds["orders"], publics)
-	s.self = credentials(t, "inventory", seeds["inventory"], publics)
-	other, _, err := auth.GenerateServiceKeys([]string{"orders"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.forged = credentials(t, "orders", other["orders"], "")
-	s.client = inventoryapi.NewClient(client.New("inventory", url, s.orders, client.Options{}, nil))
+	s := &shop{Shop: servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{Keys: []string{"orders", "inventory"}})}
+	inv := s.Start(t, inventory.Spec(), args, env)
+	s.url, s.checker = openapitest.Proxy(t, inventory.OpenAPI(), inv.URL)
+	s.client = inventoryapi.NewClient(client.New("inventory", s.url, s.Credentials(t, "orders"), client.Options{}, nil))
 	return s
 }
 
-func credentials(t *testing.T, name, seed, publics string) *auth.Credentials {
+func (s *shop) stock(t *testing.T) map[string]inventoryapi.StockLevel {
 	t.Helper()
-	keys, err := auth.ParseServiceKeys(name, seed, publics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return auth.NewCredentials(keys)
-}
-
-func token(t *testing.T, c *auth.Credentials) string {
-	t.Helper()
-	tok, err := c.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func login(t *testing.T, url, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", url+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
-}
-
-func (s *system) stock(t *testing.T) map[string]inventoryapi.StockLevel {
-	t.Helper()
-	r := servicetest.Call(t, "GET", s.url+"/api/inventory/stock", s.admin, nil)
+	r := servicetest.Call(t, "GET", s.url+"/api/inventory/stock", s.Admin, nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("stock: %d %s", r.Status, r.Body)
 	}
@@ -138,7 +63,7 @@ func (s *system) stock(t *testing.T) map[string]inventoryapi.StockLevel {
 	return out
 }
 
-func (s *system) wantStock(t *testing.T, sku string, received, available, reserved, sold int64) {
+func (s *shop) wantStock(t *testing.T, sku string, received, available, reserved, sold int64) {
 	t.Helper()
 	want := inventoryapi.StockLevel{SKU: sku, Received: received, Available: available, Reserved: reserved, Sold: sold}
 	if got := s.stock(t)[sku]; got != want {
@@ -146,9 +71,9 @@ func (s *system) wantStock(t *testing.T, sku string, received, available, reserv
 	}
 }
 
-func (s *system) createProduct(t *testing.T, sku string, stock int64) {
+func (s *shop) createProduct(t *testing.T, sku string, stock int64) {
 	t.Helper()
-	r := servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.admin, map[string]any{
+	r := servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Admin, map[string]any{
 		"sku": sku, "name": "Test " + sku, "description": "a product for tests", "price_cents": 1250, "currency": "USD", "stock": stock})
 	if r.Status != http.StatusCreated {
 		t.Fatalf("creating %s: %d %s", sku, r.Status, r.Body)
@@ -164,19 +89,19 @@ func problemOf(t *testing.T, r servicetest.Response, status int) problem.Problem
 }
 
 func TestInventoryAPI(t *testing.T) {
-	s := start(t, nil, nil)
+	s := startShop(t, nil, nil)
 	exerciseAPI(t, s)
 }
 
 func TestInventoryAPIOnPostgres(t *testing.T) {
 	src := dbtest.PostgresURL(t)
-	s := start(t, []string{"--db", src}, nil)
+	s := startShop(t, []string{"--db", src}, nil)
 	exerciseAPI(t, s)
 }
 
 // exerciseAPI walks every route of inventory, the happy paths and the
 // refusals, and requires that every documented operation was exercised.
-func exerciseAPI(t *testing.T, s *system) {
+func exerciseAPI(t *testing.T, s *shop) {
 	t.Run("catalog", func(t *testing.T) { testCatalog(t, s) })
 	t.Run("admin", func(t *testing.T) { testAdmin(t, s) })
 	t.Run("bad input", func(t *testing.T) { testBadInput(t, s) })
@@ -190,7 +115,7 @@ func exerciseAPI(t *testing.T, s *system) {
 	s.checker.RequireCoverage(inventory.OpenAPI())
 }
 
-func testCatalog(t *testing.T, s *system) {
+func testCatalog(t *testing.T, s *shop) {
 	var page httpjson.List[inventoryapi.Product]
 	r := servicetest.Call(t, "GET", s.url+"/api/inventory/products", "", nil)
 	r.JSON(t, &page)
@@ -266,27 +191,27 @@ func testCatalog(t *testing.T, s *system) {
 	}
 }
 
-func testAdmin(t *testing.T, s *system) {
+func testAdmin(t *testing.T, s *shop) {
 	body := map[string]any{"sku": "DESK-OAK", "name": "Oak Desk", "description": "A solid oak desk.", "price_cents": 45000, "currency": "USD", "stock": 3}
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", "", body), 401)
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", "not-a-token", body), 401)
-	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.customer, body), 403)
-	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", token(t, s.orders), body), 401)
+	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Customer, body), 403)
+	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Token(t, "orders"), body), 401)
 
-	r := servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.admin, body)
+	r := servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Admin, body)
 	var p inventoryapi.Product
 	r.JSON(t, &p)
 	if r.Status != 201 || r.Header.Get("Location") != "/api/inventory/products/DESK-OAK" || p.Available != 3 || p.Name != "Oak Desk" {
 		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
-	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.admin, body), 409)
+	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Admin, body), 409)
 	s.wantStock(t, "DESK-OAK", 3, 3, 0, 0)
 
 	patch := map[string]any{"price_cents": 39900, "description": "A solid oak desk, oiled."}
 	problemOf(t, servicetest.Call(t, "PATCH", s.url+"/api/inventory/products/DESK-OAK", "", patch), 401)
-	problemOf(t, servicetest.Call(t, "PATCH", s.url+"/api/inventory/products/DESK-OAK", s.customer, patch), 403)
-	problemOf(t, servicetest.Call(t, "PATCH", s.url+"/api/inventory/products/NO-SUCH", s.admin, patch), 404)
-	r = servicetest.Call(t, "PATCH", s.url+"/api/inventory/products/DESK-OAK", s.admin, patch)
+	problemOf(t, servicetest.Call(t, "PATCH", s.url+"/api/inventory/products/DESK-OAK", s.Customer, patch), 403)
+	problemOf(t, servicetest.Call(t, "PATCH", s.url+"/api/inventory/products/NO-SUCH", s.Admin, patch), 404)
+	r = servicetest.Call(t, "PATCH", s.url+"/api/inventory/products/DESK-OAK", s.Admin, patch)
 	r.JSON(t, &p)
 	if r.Status != 200 || p.PriceCents != 39900 || p.Name != "Oak Desk" || p.Description != "A solid oak desk, oiled." {
 		t.Fatalf("update: %d %s", r.Status, r.Body)
@@ -298,9 +223,9 @@ func testAdmin(t *testing.T, s *system) {
 
 	qty := map[string]any{"quantity": 7}
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products/DESK-OAK/restock", "", qty), 401)
-	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products/DESK-OAK/restock", s.customer, qty), 403)
-	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products/NO-SUCH/restock", s.admin, qty), 404)
-	r = servicetest.Call(t, "POST", s.url+"/api/inventory/products/DESK-OAK/restock", s.admin, qty)
+	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products/DESK-OAK/restock", s.Customer, qty), 403)
+	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products/NO-SUCH/restock", s.Admin, qty), 404)
+	r = servicetest.Call(t, "POST", s.url+"/api/inventory/products/DESK-OAK/restock", s.Admin, qty)
 	var st inventoryapi.StockLevel
 	r.JSON(t, &st)
 	if r.Status != 200 || st != (inventoryapi.StockLevel{SKU: "DESK-OAK", Received: 10, Available: 10}) {
@@ -308,11 +233,11 @@ func testAdmin(t *testing.T, s *system) {
 	}
 
 	problemOf(t, servicetest.Call(t, "GET", s.url+"/api/inventory/stock", "", nil), 401)
-	problemOf(t, servicetest.Call(t, "GET", s.url+"/api/inventory/stock", s.customer, nil), 403)
+	problemOf(t, servicetest.Call(t, "GET", s.url+"/api/inventory/stock", s.Customer, nil), 403)
 	s.wantStock(t, "DESK-OAK", 10, 10, 0, 0)
 }
 
-func testBadInput(t *testing.T, s *system) {
+func testBadInput(t *testing.T, s *shop) {
 	const create, restock, patch = "/api/inventory/products", "/api/inventory/products/MUG-CERAMIC-12/restock", "/api/inventory/products/MUG-CERAMIC-12"
 	good := func(change func(m map[string]any)) map[string]any {
 		m := map[string]any{"sku": "NEW-1", "name": "New", "description": "", "price_cents": 100, "currency": "USD", "stock": 1}
@@ -372,7 +297,7 @@ func testBadInput(t *testing.T, s *system) {
 			if c.status == 415 {
 				headers = []string{"Content-Type", "text/plain"}
 			}
-			p := problemOf(t, servicetest.Call(t, c.method, s.url+c.path, s.admin, c.body, headers...), c.status)
+			p := problemOf(t, servicetest.Call(t, c.method, s.url+c.path, s.Admin, c.body, headers...), c.status)
 			if p.Detail == "" && len(p.Errors) == 0 {
 				t.Fatalf("a problem without a reason: %+v", p)
 			}
@@ -391,7 +316,7 @@ func testBadInput(t *testing.T, s *system) {
 	}
 }
 
-func testInternalAuth(t *testing.T, s *system) {
+func testInternalAuth(t *testing.T, s *shop) {
 	reserve := map[string]any{"order_id": "auth-check", "lines": []map[string]any{{"sku": "MUG-CERAMIC-12", "quantity": 1}}}
 	paths := []struct {
 		path string
@@ -409,10 +334,10 @@ func testInternalAuth(t *testing.T, s *system) {
 		}{
 			{"no credential", "", 401},
 			{"garbage", "garbage", 401},
-			{"a customer's token", s.customer, 401},
-			{"an admin's token", s.admin, 401},
-			{"a forged orders credential", token(t, s.forged), 401},
-			{"another service's credential", token(t, s.self), 403},
+			{"a customer's token", s.Customer, 401},
+			{"an admin's token", s.Admin, 401},
+			{"a forged orders credential", s.Forged(t, "orders"), 401},
+			{"another service's credential", s.Token(t, "inventory"), 403},
 		} {
 			r := servicetest.Call(t, "POST", s.url+p.path, c.token, p.body)
 			if r.Status != c.status {
@@ -427,11 +352,11 @@ func testInternalAuth(t *testing.T, s *system) {
 	}
 }
 
-func testReservations(t *testing.T, s *system) {
+func testReservations(t *testing.T, s *shop) {
 	ctx := context.Background()
 	s.createProduct(t, "R-A", 10)
 	s.createProduct(t, "R-B", 2)
-	orders := token(t, s.orders)
+	orders := s.Token(t, "orders")
 	call := func(path string, body any) servicetest.Response {
 		return servicetest.Call(t, "POST", s.url+path, orders, body)
 	}
@@ -579,7 +504,7 @@ func testReservations(t *testing.T, s *system) {
 
 // testRace sends 50 reservations at once for a product with 10 units:
 // exactly 10 win, on every dialect.
-func testRace(t *testing.T, s *system) {
+func testRace(t *testing.T, s *shop) {
 	s.createProduct(t, "LAST-TEN", 10)
 	var (
 		wg       sync.WaitGroup
@@ -614,7 +539,7 @@ func testRace(t *testing.T, s *system) {
 // from the NATS stream: the expiry gives the stock back and announces it,
 // and low stock is announced once per crossing.
 func TestExpiryAndEvents(t *testing.T) {
-	s := start(t, nil, map[string]string{"MICROSHOP_RESERVATION_TTL": "400ms", "MICROSHOP_LOW_STOCK_THRESHOLD": "5"})
+	s := startShop(t, nil, map[string]string{"MICROSHOP_RESERVATION_TTL": "400ms", "MICROSHOP_LOW_STOCK_THRESHOLD": "5"})
 	ctx := context.Background()
 	s.createProduct(t, "EXP", 8)
 
@@ -659,8 +584,10 @@ func TestExpiryAndEvents(t *testing.T) {
 	if _, err := s.client.Reserve(ctx, inventoryapi.ReserveRequest{OrderID: "marker", Lines: []inventoryapi.ReserveLine{{SKU: "MARKER", Quantity: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	evs := streamEvents(t, s.natsURL, func(e events.Event) bool {
-		return e.Type == "inventory.reserved" && strings.Contains(string(e.Data), `"marker"`)
+	evs := s.Events(t, "inventory", func(evs []events.Event) bool {
+		return slices.ContainsFunc(evs, func(e events.Event) bool {
+			return e.Type == "inventory.reserved" && strings.Contains(string(e.Data), `"marker"`)
+		})
 	})
 	var (
 		released []string
@@ -691,54 +618,5 @@ func TestExpiryAndEvents(t *testing.T) {
 	}
 	if !slices.Equal(lows, []int64{4, 4}) || reserved != 5 {
 		t.Fatalf("low_stock at %v, %d reserved events", lows, reserved)
-	}
-}
-
-// streamEvents reads the INVENTORY stream from the start until stop
-// returns true for an event, and returns the events read.
-func streamEvents(t *testing.T, natsURL string, stop func(events.Event) bool) []events.Event {
-	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	var cons jetstream.Consumer
-	for {
-		cons, err = js.OrderedConsumer(ctx, events.StreamName("inventory"), jetstream.OrderedConsumerConfig{})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no INVENTORY stream: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	var out []events.Event
-	for {
-		msg, err := cons.Next(jetstream.FetchMaxWait(time.Second))
-		if ctx.Err() != nil {
-			t.Fatalf("the stop event never came; read %d events", len(out))
-		}
-		if err != nil {
-			continue
-		}
-		var e events.Event
-		if err := json.Unmarshal(msg.Data(), &e); err != nil {
-			t.Fatal(err)
-		}
-		if msg.Headers().Get(jetstream.MsgIDHeader) != e.ID {
-			t.Fatalf("message id %q for event %q", msg.Headers().Get(jetstream.MsgIDHeader), e.ID)
-		}
-		out = append(out, e)
-		if stop(e) {
-			return out
-		}
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/mailbox"
@@ -33,44 +32,27 @@ import (
 	"github.com/microshop/microshop/services/notifications/notificationsapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/users"
-	"github.com/microshop/microshop/services/users/usersapi"
 )
 
-const (
-	adminEmail    = "root@example.com"
-	adminPassword = "correct horse battery"
-)
-
-// env is what notifications talks to, all real: an embedded NATS with the
-// producers' streams, a users service for access tokens, and an SMTP
-// server (the mailbox `microshop run` uses) that keeps what it receives.
-type env struct {
-	NATS     string
-	UsersURL string
-	SMTPURL  string
-	Mailbox  *mailbox.Mailbox
-	JS       jetstream.JetStream
-
-	AdminToken, CustomerToken string
+// shop is a servicetest.Shop with what notifications talks to besides
+// users: the producers' streams on its NATS, and an SMTP server (the
+// mailbox `microshop run` uses) that keeps what it receives.
+type shop struct {
+	*servicetest.Shop
+	SMTPURL string
+	Mailbox *mailbox.Mailbox
+	JS      jetstream.JetStream
 }
 
-func newEnv(t *testing.T) *env {
+func newShop(t *testing.T) *shop {
 	t.Helper()
-	return newEnvOn(t, servicetest.NATS(t))
+	return newShopOn(t, "")
 }
 
-// newEnvOn is newEnv with the NATS server at natsURL.
-func newEnvOn(t *testing.T, natsURL string) *env {
+// newShopOn is newShop with the NATS server at natsURL.
+func newShopOn(t *testing.T, natsURL string) *shop {
 	t.Helper()
-	e := &env{NATS: natsURL}
-	u := servicetest.Start(t, users.Spec(), []string{"--nats", e.NATS}, map[string]string{
-		"MICROSHOP_ADMIN_EMAIL":      adminEmail,
-		"MICROSHOP_ADMIN_PASSWORD":   adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP": "0",
-		"MICROSHOP_LOGIN_RATE_IP":    "0",
-	})
-	e.UsersURL = u.URL
-
+	e := &shop{Shop: servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{NATS: natsURL})}
 	mb, err := mailbox.Open(filepath.Join(t.TempDir(), "mailbox.jsonl"), 100000, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -83,40 +65,9 @@ func newEnvOn(t *testing.T, natsURL string) *env {
 	t.Cleanup(func() { mb.Close() })
 	e.Mailbox, e.SMTPURL = mb, "smtp://"+ln.Addr().String()
 
-	nc, err := nats.Connect(e.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if e.JS, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
 	// The producers' streams, as their services make them.
-	for _, s := range []string{"users", "orders", "payments", "inventory"} {
-		if _, err := events.EnsureStream(context.Background(), e.JS, s, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	e.AdminToken = login(t, e.UsersURL, adminEmail, adminPassword)
-	r := servicetest.Call(t, "POST", e.UsersURL+"/api/users/register", "",
-		map[string]string{"email": "shopper@example.com", "password": "long enough password", "name": "Shopper"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("registering a customer: %d %s", r.Status, r.Body)
-	}
-	e.CustomerToken = login(t, e.UsersURL, "shopper@example.com", "long enough password")
+	e.JS = e.JetStream(t, "users", "orders", "payments", "inventory")
 	return e
-}
-
-func login(t *testing.T, usersURL, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", usersURL+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
 }
 
 // notif is a running notifications service.
@@ -125,23 +76,21 @@ type notif struct {
 	URL     string
 	Checker *openapitest.Checker
 	Service *servicetest.Service
-	// Args started it; a restart or a replica reuses them.
-	Args []string
 }
 
 // start runs notifications with short retry timings and args on top.
-func (e *env) start(t *testing.T, args ...string) *notif {
+func (e *shop) start(t *testing.T, args ...string) *notif {
 	t.Helper()
-	full := append([]string{"--nats", e.NATS, "--users-url", e.UsersURL, "--smtp-url", e.SMTPURL,
+	full := append([]string{"--smtp-url", e.SMTPURL,
 		"--retry-base", "10ms", "--retry-max", "40ms", "--dispatch-interval", "50ms"}, args...)
-	svc := servicetest.Start(t, notifications.Spec(), full, nil)
+	svc := e.Start(t, notifications.Spec(), full, nil)
 	u, checker := openapitest.Proxy(t, notifications.OpenAPI(), svc.URL)
-	return &notif{URL: u, Checker: checker, Service: svc, Args: full}
+	return &notif{URL: u, Checker: checker, Service: svc}
 }
 
 // publish sends body as its producer's relay does: in an event envelope,
 // with the event id as the broker's de-duplication id.
-func (e *env) publish(t *testing.T, body events.Body) events.Event {
+func (e *shop) publish(t *testing.T, body events.Body) events.Event {
 	t.Helper()
 	ev := newEvent(t, body, time.Now())
 	e.publishAs(t, ev, ev.ID)
@@ -159,7 +108,7 @@ func newEvent(t *testing.T, body events.Body, at time.Time) events.Event {
 
 // publishAs publishes ev with msgID as the broker's de-duplication id: a
 // new one makes the broker keep a second copy of the same event.
-func (e *env) publishAs(t *testing.T, ev events.Event, msgID string) {
+func (e *shop) publishAs(t *testing.T, ev events.Event, msgID string) {
 	t.Helper()
 	msg, err := events.NewMsg(ev)
 	if err != nil {
@@ -174,7 +123,7 @@ func (e *env) publishAs(t *testing.T, ev events.Event, msgID string) {
 }
 
 // emailOf waits for the email of event id and returns it.
-func (e *env) emailOf(t *testing.T, eventID string) mailbox.Message {
+func (e *shop) emailOf(t *testing.T, eventID string) mailbox.Message {
 	t.Helper()
 	var got mailbox.Message
 	waitFor(t, "the email of event "+eventID, func() bool {
@@ -190,7 +139,7 @@ func (e *env) emailOf(t *testing.T, eventID string) mailbox.Message {
 }
 
 // countEmails counts the received emails per Message-ID, for those of ids.
-func (e *env) countEmails(ids []string) map[string]int {
+func (e *shop) countEmails(ids []string) map[string]int {
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id+".email@microshop"] = true

@@ -27,7 +27,7 @@ import (
 // NATS, a real users service, a real SMTP server) through every event and
 // route, and checks that the OpenAPI document covers all it was asked.
 func TestNotifications(t *testing.T) {
-	e := newEnv(t)
+	e := newShop(t)
 	n := e.start(t, "--webhook-allow-private", "--max-tries", "4", "--admin-alert-email", "ops@example.com")
 	t.Run("emails", func(t *testing.T) { testEmails(t, e, n) })
 	t.Run("same event twice", func(t *testing.T) { testSameEventTwice(t, e, n) })
@@ -46,7 +46,7 @@ func TestNotifications(t *testing.T) {
 // TestOnPostgres runs two replicas on one Postgres database (skipped
 // unless MICROSHOP_TEST_POSTGRES_URL is set).
 func TestOnPostgres(t *testing.T) {
-	e := newEnv(t)
+	e := newShop(t)
 	db := dbtest.PostgresURL(t)
 	key := "--webhook-signing-key=" + strings.Repeat("QUJD", 11) // 33 bytes, base64
 	n := e.start(t, "--db", db, key, "--webhook-allow-private", "--max-tries", "4", "--admin-alert-email", "ops@example.com")
@@ -63,7 +63,7 @@ func TestOnPostgres(t *testing.T) {
 // which takes one filter subject per consumer: notifications makes one
 // durable consumer per event type.
 func TestOnSystemNATS(t *testing.T) {
-	e := newEnvOn(t, systemNATS(t))
+	e := newShopOn(t, systemNATS(t))
 	n := e.start(t, "--admin-alert-email", "ops@example.com")
 	t.Run("emails", func(t *testing.T) { testEmails(t, e, n) })
 }
@@ -71,17 +71,17 @@ func TestOnSystemNATS(t *testing.T) {
 // TestReplicas runs two replicas on one SQLite file (the same --data) and
 // checks that each event is emailed, and each webhook posted, once.
 func TestReplicas(t *testing.T) {
-	e := newEnv(t)
+	e := newShop(t)
 	data := t.TempDir()
 	a := e.start(t, "--data", data, "--webhook-allow-private")
 	b := e.start(t, "--data", data, "--webhook-allow-private")
 	testReplicas(t, e, a, b)
 }
 
-func testReplicas(t *testing.T, e *env, a, b *notif) {
+func testReplicas(t *testing.T, e *shop, a, b *notif) {
 	var hits atomic.Int64
 	rc := newReceiver(t, func(int) int { hits.Add(1); return http.StatusOK })
-	hook := a.register(t, e.AdminToken, rc.URL, "orders.confirmed")
+	hook := a.register(t, e.Admin, rc.URL, "orders.confirmed")
 	var sent []events.Event
 	for i := range 30 {
 		sent = append(sent, e.publish(t, confirmed(fmt.Sprintf("replica-%d-%s@example.com", i, ids.New()[20:]))))
@@ -118,22 +118,21 @@ func testReplicas(t *testing.T, e *env, a, b *notif) {
 	}
 	// Either replica answers for the shared database.
 	for _, n := range []*notif{a, b} {
-		if ds := n.deliveriesOf(t, e.AdminToken, sent[0]); len(ds) != 2 {
+		if ds := n.deliveriesOf(t, e.Admin, sent[0]); len(ds) != 2 {
 			t.Errorf("replica %s shows %d deliveries of one event, want 2", n.URL, len(ds))
 		}
 	}
 	t.Logf("replica a sent %d, replica b sent %d", strings.Count(a.Service.Logs.String(), `"notification sent"`),
 		strings.Count(b.Service.Logs.String(), `"notification sent"`))
-	servicetest.Call(t, "DELETE", a.URL+"/api/notifications/webhooks/"+hook.ID, e.AdminToken, nil)
+	servicetest.Call(t, "DELETE", a.URL+"/api/notifications/webhooks/"+hook.ID, e.Admin, nil)
 }
 
 // TestRestart stops notifications, publishes 20 orders meanwhile, and
 // starts it again on the same data and address: each order gets its
 // receipt, once.
 func TestRestart(t *testing.T) {
-	e := newEnv(t)
-	n := e.start(t, "--data", t.TempDir())
-	addr := strings.TrimPrefix(n.Service.URL, "http://")
+	e := newShop(t)
+	n := e.start(t)
 	// Something handled before the stop, so the restart resumes a
 	// consumer rather than starting a new one.
 	first := e.publish(t, confirmed("before-stop@example.com"))
@@ -149,7 +148,7 @@ func TestRestart(t *testing.T) {
 	if got := e.countEmails(idsSent); len(got) != 0 {
 		t.Fatalf("emails while notifications was stopped: %v", got)
 	}
-	servicetest.Start(t, notifications.Spec(), append(slices.Clone(n.Args), "--addr", addr), nil)
+	n.Service.Restart(t)
 	waitFor(t, "20 receipts", func() bool { return len(e.countEmails(idsSent)) == 20 })
 	time.Sleep(300 * time.Millisecond)
 	counts := e.countEmails(append(idsSent, first.ID))
@@ -165,15 +164,15 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-func testEmails(t *testing.T, e *env, n *notif) {
+func testEmails(t *testing.T, e *shop, n *notif) {
 	tag := ids.New()[18:]
 	ada := "ada-" + tag + "@example.com"
 
 	// The real users service published users.registered for the customer
-	// newEnv registered: welcomed.
+	// the shop registered: welcomed.
 	waitFor(t, "the customer's welcome email", func() bool {
 		return slices.ContainsFunc(e.Mailbox.Messages(), func(m mailbox.Message) bool {
-			return slices.Equal(m.To, []string{"shopper@example.com"}) && m.Subject == "Welcome to microshop, Shopper"
+			return slices.Equal(m.To, []string{servicetest.CustomerEmail}) && m.Subject == "Welcome to microshop, "+servicetest.CustomerName
 		})
 	})
 
@@ -244,12 +243,12 @@ func testEmails(t *testing.T, e *env, n *notif) {
 	waitFor(t, "payments.refunded to be handled", func() bool {
 		return n.handled(t, "notifications-payments-refunded") >= 1
 	})
-	if ds := n.deliveriesOf(t, e.AdminToken, refund); len(ds) != 0 {
+	if ds := n.deliveriesOf(t, e.Admin, refund); len(ds) != 0 {
 		t.Errorf("payments.refunded made deliveries: %+v", ds)
 	}
 
 	// The deliveries, as the API shows them.
-	l := n.deliveries(t, e.AdminToken, "order_id="+conf.OrderID)
+	l := n.deliveries(t, e.Admin, "order_id="+conf.OrderID)
 	if len(l.Items) != 2 {
 		t.Fatalf("deliveries of order %s: %+v", conf.OrderID, l.Items)
 	}
@@ -266,27 +265,27 @@ func testEmails(t *testing.T, e *env, n *notif) {
 	if c := byType["orders.cancelled"]; c.EventID != cancel.ID || c.Status != "sent" {
 		t.Errorf("refund notice delivery: %+v", c)
 	}
-	r := servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries/"+d.ID, e.AdminToken, nil)
+	r := servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries/"+d.ID, e.Admin, nil)
 	var one delivery
 	r.JSON(t, &one)
 	if r.Status != http.StatusOK || one.ID != d.ID || one.Status != "sent" {
 		t.Errorf("GET delivery: %d %s", r.Status, r.Body)
 	}
 	for _, q := range []string{"event_type=inventory.low_stock&status=sent", "status=sent&event_type=users.registered"} {
-		for _, d := range n.deliveries(t, e.AdminToken, q).Items {
+		for _, d := range n.deliveries(t, e.Admin, q).Items {
 			if !strings.Contains(q, d.EventType) || d.Status != "sent" {
 				t.Errorf("?%s listed %+v", q, d)
 			}
 		}
 	}
-	if l := n.deliveries(t, e.AdminToken, "event_type=users.registered&order_id="+conf.OrderID); len(l.Items) != 0 {
+	if l := n.deliveries(t, e.Admin, "event_type=users.registered&order_id="+conf.OrderID); len(l.Items) != 0 {
 		t.Errorf("filters combine with AND: %+v", l.Items)
 	}
 }
 
 // testSameEventTwice publishes one event twice under different broker
 // message ids, so the broker keeps both copies: the inbox makes it one email.
-func testSameEventTwice(t *testing.T, e *env, n *notif) {
+func testSameEventTwice(t *testing.T, e *shop, n *notif) {
 	ev := newEvent(t, confirmed("twice-"+ids.New()[18:]+"@example.com"), time.Now())
 	e.publishAs(t, ev, ev.ID)
 	e.publishAs(t, ev, ev.ID+"-again")
@@ -298,23 +297,23 @@ func testSameEventTwice(t *testing.T, e *env, n *notif) {
 	if c := e.countEmails([]string{ev.ID}); c[ev.ID+".email@microshop"] != 1 {
 		t.Errorf("the event published twice was emailed %v times", c)
 	}
-	if ds := n.deliveriesOf(t, e.AdminToken, ev); len(ds) != 1 {
+	if ds := n.deliveriesOf(t, e.Admin, ev); len(ds) != 1 {
 		t.Errorf("deliveries of the event published twice: %+v", ds)
 	}
 }
 
 // testWebhookRetries: a receiver that fails three times gets the event a
 // fourth time and then no more, every request validly signed.
-func testWebhookRetries(t *testing.T, e *env, n *notif) {
+func testWebhookRetries(t *testing.T, e *shop, n *notif) {
 	rc := newReceiver(t, func(n int) int {
 		if n <= 3 {
 			return http.StatusServiceUnavailable
 		}
 		return http.StatusNoContent
 	})
-	hook := n.register(t, e.AdminToken, rc.URL, "orders.confirmed", "users.registered")
+	hook := n.register(t, e.Admin, rc.URL, "orders.confirmed", "users.registered")
 	ev := e.publish(t, confirmed("hooked@example.com"))
-	d := n.awaitDelivery(t, e.AdminToken, ev, "webhook:"+hook.ID, "sent")
+	d := n.awaitDelivery(t, e.Admin, ev, "webhook:"+hook.ID, "sent")
 	time.Sleep(200 * time.Millisecond) // nothing more may come
 	reqs := rc.requests()
 	if len(reqs) != 4 {
@@ -333,19 +332,19 @@ func testWebhookRetries(t *testing.T, e *env, n *notif) {
 	}
 	// The email went too, on its own channel.
 	e.emailOf(t, ev.ID)
-	if ds := n.deliveriesOf(t, e.AdminToken, ev); len(ds) != 2 {
+	if ds := n.deliveriesOf(t, e.Admin, ev); len(ds) != 2 {
 		t.Errorf("deliveries of the event: %+v", ds)
 	}
-	servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+hook.ID, e.AdminToken, nil)
+	servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+hook.ID, e.Admin, nil)
 }
 
 // testDeadAndReplay: a receiver that always fails makes the delivery dead
 // after --max-tries (4); a replay makes it pending again, and it is sent.
-func testDeadAndReplay(t *testing.T, e *env, n *notif) {
+func testDeadAndReplay(t *testing.T, e *shop, n *notif) {
 	rc := newReceiver(t, func(int) int { return http.StatusInternalServerError })
-	hook := n.register(t, e.AdminToken, rc.URL, "inventory.low_stock")
+	hook := n.register(t, e.Admin, rc.URL, "inventory.low_stock")
 	ev := e.publish(t, inventoryapi.LowStock{SKU: "KETTLE-GOOSENECK", Name: "Kettle", Available: 1, Threshold: 5})
-	d := n.awaitDelivery(t, e.AdminToken, ev, "webhook:"+hook.ID, "dead")
+	d := n.awaitDelivery(t, e.Admin, ev, "webhook:"+hook.ID, "dead")
 	if d.Tries != 4 || !strings.Contains(d.LastError, "500") || d.SentAt != nil || d.NextAttemptAt != nil {
 		t.Errorf("dead delivery %+v", d)
 	}
@@ -353,18 +352,18 @@ func testDeadAndReplay(t *testing.T, e *env, n *notif) {
 	if got := len(rc.requests()); got != 4 {
 		t.Errorf("the receiver got %d requests, want 4", got)
 	}
-	if l := n.deliveries(t, e.AdminToken, "status=dead&event_type=inventory.low_stock"); !slices.ContainsFunc(l.Items, func(x delivery) bool { return x.ID == d.ID }) {
+	if l := n.deliveries(t, e.Admin, "status=dead&event_type=inventory.low_stock"); !slices.ContainsFunc(l.Items, func(x delivery) bool { return x.ID == d.ID }) {
 		t.Errorf("status=dead does not list it: %+v", l.Items)
 	}
 
 	rc.setAnswer(func(int) int { return http.StatusOK })
-	r := servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+d.ID+"/replay", e.AdminToken, nil)
+	r := servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+d.ID+"/replay", e.Admin, nil)
 	var replayed delivery
 	r.JSON(t, &replayed)
 	if r.Status != http.StatusOK || replayed.Status != "pending" || replayed.Tries != 0 || replayed.NextAttemptAt == nil {
 		t.Fatalf("replay: %d %s", r.Status, r.Body)
 	}
-	sent := n.awaitDelivery(t, e.AdminToken, ev, "webhook:"+hook.ID, "sent")
+	sent := n.awaitDelivery(t, e.Admin, ev, "webhook:"+hook.ID, "sent")
 	if sent.Tries != 1 {
 		t.Errorf("after the replay: %+v", sent)
 	}
@@ -378,17 +377,17 @@ func testDeadAndReplay(t *testing.T, e *env, n *notif) {
 		}
 	}
 	// A sent delivery can be replayed too: the same event id again.
-	r = servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+d.ID+"/replay", e.AdminToken, nil)
+	r = servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+d.ID+"/replay", e.Admin, nil)
 	if r.Status != http.StatusOK {
 		t.Errorf("replaying a sent delivery: %d %s", r.Status, r.Body)
 	}
 	waitFor(t, "the second replay", func() bool { return len(rc.requests()) == 6 })
-	servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+hook.ID, e.AdminToken, nil)
+	servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+hook.ID, e.Admin, nil)
 }
 
 // testWebhookAdmin lists and deletes endpoints; a delivery underway when
 // its endpoint is deleted ends dead, and a pending one cannot be replayed.
-func testWebhookAdmin(t *testing.T, e *env, n *notif) {
+func testWebhookAdmin(t *testing.T, e *shop, n *notif) {
 	release := make(chan struct{})
 	var once atomic.Bool
 	rc := newReceiver(t, func(int) int {
@@ -404,9 +403,9 @@ func testWebhookAdmin(t *testing.T, e *env, n *notif) {
 			close(release)
 		}
 	})
-	hook := n.register(t, e.AdminToken, rc.URL, "users.registered")
+	hook := n.register(t, e.Admin, rc.URL, "users.registered")
 
-	r := servicetest.Call(t, "GET", n.URL+"/api/notifications/webhooks", e.AdminToken, nil)
+	r := servicetest.Call(t, "GET", n.URL+"/api/notifications/webhooks", e.Admin, nil)
 	var list struct{ Items []webhook }
 	r.JSON(t, &list)
 	i := slices.IndexFunc(list.Items, func(w webhook) bool { return w.ID == hook.ID })
@@ -423,17 +422,17 @@ func testWebhookAdmin(t *testing.T, e *env, n *notif) {
 
 	ev := e.publish(t, usersapi.UserRegistered{UserID: "u", Email: "held-" + ids.New()[18:] + "@example.com", Name: "Held"})
 	waitFor(t, "the held request", func() bool { return len(rc.requests()) == 1 })
-	d := n.awaitDelivery(t, e.AdminToken, ev, "webhook:"+hook.ID, "pending")
-	r = servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+d.ID+"/replay", e.AdminToken, nil)
+	d := n.awaitDelivery(t, e.Admin, ev, "webhook:"+hook.ID, "pending")
+	r = servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+d.ID+"/replay", e.Admin, nil)
 	if p := r.Problem(t); p.Status != http.StatusConflict {
 		t.Errorf("replaying a pending delivery: %d %s", r.Status, r.Body)
 	}
 
-	r = servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+hook.ID, e.AdminToken, nil)
+	r = servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+hook.ID, e.Admin, nil)
 	if r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", r.Status, r.Body)
 	}
-	dead := n.awaitDelivery(t, e.AdminToken, ev, "webhook:"+hook.ID, "dead")
+	dead := n.awaitDelivery(t, e.Admin, ev, "webhook:"+hook.ID, "dead")
 	if dead.LastError != "the webhook endpoint was deleted" {
 		t.Errorf("after deleting its endpoint: %+v", dead)
 	}
@@ -441,17 +440,17 @@ func testWebhookAdmin(t *testing.T, e *env, n *notif) {
 	time.Sleep(100 * time.Millisecond)
 	// The try that was underway ended after the delete: its outcome is
 	// not recorded over it.
-	if again := n.awaitDelivery(t, e.AdminToken, ev, "webhook:"+hook.ID, "dead"); again.Tries != 0 {
+	if again := n.awaitDelivery(t, e.Admin, ev, "webhook:"+hook.ID, "dead"); again.Tries != 0 {
 		t.Errorf("after the held try ended: %+v", again)
 	}
-	r = servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+hook.ID, e.AdminToken, nil)
+	r = servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+hook.ID, e.Admin, nil)
 	if p := r.Problem(t); p.Status != http.StatusNotFound || !strings.Contains(p.Detail, "webhook endpoint") {
 		t.Errorf("delete again: %d %s", r.Status, r.Body)
 	}
 	// A new event finds no endpoint.
 	ev2 := e.publish(t, usersapi.UserRegistered{UserID: "u", Email: "after-" + ids.New()[18:] + "@example.com", Name: "After"})
 	e.emailOf(t, ev2.ID)
-	if ds := n.deliveriesOf(t, e.AdminToken, ev2); len(ds) != 1 || ds[0].Channel != "email" {
+	if ds := n.deliveriesOf(t, e.Admin, ev2); len(ds) != 1 || ds[0].Channel != "email" {
 		t.Errorf("deliveries after the delete: %+v", ds)
 	}
 }
@@ -460,7 +459,7 @@ func testWebhookAdmin(t *testing.T, e *env, n *notif) {
 // service without --webhook-allow-private, with the reason, and nothing
 // stored; accepted by n, which allows private addresses. URLs that are
 // not http(s), or too long, are refused by both.
-func testSSRF(t *testing.T, e *env, n *notif) {
+func testSSRF(t *testing.T, e *shop, n *notif) {
 	strict := e.start(t)
 	long := "https://example.com/" + strings.Repeat("x", 2100)
 	for _, c := range []struct {
@@ -480,7 +479,7 @@ func testSSRF(t *testing.T, e *env, n *notif) {
 			n    *notif
 			want string
 		}{{strict, c.strict}, {n, c.open}} {
-			r := servicetest.Call(t, "POST", svc.n.URL+"/api/notifications/webhooks", e.AdminToken,
+			r := servicetest.Call(t, "POST", svc.n.URL+"/api/notifications/webhooks", e.Admin,
 				map[string]any{"url": c.url, "event_types": []string{"orders.confirmed"}})
 			if svc.want == "" {
 				var w webhook
@@ -488,7 +487,7 @@ func testSSRF(t *testing.T, e *env, n *notif) {
 				if r.Status != http.StatusCreated {
 					t.Errorf("%.50s with allow-private: %d %s", c.url, r.Status, r.Body)
 				}
-				servicetest.Call(t, "DELETE", svc.n.URL+"/api/notifications/webhooks/"+w.ID, e.AdminToken, nil)
+				servicetest.Call(t, "DELETE", svc.n.URL+"/api/notifications/webhooks/"+w.ID, e.Admin, nil)
 				continue
 			}
 			p := r.Problem(t)
@@ -498,13 +497,13 @@ func testSSRF(t *testing.T, e *env, n *notif) {
 			}
 		}
 	}
-	r := servicetest.Call(t, "GET", strict.URL+"/api/notifications/webhooks", e.AdminToken, nil)
+	r := servicetest.Call(t, "GET", strict.URL+"/api/notifications/webhooks", e.Admin, nil)
 	if strings.TrimSpace(string(r.Body)) != `{"items":[]}` {
 		t.Errorf("refused URLs were stored: %s", r.Body)
 	}
 }
 
-func testAccess(t *testing.T, e *env, n *notif) {
+func testAccess(t *testing.T, e *shop, n *notif) {
 	for _, route := range []struct{ method, path string }{
 		{"POST", "/api/notifications/webhooks"},
 		{"GET", "/api/notifications/webhooks"},
@@ -516,7 +515,7 @@ func testAccess(t *testing.T, e *env, n *notif) {
 		for _, c := range []struct {
 			token string
 			want  int
-		}{{"", http.StatusUnauthorized}, {e.CustomerToken, http.StatusForbidden}, {"not-a-token", http.StatusUnauthorized}} {
+		}{{"", http.StatusUnauthorized}, {e.Customer, http.StatusForbidden}, {"not-a-token", http.StatusUnauthorized}} {
 			var body any
 			if route.method == "POST" && strings.HasSuffix(route.path, "webhooks") {
 				body = map[string]any{"url": "http://127.0.0.1/x", "event_types": []string{"orders.confirmed"}}
@@ -527,16 +526,16 @@ func testAccess(t *testing.T, e *env, n *notif) {
 			}
 		}
 	}
-	r := servicetest.Call(t, "GET", n.URL+"/api/notifications/webhooks", e.AdminToken, nil)
+	r := servicetest.Call(t, "GET", n.URL+"/api/notifications/webhooks", e.Admin, nil)
 	if strings.Contains(string(r.Body), "127.0.0.1/x") {
 		t.Error("a refused caller's webhook was stored")
 	}
 }
 
-func testBadInput(t *testing.T, e *env, n *notif) {
-	before := servicetest.Call(t, "GET", n.URL+"/api/notifications/webhooks", e.AdminToken, nil).Body
+func testBadInput(t *testing.T, e *shop, n *notif) {
+	before := servicetest.Call(t, "GET", n.URL+"/api/notifications/webhooks", e.Admin, nil).Body
 	post := func(body any, headers ...string) servicetest.Response {
-		return servicetest.Call(t, "POST", n.URL+"/api/notifications/webhooks", e.AdminToken, body, headers...)
+		return servicetest.Call(t, "POST", n.URL+"/api/notifications/webhooks", e.Admin, body, headers...)
 	}
 	ok := "http://127.0.0.1:9/hook"
 	for _, c := range []struct {
@@ -560,18 +559,18 @@ func testBadInput(t *testing.T, e *env, n *notif) {
 		{"two values", post(`{} {}`), 400, ""},
 		{"empty body", post(""), 400, ""},
 		{"not JSON", post("url=x", "Content-Type", "application/x-www-form-urlencoded"), 415, ""},
-		{"limit 0", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?limit=0", e.AdminToken, nil), 422, "limit"},
-		{"limit 101", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?limit=101", e.AdminToken, nil), 422, "limit"},
-		{"limit x", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?limit=x", e.AdminToken, nil), 422, "limit"},
-		{"bad status", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?status=lost", e.AdminToken, nil), 422, "status"},
-		{"bad event type", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?event_type=orders.shipped", e.AdminToken, nil), 422, "event_type"},
-		{"bad page token", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?page_token=!!", e.AdminToken, nil), 422, "page_token"},
-		{"replay unknown", servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+ids.New()+"/replay", e.AdminToken, nil), 404, ""},
-		{"replay garbage id", servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/'%20OR%201=1/replay", e.AdminToken, nil), 404, ""},
-		{"get unknown", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries/"+ids.New(), e.AdminToken, nil), 404, ""},
-		{"delete unknown", servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+ids.New(), e.AdminToken, nil), 404, ""},
-		{"unknown route", servicetest.Call(t, "GET", n.URL+"/api/notifications/nothing", e.AdminToken, nil), 404, ""},
-		{"wrong method", servicetest.Call(t, "PUT", n.URL+"/api/notifications/webhooks", e.AdminToken, nil), 405, ""},
+		{"limit 0", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?limit=0", e.Admin, nil), 422, "limit"},
+		{"limit 101", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?limit=101", e.Admin, nil), 422, "limit"},
+		{"limit x", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?limit=x", e.Admin, nil), 422, "limit"},
+		{"bad status", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?status=lost", e.Admin, nil), 422, "status"},
+		{"bad event type", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?event_type=orders.shipped", e.Admin, nil), 422, "event_type"},
+		{"bad page token", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries?page_token=!!", e.Admin, nil), 422, "page_token"},
+		{"replay unknown", servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/"+ids.New()+"/replay", e.Admin, nil), 404, ""},
+		{"replay garbage id", servicetest.Call(t, "POST", n.URL+"/api/notifications/deliveries/'%20OR%201=1/replay", e.Admin, nil), 404, ""},
+		{"get unknown", servicetest.Call(t, "GET", n.URL+"/api/notifications/deliveries/"+ids.New(), e.Admin, nil), 404, ""},
+		{"delete unknown", servicetest.Call(t, "DELETE", n.URL+"/api/notifications/webhooks/"+ids.New(), e.Admin, nil), 404, ""},
+		{"unknown route", servicetest.Call(t, "GET", n.URL+"/api/notifications/nothing", e.Admin, nil), 404, ""},
+		{"wrong method", servicetest.Call(t, "PUT", n.URL+"/api/notifications/webhooks", e.Admin, nil), 405, ""},
 	} {
 		p := c.resp.Problem(t)
 		if p.Status != c.status {
@@ -582,21 +581,21 @@ func testBadInput(t *testing.T, e *env, n *notif) {
 			t.Errorf("%s: %s, want an error on %s", c.name, c.resp.Body, c.field)
 		}
 	}
-	after := servicetest.Call(t, "GET", n.URL+"/api/notifications/webhooks", e.AdminToken, nil).Body
+	after := servicetest.Call(t, "GET", n.URL+"/api/notifications/webhooks", e.Admin, nil).Body
 	if string(before) != string(after) {
 		t.Errorf("bad requests stored something: before %s, after %s", before, after)
 	}
 }
 
-func testPages(t *testing.T, e *env, n *notif) {
-	all := n.deliveries(t, e.AdminToken, "limit=100").Items
+func testPages(t *testing.T, e *shop, n *notif) {
+	all := n.deliveries(t, e.Admin, "limit=100").Items
 	if len(all) < 5 {
 		t.Fatalf("only %d deliveries to page through", len(all))
 	}
 	var paged []string
 	q := "limit=2"
 	for {
-		l := n.deliveries(t, e.AdminToken, q)
+		l := n.deliveries(t, e.Admin, q)
 		if len(l.Items) > 2 {
 			t.Fatalf("a page of %d with limit=2", len(l.Items))
 		}

@@ -17,7 +17,7 @@ import (
 func TestCheckout(t *testing.T) {
 	s := startShop(t, shopOptions{})
 	received := s.received(t)
-	ada := s.customer(t, "ada")
+	ada := s.NewCustomer(t, "ada")
 	p := s.products(t, 3)
 	before := s.stock(t)
 
@@ -108,7 +108,7 @@ func TestCheckout(t *testing.T) {
 	})
 
 	t.Run("another customer's order is a 404", func(t *testing.T) {
-		grace := s.customer(t, "grace")
+		grace := s.NewCustomer(t, "grace")
 		r := servicetest.Call(t, "GET", s.orders+"/api/orders/"+accepted[0], grace, nil)
 		if r.Status != http.StatusNotFound {
 			t.Fatalf("other customer's order: %d", r.Status)
@@ -186,7 +186,7 @@ func TestLastUnitsRace(t *testing.T) {
 	sku := s.products(t, 1)[0].SKU
 	// Leave exactly 10 units: restocking is not needed, buying is.
 	have := s.stock(t)[sku].Available
-	admin := s.admin
+	admin := s.Admin
 	if have > 10 {
 		_, o := s.place(t, admin, "drain", orderBody(goodCard, sku, have-10))
 		if o.Status != ordersapi.StatusConfirmed {
@@ -201,7 +201,7 @@ func TestLastUnitsRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tok := s.customer(t, fmt.Sprintf("racer%d", i))
+			tok := s.NewCustomer(t, fmt.Sprintf("racer%d", i))
 			r, o := s.place(t, tok, "race", orderBody(goodCard, sku, 1))
 			if r.Status != http.StatusCreated && r.Status != http.StatusAccepted {
 				t.Errorf("racer %d: %d %s", i, r.Status, r.Body)
@@ -234,7 +234,7 @@ func TestSlowPaymentIsCompensated(t *testing.T) {
 	// The slow card answers after 4s; a step may retry for only 1s.
 	s := startShop(t, shopOptions{stepTimeout: "1s", slowCard: "4s"})
 	received := s.received(t)
-	ada := s.customer(t, "ada")
+	ada := s.NewCustomer(t, "ada")
 	sku := s.products(t, 1)[0].SKU
 	r, o := s.place(t, ada, "slow", orderBody("4000 0000 0000 0077", sku, 1))
 	if r.Status != http.StatusCreated && r.Status != http.StatusAccepted {
@@ -250,10 +250,10 @@ func TestSlowPaymentIsCompensated(t *testing.T) {
 func TestPaymentsDownIsCompensated(t *testing.T) {
 	s := startShop(t, shopOptions{stepTimeout: "1s"})
 	received := s.received(t)
-	ada := s.customer(t, "ada")
+	ada := s.NewCustomer(t, "ada")
 	sku := s.products(t, 1)[0].SKU
 	before := s.stock(t)[sku]
-	s.services["payments"].Stop()
+	s.Service("payments").Stop()
 	r, o := s.place(t, ada, "down", orderBody(goodCard, sku, 1))
 	if r.Status != http.StatusCreated && r.Status != http.StatusAccepted {
 		t.Fatalf("checkout with payments down: %d %s", r.Status, r.Body)
@@ -267,7 +267,7 @@ func TestPaymentsDownIsCompensated(t *testing.T) {
 	if held := s.stock(t)[sku]; held.Reserved != before.Reserved+1 {
 		t.Fatalf("reserved %d, want %d while compensating", held.Reserved, before.Reserved+1)
 	}
-	s.restart(t, "payments")
+	s.Service("payments").Restart(t)
 	o = s.await(t, ada, o.ID)
 	if o.Status != ordersapi.StatusRejected || o.Reason != ordersapi.ReasonPaymentUnavailable {
 		t.Fatalf("after payments returned: %+v", o)
@@ -277,7 +277,7 @@ func TestPaymentsDownIsCompensated(t *testing.T) {
 
 func TestBadOrders(t *testing.T) {
 	s := startShop(t, shopOptions{})
-	ada := s.customer(t, "ada")
+	ada := s.NewCustomer(t, "ada")
 	sku := s.products(t, 1)[0].SKU
 	many := []any{}
 	for i := range 101 {
@@ -333,7 +333,7 @@ func TestOnPostgres(t *testing.T) {
 	dbtest.PostgresURL(t) // skips without Postgres
 	s := startShop(t, shopOptions{db: func(string) []string { return []string{"--db", dbtest.PostgresURL(t)} }})
 	received := s.received(t)
-	ada := s.customer(t, "ada")
+	ada := s.NewCustomer(t, "ada")
 	p := s.products(t, 2)
 	r, o := s.place(t, ada, "pg", orderBody(goodCard, p[0].SKU, 1, p[1].SKU, 1))
 	if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {

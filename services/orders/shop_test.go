@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
-	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
@@ -21,28 +19,17 @@ import (
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments"
 	"github.com/microshop/microshop/services/users"
-	"github.com/microshop/microshop/services/users/usersapi"
 )
 
-// shop is a real system in one test: users, inventory, payments, orders
-// and the gateway, each a real service on its own port and database,
-// sharing one embedded NATS server. Tests talk to orders through a proxy
-// that checks every exchange against its OpenAPI document.
+// shop is a servicetest.Shop running users, inventory, payments, orders
+// and the gateway, each a real service on its own port and database.
+// Tests talk to orders through a proxy that checks every exchange against
+// its OpenAPI document.
 type shop struct {
-	gateway  string
-	orders   string // orders, through the OpenAPI checker
-	checker  *openapitest.Checker
-	services map[string]*servicetest.Service
-	args     map[string][]string // each service's flags, to start it again
-	admin    string              // an admin access token
-	nats     string
-	env      func(name string, extra ...string) map[string]string
-}
-
-// restart starts a stopped service again on its address and data.
-func (s *shop) restart(t *testing.T, name string) {
-	t.Helper()
-	s.services[name] = servicetest.Start(t, specOf(name), s.args[name], s.env(name))
+	*servicetest.Shop
+	gateway string
+	orders  string // orders, through the OpenAPI checker
+	checker *openapitest.Checker
 }
 
 type shopOptions struct {
@@ -59,89 +46,22 @@ func startShop(t *testing.T, o shopOptions) *shop {
 	if o.slowCard == "" {
 		o.slowCard = "3s"
 	}
-	natsURL := servicetest.NATS(t)
-	seeds, publics, err := auth.GenerateServiceKeys([]string{"users", "inventory", "orders", "payments", "gateway"})
-	if err != nil {
-		t.Fatal(err)
+	args := map[string][]string{
+		"payments": {"--slow-card-delay", o.slowCard},
+		"orders":   {"--step-timeout", o.stepTimeout, "--checkout-wait", "5s"},
+		"gateway":  {"--rate-limit", "0"},
 	}
-	env := func(name string, extra ...string) map[string]string {
-		m := map[string]string{
-			"MICROSHOP_SERVICE_KEY":      seeds[name],
-			"MICROSHOP_SERVICE_KEYS":     publics,
-			"MICROSHOP_ADMIN_EMAIL":      "admin@example.com",
-			"MICROSHOP_ADMIN_PASSWORD":   "admin password 123",
-			"MICROSHOP_REGISTER_RATE_IP": "0",
-			"MICROSHOP_LOGIN_RATE_IP":    "0",
+	if o.db != nil {
+		for _, name := range []string{"users", "inventory", "payments", "orders"} {
+			args[name] = append(args[name], o.db(name)...)
 		}
-		for i := 0; i+1 < len(extra); i += 2 {
-			m[extra[i]] = extra[i+1]
-		}
-		return m
 	}
-	db := func(name string) []string {
-		if o.db != nil {
-			return o.db(name)
-		}
-		return nil
-	}
-	s := &shop{services: map[string]*servicetest.Service{}, args: map[string][]string{}, nats: natsURL, env: env}
-	start := func(name string, args ...string) *servicetest.Service {
-		full := append([]string{"--nats", natsURL, "--data", t.TempDir()}, args...)
-		full = append(full, db(name)...)
-		svc := servicetest.Start(t, specOf(name), full, env(name))
-		s.services[name] = svc
-		s.args[name] = append(full, "--addr", strings.TrimPrefix(svc.URL, "http://"))
-		return svc
-	}
-	u := start("users")
-	inv := start("inventory", "--users-url", u.URL)
-	pay := start("payments", "--users-url", u.URL, "--slow-card-delay", o.slowCard)
-	ord := start("orders", "--users-url", u.URL, "--inventory-url", inv.URL, "--payments-url", pay.URL,
-		"--step-timeout", o.stepTimeout, "--checkout-wait", "5s")
-	gw := start("gateway", "--users-url", u.URL, "--inventory-url", inv.URL, "--payments-url", pay.URL,
-		"--orders-url", ord.URL, "--rate-limit", "0")
-	s.gateway = gw.URL
-	s.orders, s.checker = openapitest.Proxy(t, orders.OpenAPI(), ord.URL)
-	s.admin = s.login(t, "admin@example.com", "admin password 123")
+	s := &shop{Shop: servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{
+		Keys: []string{"inventory", "orders", "payments", "gateway"}, UsersArgs: args["users"]})}
+	s.StartAll(t, []service.Spec{inventory.Spec(), payments.Spec(), orders.Spec(), gateway.Spec("users", "inventory", "orders", "payments")}, args)
+	s.gateway = s.Service("gateway").URL
+	s.orders, s.checker = openapitest.Proxy(t, orders.OpenAPI(), s.Service("orders").URL)
 	return s
-}
-
-func specOf(name string) service.Spec {
-	switch name {
-	case "users":
-		return users.Spec()
-	case "inventory":
-		return inventory.Spec()
-	case "payments":
-		return payments.Spec()
-	case "orders":
-		return orders.Spec()
-	default:
-		return gateway.Spec("users", "inventory", "orders", "payments")
-	}
-}
-
-func (s *shop) login(t *testing.T, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", s.gateway+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
-}
-
-// customer registers a new customer and returns their access token.
-func (s *shop) customer(t *testing.T, name string) string {
-	t.Helper()
-	email := fmt.Sprintf("%s-%d@example.com", name, time.Now().UnixNano())
-	r := servicetest.Call(t, "POST", s.gateway+"/api/users/register", "", map[string]string{
-		"email": email, "password": "long enough password", "name": name})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.Status, r.Body)
-	}
-	return s.login(t, email, "long enough password")
 }
 
 // products returns the first n products of the catalog with stock.
@@ -159,7 +79,7 @@ func (s *shop) products(t *testing.T, n int) []inventoryapi.Product {
 // stock returns received stock by sku, for the invariant checker.
 func (s *shop) stock(t *testing.T) map[string]inventoryapi.StockLevel {
 	t.Helper()
-	r := servicetest.Call(t, "GET", s.gateway+"/api/inventory/stock", s.admin, nil)
+	r := servicetest.Call(t, "GET", s.gateway+"/api/inventory/stock", s.Admin, nil)
 	var list struct{ Items []inventoryapi.StockLevel }
 	r.JSON(t, &list)
 	out := map[string]inventoryapi.StockLevel{}
@@ -180,7 +100,7 @@ func (s *shop) received(t *testing.T) map[string]int64 {
 // check settles the system and fails the test on any broken invariant.
 func (s *shop) check(t *testing.T, exp invariants.Expect) invariants.Report {
 	t.Helper()
-	chk := &invariants.Checker{Gateway: s.gateway, AdminToken: s.admin}
+	chk := &invariants.Checker{Gateway: s.gateway, AdminToken: s.Admin}
 	rep, err := chk.Settle(context.Background(), 30*time.Second, exp)
 	if err != nil {
 		t.Fatal(err)

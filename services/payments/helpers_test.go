@@ -2,147 +2,56 @@ package payments_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/client"
-	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
 	"github.com/microshop/microshop/services/payments"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 	"github.com/microshop/microshop/services/users"
-	"github.com/microshop/microshop/services/users/usersapi"
 )
 
-const (
-	adminEmail    = "root@example.com"
-	adminPassword = "correct horse battery"
-)
-
-// env is a running payments service with everything it talks to: an
-// embedded NATS, a real users service for access tokens, and the service
-// keys of orders and payments.
-type env struct {
+// shop is a servicetest.Shop with payments running on it; orders is a
+// caller it allows on /internal/.
+type shop struct {
+	*servicetest.Shop
 	// URL is payments behind the OpenAPI checker; tests use it.
 	URL     string
 	Checker *openapitest.Checker
 	// Direct is payments itself, for the few checks the proxy would hide.
 	Direct  string
 	Service *servicetest.Service
-	NATS    string
-
 	// Orders is the typed client, signed as orders.
-	Orders      *paymentsapi.Client
-	ordersCreds *auth.Credentials
-	// args and vars started the service; a replica reuses them.
+	Orders *paymentsapi.Client
+	// args started the service; a replica reuses them.
 	args []string
-	vars map[string]string
-	// OrdersToken, PaymentsToken are raw service credentials.
-	OrdersToken, PaymentsToken string
-	AdminToken, CustomerToken  string
 }
 
 // start runs payments with args (flags of `microshop serve payments`).
-func start(t *testing.T, args ...string) *env {
+func start(t *testing.T, args ...string) *shop {
 	t.Helper()
-	natsURL := servicetest.NATS(t)
-	usersSvc := servicetest.Start(t, users.Spec(), []string{"--nats", natsURL}, map[string]string{
-		"MICROSHOP_ADMIN_EMAIL":      adminEmail,
-		"MICROSHOP_ADMIN_PASSWORD":   adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP": "0",
-		"MICROSHOP_LOGIN_RATE_IP":    "0",
-	})
-	seeds, publics, err := auth.GenerateServiceKeys([]string{"orders", "payments"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	args = append([]string{"--nats", natsURL, "--users-url", usersSvc.URL}, args...)
-	vars := map[string]string{"MICROSHOP_SERVICE_KEY": seeds["payments"], "MICROSHOP_SERVICE_KEYS": publics}
-	svc := servicetest.Start(t, payments.Spec(), args, vars)
-	url, checker := openapitest.Proxy(t, payments.OpenAPI(), svc.URL)
-
-	e := &env{URL: url, Checker: checker, Direct: svc.URL, Service: svc, NATS: natsURL, args: args, vars: vars}
-	e.ordersCreds = credentials(t, "orders", seeds["orders"], publics)
-	e.Orders = paymentsapi.NewClient(url, e.ordersCreds, client.Options{Timeout: 10 * time.Second}, nil)
-	e.OrdersToken = token(t, credentials(t, "orders", seeds["orders"], publics))
-	e.PaymentsToken = token(t, credentials(t, "payments", seeds["payments"], publics))
-
-	e.AdminToken = login(t, usersSvc.URL, adminEmail, adminPassword)
-	r := servicetest.Call(t, "POST", usersSvc.URL+"/api/users/register", "",
-		map[string]string{"email": "shopper@example.com", "password": "long enough password", "name": "Shopper"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("registering a customer: %d %s", r.Status, r.Body)
-	}
-	e.CustomerToken = login(t, usersSvc.URL, "shopper@example.com", "long enough password")
+	e := &shop{Shop: servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{Keys: []string{"orders", "payments"}}), args: args}
+	e.Service = e.Start(t, payments.Spec(), args, nil)
+	e.Direct = e.Service.URL
+	e.URL, e.Checker = openapitest.Proxy(t, payments.OpenAPI(), e.Direct)
+	e.Orders = paymentsapi.NewClient(e.URL, e.Credentials(t, "orders"), client.Options{Timeout: 10 * time.Second}, nil)
 	return e
 }
 
 // replica starts another payments process on the same database, broker
 // and keys, as a second replica behind a balancer, and returns a client of
 // it. The service must have been started with an explicit --db.
-func (e *env) replica(t *testing.T) (*paymentsapi.Client, string) {
+func (e *shop) replica(t *testing.T) (*paymentsapi.Client, string) {
 	t.Helper()
-	svc := servicetest.Start(t, payments.Spec(), e.args, e.vars)
+	svc := e.Start(t, payments.Spec(), e.args, nil)
 	url, _ := openapitest.Proxy(t, payments.OpenAPI(), svc.URL)
-	return paymentsapi.NewClient(url, e.ordersCreds, client.Options{Timeout: 10 * time.Second}, nil), url
-}
-
-func credentials(t *testing.T, name, seed, publics string) *auth.Credentials {
-	t.Helper()
-	keys, err := auth.ParseServiceKeys(name, seed, publics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return auth.NewCredentials(keys)
-}
-
-func token(t *testing.T, c *auth.Credentials) string {
-	t.Helper()
-	tok, err := c.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func login(t *testing.T, usersURL, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", usersURL+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
-}
-
-// forgedServiceToken claims to be orders but is signed with a key no
-// service has.
-func forgedServiceToken(t *testing.T) string {
-	t.Helper()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{
-		Issuer: "orders", Subject: "orders", Audience: jwt.ClaimStrings{auth.InternalAudience},
-		IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute)),
-	})
-	tok.Header["kid"] = "service:orders"
-	s, err := tok.SignedString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return paymentsapi.NewClient(url, e.Credentials(t, "orders"), client.Options{Timeout: 10 * time.Second}, nil), url
 }
 
 // newOrderID makes an order id no other test uses.
@@ -194,7 +103,7 @@ func luhnOK(s string) bool {
 	return sum%10 == 0
 }
 
-func mustAuthorize(t *testing.T, e *env, key string, req paymentsapi.AuthorizeRequest) paymentsapi.Payment {
+func mustAuthorize(t *testing.T, e *shop, key string, req paymentsapi.AuthorizeRequest) paymentsapi.Payment {
 	t.Helper()
 	p, err := e.Orders.Authorize(context.Background(), key, req)
 	if err != nil {
@@ -206,13 +115,13 @@ func mustAuthorize(t *testing.T, e *env, key string, req paymentsapi.AuthorizeRe
 	return p
 }
 
-func ledger(t *testing.T, e *env, paymentID string) paymentsapi.Ledger {
+func ledger(t *testing.T, e *shop, paymentID string) paymentsapi.Ledger {
 	t.Helper()
 	path := "/api/payments/ledger"
 	if paymentID != "" {
 		path += "?payment_id=" + paymentID
 	}
-	r := servicetest.Call(t, "GET", e.URL+path, e.AdminToken, nil)
+	r := servicetest.Call(t, "GET", e.URL+path, e.Admin, nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("ledger: %d %s", r.Status, r.Body)
 	}
@@ -233,7 +142,7 @@ func balance(l paymentsapi.Ledger, account string) int64 {
 
 // checkPaymentLedger checks that p's own entries match its amounts, and
 // returns them.
-func checkPaymentLedger(t *testing.T, e *env, p paymentsapi.Payment) paymentsapi.Ledger {
+func checkPaymentLedger(t *testing.T, e *shop, p paymentsapi.Payment) paymentsapi.Ledger {
 	t.Helper()
 	l := ledger(t, e, p.ID)
 	held := p.AmountCents - p.CapturedCents
@@ -265,52 +174,4 @@ func checkPaymentLedger(t *testing.T, e *env, p paymentsapi.Payment) paymentsapi
 		t.Errorf("payment %s (%s, refunded %d) has %d ledger entries, want %d", p.ID, p.Status, p.RefundedCents, l.Entries, wantEntries)
 	}
 	return l
-}
-
-// streamEvents reads every event on the PAYMENTS stream, waiting until
-// done says it has them all.
-func streamEvents(t *testing.T, natsURL string, done func([]events.Event) bool) []events.Event {
-	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var got []events.Event
-	for {
-		got = got[:0]
-		if s, err := js.Stream(ctx, "PAYMENTS"); err == nil {
-			info, err := s.Info(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-				m, err := s.GetMsg(ctx, seq)
-				if err != nil {
-					t.Fatalf("reading message %d: %v", seq, err)
-				}
-				var ev events.Event
-				if err := json.Unmarshal(m.Data, &ev); err != nil {
-					t.Fatalf("message %d is not an event: %v", seq, err)
-				}
-				if m.Header.Get(jetstream.MsgIDHeader) != ev.ID || m.Subject != ev.Type {
-					t.Fatalf("message %d: id %q subject %q for event %+v", seq, m.Header.Get(jetstream.MsgIDHeader), m.Subject, ev)
-				}
-				got = append(got, ev)
-			}
-			if done(got) {
-				return got
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("timed out waiting for the PAYMENTS stream; have %d events", len(got))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

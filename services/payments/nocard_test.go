@@ -56,18 +56,18 @@ func TestCardNumbersAreNeverWritten(t *testing.T) {
 		t.Fatalf("the slow card answered after %s: %+v", time.Since(start), slow)
 	}
 	// Refused requests must not leak the number either.
-	r := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.OrdersToken,
+	r := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders"),
 		authorizeReq(order, 100, invalid), "Idempotency-Key", newKey())
 	if r.Status != http.StatusUnprocessableEntity {
 		t.Fatalf("an invalid number: %d %s", r.Status, r.Body)
 	}
-	r = servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.OrdersToken,
+	r = servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders"),
 		authorizeReq(order, 0, secret), "Idempotency-Key", newKey())
 	if r.Status != http.StatusUnprocessableEntity || bytes.Contains(r.Body, []byte(secret)) {
 		t.Fatalf("an invalid amount: %d %s", r.Status, r.Body)
 	}
 
-	evs := streamEvents(t, e.NATS, func(evs []events.Event) bool { return len(evs) >= 4 }) // 2 failed, captured, refunded
+	evs := e.Events(t, "payments", func(evs []events.Event) bool { return len(evs) >= 4 }) // 2 failed, captured, refunded
 	e.Service.Stop()                                                                       // closes the database, checkpointing the WAL
 
 	files, err := os.ReadDir(dir)

@@ -64,7 +64,7 @@ func TestOnPostgres(t *testing.T) {
 	t.Run("events", func(t *testing.T) { checkEvents(t, e) })
 }
 
-func testLifecycle(t *testing.T, e *env) {
+func testLifecycle(t *testing.T, e *shop) {
 	ctx := context.Background()
 	order := newOrderID()
 	p := mustAuthorize(t, e, newKey(), authorizeReq(order, 12_345, "4242 4242 4242 4242"))
@@ -121,9 +121,9 @@ func testLifecycle(t *testing.T, e *env) {
 	}
 }
 
-func testIdempotency(t *testing.T, e *env) {
+func testIdempotency(t *testing.T, e *shop) {
 	call := func(path, key string, body any) servicetest.Response {
-		return servicetest.Call(t, "POST", e.URL+path, e.OrdersToken, body, "Idempotency-Key", key)
+		return servicetest.Call(t, "POST", e.URL+path, e.Token(t, "orders"), body, "Idempotency-Key", key)
 	}
 	order := newOrderID()
 	req := authorizeReq(order, 990, payments.CardApproved)
@@ -193,7 +193,7 @@ func paymentIDOf(t *testing.T, r servicetest.Response) string {
 	return p.ID
 }
 
-func testDeclines(t *testing.T, e *env) {
+func testDeclines(t *testing.T, e *shop) {
 	ctx := context.Background()
 	order := newOrderID()
 	for number, reason := range map[string]string{
@@ -229,7 +229,7 @@ func testDeclines(t *testing.T, e *env) {
 	}
 }
 
-func testVoid(t *testing.T, e *env) {
+func testVoid(t *testing.T, e *shop) {
 	ctx := context.Background()
 	order := newOrderID()
 	held := mustAuthorize(t, e, newKey(), authorizeReq(order, 1_000, payments.CardApproved))
@@ -285,7 +285,7 @@ func sameVoid(a, b paymentsapi.VoidResult) bool {
 		strings.Join(a.Captured, ",") == strings.Join(b.Captured, ",")
 }
 
-func testAccess(t *testing.T, e *env) {
+func testAccess(t *testing.T, e *shop) {
 	p := mustAuthorize(t, e, newKey(), authorizeReq(newOrderID(), 100, payments.CardApproved))
 	internal := []struct{ method, path string }{
 		{"POST", "/internal/payments/authorize"},
@@ -299,10 +299,10 @@ func testAccess(t *testing.T, e *env) {
 		status      int
 	}{
 		{"no credential", "", http.StatusUnauthorized},
-		{"a customer's token", e.CustomerToken, http.StatusUnauthorized},
-		{"an admin's token", e.AdminToken, http.StatusUnauthorized},
-		{"a forged orders credential", forgedServiceToken(t), http.StatusUnauthorized},
-		{"payments' own credential", e.PaymentsToken, http.StatusForbidden},
+		{"a customer's token", e.Customer, http.StatusUnauthorized},
+		{"an admin's token", e.Admin, http.StatusUnauthorized},
+		{"a forged orders credential", e.Forged(t, "orders"), http.StatusUnauthorized},
+		{"payments' own credential", e.Token(t, "payments"), http.StatusForbidden},
 	}
 	for _, rt := range internal {
 		for _, c := range callers {
@@ -323,8 +323,8 @@ func testAccess(t *testing.T, e *env) {
 			status      int
 		}{
 			{"no token", "", http.StatusUnauthorized},
-			{"a customer", e.CustomerToken, http.StatusForbidden},
-			{"orders' service credential", e.OrdersToken, http.StatusUnauthorized},
+			{"a customer", e.Customer, http.StatusForbidden},
+			{"orders' service credential", e.Token(t, "orders"), http.StatusUnauthorized},
 		} {
 			if r := servicetest.Call(t, "GET", e.URL+path, c.token, nil); r.Status != c.status {
 				t.Errorf("GET %s as %s: %d %s, want %d", path, c.name, r.Status, r.Body, c.status)
@@ -337,7 +337,7 @@ func testAccess(t *testing.T, e *env) {
 	}
 }
 
-func testBadInput(t *testing.T, e *env) {
+func testBadInput(t *testing.T, e *shop) {
 	ctx := context.Background()
 	order := "bad-" + newOrderID()
 	captured := mustAuthorize(t, e, newKey(), authorizeReq(newOrderID(), 1_000, payments.CardApproved))
@@ -422,9 +422,9 @@ func testBadInput(t *testing.T, e *env) {
 	keys := map[string]string{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			token := e.OrdersToken
+			token := e.Token(t, "orders")
 			if strings.HasPrefix(c.path, "/api/") {
-				token = e.AdminToken
+				token = e.Admin
 			}
 			keys[c.name] = newKey()
 			r := servicetest.Call(t, c.method, e.URL+c.path, token, c.body, "Idempotency-Key", keys[c.name])
@@ -448,7 +448,7 @@ func testBadInput(t *testing.T, e *env) {
 			}
 		})
 	}
-	r := servicetest.Call(t, "POST", e.URL+authorize, e.OrdersToken, "order=1", "Idempotency-Key", newKey(), "Content-Type", "text/plain")
+	r := servicetest.Call(t, "POST", e.URL+authorize, e.Token(t, "orders"), "order=1", "Idempotency-Key", newKey(), "Content-Type", "text/plain")
 	if r.Status != http.StatusUnsupportedMediaType {
 		t.Fatalf("a form body: %d %s", r.Status, r.Body)
 	}
@@ -478,14 +478,14 @@ func namesField(p problem.Problem, field string) bool {
 	return false
 }
 
-func testSlowCard(t *testing.T, e *env) {
+func testSlowCard(t *testing.T, e *shop) {
 	req := authorizeReq(newOrderID(), 100, "4000 0000 0000 0077")
 	key := newKey()
 	// The caller allows 300ms (as the platform client tells it): the
 	// service stops waiting for the processor and says so, at once.
 	for range 2 {
 		start := time.Now()
-		r := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.OrdersToken, req,
+		r := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders"), req,
 			"Idempotency-Key", key, "Request-Timeout-Ms", "300")
 		if r.Status != http.StatusServiceUnavailable || time.Since(start) > 3*time.Second {
 			t.Fatalf("slow card with a 300ms deadline: %d after %s: %s", r.Status, time.Since(start), r.Body)
@@ -505,7 +505,7 @@ func testSlowCard(t *testing.T, e *env) {
 	defer cancel()
 	body, _ := json.Marshal(req)
 	hr, _ := http.NewRequestWithContext(ctx, "POST", e.Direct+"/internal/payments/authorize", bytes.NewReader(body))
-	hr.Header.Set("Authorization", "Bearer "+e.OrdersToken)
+	hr.Header.Set("Authorization", "Bearer "+e.Token(t, "orders"))
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Idempotency-Key", key)
 	if resp, err := http.DefaultClient.Do(hr); err == nil {
@@ -522,7 +522,7 @@ func testSlowCard(t *testing.T, e *env) {
 }
 
 // inFlight reads payments' http_server_requests_in_flight.
-func inFlight(t *testing.T, e *env) int {
+func inFlight(t *testing.T, e *shop) int {
 	resp, err := http.Get(e.Direct + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -539,7 +539,7 @@ func inFlight(t *testing.T, e *env) int {
 	return 0
 }
 
-func testAdmin(t *testing.T, e *env) {
+func testAdmin(t *testing.T, e *shop) {
 	order := newOrderID()
 	var made []string
 	for range 3 {
@@ -547,7 +547,7 @@ func testAdmin(t *testing.T, e *env) {
 	}
 	// By order, newest first.
 	var page paymentPage
-	r := servicetest.Call(t, "GET", e.URL+"/api/payments?order_id="+order, e.AdminToken, nil)
+	r := servicetest.Call(t, "GET", e.URL+"/api/payments?order_id="+order, e.Admin, nil)
 	r.JSON(t, &page)
 	if r.Status != 200 || len(page.Items) != 3 || page.Items[0].ID != made[2] || page.Items[2].ID != made[0] || page.NextPageToken != "" {
 		t.Fatalf("by order: %d %s", r.Status, r.Body)
@@ -556,7 +556,7 @@ func testAdmin(t *testing.T, e *env) {
 	seen := map[string]bool{}
 	token := ""
 	for pages := 0; ; pages++ {
-		r := servicetest.Call(t, "GET", e.URL+"/api/payments?limit=2&page_token="+token, e.AdminToken, nil)
+		r := servicetest.Call(t, "GET", e.URL+"/api/payments?limit=2&page_token="+token, e.Admin, nil)
 		var page paymentPage
 		r.JSON(t, &page)
 		if r.Status != 200 || len(page.Items) > 2 {
@@ -577,7 +577,7 @@ func testAdmin(t *testing.T, e *env) {
 			t.Fatalf("payment %s not listed", id)
 		}
 	}
-	r = servicetest.Call(t, "GET", e.URL+"/api/payments/"+made[1], e.AdminToken, nil)
+	r = servicetest.Call(t, "GET", e.URL+"/api/payments/"+made[1], e.Admin, nil)
 	var one paymentsapi.Payment
 	r.JSON(t, &one)
 	if r.Status != 200 || one.ID != made[1] || one.Last4 != "4242" {
@@ -602,7 +602,7 @@ type paymentPage struct {
 	NextPageToken string                `json:"next_page_token"`
 }
 
-func testConcurrency(t *testing.T, e *env) {
+func testConcurrency(t *testing.T, e *shop) {
 	ctx := context.Background()
 
 	// Twenty captures of one payment under different keys: one wins.
@@ -709,7 +709,7 @@ func testConcurrency(t *testing.T, e *env) {
 // testReplicas sends the same keyed writes to two replicas at once, as a
 // caller retrying through a balancer does: they share only the database,
 // so the stored key decides, and both answer the same.
-func testReplicas(t *testing.T, e *env) {
+func testReplicas(t *testing.T, e *shop) {
 	ctx := context.Background()
 	other, otherURL := e.replica(t)
 	clients := []*paymentsapi.Client{e.Orders, other}
@@ -750,15 +750,15 @@ func testReplicas(t *testing.T, e *env) {
 	// answers it.
 	req := authorizeReq(newOrderID(), 4_321, payments.CardDeclined)
 	key := newKey()
-	a := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.OrdersToken, req, "Idempotency-Key", key)
-	b := servicetest.Call(t, "POST", otherURL+"/internal/payments/authorize", e.OrdersToken, req, "Idempotency-Key", key)
+	a := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders"), req, "Idempotency-Key", key)
+	b := servicetest.Call(t, "POST", otherURL+"/internal/payments/authorize", e.Token(t, "orders"), req, "Idempotency-Key", key)
 	if a.Status != http.StatusPaymentRequired || b.Status != a.Status || !bytes.Equal(a.Body, b.Body) || b.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("a decline replayed by the other replica: %d %s / %d %s", a.Status, a.Body, b.Status, b.Body)
 	}
 }
 
 // exercise runs many operations of every kind.
-func exercise(t *testing.T, e *env) {
+func exercise(t *testing.T, e *shop) {
 	ctx := context.Background()
 	for i := range 30 {
 		order := newOrderID()
@@ -808,11 +808,11 @@ func exercise(t *testing.T, e *env) {
 }
 
 // allPayments pages through the admin list.
-func allPayments(t *testing.T, e *env) []paymentsapi.Payment {
+func allPayments(t *testing.T, e *shop) []paymentsapi.Payment {
 	var all []paymentsapi.Payment
 	token := ""
 	for {
-		r := servicetest.Call(t, "GET", e.URL+"/api/payments?limit=100&page_token="+token, e.AdminToken, nil)
+		r := servicetest.Call(t, "GET", e.URL+"/api/payments?limit=100&page_token="+token, e.Admin, nil)
 		var page paymentPage
 		r.JSON(t, &page)
 		all = append(all, page.Items...)
@@ -826,7 +826,7 @@ func allPayments(t *testing.T, e *env) []paymentsapi.Payment {
 // each payment's entries match its amounts, every entry belongs to a
 // payment, and the accounts' balances are the sums of what the payments
 // say.
-func checkBooks(t *testing.T, e *env) {
+func checkBooks(t *testing.T, e *shop) {
 	var held, revenue, entries int64
 	for _, p := range allPayments(t, e) {
 		l := checkPaymentLedger(t, e, p)
@@ -859,7 +859,7 @@ func checkBooks(t *testing.T, e *env) {
 // checkEvents checks the events against the payments: one
 // payments.captured per captured payment, payments.refunded adding up to
 // its refunds, one payments.failed per decline, each event once.
-func checkEvents(t *testing.T, e *env) {
+func checkEvents(t *testing.T, e *shop) {
 	all := allPayments(t, e)
 	var wantCaptured, wantFailed int
 	var wantRefunded int64
@@ -873,7 +873,7 @@ func checkEvents(t *testing.T, e *env) {
 		}
 	}
 	// Wait for the relay to publish them all.
-	evs := streamEvents(t, e.NATS, func(evs []events.Event) bool {
+	evs := e.Events(t, "payments", func(evs []events.Event) bool {
 		var c, f int
 		var r int64
 		for _, ev := range evs {

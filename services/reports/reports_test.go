@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/platform/database"
@@ -23,89 +22,40 @@ import (
 	"github.com/microshop/microshop/services/reports"
 	"github.com/microshop/microshop/services/reports/reportsapi"
 	"github.com/microshop/microshop/services/users"
-	"github.com/microshop/microshop/services/users/usersapi"
 )
 
-const (
-	adminEmail    = "admin@example.com"
-	adminPassword = "admin password 123"
-)
-
-// harness is reports as it runs: a real embedded NATS server with the
-// streams of orders, payments and inventory, a real users service for
-// tokens, and a real reports service. The test publishes events the way
-// the producers' relays do (the envelope as body, its id as Nats-Msg-Id)
-// and talks to reports through a proxy that checks every exchange
-// against its OpenAPI document.
-type harness struct {
-	js       jetstream.JetStream
-	svc      *servicetest.Service
-	url      string // reports, through the OpenAPI checker
-	checker  *openapitest.Checker
-	args     []string // reports' flags, its address included, to start it again
-	env      map[string]string
-	source   string // reports' database
-	admin    string
-	customer string
+// shop is reports as it runs, on a servicetest.Shop: the streams of
+// orders, payments and inventory on its NATS, and a real reports service.
+// The test publishes events the way the producers' relays do (the
+// envelope as body, its id as Nats-Msg-Id) and talks to reports through
+// a proxy that checks every exchange against its OpenAPI document.
+type shop struct {
+	*servicetest.Shop
+	js      jetstream.JetStream
+	svc     *servicetest.Service
+	url     string // reports, through the OpenAPI checker
+	checker *openapitest.Checker
+	source  string // reports' database
 }
 
-func start(t *testing.T, postgres bool) *harness {
+func start(t *testing.T, postgres bool) *shop {
 	t.Helper()
-	natsURL := servicetest.NATS(t)
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"orders", "payments", "inventory"} {
-		if _, err := events.EnsureStream(context.Background(), js, name, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	env := map[string]string{
-		"MICROSHOP_ADMIN_EMAIL": adminEmail, "MICROSHOP_ADMIN_PASSWORD": adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP": "0", "MICROSHOP_LOGIN_RATE_IP": "0",
-	}
-	u := servicetest.Start(t, users.Spec(), []string{"--nats", natsURL}, env)
-
+	h := &shop{Shop: servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{})}
+	h.js = h.JetStream(t, "orders", "payments", "inventory")
 	data := t.TempDir()
-	h := &harness{js: js, env: env, source: filepath.Join(data, "reports.db")}
-	h.args = []string{"--nats", natsURL, "--users-url", u.URL, "--data", data, "--rebuild-stale-after", "1s"}
+	h.source = filepath.Join(data, "reports.db")
+	args := []string{"--data", data, "--rebuild-stale-after", "1s"}
 	if postgres {
 		h.source = dbtest.PostgresURL(t)
-		h.args = append(h.args, "--db", h.source)
+		args = append(args, "--db", h.source)
 	}
-	h.svc = servicetest.Start(t, reports.Spec(), h.args, env)
-	h.args = append(h.args, "--addr", strings.TrimPrefix(h.svc.URL, "http://"))
+	h.svc = h.Start(t, reports.Spec(), args, nil)
 	h.url, h.checker = openapitest.Proxy(t, reports.OpenAPI(), h.svc.URL)
-
-	h.admin = login(t, u.URL, adminEmail, adminPassword)
-	r := servicetest.Call(t, "POST", u.URL+"/api/users/register", "", map[string]string{
-		"email": "cat@example.com", "password": "long enough password", "name": "Cat"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.Status, r.Body)
-	}
-	h.customer = login(t, u.URL, "cat@example.com", "long enough password")
 	return h
 }
 
-func login(t *testing.T, usersURL, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", usersURL+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
-}
-
 // publish sends events as a producer's relay does.
-func (h *harness) publish(t *testing.T, es ...events.Event) {
+func (h *shop) publish(t *testing.T, es ...events.Event) {
 	t.Helper()
 	for _, e := range es {
 		msg, err := events.NewMsg(e)
@@ -121,7 +71,7 @@ func (h *harness) publish(t *testing.T, es ...events.Event) {
 // publishCopy sends e again under another message id, so the broker's
 // de-duplication cannot drop it: a relay that republished after the
 // duplicate window, and the consumer gets the same event twice.
-func (h *harness) publishCopy(t *testing.T, e events.Event) {
+func (h *shop) publishCopy(t *testing.T, e events.Event) {
 	t.Helper()
 	msg, err := events.NewMsg(e)
 	if err != nil {
@@ -133,16 +83,16 @@ func (h *harness) publishCopy(t *testing.T, e events.Event) {
 	}
 }
 
-func (h *harness) get(t *testing.T, path string, headers ...string) servicetest.Response {
+func (h *shop) get(t *testing.T, path string, headers ...string) servicetest.Response {
 	t.Helper()
-	r := servicetest.Call(t, "GET", h.url+path, h.admin, nil, headers...)
+	r := servicetest.Call(t, "GET", h.url+path, h.Admin, nil, headers...)
 	if r.Status != http.StatusOK {
 		t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
 	}
 	return r
 }
 
-func (h *harness) summary(t *testing.T) reportsapi.Summary {
+func (h *shop) summary(t *testing.T) reportsapi.Summary {
 	t.Helper()
 	var s reportsapi.Summary
 	h.get(t, "/api/reports/summary").JSON(t, &s)
@@ -151,7 +101,7 @@ func (h *harness) summary(t *testing.T) reportsapi.Summary {
 
 // explain logs what may say why events did not arrive: reports' warnings
 // and errors, and where each durable consumer stands.
-func (h *harness) explain(t *testing.T) {
+func (h *shop) explain(t *testing.T) {
 	t.Helper()
 	for _, line := range strings.Split(h.svc.Logs.String(), "\n") {
 		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
@@ -173,7 +123,7 @@ func (h *harness) explain(t *testing.T) {
 }
 
 // waitApplied waits until the model holds applied events.
-func (h *harness) waitApplied(t *testing.T, applied int64) reportsapi.Summary {
+func (h *shop) waitApplied(t *testing.T, applied int64) reportsapi.Summary {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -189,7 +139,7 @@ func (h *harness) waitApplied(t *testing.T, applied int64) reportsapi.Summary {
 	}
 }
 
-func (h *harness) waitRebuilt(t *testing.T, id string) reportsapi.Rebuild {
+func (h *shop) waitRebuilt(t *testing.T, id string) reportsapi.Rebuild {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -206,7 +156,7 @@ func (h *harness) waitRebuilt(t *testing.T, id string) reportsapi.Rebuild {
 }
 
 // figures reads every report of the scenario's week, as raw bodies.
-func (h *harness) figures(t *testing.T) string {
+func (h *shop) figures(t *testing.T) string {
 	t.Helper()
 	var b strings.Builder
 	for _, path := range []string{
@@ -248,7 +198,7 @@ func TestReports(t *testing.T) {
 	}
 }
 
-func testReports(t *testing.T, h *harness) {
+func testReports(t *testing.T, h *shop) {
 	sc := reports.NewScenario()
 	routes := []struct{ method, path string }{
 		{"GET", "/api/reports/sales"}, {"GET", "/api/reports/top-products"}, {"GET", "/api/reports/summary"},
@@ -260,7 +210,7 @@ func testReports(t *testing.T, h *harness) {
 			for _, c := range []struct {
 				token string
 				want  int
-			}{{"", http.StatusUnauthorized}, {"not.a.token", http.StatusUnauthorized}, {h.customer, http.StatusForbidden}} {
+			}{{"", http.StatusUnauthorized}, {"not.a.token", http.StatusUnauthorized}, {h.Customer, http.StatusForbidden}} {
 				r := servicetest.Call(t, rt.method, h.url+rt.path, c.token, nil)
 				if r.Status != c.want {
 					t.Errorf("%s %s with token %.10q: %d, want %d", rt.method, rt.path, c.token, r.Status, c.want)
@@ -417,7 +367,7 @@ func testReports(t *testing.T, h *harness) {
 			{"/api/reports/low-stock?limit=1001", "limit"},
 			{"/api/reports/low-stock?format=pdf", "format"},
 		} {
-			r := servicetest.Call(t, "GET", h.url+c.path, h.admin, nil)
+			r := servicetest.Call(t, "GET", h.url+c.path, h.Admin, nil)
 			if r.Status != http.StatusUnprocessableEntity {
 				t.Errorf("%s: %d %s, want 422", c.path, r.Status, r.Body)
 				continue
@@ -426,7 +376,7 @@ func testReports(t *testing.T, h *harness) {
 				t.Errorf("%s: errors %+v, want one on %s", c.path, p.Errors, c.field)
 			}
 		}
-		r := servicetest.Call(t, "GET", h.url+"/api/reports/nothing", h.admin, nil)
+		r := servicetest.Call(t, "GET", h.url+"/api/reports/nothing", h.Admin, nil)
 		if r.Status != http.StatusNotFound {
 			t.Errorf("unknown report: %d", r.Status)
 		}
@@ -435,7 +385,7 @@ func testReports(t *testing.T, h *harness) {
 
 	t.Run("rebuild gives the same figures, events arriving meanwhile included", func(t *testing.T) {
 		before := h.figures(t)
-		r := servicetest.Call(t, "POST", h.url+"/api/reports/rebuild", h.admin, nil)
+		r := servicetest.Call(t, "POST", h.url+"/api/reports/rebuild", h.Admin, nil)
 		if r.Status != http.StatusAccepted || r.Header.Get("Location") != "/api/reports/rebuild" {
 			t.Fatalf("POST rebuild: %d %s", r.Status, r.Body)
 		}
@@ -460,7 +410,7 @@ func testReports(t *testing.T, h *harness) {
 		early, during := reports.Burst("early", 150), reports.Burst("during", 60)
 		h.publish(t, early...)
 		h.waitApplied(t, want.EventsApplied+int64(len(early)))
-		r = servicetest.Call(t, "POST", h.url+"/api/reports/rebuild", h.admin, nil)
+		r = servicetest.Call(t, "POST", h.url+"/api/reports/rebuild", h.Admin, nil)
 		if r.Status != http.StatusAccepted {
 			t.Fatalf("POST rebuild: %d %s", r.Status, r.Body)
 		}
@@ -522,7 +472,7 @@ func testReports(t *testing.T, h *harness) {
 		if r.Header.Get(reportsapi.RebuildingHeader) != "dead-one" {
 			t.Errorf("CSV during a rebuild: no %s header", reportsapi.RebuildingHeader)
 		}
-		r = servicetest.Call(t, "POST", h.url+"/api/reports/rebuild", h.admin, nil)
+		r = servicetest.Call(t, "POST", h.url+"/api/reports/rebuild", h.Admin, nil)
 		if r.Status != http.StatusConflict || r.Problem(t).Extensions["rebuild_id"] != "dead-one" {
 			t.Fatalf("POST rebuild while one runs: %d %s", r.Status, r.Body)
 		}
@@ -543,7 +493,7 @@ func testReports(t *testing.T, h *harness) {
 	t.Run("down while events are published, then caught up", func(t *testing.T) {
 		h.svc.Stop()
 		h.publish(t, sc.Later...)
-		h.svc = servicetest.Start(t, reports.Spec(), h.args, h.env)
+		h.svc = h.svc.Restart(t)
 		want.EventsApplied += int64(len(sc.Later))
 		want.OrdersConfirmed++
 		want.RevenueCents += 300

@@ -6,14 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
@@ -24,59 +22,25 @@ import (
 	"github.com/microshop/microshop/services/users/usersapi"
 )
 
-const (
-	adminEmail    = "root@example.com"
-	adminPassword = "correct horse battery"
-)
-
-// start runs a real users service (real SQLite file or Postgres, real
-// embedded NATS) and returns a URL whose traffic is checked against the
-// OpenAPI document, plus the NATS URL.
-func start(t *testing.T, extra ...string) (string, string, *openapitest.Checker) {
+// start runs a shop with extra as users' flags (real SQLite file or
+// Postgres, real embedded NATS) and returns a URL of users whose traffic
+// is checked against the OpenAPI document, plus the shop.
+func start(t *testing.T, extra ...string) (string, *servicetest.Shop, *openapitest.Checker) {
 	t.Helper()
-	natsURL := servicetest.NATS(t)
-	env := map[string]string{
-		"MICROSHOP_ADMIN_EMAIL":      adminEmail,
-		"MICROSHOP_ADMIN_PASSWORD":   adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP": "0",
-		"MICROSHOP_LOGIN_RATE_IP":    "0",
-	}
-	args := append([]string{"--nats", natsURL}, extra...)
-	svc := servicetest.Start(t, users.Spec(), args, env)
-	url, checker := openapitest.Proxy(t, users.OpenAPI(), svc.URL)
-	return url, natsURL, checker
-}
-
-func register(t *testing.T, url, email, password, name string) usersapi.User {
-	t.Helper()
-	r := servicetest.Call(t, "POST", url+"/api/users/register", "", map[string]string{"email": email, "password": password, "name": name})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("register %s: %d %s", email, r.Status, r.Body)
-	}
-	var u usersapi.User
-	r.JSON(t, &u)
-	return u
-}
-
-func login(t *testing.T, url, email, password string) usersapi.Tokens {
-	t.Helper()
-	r := servicetest.Call(t, "POST", url+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok
+	shop := servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{UsersArgs: extra})
+	url, checker := openapitest.Proxy(t, users.OpenAPI(), shop.Users.URL)
+	return url, shop, checker
 }
 
 func TestAccountLifecycle(t *testing.T) {
-	url, natsURL, checker := start(t)
+	url, shop, checker := start(t)
 
-	u := register(t, url, "Ada@Example.com", "analytical engine", "Ada Lovelace")
+	var u usersapi.User
+	servicetest.Register(t, url, "Ada@Example.com", "analytical engine", "Ada Lovelace").JSON(t, &u)
 	if u.Email != "ada@example.com" || u.Name != "Ada Lovelace" || u.ID == "" {
 		t.Fatalf("registered %+v", u)
 	}
-	tok := login(t, url, "ada@example.com", "analytical engine")
+	tok := servicetest.Login(t, url, "ada@example.com", "analytical engine")
 	if tok.TokenType != "Bearer" || tok.ExpiresIn != 900 || tok.AccessToken == "" || tok.RefreshToken == "" {
 		t.Fatalf("tokens %+v", tok)
 	}
@@ -120,7 +84,7 @@ func TestAccountLifecycle(t *testing.T) {
 	if r := servicetest.Call(t, "POST", url+"/api/users/login", "", map[string]string{"email": "ada@example.com", "password": "analytical engine"}); r.Status != 401 {
 		t.Fatalf("login with the old password: %d", r.Status)
 	}
-	tok = login(t, url, "ada@example.com", "difference engine")
+	tok = servicetest.Login(t, url, "ada@example.com", "difference engine")
 
 	// Logout revokes the refresh token.
 	if r := servicetest.Call(t, "POST", url+"/api/users/logout", "", map[string]string{"refresh_token": tok.RefreshToken}); r.Status != 204 {
@@ -131,52 +95,20 @@ func TestAccountLifecycle(t *testing.T) {
 	}
 
 	// users.registered was published through the outbox, exactly once.
-	e := readEvent(t, natsURL, "users.registered")
-	var body usersapi.UserRegistered
-	if err := e.Decode(&body); err != nil || body.UserID != u.ID || body.Email != "ada@example.com" {
-		t.Fatalf("event %+v: %v", body, err)
-	}
+	shop.Events(t, "users", func(evs []events.Event) bool {
+		return slices.ContainsFunc(evs, func(e events.Event) bool {
+			var body usersapi.UserRegistered
+			return e.Type == "users.registered" && e.Decode(&body) == nil && body.UserID == u.ID && body.Email == "ada@example.com"
+		})
+	})
 
 	checker.RequireCoverage(users.OpenAPI())
 }
 
-// readEvent waits for the first event of type typ on the USERS stream.
-func readEvent(t *testing.T, natsURL, typ string) events.Event {
-	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		s, err := js.Stream(ctx, "USERS")
-		if err == nil {
-			msg, err := s.GetLastMsgForSubject(ctx, typ)
-			if err == nil {
-				var e events.Event
-				if err := json.Unmarshal(msg.Data, &e); err != nil {
-					t.Fatal(err)
-				}
-				if msg.Header.Get(jetstream.MsgIDHeader) != e.ID {
-					t.Fatalf("message id %q, event id %q", msg.Header.Get(jetstream.MsgIDHeader), e.ID)
-				}
-				return e
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no %s event on the USERS stream", typ)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestRefreshRotationDetectsReuse(t *testing.T) {
 	url, _, _ := start(t)
-	register(t, url, "grace@example.com", "cobol forever!", "Grace Hopper")
-	first := login(t, url, "grace@example.com", "cobol forever!")
+	servicetest.Register(t, url, "grace@example.com", "cobol forever!", "Grace Hopper")
+	first := servicetest.Login(t, url, "grace@example.com", "cobol forever!")
 
 	r := servicetest.Call(t, "POST", url+"/api/users/refresh", "", map[string]string{"refresh_token": first.RefreshToken})
 	if r.Status != 200 {
@@ -199,7 +131,7 @@ func TestRefreshRotationDetectsReuse(t *testing.T) {
 
 func TestAdminAccountFromEnvironment(t *testing.T) {
 	url, _, _ := start(t)
-	tok := login(t, url, adminEmail, adminPassword)
+	tok := servicetest.Login(t, url, servicetest.AdminEmail, servicetest.AdminPassword)
 	r := servicetest.Call(t, "GET", url+"/api/users/me", tok.AccessToken, nil)
 	var me usersapi.User
 	r.JSON(t, &me)
@@ -210,8 +142,8 @@ func TestAdminAccountFromEnvironment(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	url, _, _ := start(t)
-	register(t, url, "taken@example.com", "long enough password", "Taken")
-	good := login(t, url, "taken@example.com", "long enough password")
+	servicetest.Register(t, url, "taken@example.com", "long enough password", "Taken")
+	good := servicetest.Login(t, url, "taken@example.com", "long enough password")
 
 	cases := []struct {
 		name, method, path, token string
@@ -296,7 +228,7 @@ func expiredLike(t *testing.T, valid string) string {
 
 func TestLoginRateLimitPerAccount(t *testing.T) {
 	url, _, _ := start(t, "--login-rate-account", "3")
-	register(t, url, "limited@example.com", "long enough password", "L")
+	servicetest.Register(t, url, "limited@example.com", "long enough password", "L")
 	statuses := []int{}
 	for range 5 {
 		r := servicetest.Call(t, "POST", url+"/api/users/login", "", map[string]string{"email": "limited@example.com", "password": "wrong password!!"})
@@ -309,15 +241,15 @@ func TestLoginRateLimitPerAccount(t *testing.T) {
 		t.Fatalf("statuses %v: want three 401s then 429s", statuses)
 	}
 	// Another account from the same address is not limited by this one.
-	register(t, url, "other@example.com", "long enough password", "O")
-	login(t, url, "other@example.com", "long enough password")
+	servicetest.Register(t, url, "other@example.com", "long enough password", "O")
+	servicetest.Login(t, url, "other@example.com", "long enough password")
 }
 
 func TestOnPostgres(t *testing.T) {
 	src := dbtest.PostgresURL(t)
 	url, _, _ := start(t, "--db", src)
-	register(t, url, "pg@example.com", "long enough password", "Pg")
-	tok := login(t, url, "pg@example.com", "long enough password")
+	servicetest.Register(t, url, "pg@example.com", "long enough password", "Pg")
+	tok := servicetest.Login(t, url, "pg@example.com", "long enough password")
 	if r := servicetest.Call(t, "GET", url+"/api/users/me", tok.AccessToken, nil); r.Status != 200 {
 		t.Fatalf("me on postgres: %d %s", r.Status, r.Body)
 	}

@@ -6,11 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/microshop/microshop/internal/platform/client"
-	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/openapi/openapitest"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
@@ -25,36 +21,14 @@ import (
 // makes a delivery: a registration.
 func TestClient(t *testing.T) {
 	ctx := context.Background()
-	natsURL := servicetest.NATS(t)
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []string{"users", "orders", "payments", "inventory"} {
-		if _, err := events.EnsureStream(ctx, js, s, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	u := servicetest.Start(t, users.Spec(), []string{"--nats", natsURL}, map[string]string{
-		"MICROSHOP_ADMIN_EMAIL": "root@example.com", "MICROSHOP_ADMIN_PASSWORD": "correct horse battery",
-		"MICROSHOP_REGISTER_RATE_IP": "0", "MICROSHOP_LOGIN_RATE_IP": "0",
-	})
-	n := servicetest.Start(t, notifications.Spec(), []string{"--nats", natsURL, "--users-url", u.URL,
-		"--smtp-url", "smtp://127.0.0.1:1", "--webhook-allow-private", "--retry-base", "1h", "--retry-max", "1h"}, nil)
+	shop := servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{})
+	shop.JetStream(t, "users", "orders", "payments", "inventory")
+	n := shop.Start(t, notifications.Spec(), []string{"--smtp-url", "smtp://127.0.0.1:1", "--webhook-allow-private",
+		"--retry-base", "1h", "--retry-max", "1h"}, nil)
 	url, _ := openapitest.Proxy(t, notifications.OpenAPI(), n.URL)
 	c := notificationsapi.NewClient(url, client.Options{}, nil)
-
-	accounts := usersapi.NewClient(u.URL, client.Options{}, nil)
-	tok, err := accounts.Login(ctx, usersapi.Credentials{Email: "root@example.com", Password: "correct horse battery"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := tok.AccessToken
+	accounts := usersapi.NewClient(shop.Users.URL, client.Options{}, nil)
+	admin := shop.Admin
 
 	t.Run("webhooks", func(t *testing.T) {
 		w, err := c.CreateWebhook(ctx, admin, notificationsapi.WebhookRequest{URL: "http://127.0.0.1:1/hook",

@@ -16,9 +16,8 @@ import (
 // The client against the real users service, behind the OpenAPI checker:
 // every request and answer must match the published contract.
 func TestClient(t *testing.T) {
-	svc := servicetest.Start(t, users.Spec(), []string{"--nats", servicetest.NATS(t)},
-		map[string]string{"MICROSHOP_REGISTER_RATE_IP": "0", "MICROSHOP_LOGIN_RATE_IP": "0"})
-	url, _ := openapitest.Proxy(t, users.OpenAPI(), svc.URL)
+	shop := servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{})
+	url, _ := openapitest.Proxy(t, users.OpenAPI(), shop.Users.URL)
 	c := usersapi.NewClient(url, client.Options{}, nil)
 	ctx := context.Background()
 

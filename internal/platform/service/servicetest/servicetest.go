@@ -1,6 +1,9 @@
 // Package servicetest runs a real service in a test: its real runtime,
 // a real SQLite file (or Postgres), a real embedded NATS server, and real
-// HTTP on a loopback port. Tests talk to it as a client would.
+// HTTP on a loopback port. Tests talk to it as a client would. A Shop is
+// what every service's test stands on: the NATS server, a real users
+// service with an admin and a customer, and service identity keys, with
+// the service under test, or a whole system, started on it.
 package servicetest
 
 import (
@@ -36,10 +39,21 @@ type Service struct {
 	URL  string
 	Logs *Logs
 	stop func()
+
+	spec  service.Spec
+	again []string // the args that start it again on its address and data
+	env   map[string]string
 }
 
 // Stop stops the service gracefully and waits for it.
 func (s *Service) Stop() { s.stop() }
+
+// Restart starts a stopped service again as it was started, on its
+// address and its data directory, and returns it.
+func (s *Service) Restart(t testing.TB) *Service {
+	t.Helper()
+	return Start(t, s.spec, s.again, s.env)
+}
 
 // Start runs spec with args (flags of `microshop serve`) and env (the
 // MICROSHOP_* variables), on a free loopback port, with its data in a
@@ -48,7 +62,8 @@ func (s *Service) Stop() { s.stop() }
 func Start(t testing.TB, spec service.Spec, args []string, env map[string]string) *Service {
 	t.Helper()
 	getenv := func(k string) string { return env[k] }
-	full := append([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--log-level", "debug"}, args...)
+	data := t.TempDir()
+	full := append([]string{"--addr", "127.0.0.1:0", "--data", data, "--log-level", "debug"}, args...)
 	logs := &Logs{addr: make(chan string, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -81,7 +96,10 @@ func Start(t testing.TB, spec service.Spec, args []string, env map[string]string
 	}
 	t.Cleanup(stop)
 	WaitReady(t, url, 20*time.Second)
-	return &Service{URL: url, Logs: logs, stop: stop}
+	// A later flag wins: args may name another data directory, and the
+	// address comes last.
+	again := append(append([]string{"--data", data}, args...), "--addr", addr)
+	return &Service{URL: url, Logs: logs, stop: stop, spec: spec, again: again, env: env}
 }
 
 // WaitReady polls url/readyz until it answers 200.
