@@ -89,24 +89,6 @@ func quoteKey(lines []ReserveLine) string {
 	return "quote:" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// Error is an error answer of inventory: its problem document and, when
-// it is one the caller can act on, the sentinel it matches (ErrNotFound,
-// ErrReservationReleased, ErrReservationMismatch).
-type Error struct {
-	Kind    error
-	Problem *problem.Problem
-}
-
-func (e *Error) Error() string { return "inventory: " + e.Problem.Error() }
-
-// Unwrap lets errors.Is find the sentinel and problem.From the problem.
-func (e *Error) Unwrap() []error {
-	if e.Kind == nil {
-		return []error{e.Problem}
-	}
-	return []error{e.Kind, e.Problem}
-}
-
 // OutOfStockError names the skus that lacked stock; nothing was reserved.
 type OutOfStockError struct {
 	SKUs    []string
@@ -144,13 +126,13 @@ func classify(err error) error {
 		}
 		return e
 	case p.Status == http.StatusConflict && slug == ProblemReservationReleased:
-		return &Error{Kind: ErrReservationReleased, Problem: p}
+		return &client.Error{Target: "inventory", Kind: ErrReservationReleased, Problem: p}
 	case p.Status == http.StatusConflict && slug == ProblemReservationMismatch:
-		return &Error{Kind: ErrReservationMismatch, Problem: p}
+		return &client.Error{Target: "inventory", Kind: ErrReservationMismatch, Problem: p}
 	case p.Status == http.StatusNotFound:
-		return &Error{Kind: ErrNotFound, Problem: p}
+		return &client.Error{Target: "inventory", Kind: ErrNotFound, Problem: p}
 	}
-	return &Error{Problem: p}
+	return &client.Error{Target: "inventory", Problem: p}
 }
 
 // skusOfLines reads the skus of an out-of-stock problem without a "skus"

@@ -88,23 +88,6 @@ func (c *Client) do(ctx context.Context, method, path, key string, in, out any) 
 	return classify(err)
 }
 
-// Error is an error answer of payments: its problem document and, when
-// the caller can act on it, the sentinel it matches.
-type Error struct {
-	Kind    error
-	Problem *problem.Problem
-}
-
-func (e *Error) Error() string { return "payments: " + e.Problem.Error() }
-
-// Unwrap lets errors.Is find the sentinel and problem.From the problem.
-func (e *Error) Unwrap() []error {
-	if e.Kind == nil {
-		return []error{e.Problem}
-	}
-	return []error{e.Kind, e.Problem}
-}
-
 // kinds maps payments' problem types to sentinels.
 var kinds = map[string]error{
 	ProblemOrderVoided:     ErrOrderVoided,
@@ -130,7 +113,7 @@ func classify(err error) error {
 		id, _ := p.Extensions["payment_id"].(string)
 		return &DeclinedError{Reason: reason, PaymentID: id, Problem: p}
 	case p.Status == http.StatusNotFound:
-		return &Error{Kind: ErrNotFound, Problem: p}
+		return &client.Error{Target: "payments", Kind: ErrNotFound, Problem: p}
 	}
-	return &Error{Kind: kinds[slug], Problem: p}
+	return &client.Error{Target: "payments", Kind: kinds[slug], Problem: p}
 }
