@@ -12,33 +12,37 @@ import (
 
 // migrate applies one service's migrations and exits.
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintf(stderr, "Usage: microshop migrate <service> [flags]\n\nApplies a service's database migrations and exits. Services: %s\n",
-			strings.Join(topology.Names(), ", "))
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			return nil
-		}
-		return errUsage
+	spec, rest, err := serviceArg(args, "migrate", "Applies a service's database migrations and exits.", stderr)
+	if err != nil || spec == nil {
+		return err
 	}
-	spec, ok := topology.Find(args[0])
-	if !ok {
-		return fmt.Errorf("unknown service %q; the services are %s", args[0], strings.Join(topology.Names(), ", "))
-	}
-	return service.Migrate(ctx, spec, args[1:], getenv, stdout, stderr)
+	return service.Migrate(ctx, *spec, rest, getenv, stdout, stderr)
 }
 
+// serve runs one service until ctx ends.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	spec, rest, err := serviceArg(args, "serve", "Runs one service.\n\nRun \"microshop serve <service> --help\" for its flags.", stderr)
+	if err != nil || spec == nil {
+		return err
+	}
+	return service.Run(ctx, *spec, rest, getenv, stdout, stderr)
+}
+
+// serviceArg reads the service a command names first. Without one it
+// prints the command's usage: a nil spec with a nil error means --help was
+// asked for.
+func serviceArg(args []string, cmd, help string, stderr io.Writer) (*service.Spec, []string, error) {
+	names := strings.Join(topology.Names(), ", ")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintf(stderr, "Usage: microshop serve <service> [flags]\n\nRuns one service. Services: %s\n\nRun \"microshop serve <service> --help\" for its flags.\n",
-			strings.Join(topology.Names(), ", "))
+		fmt.Fprintf(stderr, "Usage: microshop %s <service> [flags]\n\n%s\n\nServices: %s\n", cmd, help, names)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			return nil
+			return nil, nil, nil
 		}
-		return errUsage
+		return nil, nil, errUsage
 	}
 	spec, ok := topology.Find(args[0])
 	if !ok {
-		return fmt.Errorf("unknown service %q; the services are %s", args[0], strings.Join(topology.Names(), ", "))
+		return nil, nil, fmt.Errorf("unknown service %q; the services are %s", args[0], names)
 	}
-	return service.Run(ctx, spec, args[1:], getenv, stdout, stderr)
+	return &spec, args[1:], nil
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/microshop/microshop/internal/platform/config"
@@ -46,21 +47,33 @@ func Migrate(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		return err
 	}
 	log := logging.New(stdout, spec.Name, level)
-	src := *dbSource
-	if src == "" {
-		src = filepath.Join(*dataDir, spec.Name+".db")
-	}
-	db, err := database.Open(ctx, src)
+	db, err := openMigrated(ctx, spec, *dbSource, *dataDir, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
-		return err
-	}
-	if err := db.Migrate(ctx, log, spec.Name, migrations); err != nil {
-		return err
-	}
 	log.Info("migrations are up to date", "dialect", string(db.Dialect), "source", db.Source)
 	return nil
+}
+
+// openMigrated opens spec's database (source, or the SQLite file
+// <dataDir>/<name>.db when source is empty) and applies the platform's
+// event tables' migrations and then the service's own.
+func openMigrated(ctx context.Context, spec Spec, source, dataDir string, log *slog.Logger) (*database.DB, error) {
+	if source == "" {
+		source = filepath.Join(dataDir, spec.Name+".db")
+	}
+	db, err := database.Open(ctx, source)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.Migrate(ctx, log, spec.Name, spec.Migrations()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }

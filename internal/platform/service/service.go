@@ -361,22 +361,12 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		System: serviceKeys.System(), OpenAPI: spec.OpenAPI(), spec: spec, urls: urls}
 	checks := map[string]server.Check{}
 
-	if migrations := spec.Migrations(); migrations != nil {
-		src := *dbSource
-		if src == "" {
-			src = filepath.Join(*dataDir, spec.Name+".db")
-		}
-		db, err := database.Open(ctx, src)
+	if spec.Migrations() != nil {
+		db, err := openMigrated(ctx, spec, *dbSource, *dataDir, log)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		if err := db.Migrate(ctx, log, "events", events.Migrations()); err != nil {
-			return err
-		}
-		if err := db.Migrate(ctx, log, spec.Name, migrations); err != nil {
-			return err
-		}
 		rt.DB = db
 		checks["database"] = db.Ping
 		log.Info("database ready", "dialect", string(db.Dialect), "source", db.Source)
