@@ -39,16 +39,11 @@ type Target struct {
 // Config holds the gateway's settings.
 type Config struct {
 	Targets []Target
-	// Telemetry traces the calls to services; nil traces nothing.
-	Telemetry *telemetry.Telemetry
 	// UpstreamTimeout bounds one request to a service, its answer included.
 	UpstreamTimeout time.Duration
 	// RateLimit is requests a second per client address, in bursts of up
 	// to twice that. Zero means unlimited.
 	RateLimit int
-	// Transport carries requests to the services; nil means the gateway's
-	// own pool of keep-alive connections.
-	Transport http.RoundTripper
 	// System, when set, is the system the services belong to
 	// (service.Runtime.System): of several replica URLs, only those whose
 	// readiness answer names the service of this system get requests.
@@ -72,6 +67,11 @@ type Deps struct {
 	Log      *slog.Logger
 	// Registry takes the gateway's metrics.
 	Registry prometheus.Registerer
+	// Telemetry traces the calls to services; nil traces nothing.
+	Telemetry *telemetry.Telemetry
+	// Transport carries requests to the services; nil means the gateway's
+	// own pool of keep-alive connections.
+	Transport http.RoundTripper
 }
 
 // New builds a gateway. It does no work at start, so ctx goes unused; it
@@ -85,8 +85,8 @@ func New(_ context.Context, cfg Config, deps Deps) (*Gateway, error) {
 		return nil, fmt.Errorf("--rate-limit %d: want 0 (unlimited) or more", cfg.RateLimit)
 	}
 	var transport http.RoundTripper = newTransport()
-	if cfg.Transport != nil {
-		transport = cfg.Transport
+	if deps.Transport != nil {
+		transport = deps.Transport
 	}
 	m := newMetrics(reg)
 	g := &Gateway{
@@ -107,7 +107,7 @@ func New(_ context.Context, cfg Config, deps Deps) (*Gateway, error) {
 		if _, dup := g.upstreams[t.Name]; dup {
 			return nil, fmt.Errorf("the service %s is listed twice", t.Name)
 		}
-		tel := cfg.Telemetry
+		tel := deps.Telemetry
 		if tel == nil {
 			tel = telemetry.Disabled()
 		}

@@ -36,8 +36,8 @@ func Spec(routes ...string) service.Spec {
 					// The built-in mailbox checks no tokens: only admins may read it.
 					targets = append(targets, Target{Name: "mailbox", URL: *mailbox, Role: auth.RoleAdmin})
 				}
-				g, err := New(ctx, Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System},
-					Deps{Verifier: rt.Verifier, Log: rt.Log, Registry: rt.Registry})
+				g, err := New(ctx, Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, System: rt.System},
+					Deps{Verifier: rt.Verifier, Log: rt.Log, Registry: rt.Registry, Telemetry: rt.Telemetry, Transport: rt.Transport})
 				if err != nil {
 					return err
 				}

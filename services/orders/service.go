@@ -44,8 +44,6 @@ type Config struct {
 	// Owner names this process for saga leases; it must be stable across
 	// restarts of the same replica so it can reclaim its sagas at once.
 	Owner string
-	// Telemetry traces the saga's steps; nil traces nothing.
-	Telemetry *telemetry.Telemetry
 }
 
 // Service is the orders service.
@@ -228,6 +226,8 @@ type Deps struct {
 	// Registry takes the saga metrics.
 	Registry prometheus.Registerer
 	Log      *slog.Logger
+	// Telemetry traces the saga's steps; nil traces nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // New builds the orders service. It does no work at start, so ctx goes
@@ -236,10 +236,10 @@ type Deps struct {
 func New(_ context.Context, cfg Config, deps Deps) (*Service, error) {
 	db, inv, pay, reg, log := deps.DB, deps.Inventory, deps.Payments, deps.Registry, deps.Log
 	st := store{db: db}
-	if cfg.Telemetry == nil {
-		cfg.Telemetry = telemetry.Disabled()
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.Disabled()
 	}
-	sg := &sagas{store: st, db: db, inv: inv, pay: pay, log: log, owner: cfg.Owner, tracer: cfg.Telemetry.Tracer,
+	sg := &sagas{store: st, db: db, inv: inv, pay: pay, log: log, owner: cfg.Owner, tracer: deps.Telemetry.Tracer,
 		stepTime: cfg.StepTimeout, lease: 30 * time.Second, now: time.Now, running: map[string]running{}}
 	sg.metrics = newSagaMetrics(reg, st.sagaCounts)
 	return &Service{cfg: cfg, db: db, store: st, inv: inv, sagas: sg, log: log}, nil

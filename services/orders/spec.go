@@ -48,8 +48,8 @@ func Spec() service.Spec {
 				pay := paymentsapi.NewClient(rt.URL("payments"), rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics)
 				rt.Go("inventory replica probes", inv.Run)
 				rt.Go("payments replica probes", pay.Run)
-				s, err := New(ctx, Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id, Telemetry: rt.Telemetry},
-					Deps{DB: rt.DB, Inventory: inventoryAdapter{inv}, Payments: paymentsAdapter{pay}, Registry: rt.Registry, Log: rt.Log})
+				s, err := New(ctx, Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id},
+					Deps{DB: rt.DB, Inventory: inventoryAdapter{inv}, Payments: paymentsAdapter{pay}, Registry: rt.Registry, Log: rt.Log, Telemetry: rt.Telemetry})
 				if err != nil {
 					return err
 				}
