@@ -50,6 +50,10 @@ type Collector struct {
 	window    time.Duration
 	// Health, when set, says which services are up, for the map.
 	Health func(ctx context.Context) map[string]bool
+	// Elsewhere, when set, is where the services send their spans
+	// instead of here (an OTLP endpoint the operator chose, or "none"),
+	// so the console can say why it has no traces.
+	Elsewhere string
 
 	mu     sync.Mutex
 	traces map[string][]Span
@@ -405,7 +409,11 @@ func (c *Collector) API() http.Handler {
 		if items == nil {
 			items = []TraceSummary{}
 		}
-		writeJSON(w, map[string]any{"items": items})
+		out := map[string]any{"items": items}
+		if c.Elsewhere != "" {
+			out["exported_elsewhere"] = c.Elsewhere
+		}
+		writeJSON(w, out)
 	})
 	mux.HandleFunc("GET /api/telemetry/traces/{id}", func(w http.ResponseWriter, r *http.Request) {
 		spans, ok := c.Trace(r.PathValue("id"))

@@ -35,8 +35,9 @@ type runCollector struct {
 	srv *http.Server
 }
 
-func startCollector(port int, natsURL string, sup *supervisor, log *slog.Logger) (*runCollector, error) {
+func startCollector(port int, natsURL, elsewhere string, sup *supervisor, log *slog.Logger) (*runCollector, error) {
 	c := collector.New(500)
+	c.Elsewhere = elsewhere
 	c.Health = func(context.Context) map[string]bool {
 		out := map[string]bool{}
 		for _, ch := range sup.snapshot().Services {

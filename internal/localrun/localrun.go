@@ -175,13 +175,14 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		state: state{State: State{Gateway: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), NATS: natsURL, Mailbox: mb.httpURL, SMTP: mb.smtpURL}}}
 
 	// The built-in trace collector: every service exports its spans here.
-	col, err := startCollector(ports.Collector(), natsURL, sup, log)
+	traceVars, elsewhere := traceEnv(cfg.Getenv, collectorURL(ports))
+	col, err := startCollector(ports.Collector(), natsURL, elsewhere, sup, log)
 	if err != nil {
 		return err
 	}
 	defer col.Close()
 	sup.state.Telemetry = col.url
-	env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+col.url, "MICROSHOP_TELEMETRY_URL="+col.url)
+	env = append(append(env, traceVars...), "MICROSHOP_TELEMETRY_URL="+col.url)
 	if cfg.Mode == Monolith {
 		return runMonolith(ctx, monolith{sup: sup, data: data, ports: ports, natsURL: natsURL, extNATS: cfg.NATS != "",
 			logLevel: cfg.LogLevel, timeout: cfg.ReadyTimeout, specs: specs, env: env, seeds: seeds, dbFor: dbFor, admin: admin}, stdout, stderr)
@@ -260,6 +261,32 @@ func drainDelay(spec service.Spec) string {
 	}
 	return "1500ms"
 }
+
+// traceEnv says where the services send their spans. An operator's own
+// OpenTelemetry settings win (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER=none): the services
+// inherit them unchanged and elsewhere names where the spans go instead of
+// the built-in collector. Only when none is set does run point the
+// services at its collector.
+func traceEnv(getenv func(string) string, collector string) (env []string, elsewhere string) {
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		if v := getenv(k); v != "" {
+			env = append(env, k+"="+v) // as run was given them, even by a caller's getenv
+		}
+	}
+	switch {
+	case getenv("OTEL_TRACES_EXPORTER") == "none":
+		return env, "none (OTEL_TRACES_EXPORTER=none)"
+	case getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "":
+		return env, getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	case getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "":
+		return env, getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
+	return []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + collector}, ""
+}
+
+// collectorURL is the base URL of run's built-in trace collector.
+func collectorURL(p Ports) string { return fmt.Sprintf("http://127.0.0.1:%d", p.Collector()) }
 
 // peerEnv tells a service process where the services it needs are:
 // MICROSHOP_<PEER>_URL with one URL per replica slot of the peer, so its

@@ -108,3 +108,30 @@ func TestControlAPI(t *testing.T) {
 		t.Errorf("Status without a run: %v", err)
 	}
 }
+
+// run keeps an operator's OpenTelemetry settings: its own collector is
+// only the default, and the console is told where the spans went.
+func TestTraceEnvKeepsTheOperatorsEndpoint(t *testing.T) {
+	const collector = "http://127.0.0.1:8089"
+	vars := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	cases := []struct {
+		name      string
+		given     map[string]string
+		env       []string
+		elsewhere string
+	}{
+		{"nothing set: run's collector", nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + collector}, ""},
+		{"an OTLP endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"},
+			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318"}, "http://jaeger:4318"},
+		{"a traces endpoint", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://tempo:4318/v1/traces"},
+			[]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://tempo:4318/v1/traces"}, "http://tempo:4318/v1/traces"},
+		{"tracing off", map[string]string{"OTEL_TRACES_EXPORTER": "none"},
+			[]string{"OTEL_TRACES_EXPORTER=none"}, "none (OTEL_TRACES_EXPORTER=none)"},
+	}
+	for _, c := range cases {
+		env, elsewhere := traceEnv(vars(c.given), collector)
+		if strings.Join(env, " ") != strings.Join(c.env, " ") || elsewhere != c.elsewhere {
+			t.Errorf("%s: got %v, %q; want %v, %q", c.name, env, elsewhere, c.env, c.elsewhere)
+		}
+	}
+}

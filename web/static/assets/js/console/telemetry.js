@@ -245,7 +245,9 @@ export function renderTraces(root, { params, query, signal }) {
         h("td", { class: "num" }, String(t.span_count ?? "")),
         h("td", { class: "small" }, (t.services || []).join(", ")),
         h("td", {}, t.errors ? h("span", { class: "status error" }, String(t.errors)) : h("span", { class: "muted small" }, "none")))))))
-      : h("div", { class: "card empty" }, "No traces yet."));
+      : h("div", { class: "card empty" }, page.exported_elsewhere
+        ? `No traces here: the services send their spans to ${page.exported_elsewhere}, as the OTEL_* variables given to microshop run say.`
+        : "No traces yet."));
   }, signal);
 
   if (selected) showTrace(detail, selected, signal);
