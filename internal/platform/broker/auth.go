@@ -119,6 +119,23 @@ func ServiceUser(r Role, all []Role, nkey string) User {
 	}}
 }
 
+// Users are the users of a system whose services have roles, with the
+// public NKeys in keys, by name: one per service, and the Monitor when
+// keys has one. Every service must have a key.
+func Users(roles []Role, keys map[string]string) ([]User, error) {
+	var out []User
+	for _, r := range roles {
+		if keys[r.Service] == "" {
+			return nil, fmt.Errorf("no nats key for %s", r.Service)
+		}
+		out = append(out, ServiceUser(r, roles, keys[r.Service]))
+	}
+	if keys[Monitor] != "" {
+		out = append(out, MonitorUser(keys[Monitor]))
+	}
+	return out, nil
+}
+
 // MonitorUser is the user of tools that list streams and consumers and
 // read their state, and nothing else: it can neither publish an event
 // nor pull one.
