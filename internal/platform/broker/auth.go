@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -260,6 +262,23 @@ func (c Credential) Options() ([]nats.Option, error) {
 		return kp.Sign(nonce)
 	}
 	return append(opts, nats.Nkey(pub, sign), nats.CustomInboxPrefix(InboxPrefix(c.Name))), nil
+}
+
+// ReadUsers reads a JSON list of users, as `microshop run` writes it
+// for the broker it starts.
+func ReadUsers(path string) ([]User, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the nats users: %w", err)
+	}
+	var users []User
+	if err := json.Unmarshal(b, &users); err != nil {
+		return nil, fmt.Errorf("reading the nats users in %s: %w", path, err)
+	}
+	if len(users) == 0 {
+		return nil, fmt.Errorf("%s lists no nats users", path)
+	}
+	return users, nil
 }
 
 // serverUsers turns users into nats-server's configuration.
