@@ -88,6 +88,9 @@ func natsUsers(data string, specs []service.Spec) (natsAuth, error) {
 	var roles []broker.Role
 	names := []string{broker.Monitor}
 	for _, s := range specs {
+		if len(s.Publishes) == 0 && len(s.Consumes) == 0 {
+			continue // it never connects: no user
+		}
 		names = append(names, s.Name)
 		roles = append(roles, s.BrokerRole())
 	}
