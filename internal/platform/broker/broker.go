@@ -97,10 +97,10 @@ func Connect(url string, cred Credential, log *slog.Logger) (*nats.Conn, jetstre
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-		// A refused subject is a misconfiguration worth seeing: the
-		// publish or pull it stops only times out.
+		// Among these are permission violations: a refused publish or
+		// pull only times out, so the reason must be seen here.
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			log.Error("nats refused an operation", "err", err)
+			log.Error("nats reported an error", "err", err)
 		}),
 	)...)
 	if err != nil {
