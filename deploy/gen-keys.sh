@@ -6,6 +6,10 @@
 #     service gets as MICROSHOP_SERVICE_KEY (its own seed, and no other), and
 #     MICROSHOP_SERVICE_KEYS, the list "name=<base64 public key>,..." that every
 #     service gets to check the callers of its /internal/ routes;
+#   - for Kubernetes, one NATS user per service that uses the broker: an NKey
+#     whose seed (SU...) the service gets as MICROSHOP_NATS_SEED, and whose
+#     public key (U...) the NATS servers get from the Secret
+#     microshop-nats-users, in the NATS release's namespace;
 #   - MICROSHOP_WEBHOOK_SIGNING_KEY for notifications (32 random bytes), so
 #     every replica signs webhooks with the same key;
 #   - the admin account users makes at start (MICROSHOP_ADMIN_EMAIL, from the
@@ -15,14 +19,22 @@
 #
 # Usage:
 #   deploy/gen-keys.sh > deploy/.env            # for docker compose (read from deploy/.env)
-#   deploy/gen-keys.sh --k8s | kubectl apply -n microshop -f -   # Kubernetes Secrets
+#   deploy/gen-keys.sh --k8s | kubectl apply -f -   # Kubernetes Secrets
+#
+# The Kubernetes Secrets name their namespace: MICROSHOP_NAMESPACE (default
+# microshop) for the services', NATS_NAMESPACE (default nats) for the NATS
+# users'.
 #
 # Every run makes new keys. Keys are used together: after a new run, restart
 # every service (compose up -d, or kubectl rollout restart deployment). A new
-# webhook signing key changes the secrets webhook receivers were given.
+# webhook signing key changes the secrets webhook receivers were given. On
+# Kubernetes, new NATS keys need the NATS servers restarted (or reloaded)
+# before the services.
 set -eu
 
 SERVICES="users inventory orders payments notifications reports gateway"
+# The services that publish or consume events, each a NATS user.
+BROKER_SERVICES="users inventory orders payments notifications reports"
 DATABASES="users inventory orders payments notifications reports"
 
 usage() {
@@ -87,6 +99,59 @@ for s in $SERVICES; do
 	publics="${publics:+$publics,}$s=$(cat "$tmp/$s.pub")"
 done
 
+# nkey encodes the bytes on stdin (decimal, as od prints them) as NATS
+# does: a CRC-16/XMODEM of them appended little-endian, then base32
+# without padding. POSIX awk has no XOR, so bxor() does it bit by bit.
+nkey() {
+	awk '
+	function bxor(a, b,   r, bit) {
+		r = 0; bit = 1
+		while (a > 0 || b > 0) {
+			if (a % 2 != b % 2) r += bit
+			a = int(a / 2); b = int(b / 2); bit *= 2
+		}
+		return r
+	}
+	{ for (i = 1; i <= NF; i++) bytes[n++] = $i }
+	END {
+		crc = 0
+		for (i = 0; i < n; i++) {
+			crc = bxor(crc, bytes[i] * 256)
+			for (j = 0; j < 8; j++) {
+				if (crc >= 32768) crc = bxor((crc * 2) % 65536, 4129)
+				else crc = (crc * 2) % 65536
+			}
+		}
+		bytes[n++] = crc % 256; bytes[n++] = int(crc / 256)
+		A = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"; out = ""; buf = 0; bits = 0
+		for (i = 0; i < n; i++) {
+			buf = buf * 256 + bytes[i]; bits += 8
+			while (bits >= 5) {
+				bits -= 5; p = 2 ^ bits
+				out = out substr(A, int(buf / p) + 1, 1); buf = buf % p
+			}
+		}
+		if (bits > 0) out = out substr(A, buf * 2 ^ (5 - bits) + 1, 1)
+		print out
+	}'
+}
+
+# A NATS user: its seed is the prefix bytes of a user seed (149 0), then
+# the 32-byte Ed25519 seed; its public key, the user prefix (160), then the
+# 32-byte public key.
+for s in $BROKER_SERVICES; do
+	openssl genpkey -algorithm ed25519 -outform DER -out "$tmp/$s.nats.der"
+	openssl pkey -inform DER -in "$tmp/$s.nats.der" -pubout -outform DER -out "$tmp/$s.nats.pub.der"
+	{
+		echo 149 0
+		tail -c 32 "$tmp/$s.nats.der" | od -An -v -tu1
+	} | nkey >"$tmp/$s.nats.seed"
+	{
+		echo 160
+		tail -c 32 "$tmp/$s.nats.pub.der" | od -An -v -tu1
+	} | nkey >"$tmp/$s.nats.pub"
+done
+
 webhook_key=$(openssl rand 32 | b64)
 admin_password=$(openssl rand -hex 16)
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -111,21 +176,41 @@ fi
 
 # --k8s: the Secrets that deploy/k8s/base's Deployments read (see
 # deploy/k8s/base/secrets.example.yaml for their shape).
+namespace=${MICROSHOP_NAMESPACE:-microshop}
+nats_namespace=${NATS_NAMESPACE:-nats}
+for ns in "$namespace" "$nats_namespace"; do
+	case "$ns" in
+	*[!a-z0-9-]* | -* | *- | "")
+		echo "gen-keys.sh: $ns is not a Kubernetes namespace name" >&2
+		exit 2
+		;;
+	esac
+done
+# secret NAME NAMESPACE [APP]
 secret() {
-	printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n' "$1"
+	printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n' "$1" "$2"
 	printf '  labels:\n    app.kubernetes.io/part-of: microshop\n'
-	if [ -n "${2:-}" ]; then
-		printf '    app.kubernetes.io/name: %s\n' "$2"
+	if [ -n "${3:-}" ]; then
+		printf '    app.kubernetes.io/name: %s\n' "$3"
 	fi
 	printf 'type: Opaque\nstringData:\n'
 }
 echo "# microshop secrets, made by deploy/gen-keys.sh --k8s on $now."
-echo "# Apply them, never commit them: deploy/gen-keys.sh --k8s | kubectl apply -n microshop -f -"
-secret microshop-service-keys
+echo "# Apply them, never commit them: deploy/gen-keys.sh --k8s | kubectl apply -f -"
+secret microshop-service-keys "$namespace"
 printf '  MICROSHOP_SERVICE_KEYS: "%s"\n' "$publics"
+# The public NKeys of the services' NATS users, for the NATS servers
+# (deploy/k8s/nats-values.yaml).
+secret microshop-nats-users "$nats_namespace"
+for s in $BROKER_SERVICES; do
+	printf '  NKEY_%s: "%s"\n' "$(upper "$s")" "$(cat "$tmp/$s.nats.pub")"
+done
 for s in $SERVICES; do
-	secret "microshop-$s" "$s"
+	secret "microshop-$s" "$namespace" "$s"
 	printf '  MICROSHOP_SERVICE_KEY: "%s"\n' "$(cat "$tmp/$s.seed")"
+	if [ -f "$tmp/$s.nats.seed" ]; then
+		printf '  MICROSHOP_NATS_SEED: "%s"\n' "$(cat "$tmp/$s.nats.seed")"
+	fi
 	case "$s" in
 	users)
 		printf '  MICROSHOP_ADMIN_EMAIL: "%s"\n' "$admin_email"

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/collector"
+	"github.com/microshop/microshop/internal/platform/broker"
 )
 
 // runCollector is the built-in trace collector of `run`: services export
@@ -35,7 +36,7 @@ type runCollector struct {
 	srv *http.Server
 }
 
-func startCollector(port int, natsURL, elsewhere string, sup *supervisor, log *slog.Logger) (*runCollector, error) {
+func startCollector(port int, natsURL, elsewhere string, cred broker.Credential, sup *supervisor, log *slog.Logger) (*runCollector, error) {
 	c := collector.New(500)
 	c.Elsewhere = elsewhere
 	c.Health = func(context.Context) map[string]bool {
@@ -69,7 +70,7 @@ func startCollector(port int, natsURL, elsewhere string, sup *supervisor, log *s
 	mux.HandleFunc("GET /api/telemetry/streams", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
-		streams, err := streamReport(ctx, natsURL)
+		streams, err := streamReport(ctx, natsURL, cred)
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			w.Header().Set("Content-Type", "application/problem+json")
@@ -109,9 +110,14 @@ type consumerInfo struct {
 	Filter      string `json:"filter"`
 }
 
-// streamReport lists every stream with its consumers' lag.
-func streamReport(ctx context.Context, natsURL string) ([]streamInfo, error) {
-	nc, err := nats.Connect(natsURL, nats.Name("microshop-run-report"), nats.Timeout(2*time.Second))
+// streamReport lists every stream with its consumers' lag, as cred: the
+// monitor, which may only look.
+func streamReport(ctx context.Context, natsURL string, cred broker.Credential) ([]streamInfo, error) {
+	opts, err := cred.Options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(natsURL, append(opts, nats.Timeout(2*time.Second))...)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@
 //	mailbox.go     the built-in mail server notifications sends to
 //	collector.go   the built-in trace collector, metrics and stream lag
 //	databases.go   one Postgres database per service, with --db
-//	secrets.go     the service-identity keys and the first admin account
+//	secrets.go     the service-identity keys, the NATS users and the first admin account
 //	launch.go      starting `microshop run` as a child, for tests, demos, chaos and bench
 //	proc_*.go      process control that differs by operating system
 package localrun
@@ -30,6 +30,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/microshop/microshop/internal/platform/broker"
 	"github.com/microshop/microshop/internal/platform/logging"
 	"github.com/microshop/microshop/internal/platform/service"
 	"github.com/microshop/microshop/internal/topology"
@@ -160,6 +161,15 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	env = append(env, "MICROSHOP_SERVICE_KEYS="+publics)
+	// The broker run starts admits only the shop's services, each with
+	// its own NATS user; an outside one (--nats) is the operator's, and
+	// the services connect to it as it asks: here, with no credential.
+	var nauth natsAuth
+	if cfg.NATS == "" {
+		if nauth, err = natsUsers(data, specs); err != nil {
+			return err
+		}
+	}
 
 	// The built-in mail server: notifications sends real SMTP to it.
 	mb, err := startMailbox(data, ports, log)
@@ -176,7 +186,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 
 	// The built-in trace collector: every service exports its spans here.
 	traceVars, elsewhere := traceEnv(cfg.Getenv, collectorURL(ports))
-	col, err := startCollector(ports.Collector(), natsURL, elsewhere, sup, log)
+	col, err := startCollector(ports.Collector(), natsURL, elsewhere, nauth.credential(broker.Monitor), sup, log)
 	if err != nil {
 		return err
 	}
@@ -185,14 +195,14 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	env = append(append(env, traceVars...), "MICROSHOP_TELEMETRY_URL="+col.url)
 	if cfg.Mode == Monolith {
 		return runMonolith(ctx, monolith{sup: sup, data: data, ports: ports, natsURL: natsURL, extNATS: cfg.NATS != "",
-			logLevel: cfg.LogLevel, timeout: cfg.ReadyTimeout, specs: specs, env: env, seeds: seeds, dbFor: dbFor, admin: admin}, stdout, stderr)
+			logLevel: cfg.LogLevel, timeout: cfg.ReadyTimeout, specs: specs, env: env, seeds: seeds, nats: nauth, dbFor: dbFor, admin: admin}, stdout, stderr)
 	}
 	// NATS is a process of its own, like the services, so it can be
 	// stopped and started (or killed) on its own too.
 	if cfg.NATS == "" {
 		sup.add("nats", proc{
 			args: func(int) []string {
-				return []string{"nats", "--port", fmt.Sprint(ports.NATS), "--store", filepath.Join(data, "nats")}
+				return []string{"nats", "--port", fmt.Sprint(ports.NATS), "--store", filepath.Join(data, "nats"), "--users", nauth.usersFile}
 			},
 			port:  func(int) int { return ports.NATS },
 			env:   os.Environ(),
@@ -205,8 +215,9 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 				return append([]string{"serve", spec.Name, "--addr", fmt.Sprintf("127.0.0.1:%d", ports.Replica(spec, slot)), "--data", data,
 					"--nats", natsURL, "--log-level", cfg.LogLevel, "--drain-delay", drainDelay(spec)}, dbFor(spec.Name)...)
 			},
-			port:     func(slot int) int { return ports.Replica(spec, slot) },
-			env:      append(append(env[:len(env):len(env)], peerEnv(spec, ports)...), "MICROSHOP_SERVICE_KEY="+seeds[spec.Name]),
+			port: func(slot int) int { return ports.Replica(spec, slot) },
+			env: append(append(env[:len(env):len(env)], peerEnv(spec, ports)...),
+				"MICROSHOP_SERVICE_KEY="+seeds[spec.Name], "MICROSHOP_NATS_SEED="+nauth.seeds[spec.Name]),
 			scalable: spec.Name != "gateway",
 		})
 	}

@@ -45,6 +45,7 @@ type monolith struct {
 	specs    []service.Spec
 	env      []string // as a child process would get it
 	seeds    map[string]string
+	nats     natsAuth
 	dbFor    func(string) []string
 	admin    adminAccount
 }
@@ -57,7 +58,7 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 	var broker *embeddedNATS
 	if !m.extNATS {
 		var err error
-		if broker, err = startEmbeddedNATS(m.data, m.ports.NATS); err != nil {
+		if broker, err = startEmbeddedNATS(m.data, m.ports.NATS, m.nats.users); err != nil {
 			return err
 		}
 		defer broker.stop()
@@ -86,6 +87,7 @@ func runMonolith(ctx context.Context, m monolith, stdout, stderr io.Writer) erro
 			return fmt.Sprintf("http://127.0.0.1:%d", m.ports.Service(callee))
 		}))
 		peers["MICROSHOP_SERVICE_KEY"] = m.seeds[spec.Name]
+		peers["MICROSHOP_NATS_SEED"] = m.nats.seeds[spec.Name]
 		env := maps(base, peers)
 		port := m.ports.Service(spec)
 		args := append([]string{"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data", m.data,
@@ -255,13 +257,13 @@ type embeddedNATS struct {
 	log   *os.File
 }
 
-func startEmbeddedNATS(data string, port int) (*embeddedNATS, error) {
+func startEmbeddedNATS(data string, port int, users []broker.User) (*embeddedNATS, error) {
 	logPath := filepath.Join(data, "logs", "nats.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", logPath, err)
 	}
-	srv, err := broker.StartEmbedded(filepath.Join(data, "nats"), "127.0.0.1", port, logging.New(&syncWriter{w: logFile}, "nats", 0))
+	srv, err := broker.StartEmbeddedWithUsers(filepath.Join(data, "nats"), "127.0.0.1", port, users, logging.New(&syncWriter{w: logFile}, "nats", 0))
 	if err != nil {
 		logFile.Close()
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/broker"
 	"github.com/microshop/microshop/internal/platform/service"
 )
 
@@ -49,6 +50,89 @@ func serviceKeys(data string, specs []service.Spec) (map[string]string, string, 
 		return nil, "", fmt.Errorf("writing %s: %w", path, err)
 	}
 	return stored.Seeds, stored.Publics, nil
+}
+
+// natsAuth is the broker's side of `run`: each service's NATS user and
+// the monitor's (the collector's stream report).
+type natsAuth struct {
+	// seeds are the users' NKey seeds, by name: each service gets its own.
+	seeds map[string]string
+	// users is what the broker admits, written to usersFile for the
+	// broker's own process.
+	users     []broker.User
+	usersFile string
+}
+
+// natsUsers loads the NATS keys of this data directory, making them on
+// the first run (nats-keys.json, readable by its owner only), and writes
+// the users they make, with their permissions, to nats-users.json.
+// Permissions follow the specs at every run, so a changed topology needs
+// no new keys.
+func natsUsers(data string, specs []service.Spec) (natsAuth, error) {
+	path := filepath.Join(data, "nats-keys.json")
+	var stored struct {
+		Seeds map[string]string `json:"seeds"`
+	}
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return natsAuth{}, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err == nil {
+		if err := json.Unmarshal(b, &stored); err != nil {
+			return natsAuth{}, fmt.Errorf("reading %s: %w", path, err)
+		}
+	}
+	if stored.Seeds == nil {
+		stored.Seeds = map[string]string{}
+	}
+	var roles []broker.Role
+	names := []string{broker.Monitor}
+	for _, s := range specs {
+		if len(s.Publishes) == 0 && len(s.Consumes) == 0 {
+			continue // it never connects: no user
+		}
+		names = append(names, s.Name)
+		roles = append(roles, s.BrokerRole())
+	}
+	publics := map[string]string{}
+	changed := false
+	for _, name := range names {
+		pub, err := broker.PublicKey(stored.Seeds[name])
+		if stored.Seeds[name] == "" || err != nil {
+			seed, p, err := broker.NewUserKey()
+			if err != nil {
+				return natsAuth{}, err
+			}
+			stored.Seeds[name], pub, changed = seed, p, true
+		}
+		publics[name] = pub
+	}
+	if changed {
+		if b, err = json.Marshal(stored); err != nil {
+			return natsAuth{}, err
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return natsAuth{}, fmt.Errorf("writing %s: %w", path, err)
+		}
+	}
+	users, err := broker.Users(roles, publics)
+	if err != nil {
+		return natsAuth{}, err
+	}
+	auth := natsAuth{seeds: stored.Seeds, users: users, usersFile: filepath.Join(data, "nats-users.json")}
+	if b, err = json.MarshalIndent(users, "", "  "); err != nil {
+		return natsAuth{}, err
+	}
+	if err := os.WriteFile(auth.usersFile, b, 0o600); err != nil {
+		return natsAuth{}, fmt.Errorf("writing %s: %w", auth.usersFile, err)
+	}
+	return auth, nil
+}
+
+// credential is name's NATS credential: its own seed, or none when the
+// broker is an outside one, which has none of these users.
+func (a natsAuth) credential(name string) broker.Credential {
+	return broker.Credential{Name: name, Seed: a.seeds[name]}
 }
 
 type adminAccount struct {

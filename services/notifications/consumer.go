@@ -26,7 +26,7 @@ func (s *Service) Consumers() []*events.Consumer {
 	for _, typ := range EventTypes() {
 		publisher, _, _ := strings.Cut(typ, ".")
 		out = append(out, &events.Consumer{
-			Name:     "notifications-" + strings.NewReplacer(".", "-", "_", "-").Replace(typ),
+			Name:     events.DurableName("notifications", typ),
 			Stream:   events.StreamName(publisher),
 			Subjects: []string{typ},
 			Handle:   s.handle,

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/events"
@@ -42,9 +41,7 @@ func (s *Service) subscriptions() []subscription {
 
 // consumerName is the durable consumer of one subject:
 // "orders.confirmed" -> "reports-orders-confirmed".
-func consumerName(subject string) string {
-	return "reports-" + strings.NewReplacer(".", "-", "_", "-").Replace(subject)
-}
+func consumerName(subject string) string { return events.DurableName("reports", subject) }
 
 // newConsumers makes one inbox-guarded durable consumer per subject.
 // One per subject, not one per stream with several filter subjects,

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,6 +21,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/microshop/microshop/internal/platform/broker"
+	"github.com/microshop/microshop/internal/topology"
 )
 
 // selects reports whether sel (a LabelSelector) selects a pod with these
@@ -423,6 +427,7 @@ func (m *manifests) checkEnv(where string, c corev1.Container, name string) {
 	if !ownKeySecret {
 		m.addf("%s: no Secret gives it MICROSHOP_SERVICE_KEY (its own identity key)", where)
 	}
+	m.checkNATSSeed(where, c, name)
 	if _, ok := env["MICROSHOP_SERVICE_KEYS"]; !ok {
 		m.addf("%s: MICROSHOP_SERVICE_KEYS (the services' public keys) is not set", where)
 	}
@@ -628,8 +633,119 @@ func (m *manifests) checkServiceMonitor(sm *serviceMonitor) {
 	}
 }
 
+// natsSeedVar is the variable that gives a service its NATS user's seed;
+// natsUsersSecret holds the public keys the NATS servers admit.
+const (
+	natsSeedVar     = "MICROSHOP_NATS_SEED"
+	natsUsersSecret = "microshop-nats-users"
+)
+
+// checkNATSSeed: a service that uses the broker gets its NATS seed from
+// its own Secret and from no other; one that does not gets none; and no
+// service reads the NATS servers' Secret.
+func (m *manifests) checkNATSSeed(where string, c corev1.Container, name string) {
+	var from []string
+	for _, ef := range c.EnvFrom {
+		if ef.SecretRef == nil {
+			continue
+		}
+		if ef.SecretRef.Name == natsUsersSecret {
+			m.addf("%s: reads %s, the NATS servers' Secret", where, natsUsersSecret)
+		}
+		if s := m.secret(ef.SecretRef.Name); s != nil && slices.Contains(secretKeys(s), natsSeedVar) {
+			from = append(from, ef.SecretRef.Name)
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+			if e.Name == natsSeedVar {
+				m.addf("%s: %s is written into the manifest; it must come from the service's Secret", where, natsSeedVar)
+			}
+			continue
+		}
+		ref := e.ValueFrom.SecretKeyRef
+		if ref.Name == natsUsersSecret {
+			m.addf("%s: reads %s, the NATS servers' Secret", where, natsUsersSecret)
+		}
+		if e.Name == natsSeedVar || ref.Key == natsSeedVar {
+			from = append(from, ref.Name)
+		}
+	}
+	for _, s := range from {
+		if s != "microshop-"+name {
+			m.addf("%s: gets a NATS seed from %s, not from its own microshop-%s", where, s, name)
+		}
+	}
+	switch {
+	case name == "":
+	case usesBroker(name) && len(from) == 0:
+		m.addf("%s: %s uses the broker, and no Secret gives it %s (its NATS user)", where, name, natsSeedVar)
+	case !usesBroker(name) && len(from) > 0:
+		m.addf("%s: %s does not use the broker, yet gets %s", where, name, natsSeedVar)
+	}
+}
+
+// brokerUsers are the NATS users the code makes for the services that use
+// the broker, each with its key from the environment variable
+// NKEY_<SERVICE> as the chart writes it.
+func brokerUsers() []broker.User {
+	var roles []broker.Role
+	keys := map[string]string{}
+	for _, s := range topology.Services() {
+		if usesBroker(s.Name) {
+			roles = append(roles, s.BrokerRole())
+			keys[s.Name] = "<< $" + nkeyVar(s.Name) + " >>"
+		}
+	}
+	users, err := broker.Users(roles, keys)
+	if err != nil {
+		panic(err) // every role has a key above
+	}
+	return users
+}
+
+// nkeyVar is the NATS servers' variable, and the key of their Secret,
+// that holds service's public NKey.
+func nkeyVar(service string) string { return "NKEY_" + strings.ToUpper(service) }
+
 func (m *manifests) checkNATSValues(v *natsValues) {
 	where := m.where(v)
+	// The servers admit exactly the services' users, with the permissions
+	// the code gives them, each key read from the Secret of public keys.
+	got := map[string]broker.Permissions{}
+	for _, u := range v.Config.Merge.Authorization.Users {
+		if _, dup := got[u.NKey]; dup {
+			m.addf("%s: the user %s is listed twice", where, u.NKey)
+		}
+		got[u.NKey] = u.Permissions
+	}
+	want := brokerUsers()
+	for _, u := range want {
+		perms, ok := got[u.NKey]
+		if !ok {
+			m.addf("%s: no NATS user %s (for %s)", where, u.NKey, u.Name)
+			continue
+		}
+		if !reflect.DeepEqual(perms, u.Permissions) {
+			m.addf("%s: the permissions of %s are not what the code gives %s (broker.ServiceUser):\n got %+v\nwant %+v", where, u.NKey, u.Name, perms, u.Permissions)
+		}
+		delete(got, u.NKey)
+		name := strings.TrimSuffix(strings.TrimPrefix(u.NKey, "<< $"), " >>")
+		e, ok := v.Container.Env[name]
+		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+			e.ValueFrom.SecretKeyRef.Name != natsUsersSecret || e.ValueFrom.SecretKeyRef.Key != name {
+			m.addf("%s: container.env %s must read key %s of the Secret %s", where, name, name, natsUsersSecret)
+		}
+		if exists, hasKey := m.secretHasKey(natsUsersSecret, name); exists && !hasKey {
+			m.addf("%s: the Secret %s has no %s", where, natsUsersSecret, name)
+		}
+	}
+	for nkey := range got {
+		m.addf("%s: the NATS user %s is no service's", where, nkey)
+	}
+	if len(want) > 0 && m.secret(natsUsersSecret) == nil {
+		m.addf("%s: no Secret %s (not even as an example) holds the users' public keys", where, natsUsersSecret)
+	}
 	js := v.Config.JetStream
 	if !js.Enabled || !js.FileStore.Enabled || !js.FileStore.PVC.Enabled {
 		m.addf("%s: JetStream with file storage on a persistent volume must be enabled", where)

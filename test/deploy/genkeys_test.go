@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/broker"
 )
 
 // runGenKeys runs deploy/gen-keys.sh with args, skipping the test where
@@ -142,6 +143,41 @@ func TestGenKeysForKubernetes(t *testing.T) {
 		}
 		checkKeyPair(t, name, s.StringData["MICROSHOP_SERVICE_KEY"], publics)
 	}
+	// Each service that uses the broker gets the seed of its own NATS
+	// user, whose public key is the one the NATS servers read for it.
+	natsUsers := secrets[natsUsersSecret]
+	if natsUsers == nil || natsUsers.Namespace != "nats" {
+		t.Fatalf("no Secret %s in the namespace nats: %+v", natsUsersSecret, natsUsers)
+	}
+	publicNKeys := map[string]bool{}
+	for _, name := range serviceNames() {
+		s := secrets["microshop-"+name]
+		if s == nil {
+			continue
+		}
+		if s.Namespace != "microshop" {
+			t.Errorf("Secret %s is in namespace %q, want microshop", s.Name, s.Namespace)
+		}
+		seed, has := s.StringData[natsSeedVar]
+		if !usesBroker(name) {
+			if has {
+				t.Errorf("%s does not use the broker, yet its Secret has a NATS seed", name)
+			}
+			continue
+		}
+		pub, err := broker.PublicKey(seed)
+		if err != nil {
+			t.Errorf("%s: %s is not an nkey user seed: %v", name, natsSeedVar, err)
+			continue
+		}
+		if want := natsUsers.StringData[nkeyVar(name)]; pub != want {
+			t.Errorf("%s: its NATS seed's public key is %s, but the NATS servers admit %s for it", name, pub, want)
+		}
+		if publicNKeys[pub] {
+			t.Errorf("%s shares its NATS key with another service", name)
+		}
+		publicNKeys[pub] = true
+	}
 	if got := secrets["microshop-users"].StringData["MICROSHOP_ADMIN_EMAIL"]; got != "ops@example.com" {
 		t.Errorf("the admin email is %q, want the one given", got)
 	}
@@ -159,6 +195,9 @@ func TestGenKeysForKubernetes(t *testing.T) {
 				t.Errorf("gen-keys.sh --k8s: Secret %s lacks %s", ex.Name, k)
 			}
 		}
+	}
+	if _, err := runGenKeys(t, []string{"NATS_NAMESPACE=nats\nkind: x"}, "--k8s"); err == nil {
+		t.Error("a namespace that is no name was accepted into YAML")
 	}
 	if _, err := runGenKeys(t, []string{`MICROSHOP_ADMIN_EMAIL=a"b@example.com`}, "--k8s"); err == nil {
 		t.Error("an admin email with a quote was accepted into YAML")

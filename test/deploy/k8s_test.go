@@ -91,6 +91,57 @@ func TestNetworkMatrixFindsHoles(t *testing.T) {
 	}
 }
 
+// TestNATSValuesFollowTheCode proves the check of the NATS servers' users
+// can fail: each case changes them and expects it reported.
+func TestNATSValuesFollowTheCode(t *testing.T) {
+	values := func(m *manifests) *natsValues {
+		v := all[*natsValues](m)
+		if len(v) != 1 {
+			t.Fatalf("%d nats values files", len(v))
+		}
+		return v[0]
+	}
+	user := func(v *natsValues, nkey string) *natsUser {
+		for i, u := range v.Config.Merge.Authorization.Users {
+			if u.NKey == nkey {
+				return &v.Config.Merge.Authorization.Users[i]
+			}
+		}
+		t.Fatalf("no user %s", nkey)
+		return nil
+	}
+	tests := []struct {
+		name   string
+		change func(v *natsValues)
+		want   string
+	}{
+		{"inventory may publish orders' events", func(v *natsValues) {
+			u := user(v, "<< $NKEY_INVENTORY >>")
+			u.Permissions.Publish.Allow = append(u.Permissions.Publish.Allow, "orders.>")
+		}, "the permissions of << $NKEY_INVENTORY >> are not what the code gives inventory"},
+		{"reports may pull notifications' durables", func(v *natsValues) {
+			user(v, "<< $NKEY_REPORTS >>").Permissions.Publish.Deny = nil
+		}, "the permissions of << $NKEY_REPORTS >> are not what the code gives reports"},
+		{"a user for no service", func(v *natsValues) {
+			v.Config.Merge.Authorization.Users = append(v.Config.Merge.Authorization.Users, natsUser{NKey: "UANYONE"})
+		}, "the NATS user UANYONE is no service's"},
+		{"orders' key from another Secret", func(v *natsValues) {
+			v.Container.Env["NKEY_ORDERS"].ValueFrom.SecretKeyRef.Name = "microshop-orders"
+		}, "container.env NKEY_ORDERS must read key NKEY_ORDERS of the Secret microshop-nats-users"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+			tt.change(values(m))
+			m.problems = nil
+			m.checkNATSValues(values(m))
+			if !containsProblem(m.problems, tt.want) {
+				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(m.problems, "\n"))
+			}
+		})
+	}
+}
+
 func containsProblem(problems []string, want string) bool {
 	for _, p := range problems {
 		if strings.Contains(p, want) {
@@ -207,6 +258,7 @@ metadata:
   name: microshop-orders
 stringData:
   MICROSHOP_SERVICE_KEY: REPLACE
+  MICROSHOP_NATS_SEED: REPLACE
 ---
 apiVersion: v1
 kind: Secret
@@ -360,6 +412,21 @@ func TestCheckerFindsBrokenManifests(t *testing.T) {
 		{"a Secret nobody defines", func(t *testing.T) func(map[string]string) {
 			return replace(t, "app.yaml", "secretRef: {name: microshop-orders}", "secretRef: {name: microshop-shipping}")
 		}, `envFrom Secret "microshop-shipping" is not defined`},
+		{"no NATS seed for a service that uses the broker", func(t *testing.T) func(map[string]string) {
+			return replace(t, "secrets.example.yaml", "  MICROSHOP_NATS_SEED: REPLACE\n", "")
+		}, "orders uses the broker, and no Secret gives it MICROSHOP_NATS_SEED"},
+		{"another service's NATS seed", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "            - name: GOMEMLIMIT\n",
+				"            - name: MICROSHOP_NATS_SEED\n              valueFrom:\n                secretKeyRef: {name: microshop-payments, key: MICROSHOP_NATS_SEED}\n            - name: GOMEMLIMIT\n")
+		}, "gets a NATS seed from microshop-payments, not from its own microshop-orders"},
+		{"the NATS servers' Secret", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "            - secretRef: {name: microshop-orders}\n",
+				"            - secretRef: {name: microshop-orders}\n            - secretRef: {name: microshop-nats-users, optional: true}\n")
+		}, "reads microshop-nats-users, the NATS servers' Secret"},
+		{"a NATS seed written into the manifest", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "            - name: GOMEMLIMIT\n",
+				"            - name: MICROSHOP_NATS_SEED\n              value: SUAAAA\n            - name: GOMEMLIMIT\n")
+		}, "MICROSHOP_NATS_SEED is written into the manifest"},
 		{"a URL to the wrong port", func(t *testing.T) func(map[string]string) {
 			return replace(t, "config.yaml", "http://orders:8083", "http://orders:8084")
 		}, `MICROSHOP_ORDERS_URL="http://orders:8084", want http://orders:8083`},

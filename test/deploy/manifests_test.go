@@ -29,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/microshop/microshop/internal/platform/broker"
 	"github.com/microshop/microshop/internal/topology"
 )
 
@@ -241,8 +242,17 @@ type natsValues struct {
 			Enabled bool `json:"enabled"`
 			Port    int  `json:"port"`
 		} `json:"monitor"`
+		// Merge is merged into the server's configuration as it is.
+		Merge struct {
+			Authorization struct {
+				Users []natsUser `json:"users"`
+			} `json:"authorization"`
+		} `json:"merge"`
 	} `json:"config"`
 	Container struct {
+		// Env is the servers' environment: a map of name to value or
+		// valueFrom, unlike a Pod's list.
+		Env   map[string]corev1.EnvVar `json:"env"`
 		Merge struct {
 			Resources corev1.ResourceRequirements `json:"resources"`
 		} `json:"merge"`
@@ -262,6 +272,12 @@ type natsValues struct {
 	NatsBox struct {
 		Enabled bool `json:"enabled"`
 	} `json:"natsBox"`
+}
+
+// natsUser is a user in the NATS servers' authorization block.
+type natsUser struct {
+	NKey        string             `json:"nkey"`
+	Permissions broker.Permissions `json:"permissions"`
 }
 
 // object is one decoded document.

@@ -24,7 +24,15 @@ type Embedded struct {
 
 // StartEmbedded starts a JetStream-enabled NATS server listening on
 // host:port (port 0 picks a free one) and keeping its streams under dir.
+// It admits anyone to everything, as an outside NATS without
+// authentication does; StartEmbeddedWithUsers admits only the shop's.
 func StartEmbedded(dir, host string, port int, log *slog.Logger) (*Embedded, error) {
+	return StartEmbeddedWithUsers(dir, host, port, nil, log)
+}
+
+// StartEmbeddedWithUsers is StartEmbedded admitting only users, each with
+// its permissions. With no users it admits anyone.
+func StartEmbeddedWithUsers(dir, host string, port int, users []User, log *slog.Logger) (*Embedded, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT // nats-server reads 0 as "the default port"
 	}
@@ -39,6 +47,13 @@ func StartEmbedded(dir, host string, port int, log *slog.Logger) (*Embedded, err
 		// so reports can be rebuilt by replaying them.
 		JetStreamMaxMemory: 256 << 20,
 		JetStreamMaxStore:  4 << 30,
+	}
+	if len(users) > 0 {
+		nkeyUsers, err := serverUsers(users)
+		if err != nil {
+			return nil, err
+		}
+		opts.Nkeys = nkeyUsers
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -62,12 +77,16 @@ func (e *Embedded) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
-// Connect dials NATS at url and keeps reconnecting for as long as the
-// process lives: a broker outage must delay events, never stop a service.
-// It does not fail when the broker is down at start; readiness reports it.
-func Connect(url, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url,
-		nats.Name(name),
+// Connect dials NATS at url as cred and keeps reconnecting for as long as
+// the process lives: a broker outage must delay events, never stop a
+// service. It does not fail when the broker is down at start; readiness
+// reports it.
+func Connect(url string, cred Credential, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	opts, err := cred.Options()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(url, append(opts,
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -78,7 +97,12 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStrea
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
+		// Among these are permission violations: a refused publish or
+		// pull only times out, so the reason must be seen here.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Error("nats reported an error", "err", err)
+		}),
+	)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to nats at %s: %w", url, err)
 	}

@@ -56,7 +56,7 @@ func benchBroker(b *testing.B) *testBroker {
 		b.Fatal(err)
 	}
 	b.Cleanup(emb.Shutdown)
-	nc, js, err := broker.Connect(emb.URL(), "events-bench", quietLog())
+	nc, js, err := broker.Connect(emb.URL(), broker.Credential{Name: "events-bench"}, quietLog())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -60,6 +60,21 @@ func (e Event) Decode(v Body) error {
 // publishing service, named for it ("users" -> "USERS").
 func StreamName(service string) string { return strings.ToUpper(service) }
 
+// Owner is the service that publishes subject, the first token of it:
+// "orders.confirmed" -> "orders". Only its stream carries the subject.
+func Owner(subject string) string {
+	owner, _, _ := strings.Cut(subject, ".")
+	return owner
+}
+
+// DurableName is the durable consumer through which service reads
+// subject: "notifications", "orders.confirmed" ->
+// "notifications-orders-confirmed". The broker's permissions are made
+// from these names, so every consumer must be named so.
+func DurableName(service, subject string) string {
+	return service + "-" + strings.NewReplacer(".", "-", "_", "-").Replace(subject)
+}
+
 // permanentError marks a failure that no redelivery can fix.
 type permanentError struct{ err error }
 

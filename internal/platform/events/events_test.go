@@ -143,7 +143,7 @@ func startEmbedded(t *testing.T, dir string, port int) *broker.Embedded {
 
 func connect(t *testing.T, b *testBroker, natsURL string) {
 	t.Helper()
-	nc, js, err := broker.Connect(natsURL, "events-test", quietLog())
+	nc, js, err := broker.Connect(natsURL, broker.Credential{Name: "events-test"}, quietLog())
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", natsURL, err)
 	}

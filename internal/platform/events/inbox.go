@@ -198,6 +198,12 @@ func (c *Consumer) deliver(ctx context.Context, log *slog.Logger, msg jetstream.
 		_ = msg.Ack()
 		return
 	}
+	if err := checkOrigin(msg, e); err != nil {
+		c.Metrics.count(c.Name, e.Type, "dead_letter")
+		c.deadLetter(ctx, log, e, err)
+		_ = msg.Ack()
+		return
+	}
 	tel := c.Telemetry
 	if tel == nil {
 		tel = telemetry.Disabled()
@@ -227,6 +233,27 @@ func (c *Consumer) deliver(ctx context.Context, log *slog.Logger, msg jetstream.
 		log.Warn("handling an event failed; it will be redelivered", "event_id", e.ID, "type", e.Type, "attempt", n, "retry_in", delay.String(), "err", err)
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// checkOrigin refuses an event that did not come from its subject's
+// owner: its type must be the subject it arrived on, and that subject
+// must have come through the owner's stream. The broker's permissions
+// already let only the owner publish its subjects; this check keeps a
+// misconfigured broker (or an outside one without authentication, with a
+// stream made by someone else over the owner's subjects) from letting one
+// service speak for another.
+func checkOrigin(msg jetstream.Msg, e Event) error {
+	if e.Type != msg.Subject() {
+		return fmt.Errorf("event %s says it is a %s but arrived on %s", e.ID, e.Type, msg.Subject())
+	}
+	md, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("event %s: reading where it came from: %w", e.ID, err)
+	}
+	if want := StreamName(Owner(msg.Subject())); md.Stream != want {
+		return fmt.Errorf("event %s on %s came through stream %s, not %s, the stream of %s", e.ID, msg.Subject(), md.Stream, want, Owner(msg.Subject()))
+	}
+	return nil
 }
 
 // HandleEvent runs the handler for e inside the inbox guard. It returns

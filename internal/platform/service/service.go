@@ -123,6 +123,12 @@ func (s Spec) OpenAPI() *openapi.Document {
 	return openapi.MustLoad(src)
 }
 
+// BrokerRole is what the service does on the broker, from which its
+// NATS user's permissions follow (broker.ServiceUser).
+func (s Spec) BrokerRole() broker.Role {
+	return broker.Role{Service: s.Name, Publishes: len(s.Publishes) > 0, Consumes: slices.Clone(s.Consumes)}
+}
+
 // EventTypes are the types of the events the service publishes, which
 // are also their subjects.
 func (s Spec) EventTypes() []string {
@@ -180,12 +186,13 @@ type Runtime struct {
 	// only replicas of this system.
 	System string
 
-	spec     Spec
-	urls     map[string]*string // --<name>-url of each service in spec.Needs
-	jobs     []job
-	consumed []string // subjects of the consumers made with Consumer
-	wg       sync.WaitGroup
-	errs     chan error
+	spec      Spec
+	urls      map[string]*string // --<name>-url of each service in spec.Needs
+	jobs      []job
+	consumed  []string // subjects of the consumers made with Consumer
+	consumers []*events.Consumer
+	wg        sync.WaitGroup
+	errs      chan error
 }
 
 // job is background work registered with Go.
@@ -229,6 +236,7 @@ func (rt *Runtime) start(ctx context.Context) {
 func (rt *Runtime) Consumer(c *events.Consumer) *events.Consumer {
 	c.DB, c.JS, c.Log, c.Metrics, c.Telemetry = rt.DB, rt.JS, rt.Log, rt.ConsumerMetrics, rt.Telemetry
 	rt.consumed = append(rt.consumed, c.Subjects...)
+	rt.consumers = append(rt.consumers, c)
 	return c
 }
 
@@ -256,6 +264,16 @@ func (rt *Runtime) checkConsumers() error {
 	for _, s := range rt.spec.Consumes {
 		if !slices.Contains(rt.consumed, s) {
 			unread = append(unread, s)
+		}
+	}
+	for _, c := range rt.consumers {
+		for _, s := range c.Subjects {
+			if want := events.DurableName(rt.Name, s); c.Name != want {
+				return fmt.Errorf("its consumer of %s is named %s; the broker admits it only as %s (events.DurableName)", s, c.Name, want)
+			}
+			if want := events.StreamName(events.Owner(s)); c.Stream != want {
+				return fmt.Errorf("its consumer %s reads %s from stream %s; only %s, the stream of its owner, carries it", c.Name, s, c.Stream, want)
+			}
 		}
 	}
 	switch {
@@ -294,6 +312,7 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		dataDir   = f.String("data", "data", "directory for local files (SQLite databases, key caches)")
 		dbSource  = f.String("db", "", "database: a postgres:// URL or a SQLite file path (default <data>/"+spec.Name+".db)")
 		natsURL   = f.String("nats", "nats://127.0.0.1:4222", "NATS JetStream URL")
+		natsSeed  = f.String("nats-seed", "", "this service's NATS user: its NKey seed (SU...), for a broker that admits only the shop's services; empty connects without one")
 		logLevel  = f.String("log-level", "info", "log level: debug, info, warn or error")
 		drain     = f.Duration("drain-timeout", 10*time.Second, "how long to wait for requests in flight when stopping")
 		drainWait = f.Duration("drain-delay", 0, "when stopping, how long to keep serving with /readyz false before closing, so balancers stop sending first")
@@ -372,7 +391,7 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		log.Info("database ready", "dialect", string(db.Dialect), "source", db.Source)
 	}
 	if len(spec.Publishes) > 0 || len(spec.Consumes) > 0 {
-		nc, js, err := broker.Connect(*natsURL, "microshop-"+spec.Name, log)
+		nc, js, err := broker.Connect(*natsURL, broker.Credential{Name: spec.Name, Seed: *natsSeed}, log)
 		if err != nil {
 			return err
 		}

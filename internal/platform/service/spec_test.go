@@ -50,7 +50,7 @@ func TestConsumersMustMatchTheSpec(t *testing.T) {
 	run := func(subjects ...string) error {
 		rt := &Runtime{Name: spec.Name, spec: spec}
 		for _, s := range subjects {
-			rt.Consumer(&events.Consumer{Name: s, Subjects: []string{s}})
+			rt.Consumer(&events.Consumer{Name: events.DurableName(spec.Name, s), Stream: events.StreamName(events.Owner(s)), Subjects: []string{s}})
 		}
 		return rt.checkConsumers()
 	}
@@ -62,6 +62,33 @@ func TestConsumersMustMatchTheSpec(t *testing.T) {
 	}
 	if err := run("orders.confirmed"); err == nil || !strings.Contains(err.Error(), "orders.rejected") {
 		t.Errorf("a declared subject nobody reads: %v", err)
+	}
+}
+
+// The broker's permissions are made from the durables' names and the
+// subjects' owners, so a consumer named otherwise, or reading a subject
+// from another stream, is refused at start.
+func TestConsumersMustBeNamedAsTheBrokerAdmitsThem(t *testing.T) {
+	spec := Spec{Name: "reports", Consumes: []string{"orders.confirmed"}}
+	for _, tc := range []struct {
+		c    events.Consumer
+		want string
+	}{
+		{events.Consumer{Name: "reports-orders-confirmed", Stream: "ORDERS"}, ""},
+		{events.Consumer{Name: "notifications-orders-confirmed", Stream: "ORDERS"}, "admits it only as reports-orders-confirmed"},
+		{events.Consumer{Name: "reports-orders-confirmed", Stream: "INVENTORY"}, "only ORDERS, the stream of its owner"},
+	} {
+		rt := &Runtime{Name: spec.Name, spec: spec}
+		c := tc.c
+		c.Subjects = []string{"orders.confirmed"}
+		rt.Consumer(&c)
+		err := rt.checkConsumers()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s on %s: %v", c.Name, c.Stream, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s on %s: %v, want %q", c.Name, c.Stream, err, tc.want)
+		}
 	}
 }
 
