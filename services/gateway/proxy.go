@@ -99,6 +99,11 @@ const statusClientClosed = 499
 func (u *upstream) failed(w http.ResponseWriter, r *http.Request, err error) {
 	var tooLarge *http.MaxBytesError
 	switch {
+	case server.BodyTooSlow(r) || errors.Is(err, server.ErrBodyTooSlow):
+		// The client, not the service, was too slow: answer for it and
+		// close the connection, whose unread body is worth nothing.
+		server.SlowBody(w, r)
+		return
 	case errors.As(err, &tooLarge):
 		problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Body too large",
 			fmt.Sprintf("the body must be at most %d bytes", tooLarge.Limit)))

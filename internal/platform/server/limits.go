@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/problem"
@@ -115,12 +117,32 @@ func pace(l Limits) func(http.Handler) http.Handler {
 			}
 			if l.BodyGrace > 0 && l.BodyMinRate > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 				if err := rc.SetReadDeadline(now.Add(l.BodyGrace)); err == nil {
-					r.Body = &pacedBody{body: r.Body, rc: rc, start: now, limits: l}
+					p := &pacedBody{body: r.Body, rc: rc, start: now, limits: l}
+					p.due.Store(now.Add(l.BodyGrace).UnixNano())
+					r = r.WithContext(context.WithValue(r.Context(), pacedKey{}, p))
+					r.Body = p
 				}
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// pacedKey finds a request's pacedBody in its context.
+type pacedKey struct{}
+
+// BodyTooSlow reports whether r's body was cut off for arriving too
+// slowly. A proxy asks it when forwarding failed: the server cancels the
+// request's context as soon as the read fails, so the error the proxy
+// gets may say "canceled" rather than ErrBodyTooSlow.
+func BodyTooSlow(r *http.Request) bool {
+	p, _ := r.Context().Value(pacedKey{}).(*pacedBody)
+	if p == nil || p.done.Load() {
+		return false
+	}
+	// Past the deadline is enough: the failed read that cancels the
+	// context may not have come back to Read yet.
+	return p.tooSlow.Load() || time.Now().UnixNano() >= p.due.Load()
 }
 
 // pacedBody moves the connection's read deadline forward as bytes
@@ -132,6 +154,13 @@ type pacedBody struct {
 	limits Limits
 	read   int64
 	err    error
+	// These are read from the handler's goroutine while another (a
+	// proxy's transport) reads the body: whether it was cut off, the
+	// read deadline now in force (Unix nanoseconds), and whether the
+	// body is all in.
+	tooSlow atomic.Bool
+	due     atomic.Int64
+	done    atomic.Bool
 }
 
 func (p *pacedBody) Read(b []byte) (int, error) {
@@ -139,11 +168,13 @@ func (p *pacedBody) Read(b []byte) (int, error) {
 		return 0, p.err
 	}
 	due := p.start.Add(p.limits.BodyGrace + time.Duration(p.read)*time.Second/time.Duration(p.limits.BodyMinRate))
+	p.due.Store(due.UnixNano())
 	_ = p.rc.SetReadDeadline(due)
 	n, err := p.body.Read(b)
 	p.read += int64(n)
 	switch {
 	case errors.Is(err, io.EOF):
+		p.done.Store(true)
 		// The body is in. Clear the deadline, which would otherwise also
 		// end the server's background read and with it the request's
 		// context, and give the answer its full time.
@@ -152,6 +183,7 @@ func (p *pacedBody) Read(b []byte) (int, error) {
 			_ = p.rc.SetWriteDeadline(time.Now().Add(p.limits.WriteTimeout))
 		}
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		p.tooSlow.Store(true)
 		p.err = fmt.Errorf("%w: %d bytes in %s: %w", ErrBodyTooSlow, p.read, time.Since(p.start).Round(time.Millisecond), err)
 		return n, p.err
 	}

@@ -46,6 +46,8 @@ type Server struct {
 	identity   string
 	limits     Limits
 	metrics    *httpMetrics
+	// scrapers, when set, decides who may read /metrics.
+	scrapers func(*http.Request) bool
 }
 
 // Options configure a Server.
@@ -112,11 +114,28 @@ func New(o Options) *Server {
 		writeHealth(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
 	r.Get("/readyz", s.ready)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	metrics := promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry})
+	r.Get("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.scrapers != nil && !s.scrapers(r) {
+			// The same answer as for a route that does not exist.
+			problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	})
 	s.Router = r
 	s.handler = r
 	return s
 }
+
+// LimitConnsPerClient sets Limits.MaxConnsPerClient; call it before Serve.
+// It is for a server at the edge (the gateway), where each remote address
+// is a client.
+func (s *Server) LimitConnsPerClient(n int) { s.limits.MaxConnsPerClient = n }
+
+// RestrictMetrics serves /metrics only to requests allow accepts; call it
+// before Serve. The others get the 404 of a route that does not exist.
+func (s *Server) RestrictMetrics(allow func(*http.Request) bool) { s.scrapers = allow }
 
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
