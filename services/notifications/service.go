@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -79,6 +80,9 @@ type Config struct {
 	MaxEventAge time.Duration
 	// AllowPrivate lets webhooks reach loopback and private addresses.
 	AllowPrivate bool
+	// AllowReceivers are receivers (address and port) webhooks may reach
+	// although the guard would block them.
+	AllowReceivers []netip.AddrPort
 }
 
 // Service is notifications: its stores, templates and webhook guard.
@@ -113,8 +117,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	own, err := ownAddresses()
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{cfg: cfg, store: store{db}, msgs: msgs, key: key, log: log,
-		guard: guard{allowPrivate: cfg.AllowPrivate, resolver: net.DefaultResolver},
+		guard: guard{allowPrivate: cfg.AllowPrivate, allow: cfg.AllowReceivers, own: own, resolver: net.DefaultResolver},
 		wake:  make(chan struct{}, 1)}
 	if err := checkSigningKey(ctx, s.store, key); err != nil {
 		return nil, err
