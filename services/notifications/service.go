@@ -19,7 +19,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
@@ -169,10 +168,8 @@ func (r *WebhookRequest) Valid() []validation.FieldError {
 			errs = append(errs, validation.FieldError{Field: field, Reason: fmt.Sprintf("%q is listed twice", t)})
 		}
 	}
-	if len([]rune(r.Description)) > maxDescriptionLen {
-		errs = append(errs, validation.FieldError{Field: "description", Reason: fmt.Sprintf("must be at most %d characters", maxDescriptionLen)})
-	} else if strings.ContainsFunc(r.Description, unicode.IsControl) {
-		errs = append(errs, validation.FieldError{Field: "description", Reason: "must not hold control characters"})
+	if why := validation.Text(r.Description, maxDescriptionLen); why != "" {
+		errs = append(errs, validation.FieldError{Field: "description", Reason: why})
 	}
 	return errs
 }
