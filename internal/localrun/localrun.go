@@ -170,6 +170,13 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	// The gateway and users share it: users believes the client address
+	// the gateway forwards, and no other local process can forge one.
+	proxySecret, err := newSecret()
+	if err != nil {
+		return err
+	}
+	env = append(env, "MICROSHOP_PROXY_SECRET="+proxySecret)
 
 	// The built-in mail server: notifications sends real SMTP to it.
 	mb, err := startMailbox(data, ports, log)
@@ -177,9 +184,10 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer mb.Close()
-	env = append(env, "MICROSHOP_SMTP_URL="+mb.smtpURL, "MICROSHOP_MAILBOX_URL="+mb.httpURL,
-		// On one machine the webhook receivers a developer runs are local.
-		"MICROSHOP_WEBHOOK_ALLOW_PRIVATE=true")
+	// The webhook guard stays on: a developer's local receiver is let
+	// through by naming it (MICROSHOP_WEBHOOK_ALLOW=127.0.0.1:9000 in the
+	// environment of run), never every local port.
+	env = append(env, "MICROSHOP_SMTP_URL="+mb.smtpURL, "MICROSHOP_MAILBOX_URL="+mb.httpURL)
 
 	sup := &supervisor{exe: exe, data: data, log: log, readyTimeout: cfg.ReadyTimeout,
 		state: state{State: State{Gateway: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), NATS: natsURL, Mailbox: mb.httpURL, SMTP: mb.smtpURL}}}

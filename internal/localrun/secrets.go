@@ -158,3 +158,15 @@ func adminCredentials(getenv func(string) string, data string) (adminAccount, er
 	}
 	return adminAccount{email: "admin@microshop.local", password: base64.RawURLEncoding.EncodeToString(b), generated: true}, nil
 }
+
+// newSecret makes a random secret for this run of the system: the
+// gateway's proof to users (--proxy-secret), and the tokens that open the
+// mailbox's and the trace collector's APIs. Nothing keeps them; a new run
+// makes new ones.
+func newSecret() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("making a secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}

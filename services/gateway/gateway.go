@@ -44,6 +44,10 @@ type Config struct {
 	// RateLimit is requests a second per client address, in bursts of up
 	// to twice that. Zero means unlimited.
 	RateLimit int
+	// ProxySecret, when set, goes with every forwarded request in
+	// ratelimit.ProxySecretHeader, so services that share it believe the
+	// X-Forwarded-For the gateway adds (see ratelimit.Proxies).
+	ProxySecret string
 	// System, when set, is the system the services belong to
 	// (service.Runtime.System): of several replica URLs, only those whose
 	// readiness answer names the service of this system get requests.
@@ -111,7 +115,7 @@ func New(_ context.Context, cfg Config, deps Deps) (*Gateway, error) {
 		if tel == nil {
 			tel = telemetry.Disabled()
 		}
-		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, transport, m, tel, log)
+		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, cfg.ProxySecret, transport, m, tel, log)
 		up.guarded = auth.Authenticate(v)(auth.Require(up))
 		if t.Role != "" {
 			up.guarded = auth.Authenticate(v)(auth.RequireRole(t.Role)(up))

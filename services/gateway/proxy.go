@@ -20,6 +20,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/balancer"
 	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/platform/ratelimit"
 	"github.com/microshop/microshop/internal/platform/server"
 	"github.com/microshop/microshop/internal/platform/telemetry"
 )
@@ -60,7 +61,7 @@ type upstream struct {
 	guarded http.Handler
 }
 
-func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, transport http.RoundTripper, m *metrics, tel *telemetry.Telemetry, log *slog.Logger) *upstream {
+func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, secret string, transport http.RoundTripper, m *metrics, tel *telemetry.Telemetry, log *slog.Logger) *upstream {
 	u := &upstream{name: name, bal: bal, timeout: timeout, log: log}
 	u.proxy = &httputil.ReverseProxy{
 		// The path and query go on unchanged: services serve their public
@@ -74,6 +75,11 @@ func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, tra
 			pr.Out.URL.Host = target.Host
 			pr.Out.Host = ""
 			pr.SetXForwarded()
+			// Only the gateway may say that its X-Forwarded-For is true.
+			pr.Out.Header.Del(ratelimit.ProxySecretHeader)
+			if secret != "" {
+				pr.Out.Header.Set(ratelimit.ProxySecretHeader, secret)
+			}
 		},
 		Transport:    observed{next: transport, service: name, m: m, tel: tel, bal: bal},
 		ErrorHandler: u.failed,
@@ -99,6 +105,11 @@ const statusClientClosed = 499
 func (u *upstream) failed(w http.ResponseWriter, r *http.Request, err error) {
 	var tooLarge *http.MaxBytesError
 	switch {
+	case server.BodyTooSlow(r) || errors.Is(err, server.ErrBodyTooSlow):
+		// The client, not the service, was too slow: answer for it and
+		// close the connection, whose unread body is worth nothing.
+		server.SlowBody(w, r)
+		return
 	case errors.As(err, &tooLarge):
 		problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Body too large",
 			fmt.Sprintf("the body must be at most %d bytes", tooLarge.Limit)))

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/auth"
@@ -23,8 +24,23 @@ func Spec(routes ...string) service.Spec {
 			var (
 				timeout = f.Duration("upstream-timeout", 30*time.Second, "deadline of one request to a service, its answer included")
 				perIP   = f.Int("rate-limit", 200, "requests a second per client address, in bursts of up to twice that (0: unlimited)")
+				metrics = f.String("metrics-addr", "", "address of a port serving /metrics to anyone who reaches it, for a scraper on another machine; the public port serves /metrics to loopback clients only")
+				secret  = f.String("proxy-secret", "", "secret sent to the services with every request, so users believes the X-Forwarded-For the gateway adds (microshop run sets it)")
+				conns   = f.Int("max-conns-per-client", 256, "connections one client address may hold open; one more is answered 503 and closed (0: unlimited)")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
+				if *conns < 0 {
+					return fmt.Errorf("--max-conns-per-client %d: want 0 (unlimited) or more", *conns)
+				}
+				rt.Server.LimitConnsPerClient(*conns)
+				rt.Server.RestrictMetrics(fromLoopback)
+				if *metrics != "" {
+					serve, err := serveMetrics(*metrics, rt.Registry)
+					if err != nil {
+						return err
+					}
+					rt.Go("metrics", serve)
+				}
 				var targets []Target
 				for _, name := range routes {
 					targets = append(targets, Target{Name: name, URL: rt.URL(name)})
@@ -36,7 +52,7 @@ func Spec(routes ...string) service.Spec {
 					// The built-in mailbox checks no tokens: only admins may read it.
 					targets = append(targets, Target{Name: "mailbox", URL: *mailbox, Role: auth.RoleAdmin})
 				}
-				g, err := New(ctx, Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, System: rt.System},
+				g, err := New(ctx, Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, System: rt.System, ProxySecret: *secret},
 					Deps{Verifier: rt.Verifier, Log: rt.Log, Registry: rt.Registry, Telemetry: rt.Telemetry, Transport: rt.Transport})
 				if err != nil {
 					return err

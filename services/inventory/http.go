@@ -6,9 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -81,8 +78,8 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 func listQuery(v url.Values) (q, after string, limit int, errs []problem.FieldError) {
 	q = v.Get("q")
 	// Postgres refuses invalid UTF-8 and NUL in text; refuse them first.
-	if !utf8.ValidString(q) || utf8.RuneCountInString(q) > maxQuery || strings.ContainsFunc(q, unicode.IsControl) {
-		errs = append(errs, problem.FieldError{Field: "q", Reason: fmt.Sprintf("must be text of at most %d characters, without control characters", maxQuery)})
+	if why := validation.Text(q, maxQuery); why != "" {
+		errs = append(errs, problem.FieldError{Field: "q", Reason: why})
 	}
 	page, pageErrs := httpjson.ReadPage(v, defaultLimit, maxLimit, func(sku string) bool { return skuProblem(sku) == "" })
 	return q, page.After, page.Limit, append(errs, pageErrs...)

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/microshop/microshop/internal/platform/database"
@@ -245,30 +244,13 @@ func orderIDProblem(id string) string {
 }
 
 func nameProblem(name string) string {
-	switch {
-	case !utf8.ValidString(name):
-		return "must be valid UTF-8"
-	case strings.TrimSpace(name) == "":
+	if utf8.ValidString(name) && strings.TrimSpace(name) == "" {
 		return "is required"
-	case utf8.RuneCountInString(name) > maxName:
-		return fmt.Sprintf("must be at most %d characters", maxName)
-	case strings.ContainsFunc(name, unicode.IsControl):
-		return "must not hold control characters such as line breaks"
 	}
-	return ""
+	return validation.Text(name, maxName)
 }
 
-func descriptionProblem(d string) string {
-	switch {
-	case !utf8.ValidString(d):
-		return "must be valid UTF-8"
-	case utf8.RuneCountInString(d) > maxDescription:
-		return fmt.Sprintf("must be at most %d characters", maxDescription)
-	case strings.ContainsFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
-		return "must not hold control characters other than line breaks and tabs"
-	}
-	return ""
-}
+func descriptionProblem(d string) string { return validation.Lines(d, maxDescription) }
 
 func priceProblem(cents int64) string {
 	if cents < 1 || cents > maxPriceCents {

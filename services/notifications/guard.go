@@ -6,6 +6,9 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -25,7 +28,62 @@ type guard struct {
 	// allowPrivate lets webhooks reach private and loopback addresses:
 	// for a machine where the receivers run locally (`microshop run`).
 	allowPrivate bool
-	resolver     *net.Resolver
+	// allow are receivers let through although the guard would block
+	// them, each named by address and port: a developer's local
+	// receiver, without opening every other port of the machine.
+	allow []netip.AddrPort
+	// own are this host's interface addresses: a public one still leads
+	// to the host's own services.
+	own      []netip.Addr
+	resolver *net.Resolver
+}
+
+// ownAddresses lists the addresses of this host's interfaces. It is read
+// once, at start; an address added later is still caught when it is in a
+// blocked range.
+func ownAddresses() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing this host's addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out, nil
+}
+
+// ParseAllow reads --webhook-allow: comma-separated address:port pairs.
+func ParseAllow(list string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, part := range strings.Split(list, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q: want an address and port, such as 127.0.0.1:9000", part)
+		}
+		out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
+	return out, nil
+}
+
+// problem says why the receiver at ap may not get webhooks, or "".
+func (g guard) problem(ap netip.AddrPort) string {
+	ip := ap.Addr().Unmap()
+	if g.allowPrivate || slices.Contains(g.allow, netip.AddrPortFrom(ip, ap.Port())) {
+		return ""
+	}
+	if why := addressProblem(ip); why != "" {
+		return why
+	}
+	if slices.Contains(g.own, ip) {
+		return "an address of this host"
+	}
+	return ""
 }
 
 // blocked are the ranges a webhook may not reach, beyond what netip's
@@ -38,6 +96,10 @@ var blocked = []struct {
 	{netip.MustParsePrefix("0.0.0.0/8"), "a \"this network\" address"},
 	{netip.MustParsePrefix("100.64.0.0/10"), "a shared (carrier-grade NAT) address"},
 	{netip.MustParsePrefix("192.0.0.0/24"), "an IETF protocol address"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "a documentation address"},
+	{netip.MustParsePrefix("198.51.100.0/24"), "a documentation address"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "a documentation address"},
+	{netip.MustParsePrefix("2001:db8::/32"), "a documentation address"},
 	{netip.MustParsePrefix("198.18.0.0/15"), "a benchmarking address"},
 	{netip.MustParsePrefix("240.0.0.0/4"), "a reserved address"},
 	{netip.MustParsePrefix("64:ff9b::/96"), "a NAT64 address"},
@@ -105,8 +167,15 @@ func (g guard) checkURL(ctx context.Context, raw string) string {
 	}
 	u, _ := url.Parse(raw) // checkShape parsed it
 	host := u.Hostname()
+	port := uint16(80)
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if n, err := strconv.ParseUint(u.Port(), 10, 16); err == nil {
+		port = uint16(n)
+	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if why := addressProblem(ip); why != "" {
+		if why := g.problem(netip.AddrPortFrom(ip, port)); why != "" {
 			return fmt.Sprintf("points at %s, %s; webhooks may reach only public addresses", host, why)
 		}
 		return ""
@@ -118,7 +187,7 @@ func (g guard) checkURL(ctx context.Context, raw string) string {
 		return fmt.Sprintf("has a host, %s, that does not resolve", host)
 	}
 	for _, ip := range addrs {
-		if why := addressProblem(ip); why != "" {
+		if why := g.problem(netip.AddrPortFrom(ip, port)); why != "" {
 			return fmt.Sprintf("has a host, %s, that resolves to %s, %s; webhooks may reach only public addresses", host, ip.Unmap(), why)
 		}
 	}
@@ -128,14 +197,11 @@ func (g guard) checkURL(ctx context.Context, raw string) string {
 // control is the dialer's last word: it refuses to connect to a blocked
 // address, whatever name led there.
 func (g guard) control(_, address string, _ syscall.RawConn) error {
-	if g.allowPrivate {
-		return nil
-	}
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return fmt.Errorf("refusing to dial %q: %w", address, err)
 	}
-	if why := addressProblem(ap.Addr()); why != "" {
+	if why := g.problem(ap); why != "" {
 		return fmt.Errorf("refusing to connect to %s: %s (webhooks may reach only public addresses)", ap.Addr().Unmap(), why)
 	}
 	return nil

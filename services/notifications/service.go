@@ -15,10 +15,10 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/ids"
@@ -79,6 +79,9 @@ type Config struct {
 	MaxEventAge time.Duration
 	// AllowPrivate lets webhooks reach loopback and private addresses.
 	AllowPrivate bool
+	// AllowReceivers are receivers (address and port) webhooks may reach
+	// although the guard would block them.
+	AllowReceivers []netip.AddrPort
 }
 
 // Service is notifications: its stores, templates and webhook guard.
@@ -113,8 +116,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	own, err := ownAddresses()
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{cfg: cfg, store: store{db}, msgs: msgs, key: key, log: log,
-		guard: guard{allowPrivate: cfg.AllowPrivate, resolver: net.DefaultResolver},
+		guard: guard{allowPrivate: cfg.AllowPrivate, allow: cfg.AllowReceivers, own: own, resolver: net.DefaultResolver},
 		wake:  make(chan struct{}, 1)}
 	if err := checkSigningKey(ctx, s.store, key); err != nil {
 		return nil, err
@@ -161,10 +168,8 @@ func (r *WebhookRequest) Valid() []validation.FieldError {
 			errs = append(errs, validation.FieldError{Field: field, Reason: fmt.Sprintf("%q is listed twice", t)})
 		}
 	}
-	if len([]rune(r.Description)) > maxDescriptionLen {
-		errs = append(errs, validation.FieldError{Field: "description", Reason: fmt.Sprintf("must be at most %d characters", maxDescriptionLen)})
-	} else if strings.ContainsFunc(r.Description, unicode.IsControl) {
-		errs = append(errs, validation.FieldError{Field: "description", Reason: "must not hold control characters"})
+	if why := validation.Text(r.Description, maxDescriptionLen); why != "" {
+		errs = append(errs, validation.FieldError{Field: "description", Reason: why})
 	}
 	return errs
 }

@@ -39,6 +39,7 @@ func Spec() service.Spec {
 				retryMax     = f.Duration("retry-max", 30*time.Minute, "longest backoff between two tries")
 				hookTimeout  = f.Duration("webhook-timeout", 5*time.Second, "deadline of one webhook request; a slower receiver's try fails")
 				allowPrivate = f.Bool("webhook-allow-private", false, "let webhooks reach loopback, private and link-local addresses (for receivers on this machine)")
+				allowHooks   = f.String("webhook-allow", "", "comma-separated address:port pairs of receivers webhooks may reach although the guard blocks their address (a receiver on this machine: 127.0.0.1:9000)")
 				signingKey   = f.String("webhook-signing-key", "", "key the webhook secrets are derived from, base64 (default: made on the first start and kept in <data>/"+keyFile+")")
 				workers      = f.Int("dispatch-workers", 8, "deliveries tried at once by this replica")
 				interval     = f.Duration("dispatch-interval", 500*time.Millisecond, "how often the dispatcher looks for due deliveries")
@@ -49,6 +50,10 @@ func Spec() service.Spec {
 				smtpCfg, err := parseSMTPURL(*smtpURL)
 				if err != nil {
 					errs = append(errs, err.Error())
+				}
+				allowed, err := ParseAllow(*allowHooks)
+				if err != nil {
+					errs = append(errs, "--webhook-allow "+err.Error())
 				}
 				from, err := mail.ParseAddress(*mailFrom)
 				if err != nil {
@@ -77,7 +82,7 @@ func Spec() service.Spec {
 					return err
 				}
 				s, err := New(ctx, Config{From: *from, AdminEmail: *adminAlert, MaxTries: *maxTries,
-					RetryBase: *retryBase, RetryMax: *retryMax, MaxEventAge: *maxAge, AllowPrivate: *allowPrivate},
+					RetryBase: *retryBase, RetryMax: *retryMax, MaxEventAge: *maxAge, AllowPrivate: *allowPrivate, AllowReceivers: allowed},
 					Deps{DB: rt.DB, Log: rt.Log, SigningKey: key})
 				if err != nil {
 					return err

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/orders/ordersapi"
@@ -63,11 +62,10 @@ func (p *PlaceOrder) Valid() []validation.FieldError {
 		max         int
 	}{{"name", a.Name, 100}, {"street", a.Street, 200}, {"city", a.City, 100}, {"postal_code", a.PostalCode, 20}} {
 		v := strings.TrimSpace(f.value)
-		switch {
-		case v == "":
+		if v == "" {
 			add("shipping_address."+f.name, "is required")
-		case utf8.RuneCountInString(v) > f.max:
-			add("shipping_address."+f.name, fmt.Sprintf("must be at most %d characters", f.max))
+		} else if why := validation.Text(v, f.max); why != "" {
+			add("shipping_address."+f.name, why)
 		}
 	}
 	if len(a.Country) != 2 || strings.ToUpper(a.Country) != a.Country || !isLetters(a.Country) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -19,22 +18,31 @@ import (
 	"github.com/microshop/microshop/services/users/usersapi"
 )
 
-// Limits are the rate limits on the routes that guess passwords or make
+// Limits are the rate limits on the routes that check passwords or make
 // accounts. Zero disables one (load tests do).
+//
+// Every password check (login, and PATCH /me with current_password)
+// counts against two limits: one per client address, and one per pair of
+// account and client address. None is kept per account alone: a limit
+// that anyone can spend for an account is a way to lock its owner out,
+// and the owner, from their own address, has a budget nobody else can
+// touch. Someone guessing from many addresses gets AccountPerIP guesses a
+// minute from each; argon2's cost and the hashing bound make each dear.
 type Limits struct {
-	LoginPerAccount int // attempts a minute for one email
-	LoginPerIP      int // attempts a minute from one client address
-	RegisterPerIP   int // registrations a minute from one client address
-	TrustedProxies  []netip.Prefix
+	AccountPerIP  int // password checks a minute for one account from one client address
+	PerIP         int // password checks, refreshes and logouts a minute from one client address
+	RegisterPerIP int // registrations a minute from one client address
+	Proxies       ratelimit.Proxies
 }
 
 // Routes lists every route of users in one place.
 func Routes(r chi.Router, s *Service, doc *openapi.Document, lim Limits, log *slog.Logger) {
 	h := &handlers{
-		s: s, log: log, trusted: lim.TrustedProxies,
-		loginAccount: ratelimit.PerMinute(lim.LoginPerAccount),
-		loginIP:      ratelimit.PerMinute(lim.LoginPerIP),
-		registerIP:   ratelimit.PerMinute(lim.RegisterPerIP),
+		s: s, log: log, proxies: lim.Proxies,
+		accountIP:  ratelimit.PerMinute(lim.AccountPerIP),
+		passwordIP: ratelimit.PerMinute(lim.PerIP),
+		tokenIP:    ratelimit.PerMinute(lim.PerIP),
+		registerIP: ratelimit.PerMinute(lim.RegisterPerIP),
 	}
 	verifier := auth.NewVerifier(auth.StaticKeys(s.keys.publicKeys))
 
@@ -55,12 +63,13 @@ func Routes(r chi.Router, s *Service, doc *openapi.Document, lim Limits, log *sl
 }
 
 type handlers struct {
-	s            *Service
-	log          *slog.Logger
-	trusted      []netip.Prefix
-	loginAccount *ratelimit.Limiter
-	loginIP      *ratelimit.Limiter
-	registerIP   *ratelimit.Limiter
+	s          *Service
+	log        *slog.Logger
+	proxies    ratelimit.Proxies
+	accountIP  *ratelimit.Limiter // password checks, by account and address
+	passwordIP *ratelimit.Limiter // password checks, by address
+	tokenIP    *ratelimit.Limiter // refreshes and logouts, by address
+	registerIP *ratelimit.Limiter
 }
 
 func (h *handlers) jwks(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +78,7 @@ func (h *handlers) jwks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
-	if !h.allow(w, r, h.registerIP, "ip:"+ratelimit.ClientIP(r, h.trusted), "registrations from your address") {
+	if !h.allow(w, r, h.registerIP, "ip:"+h.proxies.ClientIP(r), "registrations from your address") {
 		return
 	}
 	var req Registration
@@ -87,7 +96,8 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) login(w http.ResponseWriter, r *http.Request) {
-	if !h.allow(w, r, h.loginIP, "ip:"+ratelimit.ClientIP(r, h.trusted), "login attempts from your address") {
+	ip := h.proxies.ClientIP(r)
+	if !h.allow(w, r, h.passwordIP, ip, "password attempts from your address") {
 		return
 	}
 	var req Credentials
@@ -95,8 +105,7 @@ func (h *handlers) login(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, p)
 		return
 	}
-	account := "account:" + strings.ToLower(strings.TrimSpace(req.Email))
-	if !h.allow(w, r, h.loginAccount, account, "login attempts for this account") {
+	if !h.allowAccount(w, r, req.Email, ip) {
 		return
 	}
 	tokens, err := h.s.Login(r.Context(), req)
@@ -122,6 +131,9 @@ func (r *refreshRequest) Valid() []problem.FieldError {
 }
 
 func (h *handlers) refresh(w http.ResponseWriter, r *http.Request) {
+	if !h.allow(w, r, h.tokenIP, h.proxies.ClientIP(r), "token refreshes from your address") {
+		return
+	}
 	var req refreshRequest
 	if p := httpjson.Decode(w, r, &req); p != nil {
 		problem.Write(w, r, p)
@@ -137,6 +149,9 @@ func (h *handlers) refresh(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) logout(w http.ResponseWriter, r *http.Request) {
+	if !h.allow(w, r, h.tokenIP, h.proxies.ClientIP(r), "logouts from your address") {
+		return
+	}
 	var req refreshRequest
 	if p := httpjson.Decode(w, r, &req); p != nil {
 		problem.Write(w, r, p)
@@ -164,12 +179,28 @@ func (h *handlers) updateMe(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, p)
 		return
 	}
-	u, err := h.s.UpdateMe(r.Context(), auth.FromContext(r.Context()).UserID(), req)
+	claims := auth.FromContext(r.Context())
+	if req.Password != nil {
+		// A stolen access token must not become a way to guess the
+		// password: this check counts like a login's.
+		ip := h.proxies.ClientIP(r)
+		if !h.allow(w, r, h.passwordIP, ip, "password attempts from your address") || !h.allowAccount(w, r, claims.Email, ip) {
+			return
+		}
+	}
+	u, err := h.s.UpdateMe(r.Context(), claims.UserID(), req)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, u)
+}
+
+// allowAccount applies the limit of password checks for one account from
+// one client address.
+func (h *handlers) allowAccount(w http.ResponseWriter, r *http.Request, email, ip string) bool {
+	key := strings.ToLower(strings.TrimSpace(email)) + " from " + ip
+	return h.allow(w, r, h.accountIP, key, "password attempts for this account from your address")
 }
 
 // allow applies a rate limit, answering 429 when key is over it.

@@ -144,15 +144,10 @@ func passwordProblem(p string) string {
 
 func nameProblem(name string) string {
 	name = strings.TrimSpace(name)
-	switch {
-	case name == "":
+	if name == "" {
 		return "is required"
-	case utf8.RuneCountInString(name) > maxName:
-		return fmt.Sprintf("must be at most %d characters", maxName)
-	case !utf8.ValidString(name):
-		return "must be valid UTF-8"
 	}
-	return ""
+	return validation.Text(name, maxName)
 }
 
 // hash runs argon2 behind the concurrency bound.

@@ -34,10 +34,11 @@ func Spec() service.Spec {
 				refreshTTL    = f.Duration("refresh-ttl", 30*24*time.Hour, "lifetime of refresh tokens")
 				adminEmail    = f.String("admin-email", "", "make sure an admin account with this email exists")
 				adminPassword = f.String("admin-password", "", "the admin account's password (12 characters or more)")
-				loginAccount  = f.Int("login-rate-account", 10, "login attempts a minute per account (0: unlimited)")
-				loginIP       = f.Int("login-rate-ip", 60, "login attempts a minute per client address (0: unlimited)")
+				loginAccount  = f.Int("login-rate-account", 10, "password checks (logins, password changes) a minute for one account from one client address (0: unlimited)")
+				loginIP       = f.Int("login-rate-ip", 60, "password checks, token refreshes and logouts a minute from one client address (0: unlimited)")
 				registerIP    = f.Int("register-rate-ip", 30, "registrations a minute per client address (0: unlimited)")
-				proxies       = f.String("trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs of proxies (the gateway, an ingress) whose X-Forwarded-For names the client")
+				proxies       = f.String("trusted-proxies", "", "comma-separated CIDRs of proxies (an ingress) whose X-Forwarded-For names the client; loopback is no proof on a shared machine, see --proxy-secret")
+				proxySecret   = f.String("proxy-secret", "", "secret the gateway sends in "+ratelimit.ProxySecretHeader+"; a request carrying it has its X-Forwarded-For believed (microshop run sets it)")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
 				trusted, err := ratelimit.ParsePrefixes(*proxies)
@@ -50,8 +51,8 @@ func Spec() service.Spec {
 					return err
 				}
 				Routes(rt.Server.Router, s, OpenAPI(), Limits{
-					LoginPerAccount: *loginAccount, LoginPerIP: *loginIP, RegisterPerIP: *registerIP,
-					TrustedProxies: trusted,
+					AccountPerIP: *loginAccount, PerIP: *loginIP, RegisterPerIP: *registerIP,
+					Proxies: ratelimit.Proxies{Prefixes: trusted, Secret: *proxySecret},
 				}, rt.Log)
 				return nil
 			}

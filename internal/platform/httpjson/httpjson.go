@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/microshop/microshop/internal/platform/problem"
@@ -36,8 +37,13 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) *problem.Problem {
 		return p
 	}
 	body := http.MaxBytesReader(w, r.Body, MaxBody)
-	if err := DecodeBytes(body, v); err != nil {
-		return err
+	if p := DecodeBytes(body, v); p != nil {
+		if p.Status == http.StatusRequestTimeout {
+			// The rest of the body will never be read: the connection
+			// cannot carry another request.
+			w.Header().Set("Connection", "close")
+		}
+		return p
 	}
 	if val, ok := v.(Validator); ok {
 		if errs := val.Valid(); len(errs) > 0 {
@@ -58,7 +64,7 @@ func DecodeBytes(rd io.Reader, v any) *problem.Problem {
 	// One value only: "{}{}" or "{} x" is a malformed body.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		if errors.As(err, &tooLarge) || errors.Is(err, os.ErrDeadlineExceeded) {
 			return decodeProblem(err)
 		}
 		return problem.BadRequest("the body must hold a single JSON value, with nothing after it")
@@ -73,6 +79,9 @@ func decodeProblem(err error) *problem.Problem {
 		tooLarge *http.MaxBytesError
 	)
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The server's read deadline passed while the body trickled in.
+		return problem.SlowBody()
 	case errors.As(err, &tooLarge):
 		return problem.New(http.StatusRequestEntityTooLarge, "body-too-large", "Body too large",
 			fmt.Sprintf("the body must be at most %d bytes", tooLarge.Limit))

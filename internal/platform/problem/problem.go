@@ -148,6 +148,13 @@ func TooManyRequests(detail string, retryAfter int) *Problem {
 	return p
 }
 
+// SlowBody is a 408: the request body arrived slower than the server's
+// minimum rate, and the server stopped waiting for it.
+func SlowBody() *Problem {
+	return New(http.StatusRequestTimeout, "request-timeout", "Request timeout",
+		"the request body arrived too slowly; send it at a steady pace")
+}
+
 func Unavailable(detail string) *Problem {
 	return New(http.StatusServiceUnavailable, "unavailable", "Service unavailable", detail)
 }

@@ -3,6 +3,7 @@
 package ratelimit
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"net"
 	"net/http"
@@ -85,26 +86,74 @@ func (l *Limiter) sweep(now time.Time) {
 // believed only when the request came from a trusted proxy (the gateway),
 // and then its last entry, the one that proxy added, is taken.
 func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	peer, ok := peerAddr(r)
+	if !ok {
+		return peer
+	}
+	a, _ := netip.ParseAddr(peer)
+	return clientIP(r, peer, isTrusted(a, trusted))
+}
+
+func peerAddr(r *http.Request) (string, bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	peer, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return host, false
 	}
+	return peer.String(), true
+}
+
+// clientIP is the last X-Forwarded-For entry when the sender is trusted,
+// else the peer's own address.
+func clientIP(r *http.Request, peer string, trusted bool) string {
 	// Several header lines are one list (RFC 9110, 5.3): the proxy's entry
 	// ends the last line, and the first may be the client's own invention.
 	xff := r.Header.Values("X-Forwarded-For")
-	if len(xff) == 0 || !isTrusted(peer, trusted) {
-		return peer.String()
+	if len(xff) == 0 || !trusted {
+		return peer
 	}
 	parts := strings.Split(xff[len(xff)-1], ",")
 	last := strings.TrimSpace(parts[len(parts)-1])
 	if a, err := netip.ParseAddr(last); err == nil {
 		return a.String()
 	}
-	return peer.String()
+	return peer
+}
+
+// ProxySecretHeader carries the secret a proxy shares with the services
+// behind it (Proxies.Secret), proving that its X-Forwarded-For is its own.
+const ProxySecretHeader = "Microshop-Proxy-Secret"
+
+// Proxies decide whose X-Forwarded-For names the client. An address is
+// no proof on a shared machine or network: under `microshop run` every
+// local process, not only the gateway, connects from loopback. So the
+// gateway sends a secret it shares with the service, and a request that
+// carries it is the gateway's whatever its address; Prefixes is for a
+// proxy that cannot send the secret (an ingress) on a network the
+// operator trusts. The zero value believes nobody.
+type Proxies struct {
+	Prefixes []netip.Prefix
+	Secret   string
+}
+
+// ClientIP is the address of the client that sent r, as far as p lets
+// the service know it.
+func (p Proxies) ClientIP(r *http.Request) string {
+	peer, ok := peerAddr(r)
+	if !ok {
+		return peer
+	}
+	if p.Secret != "" {
+		got := r.Header.Get(ProxySecretHeader)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(p.Secret)) == 1 {
+			return clientIP(r, peer, true)
+		}
+	}
+	a, _ := netip.ParseAddr(peer)
+	return clientIP(r, peer, isTrusted(a, p.Prefixes))
 }
 
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
@@ -114,11 +163,6 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-// Loopback is the default trusted-proxy list: a gateway on this machine.
-func Loopback() []netip.Prefix {
-	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 }
 
 // ParsePrefixes reads a comma-separated list of CIDRs ("10.0.0.0/8,::1/128")
@@ -141,4 +185,10 @@ func ParsePrefixes(list string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
+}
+
+// Loopback names every proxy on this machine. It is no default: on a
+// shared machine any process connects from loopback (see Proxies).
+func Loopback() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 }

@@ -169,6 +169,8 @@ type httpMetrics struct {
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
 	shed     prometheus.Counter
+	// refusedConns counts connections refused by Limits.MaxConnsPerClient.
+	refusedConns prometheus.Counter
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -190,8 +192,12 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Name: "http_server_requests_shed_total",
 			Help: "Requests answered 503 at once because too many were in flight.",
 		}),
+		refusedConns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "http_server_connections_refused_total",
+			Help: "Connections answered 503 and closed because their client address held too many open already.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inflight, m.shed)
+	reg.MustRegister(m.requests, m.duration, m.inflight, m.shed, m.refusedConns)
 	return m
 }
 

@@ -44,6 +44,10 @@ type Server struct {
 	handler    http.Handler
 	drainDelay time.Duration
 	identity   string
+	limits     Limits
+	metrics    *httpMetrics
+	// scrapers, when set, decides who may read /metrics.
+	scrapers func(*http.Request) bool
 }
 
 // Options configure a Server.
@@ -66,6 +70,9 @@ type Options struct {
 	// (balancer.IdentityHeader): "<service>@<system>", so that balancers
 	// of this system call it and those of another do not.
 	Identity string
+	// Limits bound what one client may hold of the server; nil means
+	// DefaultLimits(), and a zero field switches that limit off.
+	Limits *Limits
 	// DrainDelay is how long Serve keeps answering, with /readyz false,
 	// after it is told to stop and before it closes the listener, so
 	// balancers that probe readiness stop sending first.
@@ -84,11 +91,17 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry, drainDelay: o.DrainDelay, identity: o.Identity}
+	limits := DefaultLimits()
+	if o.Limits != nil {
+		limits = *o.Limits
+	}
+	m := newHTTPMetrics(o.Registry)
+	s := &Server{log: o.Log, checks: o.Checks, registry: o.Registry, drainDelay: o.DrainDelay, identity: o.Identity,
+		limits: limits, metrics: m}
 
 	r := chi.NewRouter()
-	m := newHTTPMetrics(o.Registry)
-	r.Use(requestID, shed(o.MaxInFlight, m), observe(o.Log, m, o.Telemetry), recoverer(o.Log), limitBody(o.MaxBody), deadline)
+	r.Use(requestID, limitHeaders(limits.MaxHeaderBytes), shed(o.MaxInFlight, m), observe(o.Log, m, o.Telemetry),
+		recoverer(o.Log), pace(limits), limitBody(o.MaxBody), deadline)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
 	})
@@ -101,11 +114,28 @@ func New(o Options) *Server {
 		writeHealth(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
 	r.Get("/readyz", s.ready)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	metrics := promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry})
+	r.Get("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.scrapers != nil && !s.scrapers(r) {
+			// The same answer as for a route that does not exist.
+			problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	})
 	s.Router = r
 	s.handler = r
 	return s
 }
+
+// LimitConnsPerClient sets Limits.MaxConnsPerClient; call it before Serve.
+// It is for a server at the edge (the gateway), where each remote address
+// is a client.
+func (s *Server) LimitConnsPerClient(n int) { s.limits.MaxConnsPerClient = n }
+
+// RestrictMetrics serves /metrics only to requests allow accepts; call it
+// before Serve. The others get the 404 of a route that does not exist.
+func (s *Server) RestrictMetrics(allow func(*http.Request) bool) { s.scrapers = allow }
 
 // ServeHTTP makes the Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
@@ -150,9 +180,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       s.limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if s.limits.MaxHeaderBytes > 0 {
+		// Go answers headers over its own limit in plain text; keep that
+		// limit far enough above ours that clients meet the problem+json
+		// 431 of limitHeaders instead.
+		hs.MaxHeaderBytes = 4 * s.limits.MaxHeaderBytes
+	}
+	if s.limits.MaxConnsPerClient > 0 {
+		cl := newClientLimit(ln, s.limits.MaxConnsPerClient, s.metrics.refusedConns.Inc)
+		ln, hs.ConnState = cl, cl.connState
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -320,6 +320,11 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		sReplicas = f.Int("stream-replicas", 1, "replicas of the service's JetStream stream (3 on a NATS cluster)")
 		svcKey    = f.String("service-key", "", "this service's identity key for calls between services: a base64 Ed25519 seed")
 		svcKeys   = f.String("service-keys", "", "public identity keys of the services allowed to call this one: name=<base64>,...")
+		bodyGrace = f.Duration("body-grace", 10*time.Second, "time a request body has to start; after it, it must keep up --body-min-rate or is answered 408 and its connection closed (0: no pacing)")
+		bodyRate  = f.Int("body-min-rate", 1024, "bytes a second a request body must average after --body-grace")
+		writeTO   = f.Duration("write-timeout", 90*time.Second, "time to send an answer, counted from the end of the request body (0: no limit)")
+		idleTO    = f.Duration("idle-timeout", 120*time.Second, "how long a keep-alive connection may stay idle")
+		maxHeader = f.Int("max-header-bytes", 32<<10, "size limit of a request's line and headers; past it the answer is a 431 problem")
 		pprofOn   = f.Bool("pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the service's port; off by default, as they expose internals")
 	)
 	urls := map[string]*string{}
@@ -424,7 +429,9 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		identity = spec.Name + "@" + rt.System
 	}
 	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel,
-		MaxInFlight: *inFlight, DrainDelay: *drainWait, Identity: identity})
+		MaxInFlight: *inFlight, DrainDelay: *drainWait, Identity: identity,
+		Limits: &server.Limits{BodyGrace: *bodyGrace, BodyMinRate: int64(*bodyRate), WriteTimeout: *writeTO,
+			IdleTimeout: *idleTO, MaxHeaderBytes: *maxHeader}})
 
 	if *pprofOn {
 		server.MountProfiles(rt.Server.Router)
