@@ -39,6 +39,21 @@ var Build = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// Binary returns the path of the binary Build made, failing t if it
+// could not. With -short it skips t: what needs the binary runs the whole
+// system.
+func Binary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the whole system; skipped with -short")
+	}
+	bin, err := Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // System is a running `microshop run`. Its fields (Cmd, Gateway, Data)
 // and the methods that report errors rather than fail a test are those of
 // localrun.System, reachable as s.System.
@@ -50,15 +65,7 @@ type System struct {
 // service is ready.
 func Start(t *testing.T, env ...string) *System {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("the end-to-end test builds and runs the whole system; skipped with -short")
-	}
-	bin, err := Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	ls, err := localrun.Launch(context.Background(), localrun.LaunchOptions{Binary: bin, Data: data, Env: env})
+	ls, err := localrun.Launch(context.Background(), localrun.LaunchOptions{Binary: Binary(t), Data: t.TempDir(), Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
