@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -286,7 +288,7 @@ func TestErrorsAreClassified(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
+func TestKindOf(t *testing.T) {
 	live := context.Background()
 	expired, cancel := context.WithDeadline(live, time.Now().Add(-time.Second))
 	defer cancel()
@@ -300,9 +302,11 @@ func TestClassify(t *testing.T) {
 		{live, &net.DNSError{IsTimeout: true}, KindTimeout},
 		{expired, errors.New("whatever the transport says"), KindTimeout},
 		{live, context.Canceled, KindCancelled},
+		{expired, &shopclient.Error{Status: 503}, "status_503"},
+		{expired, fmt.Errorf("GET /: %w", shopclient.ErrBadResponse), KindBadResponse},
 	} {
-		if got := classify(tc.ctx, tc.err); got != tc.want {
-			t.Errorf("classify(%v) = %q, want %q", tc.err, got, tc.want)
+		if got := kindOf(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("kindOf(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }

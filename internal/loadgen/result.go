@@ -89,11 +89,11 @@ type Latency struct {
 
 // Error kinds besides "status_NNN" and "wrong_outcome:...".
 const (
-	KindTimeout     = "timeout"
+	KindTimeout     = AttemptTimeout
 	KindConnection  = "connection"
 	KindBadResponse = "bad_response"
 	// KindCancelled: the run was interrupted; never recorded.
-	KindCancelled = "cancelled"
+	KindCancelled = AttemptCancelled
 )
 
 // Histograms hold microseconds from 1µs to an hour, to three significant
