@@ -15,11 +15,7 @@ import (
 // customer, a customer whose card is declined, and an admin.
 func TestWebUI(t *testing.T) {
 	b := startBrowser(t)
-	s := systemtest.Start(t, append([]string{
-		"MICROSHOP_REGISTER_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_IP=0",
-		"MICROSHOP_RATE_LIMIT=0",
-	}, systemtest.AdminEnv...)...)
+	s := systemtest.Start(t, systemtest.ShopEnv()...)
 
 	var orderID string
 	t.Run("a customer registers, searches, checks out, sees the order confirmed and in the history, and cancels it", func(t *testing.T) {

@@ -120,11 +120,10 @@ func TestCheckoutsSurviveLosingANATSNode(t *testing.T) {
 	for _, n := range nodes {
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.client))
 	}
-	s := systemtest.Start(t, append([]string{
-		"MICROSHOP_NATS=" + strings.Join(urls, ","), // run's --nats: use this cluster
-		"MICROSHOP_STREAM_REPLICAS=3",               // every stream on all three nodes
-		"MICROSHOP_REGISTER_RATE_IP=0", "MICROSHOP_LOGIN_RATE_IP=0", "MICROSHOP_RATE_LIMIT=0",
-	}, systemtest.AdminEnv...)...)
+	s := systemtest.Start(t, systemtest.ShopEnv(
+		"MICROSHOP_NATS="+strings.Join(urls, ","), // run's --nats: use this cluster
+		"MICROSHOP_STREAM_REPLICAS=3",             // every stream on all three nodes
+	)...)
 	shop := systemtest.Shop(s.Gateway)
 	admin := systemtest.Login(t, shop, systemtest.AdminEmail, systemtest.AdminPassword)
 	customer := systemtest.Customer(t, shop, "cluster")

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/shopclient"
 )
@@ -145,6 +146,12 @@ const AdminEmail, AdminPassword = "admin@example.com", "admin password 123"
 
 // AdminEnv makes AdminEmail the system's first admin.
 var AdminEnv = []string{"MICROSHOP_ADMIN_EMAIL=" + AdminEmail, "MICROSHOP_ADMIN_PASSWORD=" + AdminPassword}
+
+// ShopEnv is the environment of a system that tests shop on from this one
+// machine: AdminEnv and loadgen.Unlimited, then more.
+func ShopEnv(more ...string) []string {
+	return append(append(loadgen.Unlimited(), AdminEnv...), more...)
+}
 
 // Shop is a client of the gateway at url.
 func Shop(url string) *shopclient.Client {

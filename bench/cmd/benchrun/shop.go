@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/shopclient"
 )
@@ -61,8 +62,7 @@ func startSystem(ctx context.Context, bin, mode, workDir string, readyWithin tim
 	var pw [12]byte
 	_, _ = rand.Read(pw[:])
 	s := &system{mode: mode, dir: dir, admin: "bench-admin@example.com", password: hex.EncodeToString(pw[:])}
-	env := []string{"MICROSHOP_RATE_LIMIT=0", "MICROSHOP_LOGIN_RATE_IP=0", "MICROSHOP_REGISTER_RATE_IP=0", "MICROSHOP_LOGIN_RATE_ACCOUNT=0",
-		"MICROSHOP_ADMIN_EMAIL=" + s.admin, "MICROSHOP_ADMIN_PASSWORD=" + s.password}
+	env := append(loadgen.Unlimited(), "MICROSHOP_ADMIN_EMAIL="+s.admin, "MICROSHOP_ADMIN_PASSWORD="+s.password)
 	if profile {
 		env = append(env, "MICROSHOP_PPROF=true")
 	}
