@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // check lets the system settle after the faults and checks everything
@@ -234,7 +236,7 @@ func (e *engine) checkMail(ctx context.Context, admin *shopclient.Session, all [
 	// receivers use to drop it. Any other copy is a violation.
 	inWindow := map[string]bool{}
 	kills := e.res.killsOf("notifications")
-	for _, id := range sortedKeys(byMessageID) {
+	for _, id := range slices.Sorted(maps.Keys(byMessageID)) {
 		copies := byMessageID[id]
 		if len(copies) < 2 {
 			continue
@@ -369,25 +371,10 @@ func (e *engine) readMailbox(ctx context.Context, admin *shopclient.Session) ([]
 	return box, nil
 }
 
-// Summary is the part of reports' GET /api/reports/summary that chaos
-// checks (services/reports/reportsapi.Summary has the whole of it).
-type Summary struct {
-	OrdersConfirmed    int64 `json:"orders_confirmed"`
-	OrdersRejected     int64 `json:"orders_rejected"`
-	OrdersCancelled    int64 `json:"orders_cancelled"`
-	RevenueCents       int64 `json:"revenue_cents"`
-	RefundsCents       int64 `json:"refunds_cents"`
-	NetCents           int64 `json:"net_cents"`
-	CapturedCents      int64 `json:"captured_cents"`
-	EventsApplied      int64 `json:"events_applied"`
-	EventsDeadLettered int64 `json:"events_dead_lettered"`
-	Rebuilding         bool  `json:"rebuilding,omitempty"`
-}
-
 // checkReports waits until reports' summary agrees with the orders, and
 // records each figure that still differs after the settle timeout.
 func (e *engine) checkReports(ctx context.Context, admin *shopclient.Session, all []ordersapi.Order) {
-	var want Summary
+	var want reportsapi.Summary
 	for _, o := range all {
 		switch o.Status {
 		case ordersapi.StatusConfirmed:
@@ -406,8 +393,7 @@ func (e *engine) checkReports(ctx context.Context, admin *shopclient.Session, al
 	deadline := time.Now().Add(e.cfg.SettleTimeout)
 	var diffs []string
 	for {
-		var got Summary
-		err := admin.Get(ctx, "/api/reports/summary", &got)
+		got, err := admin.Summary(ctx, "")
 		if err == nil {
 			e.res.Reports = &got
 			diffs = summaryDiffs(got, want)
@@ -424,7 +410,7 @@ func (e *engine) checkReports(ctx context.Context, admin *shopclient.Session, al
 	}
 }
 
-func summaryDiffs(got, want Summary) []string {
+func summaryDiffs(got, want reportsapi.Summary) []string {
 	var out []string
 	cmp := func(name string, g, w int64) {
 		if g != w {

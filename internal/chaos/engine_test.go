@@ -18,6 +18,7 @@ import (
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // fakeSystem records kills and starts instead of doing them.
@@ -226,7 +227,7 @@ outbox_backlog 4
 }
 
 func TestSummaryDiffs(t *testing.T) {
-	want := Summary{OrdersConfirmed: 2, RevenueCents: 300, NetCents: 200, RefundsCents: 100, OrdersCancelled: 1, CapturedCents: 300}
+	want := reportsapi.Summary{OrdersConfirmed: 2, RevenueCents: 300, NetCents: 200, RefundsCents: 100, OrdersCancelled: 1, CapturedCents: 300}
 	if d := summaryDiffs(want, want); len(d) != 0 {
 		t.Errorf("equal summaries differ: %v", d)
 	}
