@@ -129,10 +129,7 @@ func TestWebUI(t *testing.T) {
 			t.Skip("the checkout did not happen")
 		}
 		p := b.open(t, s.Gateway)
-		p.visit("/#/login")
-		p.fill("#login-email", systemtest.AdminEmail)
-		p.fill("#login-password", systemtest.AdminPassword)
-		p.click("#login-submit")
+		signIn(p, systemtest.AdminEmail, systemtest.AdminPassword)
 		p.waitFor("the console link", `!document.querySelector("a[data-nav=console]").hidden`, 10*time.Second)
 		p.click("a[data-nav=console]")
 
