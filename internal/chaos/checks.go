@@ -129,7 +129,7 @@ func (e *engine) waitDrained(ctx context.Context, admin *shopclient.Session) {
 // undrained lists the outboxes and consumers with events waiting.
 func (e *engine) undrained(ctx context.Context, admin *shopclient.Session) []string {
 	var left []string
-	for svc, n := range e.metrics.backlogs(ctx) {
+	for svc, n := range e.metrics.scrapeAll(ctx) {
 		switch {
 		case n < 0:
 			left = append(left, fmt.Sprintf("%s's metrics could not be read", svc))
@@ -473,26 +473,6 @@ func (s *scraper) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// scrapeAll reads every running service's metrics once.
-func (s *scraper) scrapeAll(ctx context.Context) {
-	procs, err := s.sys.Processes()
-	if err != nil {
-		return
-	}
-	for _, p := range procs {
-		if !p.Running || !strings.HasPrefix(p.URL, "http") {
-			continue
-		}
-		f, err := s.scrape(ctx, p.URL)
-		if err != nil {
-			continue
-		}
-		s.mu.Lock()
-		s.last[processKey{p.Name, p.PID}] = f
-		s.mu.Unlock()
-	}
-}
-
 var (
 	metricLine = regexp.MustCompile(`^(\w+)(?:\{([^}]*)\})? (\S+)$`)
 	labelPair  = regexp.MustCompile(`(\w+)="([^"]*)"`)
@@ -555,8 +535,10 @@ func (s *scraper) consumed() map[string]map[string]float64 {
 	return out
 }
 
-// backlogs reads every running service's outbox backlog now.
-func (s *scraper) backlogs(ctx context.Context) map[string]float64 {
+// scrapeAll reads every running service's metrics once and keeps them.
+// It returns each service's outbox backlog now, -1 for a service with a
+// process that did not answer.
+func (s *scraper) scrapeAll(ctx context.Context) map[string]float64 {
 	out := map[string]float64{}
 	procs, err := s.sys.Processes()
 	if err != nil {

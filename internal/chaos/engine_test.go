@@ -221,7 +221,7 @@ outbox_backlog 4
 	if got["handled"] != 30 || got["duplicate"] != 4 {
 		t.Errorf("consumed = %v, want 30 handled and 4 duplicates over the two processes", got)
 	}
-	if b := s.backlogs(context.Background()); b["notifications"] != 4 {
+	if b := s.scrapeAll(context.Background()); b["notifications"] != 4 {
 		t.Errorf("backlogs = %v", b)
 	}
 }
