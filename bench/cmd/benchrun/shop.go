@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -218,11 +220,7 @@ func (s *system) profile(ctx context.Context, dir string, d time.Duration, say f
 		return func() {}
 	}
 	secs := max(1, int(d.Seconds()))
-	names := make([]string, 0, len(s.urls))
-	for n := range s.urls {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(s.urls))
 	if s.mode != "microservices" && len(names) > 0 {
 		names = []string{"gateway"}
 	}
