@@ -11,12 +11,13 @@ import (
 	"github.com/microshop/microshop/internal/shopclient"
 )
 
-// kindOf names how an operation of a measured load went, in the terms of
-// its figures: "" for a success, status_NNN for an unexpected answer, a
-// bad answer, a timeout, or "connection" for any other failure to get an
-// answer. It is attemptKind's judgement, coarser; an operation whose own
-// deadline passed timed out, whatever the transport said.
-func kindOf(ctx context.Context, err error) string {
+// KindOf names how an operation of a measured load went, in the terms of
+// its figures (ErrorsByKind): "" for a success, status_NNN for an
+// unexpected answer, a bad answer, a timeout, or "connection" for any
+// other failure to get an answer. It is attemptKind's judgement, coarser;
+// an operation whose own deadline passed timed out, whatever the
+// transport said.
+func KindOf(ctx context.Context, err error) string {
 	if err == nil {
 		return ""
 	}
@@ -61,7 +62,7 @@ const (
 
 // attemptKind names how an attempt failed. It is the one judgement of
 // failures in this package: whether the request may have reached the
-// system matters to a retry, and kindOf coarsens it for the figures.
+// system matters to a retry, and KindOf coarsens it for the figures.
 func attemptKind(err error) string {
 	if status := shopclient.StatusOf(err); status != 0 {
 		return "http " + strconv.Itoa(status)

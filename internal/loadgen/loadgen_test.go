@@ -305,8 +305,8 @@ func TestKindOf(t *testing.T) {
 		{expired, &shopclient.Error{Status: 503}, "status_503"},
 		{expired, fmt.Errorf("GET /: %w", shopclient.ErrBadResponse), KindBadResponse},
 	} {
-		if got := kindOf(tc.ctx, tc.err); got != tc.want {
-			t.Errorf("kindOf(%v) = %q, want %q", tc.err, got, tc.want)
+		if got := KindOf(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("KindOf(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }
@@ -586,5 +586,15 @@ func TestSetupRateLimitedSaysWhatToDo(t *testing.T) {
 	_, err := Run(context.Background(), Config{Target: srv.URL, Scenario: "checkout", Concurrency: 1, Duration: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "MICROSHOP_REGISTER_RATE_IP=0") {
 		t.Errorf("err = %v, want one naming the rate limit's setting", err)
+	}
+}
+
+func TestKinds(t *testing.T) {
+	if got := Kinds(nil); got != "-" {
+		t.Errorf("Kinds(nil) = %q, want -", got)
+	}
+	got := Kinds(map[string]int64{KindTimeout: 1, "status_503": 4, KindConnection: 1})
+	if want := "status_503 4, connection 1, timeout 1"; got != want {
+		t.Errorf("Kinds = %q, want %q: the most first, then by name", got, want)
 	}
 }

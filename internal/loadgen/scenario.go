@@ -117,33 +117,33 @@ func list(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 		tok = r.catalog.pages[rng.IntN(len(r.catalog.pages))]
 	}
 	_, err := r.shop.Products(ctx, shopclient.ProductQuery{Limit: pageSize, PageToken: tok})
-	return outcome{op: OpList, kind: kindOf(ctx, err)}
+	return outcome{op: OpList, kind: KindOf(ctx, err)}
 }
 
 // search looks for a word of the products' names.
 func search(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	q := r.catalog.words[rng.IntN(len(r.catalog.words))]
 	_, err := r.shop.Products(ctx, shopclient.ProductQuery{Q: q, Limit: pageSize})
-	return outcome{op: OpSearch, kind: kindOf(ctx, err)}
+	return outcome{op: OpSearch, kind: KindOf(ctx, err)}
 }
 
 // product reads one product.
 func product(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	_, err := r.shop.Product(ctx, r.catalog.products[rng.IntN(len(r.catalog.products))].SKU)
-	return outcome{op: OpProduct, kind: kindOf(ctx, err)}
+	return outcome{op: OpProduct, kind: KindOf(ctx, err)}
 }
 
 // login logs a customer in again. Customers take turns so that each
 // logs in as seldom as possible: users limits logins per account.
 func login(ctx context.Context, r *runner, _ *mathrand.Rand) outcome {
 	c := r.customers[int(r.logins.Add(1)%uint64(len(r.customers)))]
-	return outcome{op: OpLogin, kind: kindOf(ctx, c.Login(ctx))}
+	return outcome{op: OpLogin, kind: KindOf(ctx, c.Login(ctx))}
 }
 
 // history reads a customer's latest orders.
 func history(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	_, err := r.customers[rng.IntN(len(r.customers))].Orders(ctx, 10, "")
-	return outcome{op: OpHistory, kind: kindOf(ctx, err)}
+	return outcome{op: OpHistory, kind: KindOf(ctx, err)}
 }
 
 // checkout places an order of one or two products under a fresh
@@ -173,7 +173,7 @@ func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 		Card:            shopclient.TestCard(card),
 	}
 	o, err := c.Checkout(ctx, "load-"+r.runID+"-"+utoa(r.keys.Add(1)), order)
-	if out.kind = kindOf(ctx, err); out.kind != "" {
+	if out.kind = KindOf(ctx, err); out.kind != "" {
 		return out
 	}
 	out.kind, out.confirmed = judgeCheckout(declined, o)

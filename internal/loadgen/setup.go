@@ -88,7 +88,7 @@ func (r *runner) readCatalog(ctx context.Context) error {
 	for range maxCatalogPages {
 		octx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 		p, err := r.shop.Products(octx, shopclient.ProductQuery{Limit: pageSize, PageToken: tok})
-		kind := kindOf(octx, err)
+		kind := KindOf(octx, err)
 		cancel()
 		if kind != "" {
 			return r.setupError("reading the catalog", kind)
@@ -126,7 +126,7 @@ func (r *runner) readCatalog(ctx context.Context) error {
 func (r *runner) restock(ctx context.Context) (int, error) {
 	octx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	admin, err := r.shop.Login(octx, r.cfg.AdminEmail, r.cfg.AdminPassword)
-	kind := kindOf(octx, err)
+	kind := KindOf(octx, err)
 	cancel()
 	if kind != "" {
 		return 0, r.setupError("logging in as the admin "+r.cfg.AdminEmail, kind)
@@ -139,7 +139,7 @@ func (r *runner) restock(ctx context.Context) (int, error) {
 		}
 		octx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 		level, err := admin.Restock(octx, p.SKU, restockLevel-p.Available)
-		kind := kindOf(octx, err)
+		kind := KindOf(octx, err)
 		cancel()
 		if kind != "" {
 			return n, r.setupError("restocking "+p.SKU+" as "+r.cfg.AdminEmail, kind)
@@ -196,14 +196,14 @@ func (r *runner) registerOne(ctx context.Context, i int) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return r.setupError("registering the customer "+reg.Email, kindOf(octx, err))
+		return r.setupError("registering the customer "+reg.Email, KindOf(octx, err))
 	}
 	s, err := r.shop.Login(octx, reg.Email, reg.Password)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return r.setupError("logging in the customer "+reg.Email, kindOf(octx, err))
+		return r.setupError("logging in the customer "+reg.Email, KindOf(octx, err))
 	}
 	r.customers[i] = s
 	return nil
