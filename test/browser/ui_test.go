@@ -2,6 +2,7 @@ package browser
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,7 +146,7 @@ func TestWebUI(t *testing.T) {
 		p.waitFor("the saga's steps", `document.querySelector('#saga-steps li[data-step="refund"][data-event="succeeded"]')`, 10*time.Second)
 		steps := js[[]string](p, `[...document.querySelectorAll("#saga-steps li")].map((li) => li.dataset.step + " " + li.dataset.event)`)
 		for _, want := range []string{"reserve succeeded", "authorize succeeded", "commit succeeded", "capture succeeded", "refund succeeded"} {
-			if !contains(steps, want) {
+			if !slices.Contains(steps, want) {
 				t.Errorf("the saga shows %v; it lacks %q", steps, want)
 			}
 		}
@@ -287,13 +288,4 @@ func fillAddress(p *page) {
 	p.fill("#f-shipping_address-postal_code", "N1 7AA")
 	p.fill("#f-shipping_address-city", "London")
 	p.do("choosing the country", chromedp.SetValue(chromedp.CSS("#f-shipping_address-country"), "GB"))
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
