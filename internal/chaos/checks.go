@@ -153,7 +153,6 @@ func (e *engine) undrained(ctx context.Context, admin *shopclient.Session) []str
 
 // The subjects of the emails notifications sends
 // (services/notifications/templates).
-func receiptSubject(order string) string { return "Your microshop order " + order + " is confirmed" }
 func rejectedSubject(order string) string {
 	return "We could not complete your microshop order " + order
 }
@@ -182,14 +181,14 @@ func (e *engine) checkMail(ctx context.Context, admin *shopclient.Session, all [
 		owner := l.owner[o.ID]
 		switch o.Status {
 		case ordersapi.StatusConfirmed, ordersapi.StatusCancelled:
-			want = append(want, mailExpectation{"the receipt of order " + o.ID, receiptSubject(o.ID), owner})
+			want = append(want, mailExpectation{"the receipt of order " + o.ID, shopclient.ReceiptSubject(o.ID), owner})
 			never[rejectedSubject(o.ID)] = "order " + o.ID + " was confirmed, yet a rejection notice arrived"
 			if o.Status == ordersapi.StatusCancelled {
 				want = append(want, mailExpectation{"the refund notice of order " + o.ID, refundSubject(o.ID), owner})
 			}
 		case ordersapi.StatusRejected:
 			want = append(want, mailExpectation{"the rejection notice of order " + o.ID, rejectedSubject(o.ID), owner})
-			never[receiptSubject(o.ID)] = "order " + o.ID + " was rejected, yet a receipt arrived"
+			never[shopclient.ReceiptSubject(o.ID)] = "order " + o.ID + " was rejected, yet a receipt arrived"
 		}
 	}
 	for email, name := range l.registered {
@@ -225,7 +224,7 @@ func (e *engine) checkMail(ctx context.Context, admin *shopclient.Session, all [
 		if m.MessageID != "" {
 			byMessageID[m.MessageID] = append(byMessageID[m.MessageID], m)
 		}
-		if strings.HasPrefix(m.Subject, "Your microshop order ") && strings.HasSuffix(m.Subject, " is confirmed") {
+		if _, ok := shopclient.ReceiptOf(m); ok {
 			res.Receipts++
 		}
 	}

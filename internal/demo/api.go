@@ -3,7 +3,6 @@ package demo
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -77,24 +76,4 @@ func stock(ctx context.Context, admin *shopclient.Session) (map[string]inventory
 		out[s.SKU] = s
 	}
 	return out, nil
-}
-
-// readReceipts reads the mailbox (admin) and counts the order receipts
-// ("Your microshop order <id> is confirmed") per order id, and the
-// messages per Message-ID.
-func readReceipts(ctx context.Context, admin *shopclient.Session) (perOrder, perMessageID map[string]int, err error) {
-	box, err := admin.Mailbox(ctx, shopclient.MailFilter{Subject: " is confirmed"})
-	if err != nil {
-		return nil, nil, err
-	}
-	perOrder, perMessageID = map[string]int{}, map[string]int{}
-	for _, m := range box {
-		id, ok := strings.CutPrefix(m.Subject, "Your microshop order ")
-		if !ok || !strings.HasSuffix(id, " is confirmed") {
-			continue
-		}
-		perOrder[strings.TrimSuffix(id, " is confirmed")]++
-		perMessageID[m.MessageID]++
-	}
-	return perOrder, perMessageID, nil
 }

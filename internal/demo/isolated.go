@@ -61,7 +61,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 		d.r.logf("killed %s (pid %v)", name, pids)
 	}
 	m.say(down + " DOWN")
-	atKill, _, err := readReceipts(ctx, d.admin)
+	atKill, _, err := d.admin.Receipts(ctx, "")
 	if err != nil {
 		return v, err
 	}
@@ -72,7 +72,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	}
 	during := l.Counts().Sub(before)
 	downFor := time.Since(start)
-	whileDown, _, err := readReceipts(ctx, d.admin)
+	whileDown, _, err := d.admin.Receipts(ctx, "")
 	if err != nil {
 		return v, err
 	}
@@ -124,7 +124,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	lastLine, lastAt, explained := "", time.Time{}, false
 	for {
-		receipts, messageIDs, err = readReceipts(ctx, d.admin)
+		receipts, messageIDs, err = d.admin.Receipts(ctx, "")
 		if err != nil {
 			return v, err
 		}
@@ -169,7 +169,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return v, err
 	}
-	if receipts, messageIDs, err = readReceipts(ctx, d.admin); err != nil {
+	if receipts, messageIDs, err = d.admin.Receipts(ctx, ""); err != nil {
 		return v, err
 	}
 	if hasReports {

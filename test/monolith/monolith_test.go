@@ -136,7 +136,7 @@ func TestMonolithEndToEnd(t *testing.T) {
 	// The receipt arrives in the mailbox: events through NATS to
 	// notifications, SMTP to run's mail server, read through the gateway.
 	admin := systemtest.Login(t, shop, systemtest.AdminEmail, systemtest.AdminPassword)
-	receipt := waitForMail(t, admin, customer.Email, "Your microshop order "+confirmed.ID+" is confirmed")
+	receipt := waitForMail(t, admin, customer.Email, shopclient.ReceiptSubject(confirmed.ID))
 	if !strings.Contains(receipt.Text, confirmed.ID) {
 		t.Errorf("the receipt does not name the order: %+v", receipt)
 	}
