@@ -11,14 +11,6 @@ import (
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
-// Test cards of payments' simulated card processor.
-const (
-	cardApproved     = shopclient.CardApproved
-	cardDeclined     = shopclient.CardDeclined
-	cardInsufficient = shopclient.CardInsufficient
-	cardSlow         = shopclient.CardSlow
-)
-
 // customers registers and logs in n customers at once.
 func customers(ctx context.Context, shop *shopclient.Client, prefix string, n int) ([]*shopclient.Session, error) {
 	out := make([]*shopclient.Session, n)
@@ -48,12 +40,6 @@ func createProduct(ctx context.Context, admin *shopclient.Session, sku, name str
 	return err
 }
 
-// orderBody is a checkout of lines paid with card.
-func orderBody(card string, lines ...shopclient.Line) shopclient.NewOrder {
-	return shopclient.NewOrder{Lines: lines, Card: shopclient.TestCard(card),
-		ShippingAddress: ordersapi.Address{Name: "Demo Shopper", Street: "1 Demo Way", City: "Lisbon", PostalCode: "1100-148", Country: "PT"}}
-}
-
 // line is one line of an order.
 func line(sku string, qty int64) shopclient.Line { return shopclient.Line{SKU: sku, Quantity: qty} }
 
@@ -62,7 +48,7 @@ func line(sku string, qty int64) shopclient.Line { return shopclient.Line{SKU: s
 func checkout(ctx context.Context, s *shopclient.Session, key, card string, lines ...shopclient.Line) (ordersapi.Order, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return s.Checkout(ctx, key, orderBody(card, lines...))
+	return s.Checkout(ctx, key, shopclient.Checkout(card, lines...))
 }
 
 // stock returns every product's stock (admin).

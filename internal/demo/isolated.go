@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/reports/reportsapi"
 )
@@ -42,7 +43,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("Four shoppers check out, each every %s or so, every service up (4s)", isoPause)
 	// The mailbox keeps 1000 messages: stay well below.
-	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Pause: isoPause,
+	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: shopclient.CardApproved, Pause: isoPause,
 		MaxCheckouts: 700, Key: "iso"})
 	defer l.Stop()
 	m := watch(d.r, l)

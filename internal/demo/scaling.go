@@ -13,6 +13,7 @@ import (
 
 	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // The simulated card processor of independent-scaling (payments'
@@ -56,7 +57,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("%d shoppers check out without pause; payments has 1 replica", scalingShoppers)
-	l := startLoad(d.shop, loadConfig{Shoppers: scalingShoppers, Customers: custs, SKU: sku, Card: cardApproved, Key: "scale"})
+	l := startLoad(d.shop, loadConfig{Shoppers: scalingShoppers, Customers: custs, SKU: sku, Card: shopclient.CardApproved, Key: "scale"})
 	defer l.Stop()
 	m := watch(d.r, l)
 	defer m.Stop()
