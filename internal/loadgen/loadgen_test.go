@@ -336,7 +336,7 @@ func TestJudgeCheckout(t *testing.T) {
 func TestCheckoutOutcomes(t *testing.T) {
 	declinedFor := func(reason string) func(string) (string, string) {
 		return func(card string) (string, string) {
-			if card == CardApproved {
+			if card == shopclient.CardApproved {
 				return ordersapi.StatusConfirmed, ""
 			}
 			return ordersapi.StatusRejected, reason
@@ -354,7 +354,7 @@ func TestCheckoutOutcomes(t *testing.T) {
 		{name: "answered at once", confirmed: true},
 		{name: "202 then polls until final", pending: 3, confirmed: true},
 		{name: "out of stock", outcome: func(card string) (string, string) {
-			if card == CardApproved {
+			if card == shopclient.CardApproved {
 				return ordersapi.StatusRejected, ordersapi.ReasonOutOfStock
 			}
 			return ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined

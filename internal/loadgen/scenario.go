@@ -20,12 +20,6 @@ const (
 	OpCheckoutDeclined = "orders.checkout_declined"
 )
 
-// Test cards of payments' simulated card processor.
-const (
-	CardApproved = shopclient.CardApproved
-	CardDeclined = shopclient.CardDeclined
-)
-
 // declineShare is the share of checkouts paid with the declining card.
 const declineShare = 0.05
 
@@ -152,9 +146,9 @@ func history(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	declined := rng.Float64() < declineShare
 	out := outcome{op: OpCheckout}
-	card := CardApproved
+	card := shopclient.CardApproved
 	if declined {
-		out.op, card = OpCheckoutDeclined, CardDeclined
+		out.op, card = OpCheckoutDeclined, shopclient.CardDeclined
 	}
 	c := r.customers[rng.IntN(len(r.customers))]
 	lines := []shopclient.Line{{SKU: r.catalog.inStock[rng.IntN(len(r.catalog.inStock))], Quantity: 1}}
@@ -167,12 +161,7 @@ func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 			}
 		}
 	}
-	order := shopclient.NewOrder{
-		Lines:           lines,
-		ShippingAddress: ordersapi.Address{Name: "Load Tester", Street: "1 Benchmark Road", City: "London", PostalCode: "N1 9GU", Country: "GB"},
-		Card:            shopclient.TestCard(card),
-	}
-	o, err := c.Checkout(ctx, "load-"+r.runID+"-"+utoa(r.keys.Add(1)), order)
+	o, err := c.Checkout(ctx, "load-"+r.runID+"-"+utoa(r.keys.Add(1)), shopclient.Checkout(card, lines...))
 	if out.kind = KindOf(ctx, err); out.kind != "" {
 		return out
 	}
