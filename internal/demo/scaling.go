@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -220,15 +221,12 @@ func authorizations(ctx context.Context, reps []localrun.Process) (map[int]float
 // shareOf says how the authorizations between two readings were split
 // over the replicas, as "replica 1 60%, replica 2 20%, ...".
 func shareOf(before, after map[int]float64) string {
-	var slots []int
 	total := 0.0
 	for k, n := range after {
-		slots = append(slots, k)
 		total += n - before[k]
 	}
-	sort.Ints(slots)
 	var parts []string
-	for _, k := range slots {
+	for _, k := range slices.Sorted(maps.Keys(after)) {
 		share := 0.0
 		if total > 0 {
 			share = 100 * (after[k] - before[k]) / total
