@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/chaos"
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 )
 
@@ -114,15 +115,8 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 	say("microshop chaos: seed %d, %s of faults, %d shoppers (replay: microshop chaos --seed %d --duration %s --shoppers %d)",
 		*seed, *duration, *shoppers, *seed, *duration, *shoppers)
 	say("starting the system in %s", data)
-	sys, err := localrun.Launch(ctx, localrun.LaunchOptions{Binary: exe, Data: data, Env: []string{
-		"MICROSHOP_ADMIN_EMAIL=" + adminEmail,
-		"MICROSHOP_ADMIN_PASSWORD=" + adminPassword,
-		// The shoppers all come from this machine: no limits per address.
-		"MICROSHOP_REGISTER_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_ACCOUNT=0",
-		"MICROSHOP_RATE_LIMIT=0",
-	}})
+	sys, err := localrun.Launch(ctx, localrun.LaunchOptions{Binary: exe, Data: data,
+		Env: append(loadgen.Unlimited(), "MICROSHOP_ADMIN_EMAIL="+adminEmail, "MICROSHOP_ADMIN_PASSWORD="+adminPassword)})
 	if err != nil {
 		return fmt.Errorf("starting the system (its data is in %s): %w", data, err)
 	}

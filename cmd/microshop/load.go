@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -181,7 +180,7 @@ func writeReport(w io.Writer, res *loadgen.Result) {
 	for _, o := range append(slices.Clone(res.Operations), res.Totals) {
 		l := o.LatencyMS
 		rows = append(rows, []string{o.Name, fmt.Sprint(o.Count), fmt.Sprint(o.Errors), fmt.Sprintf("%.1f", o.RatePerSecond),
-			fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max), kinds(o.ErrorsByKind)})
+			fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max), loadgen.Kinds(o.ErrorsByKind)})
 	}
 	widths := make([]int, len(rows[0]))
 	for _, r := range rows {
@@ -215,28 +214,6 @@ func writeReport(w io.Writer, res *loadgen.Result) {
 	for _, n := range res.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
-}
-
-// kinds lists errors by kind, the most frequent first.
-func kinds(m map[string]int64) string {
-	if len(m) == 0 {
-		return "-"
-	}
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	slices.SortFunc(names, func(a, b string) int {
-		if m[a] != m[b] {
-			return cmp.Compare(m[b], m[a])
-		}
-		return strings.Compare(a, b)
-	})
-	parts := make([]string, len(names))
-	for i, k := range names {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
-	}
-	return strings.Join(parts, ", ")
 }
 
 // fmtMS prints a latency in milliseconds in a unit that suits it.

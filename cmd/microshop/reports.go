@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/microshop/microshop/internal/platform/problem"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/reports/reportsapi"
-	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 const reportsUsage = `Usage: microshop reports <command> [flags]
@@ -91,18 +87,23 @@ func rebuildReports(ctx context.Context, args []string, getenv func(string) stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c := &adminClient{base: strings.TrimRight(*url, "/"), email: *email, password: *password,
-		http: &http.Client{Timeout: 30 * time.Second}}
-	if err := c.login(ctx); err != nil {
+	shop, err := shopclient.New(*url, shopclient.Options{Timeout: 30 * time.Second, UserAgent: "microshop-reports"})
+	if err != nil {
 		return err
+	}
+	// The session logs in again when its token expires: a long rebuild
+	// outlives one.
+	admin, err := shop.Login(ctx, *email, *password)
+	if err != nil {
+		return fmt.Errorf("logging in as %s at %s: %w", *email, shop.URL(), err)
 	}
 
 	var rb reportsapi.Rebuild
-	status, err := c.do(ctx, http.MethodPost, "/api/reports/rebuild", &rb)
+	_, err = admin.Do(ctx, shopclient.Request{Method: http.MethodPost, Path: "/api/reports/rebuild"}, &rb)
 	switch {
-	case status == http.StatusConflict:
+	case shopclient.StatusOf(err) == http.StatusConflict:
 		// One is running already: follow it.
-		if _, err := c.do(ctx, http.MethodGet, "/api/reports/rebuild", &rb); err != nil {
+		if err := admin.Get(ctx, "/api/reports/rebuild", &rb); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "A rebuild is already running (%s); following it.\n", rb.ID)
@@ -129,7 +130,7 @@ func rebuildReports(ctx context.Context, args []string, getenv func(string) stri
 			return fmt.Errorf("stopped following rebuild %s (it keeps running; see GET /api/reports/rebuild): %w", id, ctx.Err())
 		case <-time.After(*every):
 		}
-		if _, err := c.do(ctx, http.MethodGet, "/api/reports/rebuild", &rb); err != nil {
+		if err := admin.Get(ctx, "/api/reports/rebuild", &rb); err != nil {
 			if term {
 				fmt.Fprintln(stdout)
 			}
@@ -146,8 +147,8 @@ func rebuildReports(ctx context.Context, args []string, getenv func(string) stri
 	if rb.State != reportsapi.RebuildDone {
 		return fmt.Errorf("rebuild %s %s: %s", id, rb.State, rb.Error)
 	}
-	var sum reportsapi.Summary
-	if _, err := c.do(ctx, http.MethodGet, "/api/reports/summary", &sum); err != nil {
+	sum, err := admin.Summary(ctx, "")
+	if err != nil {
 		return fmt.Errorf("reading the summary: %w", err)
 	}
 	fmt.Fprintln(stdout)
@@ -200,71 +201,4 @@ func writeSummary(w io.Writer, s reportsapi.Summary) {
 	} {
 		fmt.Fprintf(w, "  %-22s %16s\n", row.name, row.value)
 	}
-}
-
-// adminClient calls the gateway as an admin, logging in again when the
-// access token expires (a long rebuild outlives one).
-type adminClient struct {
-	base, email, password string
-	token                 string
-	http                  *http.Client
-}
-
-func (c *adminClient) login(ctx context.Context) error {
-	body, _ := json.Marshal(map[string]string{"email": c.email, "password": c.password})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/users/login", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	var tok usersapi.Tokens
-	if _, err := c.send(req, &tok); err != nil {
-		return fmt.Errorf("logging in as %s at %s: %w", c.email, c.base, err)
-	}
-	c.token = tok.AccessToken
-	return nil
-}
-
-// do sends a request without a body and decodes a 2xx answer into out.
-// It returns the status with any error.
-func (c *adminClient) do(ctx context.Context, method, path string, out any) (int, error) {
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
-		if err != nil {
-			return 0, err
-		}
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		req.Header.Set("Accept", "application/json")
-		status, err := c.send(req, out)
-		if status == http.StatusUnauthorized && attempt == 0 {
-			if err := c.login(ctx); err != nil {
-				return status, err
-			}
-			continue
-		}
-		return status, err
-	}
-}
-
-func (c *adminClient) send(req *http.Request, out any) (int, error) {
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode/100 != 2 {
-		var p problem.Problem
-		if json.Unmarshal(b, &p) == nil && p.Title != "" {
-			return resp.StatusCode, &p
-		}
-		return resp.StatusCode, fmt.Errorf("%s %s answered %s", req.Method, req.URL.Path, resp.Status)
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return resp.StatusCode, fmt.Errorf("decoding the answer of %s %s: %w", req.Method, req.URL.Path, err)
-	}
-	return resp.StatusCode, nil
 }

@@ -44,22 +44,14 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos seed %d (replay with MICROSHOP_CHAOS_SEED=%d)", seed, seed)
 
-	const adminEmail, adminPassword = "admin@example.com", "admin password 123"
-	s := systemtest.Start(t,
-		"MICROSHOP_ADMIN_EMAIL="+adminEmail,
-		"MICROSHOP_ADMIN_PASSWORD="+adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_ACCOUNT=0",
-		"MICROSHOP_RATE_LIMIT=0",
-	)
+	s := systemtest.Start(t, systemtest.ShopEnv()...)
 	ctx, cancel := context.WithTimeout(context.Background(), duration+150*time.Second)
 	defer cancel()
 	res, err := chaos.Run(ctx, chaos.Config{
 		System:        s.System,
 		Gateway:       s.Gateway,
-		AdminEmail:    adminEmail,
-		AdminPassword: adminPassword,
+		AdminEmail:    systemtest.AdminEmail,
+		AdminPassword: systemtest.AdminPassword,
 		MailboxFile:   filepath.Join(s.Data, "mailbox.jsonl"),
 		Seed:          seed,
 		Duration:      duration,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // check lets the system settle after the faults and checks everything
@@ -127,7 +129,7 @@ func (e *engine) waitDrained(ctx context.Context, admin *shopclient.Session) {
 // undrained lists the outboxes and consumers with events waiting.
 func (e *engine) undrained(ctx context.Context, admin *shopclient.Session) []string {
 	var left []string
-	for svc, n := range e.metrics.backlogs(ctx) {
+	for svc, n := range e.metrics.scrapeAll(ctx) {
 		switch {
 		case n < 0:
 			left = append(left, fmt.Sprintf("%s's metrics could not be read", svc))
@@ -151,7 +153,6 @@ func (e *engine) undrained(ctx context.Context, admin *shopclient.Session) []str
 
 // The subjects of the emails notifications sends
 // (services/notifications/templates).
-func receiptSubject(order string) string { return "Your microshop order " + order + " is confirmed" }
 func rejectedSubject(order string) string {
 	return "We could not complete your microshop order " + order
 }
@@ -180,14 +181,14 @@ func (e *engine) checkMail(ctx context.Context, admin *shopclient.Session, all [
 		owner := l.owner[o.ID]
 		switch o.Status {
 		case ordersapi.StatusConfirmed, ordersapi.StatusCancelled:
-			want = append(want, mailExpectation{"the receipt of order " + o.ID, receiptSubject(o.ID), owner})
+			want = append(want, mailExpectation{"the receipt of order " + o.ID, shopclient.ReceiptSubject(o.ID), owner})
 			never[rejectedSubject(o.ID)] = "order " + o.ID + " was confirmed, yet a rejection notice arrived"
 			if o.Status == ordersapi.StatusCancelled {
 				want = append(want, mailExpectation{"the refund notice of order " + o.ID, refundSubject(o.ID), owner})
 			}
 		case ordersapi.StatusRejected:
 			want = append(want, mailExpectation{"the rejection notice of order " + o.ID, rejectedSubject(o.ID), owner})
-			never[receiptSubject(o.ID)] = "order " + o.ID + " was rejected, yet a receipt arrived"
+			never[shopclient.ReceiptSubject(o.ID)] = "order " + o.ID + " was rejected, yet a receipt arrived"
 		}
 	}
 	for email, name := range l.registered {
@@ -223,7 +224,7 @@ func (e *engine) checkMail(ctx context.Context, admin *shopclient.Session, all [
 		if m.MessageID != "" {
 			byMessageID[m.MessageID] = append(byMessageID[m.MessageID], m)
 		}
-		if strings.HasPrefix(m.Subject, "Your microshop order ") && strings.HasSuffix(m.Subject, " is confirmed") {
+		if _, ok := shopclient.ReceiptOf(m); ok {
 			res.Receipts++
 		}
 	}
@@ -234,7 +235,7 @@ func (e *engine) checkMail(ctx context.Context, admin *shopclient.Session, all [
 	// receivers use to drop it. Any other copy is a violation.
 	inWindow := map[string]bool{}
 	kills := e.res.killsOf("notifications")
-	for _, id := range sortedKeys(byMessageID) {
+	for _, id := range slices.Sorted(maps.Keys(byMessageID)) {
 		copies := byMessageID[id]
 		if len(copies) < 2 {
 			continue
@@ -369,25 +370,10 @@ func (e *engine) readMailbox(ctx context.Context, admin *shopclient.Session) ([]
 	return box, nil
 }
 
-// Summary is the part of reports' GET /api/reports/summary that chaos
-// checks (services/reports/reportsapi.Summary has the whole of it).
-type Summary struct {
-	OrdersConfirmed    int64 `json:"orders_confirmed"`
-	OrdersRejected     int64 `json:"orders_rejected"`
-	OrdersCancelled    int64 `json:"orders_cancelled"`
-	RevenueCents       int64 `json:"revenue_cents"`
-	RefundsCents       int64 `json:"refunds_cents"`
-	NetCents           int64 `json:"net_cents"`
-	CapturedCents      int64 `json:"captured_cents"`
-	EventsApplied      int64 `json:"events_applied"`
-	EventsDeadLettered int64 `json:"events_dead_lettered"`
-	Rebuilding         bool  `json:"rebuilding,omitempty"`
-}
-
 // checkReports waits until reports' summary agrees with the orders, and
 // records each figure that still differs after the settle timeout.
 func (e *engine) checkReports(ctx context.Context, admin *shopclient.Session, all []ordersapi.Order) {
-	var want Summary
+	var want reportsapi.Summary
 	for _, o := range all {
 		switch o.Status {
 		case ordersapi.StatusConfirmed:
@@ -406,8 +392,7 @@ func (e *engine) checkReports(ctx context.Context, admin *shopclient.Session, al
 	deadline := time.Now().Add(e.cfg.SettleTimeout)
 	var diffs []string
 	for {
-		var got Summary
-		err := admin.Get(ctx, "/api/reports/summary", &got)
+		got, err := admin.Summary(ctx, "")
 		if err == nil {
 			e.res.Reports = &got
 			diffs = summaryDiffs(got, want)
@@ -424,7 +409,7 @@ func (e *engine) checkReports(ctx context.Context, admin *shopclient.Session, al
 	}
 }
 
-func summaryDiffs(got, want Summary) []string {
+func summaryDiffs(got, want reportsapi.Summary) []string {
 	var out []string
 	cmp := func(name string, g, w int64) {
 		if g != w {
@@ -484,26 +469,6 @@ func (s *scraper) run(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-// scrapeAll reads every running service's metrics once.
-func (s *scraper) scrapeAll(ctx context.Context) {
-	procs, err := s.sys.Processes()
-	if err != nil {
-		return
-	}
-	for _, p := range procs {
-		if !p.Running || !strings.HasPrefix(p.URL, "http") {
-			continue
-		}
-		f, err := s.scrape(ctx, p.URL)
-		if err != nil {
-			continue
-		}
-		s.mu.Lock()
-		s.last[processKey{p.Name, p.PID}] = f
-		s.mu.Unlock()
 	}
 }
 
@@ -569,8 +534,10 @@ func (s *scraper) consumed() map[string]map[string]float64 {
 	return out
 }
 
-// backlogs reads every running service's outbox backlog now.
-func (s *scraper) backlogs(ctx context.Context) map[string]float64 {
+// scrapeAll reads every running service's metrics once and keeps them.
+// It returns each service's outbox backlog now, -1 for a service with a
+// process that did not answer.
+func (s *scraper) scrapeAll(ctx context.Context) map[string]float64 {
 	out := map[string]float64{}
 	procs, err := s.sys.Processes()
 	if err != nil {

@@ -17,7 +17,9 @@ import (
 
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/mailbox"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // fakeSystem records kills and starts instead of doing them.
@@ -220,13 +222,13 @@ outbox_backlog 4
 	if got["handled"] != 30 || got["duplicate"] != 4 {
 		t.Errorf("consumed = %v, want 30 handled and 4 duplicates over the two processes", got)
 	}
-	if b := s.backlogs(context.Background()); b["notifications"] != 4 {
+	if b := s.scrapeAll(context.Background()); b["notifications"] != 4 {
 		t.Errorf("backlogs = %v", b)
 	}
 }
 
 func TestSummaryDiffs(t *testing.T) {
-	want := Summary{OrdersConfirmed: 2, RevenueCents: 300, NetCents: 200, RefundsCents: 100, OrdersCancelled: 1, CapturedCents: 300}
+	want := reportsapi.Summary{OrdersConfirmed: 2, RevenueCents: 300, NetCents: 200, RefundsCents: 100, OrdersCancelled: 1, CapturedCents: 300}
 	if d := summaryDiffs(want, want); len(d) != 0 {
 		t.Errorf("equal summaries differ: %v", d)
 	}
@@ -269,9 +271,9 @@ func TestMailCheck(t *testing.T) {
 		return mailbox.Message{Subject: subject, MessageID: id, ReceivedAt: at, To: []string{"x@example.com"}}
 	}
 	good := []mailbox.Message{
-		mail(receiptSubject("A"), "a.email@microshop", t0),
+		mail(shopclient.ReceiptSubject("A"), "a.email@microshop", t0),
 		mail(rejectedSubject("B"), "b.email@microshop", t0),
-		mail(receiptSubject("C"), "c.email@microshop", t0),
+		mail(shopclient.ReceiptSubject("C"), "c.email@microshop", t0),
 		mail(refundSubject("C"), "c2.email@microshop", t0),
 	}
 	if v, n := checkMailbox(t, all, good); len(v) != 0 || len(n) != 0 {
@@ -280,7 +282,7 @@ func TestMailCheck(t *testing.T) {
 
 	// Sent, then notifications killed 50ms later, before it recorded the
 	// send: the same message again once its lease ran out.
-	again := append(slices.Clone(good), mail(receiptSubject("A"), "a.email@microshop", t0.Add(70*time.Second)))
+	again := append(slices.Clone(good), mail(shopclient.ReceiptSubject("A"), "a.email@microshop", t0.Add(70*time.Second)))
 	if v, n := checkMailbox(t, all, again, t0.Add(50*time.Millisecond)); len(v) != 0 || len(n) != 1 {
 		t.Errorf("a copy in the crash window: violations %q, notes %q; want one note", v, n)
 	}
@@ -291,12 +293,12 @@ func TestMailCheck(t *testing.T) {
 		}
 	}
 	// Two receipts under two Message-IDs: two events, whatever was killed.
-	twice := append(slices.Clone(good), mail(receiptSubject("A"), "other.email@microshop", t0.Add(time.Second)))
+	twice := append(slices.Clone(good), mail(shopclient.ReceiptSubject("A"), "other.email@microshop", t0.Add(time.Second)))
 	if v, _ := checkMailbox(t, all, twice, t0.Add(50*time.Millisecond)); len(v) != 1 || !strings.Contains(v[0], "receipt of order A arrived 2 times") {
 		t.Errorf("two Message-IDs: violations %q", v)
 	}
 	// Missing, and an email that must not come.
-	wrong := []mailbox.Message{good[0], good[2], good[3], mail(receiptSubject("B"), "b.email@microshop", t0)}
+	wrong := []mailbox.Message{good[0], good[2], good[3], mail(shopclient.ReceiptSubject("B"), "b.email@microshop", t0)}
 	v, _ := checkMailbox(t, all, wrong)
 	if len(v) != 2 || !strings.Contains(strings.Join(v, "\n"), "rejection notice of order B never arrived") ||
 		!strings.Contains(strings.Join(v, "\n"), "B was rejected, yet a receipt arrived") {

@@ -3,11 +3,15 @@ package chaos
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
 // Result is what a run did and found.
@@ -38,7 +42,7 @@ type Result struct {
 	CrashWindowCopies    int
 	MailboxPartial       bool
 	ReportsRunning       bool
-	Reports, ReportsWant *Summary
+	Reports, ReportsWant *reportsapi.Summary
 	// Consumed is, per service, the events its consumers received by
 	// outcome, summed over its processes as last scraped: a "duplicate"
 	// is a redelivery the inbox turned away.
@@ -152,12 +156,12 @@ func (r *Result) WriteTable(w io.Writer) {
 	for k := range r.GaveUp {
 		kinds[k] = true
 	}
-	for _, k := range sortedKeys(kinds) {
+	for _, k := range slices.Sorted(maps.Keys(kinds)) {
 		row("  %s\t%d\t(%d given up)", k, r.ErrorAttempts[k], r.GaveUp[k])
 	}
 	row("emails\t%d\t(%d receipts; %d sent again in the documented crash window)%s", r.Emails, r.Receipts, r.CrashWindowCopies,
 		map[bool]string{true: " only the mailbox's last 1000 were read", false: ""}[r.MailboxPartial])
-	for _, svc := range sortedKeys(r.Consumed) {
+	for _, svc := range slices.Sorted(maps.Keys(r.Consumed)) {
 		c := r.Consumed[svc]
 		row("events consumed: %s\t%.0f\thandled; %.0f duplicate (turned away by the inbox), %.0f retried, %.0f dead-lettered",
 			svc, c["handled"], c["duplicate"], c["retry"], c["dead_letter"])
@@ -211,13 +215,8 @@ func (r *Result) WriteFaults(w io.Writer) {
 }
 
 func countsLine(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var parts []string
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		name := k
 		if name == "" {
 			name = "(none)"

@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,11 +155,7 @@ func (r *run) finishEvents(ctx context.Context) {
 		r.record(op, "Nats-Msg-Id is the event id", Warn, 0,
 			fmt.Sprintf("%d event(s) published without their id as Nats-Msg-Id, so the broker cannot drop a duplicate publish (e.g. %s)", len(e.msgIDs), e.msgIDs[0]))
 	}
-	var types []string
-	for t := range e.known {
-		types = append(types, t)
-	}
-	sort.Strings(types)
+	types := slices.Sorted(maps.Keys(e.known))
 	for _, t := range types {
 		key := "event " + t
 		switch n, probs := e.checked[t], e.problems[t]; {
@@ -194,12 +191,7 @@ func (r *run) finishEvents(ctx context.Context) {
 			r.record(key, "published", Warn, 0, "not observed: "+why)
 		}
 	}
-	var unknown []string
-	for t := range e.unknown {
-		unknown = append(unknown, t)
-	}
-	sort.Strings(unknown)
-	for _, t := range unknown {
+	for _, t := range slices.Sorted(maps.Keys(e.unknown)) {
 		r.record("event "+t, "a type the contract knows", Fail, 0,
 			fmt.Sprintf("%d event(s) of a type %s's contract does not declare (it knows %s)", e.unknown[t], r.cfg.Service, strings.Join(types, ", ")))
 	}

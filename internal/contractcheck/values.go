@@ -5,8 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -94,15 +95,6 @@ func typeOf(s *openapi3.Schema) string {
 	return ""
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // accepts says whether s accepts the JSON value v.
 func accepts(s *openapi3.Schema, v any) bool {
 	return s.VisitJSON(v, openapi3.MultiErrors()) == nil
@@ -136,7 +128,7 @@ func (g *generator) value(name string, s *openapi3.Schema) any {
 			}
 		}
 		// minProperties: add optional ones, in name order, until enough.
-		for _, k := range sortedKeys(s.Properties) {
+		for _, k := range slices.Sorted(maps.Keys(s.Properties)) {
 			if uint64(len(obj)) >= s.MinProps {
 				break
 			}
@@ -325,7 +317,7 @@ func (g *generator) walk(s *openapi3.Schema, v any, path []any, out *[]mutation)
 			p := append(append([]any(nil), path...), req)
 			add("missing "+pathString(p), p, func(any) any { return deleted{} })
 		}
-		for _, name := range sortedKeys(s.Properties) {
+		for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
 			ref := s.Properties[name]
 			if ref == nil || ref.Value == nil {
 				continue

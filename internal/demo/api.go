@@ -3,21 +3,12 @@ package demo
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
-)
-
-// Test cards of payments' simulated card processor.
-const (
-	cardApproved     = shopclient.CardApproved
-	cardDeclined     = shopclient.CardDeclined
-	cardInsufficient = shopclient.CardInsufficient
-	cardSlow         = shopclient.CardSlow
 )
 
 // customers registers and logs in n customers at once.
@@ -49,12 +40,6 @@ func createProduct(ctx context.Context, admin *shopclient.Session, sku, name str
 	return err
 }
 
-// orderBody is a checkout of lines paid with card.
-func orderBody(card string, lines ...shopclient.Line) shopclient.NewOrder {
-	return shopclient.NewOrder{Lines: lines, Card: shopclient.TestCard(card),
-		ShippingAddress: ordersapi.Address{Name: "Demo Shopper", Street: "1 Demo Way", City: "Lisbon", PostalCode: "1100-148", Country: "PT"}}
-}
-
 // line is one line of an order.
 func line(sku string, qty int64) shopclient.Line { return shopclient.Line{SKU: sku, Quantity: qty} }
 
@@ -63,7 +48,7 @@ func line(sku string, qty int64) shopclient.Line { return shopclient.Line{SKU: s
 func checkout(ctx context.Context, s *shopclient.Session, key, card string, lines ...shopclient.Line) (ordersapi.Order, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return s.Checkout(ctx, key, orderBody(card, lines...))
+	return s.Checkout(ctx, key, shopclient.Checkout(card, lines...))
 }
 
 // stock returns every product's stock (admin).
@@ -77,24 +62,4 @@ func stock(ctx context.Context, admin *shopclient.Session) (map[string]inventory
 		out[s.SKU] = s
 	}
 	return out, nil
-}
-
-// readReceipts reads the mailbox (admin) and counts the order receipts
-// ("Your microshop order <id> is confirmed") per order id, and the
-// messages per Message-ID.
-func readReceipts(ctx context.Context, admin *shopclient.Session) (perOrder, perMessageID map[string]int, err error) {
-	box, err := admin.Mailbox(ctx, shopclient.MailFilter{Subject: " is confirmed"})
-	if err != nil {
-		return nil, nil, err
-	}
-	perOrder, perMessageID = map[string]int{}, map[string]int{}
-	for _, m := range box {
-		id, ok := strings.CutPrefix(m.Subject, "Your microshop order ")
-		if !ok || !strings.HasSuffix(id, " is confirmed") {
-			continue
-		}
-		perOrder[strings.TrimSuffix(id, " is confirmed")]++
-		perMessageID[m.MessageID]++
-	}
-	return perOrder, perMessageID, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/invariants"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/reports/reportsapi"
 )
@@ -42,7 +43,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("Four shoppers check out, each every %s or so, every service up (4s)", isoPause)
 	// The mailbox keeps 1000 messages: stay well below.
-	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Pause: isoPause,
+	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: shopclient.CardApproved, Pause: isoPause,
 		MaxCheckouts: 700, Key: "iso"})
 	defer l.Stop()
 	m := watch(d.r, l)
@@ -61,7 +62,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 		d.r.logf("killed %s (pid %v)", name, pids)
 	}
 	m.say(down + " DOWN")
-	atKill, _, err := readReceipts(ctx, d.admin)
+	atKill, _, err := d.admin.Receipts(ctx, "")
 	if err != nil {
 		return v, err
 	}
@@ -72,7 +73,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	}
 	during := l.Counts().Sub(before)
 	downFor := time.Since(start)
-	whileDown, _, err := readReceipts(ctx, d.admin)
+	whileDown, _, err := d.admin.Receipts(ctx, "")
 	if err != nil {
 		return v, err
 	}
@@ -124,7 +125,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	lastLine, lastAt, explained := "", time.Time{}, false
 	for {
-		receipts, messageIDs, err = readReceipts(ctx, d.admin)
+		receipts, messageIDs, err = d.admin.Receipts(ctx, "")
 		if err != nil {
 			return v, err
 		}
@@ -169,7 +170,7 @@ func isolatedFailure(ctx context.Context, d *demo) (Verdict, error) {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return v, err
 	}
-	if receipts, messageIDs, err = readReceipts(ctx, d.admin); err != nil {
+	if receipts, messageIDs, err = d.admin.Receipts(ctx, ""); err != nil {
 		return v, err
 	}
 	if hasReports {

@@ -56,7 +56,7 @@ func visit(ctx context.Context, w *loadgen.Worker, shop *shopclient.Client, cfg 
 			_ = w.Call(ctx, false, c.Login)
 		}
 	}
-	buy(ctx, w, c, fmt.Sprintf("%s-%d-%d", cfg.Key, w.ID, k), orderBody(cfg.Card, line(cfg.SKU, 1)))
+	buy(ctx, w, c, fmt.Sprintf("%s-%d-%d", cfg.Key, w.ID, k), shopclient.Checkout(cfg.Card, line(cfg.SKU, 1)))
 	if cfg.Browse {
 		_ = w.Call(ctx, true, func(ctx context.Context) error {
 			_, err := c.Orders(ctx, 5, "")

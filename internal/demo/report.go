@@ -1,8 +1,10 @@
 package demo
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -100,42 +102,33 @@ func (v Verdict) print(w io.Writer) {
 }
 
 // monitor prints the load's figures once a second until stopped: the
-// rate of finished checkouts over the last second, and the totals.
+// rate of finished checkouts over the last second, and the totals. It is
+// a load of one worker whose operation is to print, so loadgen's Load
+// paces it and stops it.
 type monitor struct {
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	*loadgen.Load
 	mu   sync.Mutex
 	note string
 }
 
 func watch(r *reporter, l *loadgen.Load) *monitor {
-	m := &monitor{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		last, lastAt := l.Counts(), time.Now()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case now := <-t.C:
-				c := l.Counts()
-				d := c.Sub(last)
-				rate := float64(d.Checkouts) / now.Sub(lastAt).Seconds()
-				m.mu.Lock()
-				note := m.note
-				m.mu.Unlock()
-				if note != "" {
-					note = "  | " + note
-				}
-				r.logf("%5.1f checkouts/s  confirmed %d  rejected %d  failed %d  requests %d (retried-ok %d, failed %d)%s",
-					rate, c.Confirmed, c.Rejected, c.CheckoutFailed, c.Requests, c.RetriedOK, c.Failed, note)
-				last, lastAt = c, now
+	m := &monitor{}
+	last, lastAt := l.Counts(), time.Now()
+	m.Load = loadgen.Start(context.Background(), loadgen.Custom{Workers: 1,
+		Think: func(*rand.Rand) time.Duration { return time.Second },
+		Op: func(context.Context, *loadgen.Worker) {
+			now, c := time.Now(), l.Counts()
+			rate := float64(c.Sub(last).Checkouts) / now.Sub(lastAt).Seconds()
+			m.mu.Lock()
+			note := m.note
+			m.mu.Unlock()
+			if note != "" {
+				note = "  | " + note
 			}
-		}
-	}()
+			r.logf("%5.1f checkouts/s  confirmed %d  rejected %d  failed %d  requests %d (retried-ok %d, failed %d)%s",
+				rate, c.Confirmed, c.Rejected, c.CheckoutFailed, c.Requests, c.RetriedOK, c.Failed, note)
+			last, lastAt = c, now
+		}})
 	return m
 }
 
@@ -144,12 +137,6 @@ func (m *monitor) say(note string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.note = note
-}
-
-// Stop stops the printing; calling it again does nothing.
-func (m *monitor) Stop() {
-	m.once.Do(func() { close(m.stop) })
-	<-m.done
 }
 
 // pct formats a share as a percentage.

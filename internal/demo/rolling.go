@@ -9,6 +9,7 @@ import (
 	"github.com/microshop/microshop/internal/invariants"
 	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -45,7 +46,7 @@ func rollingDeploy(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("Four shoppers browse, log in now and then, check out and read their orders (3s)")
-	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: cardApproved, Browse: true, Key: "roll"})
+	l := startLoad(d.shop, loadConfig{Shoppers: 4, Customers: custs, SKU: sku, Card: shopclient.CardApproved, Browse: true, Key: "roll"})
 	defer l.Stop()
 	m := watch(d.r, l)
 	defer m.Stop()

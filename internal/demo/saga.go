@@ -94,19 +94,19 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("A checkout that succeeds: 2 × %s, card 4242 4242 4242 4242", lamp)
-	o, err := place("approved", cardApproved, line(lamp, 2))
+	o, err := place("approved", shopclient.CardApproved, line(lamp, 2))
 	if err != nil {
 		return v, err
 	}
 	expect(o, ordersapi.StatusConfirmed, "", "the approved card")
 
 	d.r.step("Declined at the authorize step: the reservation is released")
-	o, err = place("card declined (4000 0000 0000 0002)", cardDeclined, line(lamp, 1))
+	o, err = place("card declined (4000 0000 0000 0002)", shopclient.CardDeclined, line(lamp, 1))
 	if err != nil {
 		return v, err
 	}
 	expect(o, ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined, "the declined card")
-	o, err = place("insufficient funds (4000 0000 0000 9995)", cardInsufficient, line(lamp, 3))
+	o, err = place("insufficient funds (4000 0000 0000 9995)", shopclient.CardInsufficient, line(lamp, 3))
 	if err != nil {
 		return v, err
 	}
@@ -122,7 +122,7 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 	for i := range racers {
 		wg.Go(func() {
 			key := fmt.Sprintf("saga-race-%d", i)
-			o, err := checkout(ctx, cust, key, cardApproved, line(last, 1))
+			o, err := checkout(ctx, cust, key, shopclient.CardApproved, line(last, 1))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -144,14 +144,14 @@ func sagaCompensation(ctx context.Context, d *demo) (Verdict, error) {
 		"the race for %d units: %v, want %d confirmed and %d out of stock", lastStock, race, lastStock, racers-lastStock)
 
 	d.r.step("One line out of stock: the whole order is refused, nothing of the other line is held")
-	o, err = place("1 × "+lamp+" + 1 × "+last, cardApproved, line(lamp, 1), line(last, 1))
+	o, err = place("1 × "+lamp+" + 1 × "+last, shopclient.CardApproved, line(lamp, 1), line(last, 1))
 	if err != nil {
 		return v, err
 	}
 	expect(o, ordersapi.StatusRejected, ordersapi.ReasonOutOfStock, "the order with a line out of stock")
 
 	d.r.step("A card slower (%s) than orders' step timeout (%s): void, then release", sagaSlowCard, sagaStepTimeout)
-	o, err = place("slow card (4000 0000 0000 0077)", cardSlow, line(lamp, 1))
+	o, err = place("slow card (4000 0000 0000 0077)", shopclient.CardSlow, line(lamp, 1))
 	if err != nil {
 		return v, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
+	"github.com/microshop/microshop/internal/shopclient"
 )
 
 // The simulated card processor of independent-scaling (payments'
@@ -56,7 +58,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	}
 
 	d.r.step("%d shoppers check out without pause; payments has 1 replica", scalingShoppers)
-	l := startLoad(d.shop, loadConfig{Shoppers: scalingShoppers, Customers: custs, SKU: sku, Card: cardApproved, Key: "scale"})
+	l := startLoad(d.shop, loadConfig{Shoppers: scalingShoppers, Customers: custs, SKU: sku, Card: shopclient.CardApproved, Key: "scale"})
 	defer l.Stop()
 	m := watch(d.r, l)
 	defer m.Stop()
@@ -219,15 +221,12 @@ func authorizations(ctx context.Context, reps []localrun.Process) (map[int]float
 // shareOf says how the authorizations between two readings were split
 // over the replicas, as "replica 1 60%, replica 2 20%, ...".
 func shareOf(before, after map[int]float64) string {
-	var slots []int
 	total := 0.0
 	for k, n := range after {
-		slots = append(slots, k)
 		total += n - before[k]
 	}
-	sort.Ints(slots)
 	var parts []string
-	for _, k := range slots {
+	for _, k := range slices.Sorted(maps.Keys(after)) {
 		share := 0.0
 		if total > 0 {
 			share = 100 * (after[k] - before[k]) / total

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 )
 
@@ -20,14 +21,7 @@ type system struct {
 // baseEnv is what every demo's system runs with: a known admin account
 // and no rate limits, since one client sends every request.
 func baseEnv(adminEmail, adminPassword string) []string {
-	return []string{
-		"MICROSHOP_ADMIN_EMAIL=" + adminEmail,
-		"MICROSHOP_ADMIN_PASSWORD=" + adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_ACCOUNT=0",
-		"MICROSHOP_RATE_LIMIT=0",
-	}
+	return append(loadgen.Unlimited(), "MICROSHOP_ADMIN_EMAIL="+adminEmail, "MICROSHOP_ADMIN_PASSWORD="+adminPassword)
 }
 
 // startSystem runs `opts.Exe run` with env added to this process's

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/microshop/microshop/internal/collector"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -38,7 +39,7 @@ func tracing(ctx context.Context, d *demo) (Verdict, error) {
 
 	d.r.step("One checkout: 1 × %s", sku)
 	start := time.Now()
-	o, err := checkout(ctx, custs[0], "trace-1", cardApproved, line(sku, 1))
+	o, err := checkout(ctx, custs[0], "trace-1", shopclient.CardApproved, line(sku, 1))
 	if err != nil {
 		return v, err
 	}

@@ -18,6 +18,8 @@ package invariants
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -141,7 +143,7 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 			distinct[id] = true
 		}
 		if len(distinct) > 1 {
-			rep.violate("Idempotency-Key %q made %d orders: %v", key, len(distinct), keys(distinct))
+			rep.violate("Idempotency-Key %q made %d orders: %v", key, len(distinct), slices.Sorted(maps.Keys(distinct)))
 		}
 	}
 
@@ -222,15 +224,6 @@ func (c *Checker) Check(ctx context.Context, exp Expect) (Report, error) {
 	}
 	sort.Strings(rep.Violations)
 	return rep, nil
-}
-
-func keys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Orders lists every customer's orders.

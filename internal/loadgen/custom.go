@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"maps"
 	mathrand "math/rand/v2"
 	"net/http"
 	"sync"
@@ -161,7 +162,7 @@ func (l *Load) Counts() Counts {
 func (l *Load) Kinds() (attempts, gaveUp map[string]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return copyMap(l.attempts), copyMap(l.gaveUp)
+	return maps.Clone(l.attempts), maps.Clone(l.gaveUp)
 }
 
 // Samples returns the first ten failures, described.
@@ -197,14 +198,6 @@ func (l *Load) Keys() map[string][]string {
 	out := make(map[string][]string, len(l.keys))
 	for k, v := range l.keys {
 		out[k] = append([]string(nil), v...)
-	}
-	return out
-}
-
-func copyMap(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
 	}
 	return out
 }

@@ -82,7 +82,7 @@ func TestCustomLoad(t *testing.T) {
 		Think: func(*mathrand.Rand) time.Duration { thinks.Add(1); return time.Millisecond },
 		Op: func(ctx context.Context, w *Worker) {
 			key := "k-" + itoa(w.ID) + "-" + itoa(w.N)
-			o, ok := w.Place(ctx, s, key, shopclient.Checkout(CardApproved, shopclient.Line{SKU: "SKU-01", Quantity: 1}))
+			o, ok := w.Place(ctx, s, key, shopclient.Checkout(shopclient.CardApproved, shopclient.Line{SKU: "SKU-01", Quantity: 1}))
 			if ok {
 				o, ok = w.Follow(ctx, s, o, time.Millisecond, 5*time.Second)
 			}
@@ -122,7 +122,7 @@ func TestCustomLoad(t *testing.T) {
 			return err
 		})
 		_ = w.Call(ctx, false, func(ctx context.Context) error {
-			_, _, err := s.PlaceOrder(ctx, "unsafe", shopclient.Checkout(CardApproved, shopclient.Line{SKU: "SKU-01", Quantity: 1}))
+			_, _, err := s.PlaceOrder(ctx, "unsafe", shopclient.Checkout(shopclient.CardApproved, shopclient.Line{SKU: "SKU-01", Quantity: 1}))
 			return err
 		})
 	}})

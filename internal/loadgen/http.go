@@ -11,35 +11,28 @@ import (
 	"github.com/microshop/microshop/internal/shopclient"
 )
 
-// kindOf names how a call of the API went: "" for a success, the status
-// of an unexpected answer, a bad answer, or the failure to get one.
-func kindOf(ctx context.Context, err error) string {
+// KindOf names how an operation of a measured load went, in the terms of
+// its figures (ErrorsByKind): "" for a success, status_NNN for an
+// unexpected answer, a bad answer, a timeout, or "connection" for any
+// other failure to get an answer. It is attemptKind's judgement, coarser;
+// an operation whose own deadline passed timed out, whatever the
+// transport said.
+func KindOf(ctx context.Context, err error) string {
 	if err == nil {
 		return ""
 	}
 	if status := shopclient.StatusOf(err); status != 0 {
 		return statusKind(status)
 	}
-	if errors.Is(err, shopclient.ErrBadResponse) {
+	kind := attemptKind(err)
+	if kind != AttemptBadAnswer && ctx.Err() != nil {
+		kind = attemptKind(ctx.Err())
+	}
+	switch kind {
+	case AttemptBadAnswer:
 		return KindBadResponse
-	}
-	return classify(ctx, err)
-}
-
-// classify names the kind of a failure to get an answer.
-func classify(ctx context.Context, err error) string {
-	if ctx.Err() != nil {
-		err = ctx.Err()
-	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return KindCancelled
-	case errors.Is(err, context.DeadlineExceeded):
-		return KindTimeout
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return KindTimeout
+	case AttemptTimeout, AttemptCancelled:
+		return kind
 	}
 	return KindConnection
 }
@@ -67,8 +60,9 @@ const (
 	AttemptOther     = "other"
 )
 
-// attemptKind names how an attempt failed, finer than kindOf: whether
-// the request may have reached the system matters to a retry.
+// attemptKind names how an attempt failed. It is the one judgement of
+// failures in this package: whether the request may have reached the
+// system matters to a retry, and KindOf coarsens it for the figures.
 func attemptKind(err error) string {
 	if status := shopclient.StatusOf(err); status != 0 {
 		return "http " + strconv.Itoa(status)

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"math"
 	mathrand "math/rand/v2"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,7 +158,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // Check reports what is wrong with c, and sets the defaults of its zero
 // values. Run calls it too.
 func (c *Config) Check() error {
-	if _, err := parseTarget(c.Target); err != nil {
+	// The client checks the URL as it would before any load.
+	if _, err := shopclient.New(c.Target, shopclient.Options{}); err != nil {
 		return err
 	}
 	if scenarios[c.Scenario] == nil {
@@ -201,22 +201,6 @@ func (c *Config) Check() error {
 		c.Seed = binary.LittleEndian.Uint64(b[:]) | 1
 	}
 	return nil
-}
-
-// parseTarget accepts a base URL: http or https, a host, no path.
-func parseTarget(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("target %q: %w", s, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("target %q: want a base URL such as http://127.0.0.1:8080", s)
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("target %q: want the gateway's base URL alone, with no path, query or credentials", s)
-	}
-	u.Path = ""
-	return u, nil
 }
 
 func newRunner(cfg Config) (*runner, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
@@ -286,7 +288,7 @@ func TestErrorsAreClassified(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
+func TestKindOf(t *testing.T) {
 	live := context.Background()
 	expired, cancel := context.WithDeadline(live, time.Now().Add(-time.Second))
 	defer cancel()
@@ -300,9 +302,11 @@ func TestClassify(t *testing.T) {
 		{live, &net.DNSError{IsTimeout: true}, KindTimeout},
 		{expired, errors.New("whatever the transport says"), KindTimeout},
 		{live, context.Canceled, KindCancelled},
+		{expired, &shopclient.Error{Status: 503}, "status_503"},
+		{expired, fmt.Errorf("GET /: %w", shopclient.ErrBadResponse), KindBadResponse},
 	} {
-		if got := classify(tc.ctx, tc.err); got != tc.want {
-			t.Errorf("classify(%v) = %q, want %q", tc.err, got, tc.want)
+		if got := KindOf(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("KindOf(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }
@@ -332,7 +336,7 @@ func TestJudgeCheckout(t *testing.T) {
 func TestCheckoutOutcomes(t *testing.T) {
 	declinedFor := func(reason string) func(string) (string, string) {
 		return func(card string) (string, string) {
-			if card == CardApproved {
+			if card == shopclient.CardApproved {
 				return ordersapi.StatusConfirmed, ""
 			}
 			return ordersapi.StatusRejected, reason
@@ -350,7 +354,7 @@ func TestCheckoutOutcomes(t *testing.T) {
 		{name: "answered at once", confirmed: true},
 		{name: "202 then polls until final", pending: 3, confirmed: true},
 		{name: "out of stock", outcome: func(card string) (string, string) {
-			if card == CardApproved {
+			if card == shopclient.CardApproved {
 				return ordersapi.StatusRejected, ordersapi.ReasonOutOfStock
 			}
 			return ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined
@@ -582,5 +586,15 @@ func TestSetupRateLimitedSaysWhatToDo(t *testing.T) {
 	_, err := Run(context.Background(), Config{Target: srv.URL, Scenario: "checkout", Concurrency: 1, Duration: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "MICROSHOP_REGISTER_RATE_IP=0") {
 		t.Errorf("err = %v, want one naming the rate limit's setting", err)
+	}
+}
+
+func TestKinds(t *testing.T) {
+	if got := Kinds(nil); got != "-" {
+		t.Errorf("Kinds(nil) = %q, want -", got)
+	}
+	got := Kinds(map[string]int64{KindTimeout: 1, "status_503": 4, KindConnection: 1})
+	if want := "status_503 4, connection 1, timeout 1"; got != want {
+		t.Errorf("Kinds = %q, want %q: the most first, then by name", got, want)
 	}
 }

@@ -1,7 +1,9 @@
 package loadgen
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -89,12 +91,28 @@ type Latency struct {
 
 // Error kinds besides "status_NNN" and "wrong_outcome:...".
 const (
-	KindTimeout     = "timeout"
+	KindTimeout     = AttemptTimeout
 	KindConnection  = "connection"
 	KindBadResponse = "bad_response"
 	// KindCancelled: the run was interrupted; never recorded.
-	KindCancelled = "cancelled"
+	KindCancelled = AttemptCancelled
 )
+
+// Kinds lists errors by kind, the most frequent first, as in
+// "status_503 4, timeout 1" ("-" for none).
+func Kinds(m map[string]int64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	names := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		return cmp.Or(cmp.Compare(m[b], m[a]), strings.Compare(a, b))
+	})
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
 
 // Histograms hold microseconds from 1µs to an hour, to three significant
 // digits.

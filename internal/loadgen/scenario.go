@@ -20,12 +20,6 @@ const (
 	OpCheckoutDeclined = "orders.checkout_declined"
 )
 
-// Test cards of payments' simulated card processor.
-const (
-	CardApproved = shopclient.CardApproved
-	CardDeclined = shopclient.CardDeclined
-)
-
 // declineShare is the share of checkouts paid with the declining card.
 const declineShare = 0.05
 
@@ -117,33 +111,33 @@ func list(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 		tok = r.catalog.pages[rng.IntN(len(r.catalog.pages))]
 	}
 	_, err := r.shop.Products(ctx, shopclient.ProductQuery{Limit: pageSize, PageToken: tok})
-	return outcome{op: OpList, kind: kindOf(ctx, err)}
+	return outcome{op: OpList, kind: KindOf(ctx, err)}
 }
 
 // search looks for a word of the products' names.
 func search(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	q := r.catalog.words[rng.IntN(len(r.catalog.words))]
 	_, err := r.shop.Products(ctx, shopclient.ProductQuery{Q: q, Limit: pageSize})
-	return outcome{op: OpSearch, kind: kindOf(ctx, err)}
+	return outcome{op: OpSearch, kind: KindOf(ctx, err)}
 }
 
 // product reads one product.
 func product(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	_, err := r.shop.Product(ctx, r.catalog.products[rng.IntN(len(r.catalog.products))].SKU)
-	return outcome{op: OpProduct, kind: kindOf(ctx, err)}
+	return outcome{op: OpProduct, kind: KindOf(ctx, err)}
 }
 
 // login logs a customer in again. Customers take turns so that each
 // logs in as seldom as possible: users limits logins per account.
 func login(ctx context.Context, r *runner, _ *mathrand.Rand) outcome {
 	c := r.customers[int(r.logins.Add(1)%uint64(len(r.customers)))]
-	return outcome{op: OpLogin, kind: kindOf(ctx, c.Login(ctx))}
+	return outcome{op: OpLogin, kind: KindOf(ctx, c.Login(ctx))}
 }
 
 // history reads a customer's latest orders.
 func history(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	_, err := r.customers[rng.IntN(len(r.customers))].Orders(ctx, 10, "")
-	return outcome{op: OpHistory, kind: kindOf(ctx, err)}
+	return outcome{op: OpHistory, kind: KindOf(ctx, err)}
 }
 
 // checkout places an order of one or two products under a fresh
@@ -152,9 +146,9 @@ func history(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 	declined := rng.Float64() < declineShare
 	out := outcome{op: OpCheckout}
-	card := CardApproved
+	card := shopclient.CardApproved
 	if declined {
-		out.op, card = OpCheckoutDeclined, CardDeclined
+		out.op, card = OpCheckoutDeclined, shopclient.CardDeclined
 	}
 	c := r.customers[rng.IntN(len(r.customers))]
 	lines := []shopclient.Line{{SKU: r.catalog.inStock[rng.IntN(len(r.catalog.inStock))], Quantity: 1}}
@@ -167,13 +161,8 @@ func checkout(ctx context.Context, r *runner, rng *mathrand.Rand) outcome {
 			}
 		}
 	}
-	order := shopclient.NewOrder{
-		Lines:           lines,
-		ShippingAddress: ordersapi.Address{Name: "Load Tester", Street: "1 Benchmark Road", City: "London", PostalCode: "N1 9GU", Country: "GB"},
-		Card:            shopclient.TestCard(card),
-	}
-	o, err := c.Checkout(ctx, "load-"+r.runID+"-"+utoa(r.keys.Add(1)), order)
-	if out.kind = kindOf(ctx, err); out.kind != "" {
+	o, err := c.Checkout(ctx, "load-"+r.runID+"-"+utoa(r.keys.Add(1)), shopclient.Checkout(card, lines...))
+	if out.kind = KindOf(ctx, err); out.kind != "" {
 		return out
 	}
 	out.kind, out.confirmed = judgeCheckout(declined, o)

@@ -174,7 +174,7 @@ func (s *fakeShop) place(w http.ResponseWriter, r *http.Request) {
 	status, reason := ordersapi.StatusConfirmed, ""
 	if s.outcome != nil {
 		status, reason = s.outcome(in.Card.Number)
-	} else if in.Card.Number != CardApproved {
+	} else if in.Card.Number != shopclient.CardApproved {
 		status, reason = ordersapi.StatusRejected, ordersapi.ReasonPaymentDeclined
 	}
 	s.mu.Lock()

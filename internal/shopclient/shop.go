@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/mailbox"
@@ -240,6 +241,36 @@ func (s *Session) Mailbox(ctx context.Context, f MailFilter) ([]mailbox.Message,
 	}
 	var p Page[mailbox.Message]
 	return p.Items, s.Get(ctx, query("/api/mailbox/messages", "limit", strconv.Itoa(f.Limit), "to", f.To, "subject", f.Subject), &p)
+}
+
+// ReceiptSubject is the subject of the receipt notifications mails for a
+// confirmed order (its template's).
+func ReceiptSubject(orderID string) string {
+	return "Your microshop order " + orderID + " is confirmed"
+}
+
+// ReceiptOf returns the order whose receipt m is, if m is a receipt.
+func ReceiptOf(m mailbox.Message) (orderID string, ok bool) {
+	id, prefixed := strings.CutPrefix(m.Subject, "Your microshop order ")
+	id, ok = strings.CutSuffix(id, " is confirmed")
+	return id, prefixed && ok
+}
+
+// Receipts reads the receipts in run's built-in mailbox sent to to (""
+// for anyone) and counts them per order and per Message-ID (admin).
+func (s *Session) Receipts(ctx context.Context, to string) (perOrder, perMessageID map[string]int, err error) {
+	box, err := s.Mailbox(ctx, MailFilter{To: to, Subject: " is confirmed"})
+	if err != nil {
+		return nil, nil, err
+	}
+	perOrder, perMessageID = map[string]int{}, map[string]int{}
+	for _, m := range box {
+		if id, ok := ReceiptOf(m); ok {
+			perOrder[id]++
+			perMessageID[m.MessageID]++
+		}
+	}
+	return perOrder, perMessageID, nil
 }
 
 // Stream is one of the broker's streams as run's telemetry reports it.

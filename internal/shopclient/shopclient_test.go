@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/mailbox"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
@@ -15,7 +16,7 @@ import (
 )
 
 func TestAgainstTheRealShop(t *testing.T) {
-	s := systemtest.Start(t, "MICROSHOP_ADMIN_EMAIL=admin@example.com", "MICROSHOP_ADMIN_PASSWORD=admin password 123")
+	s := systemtest.Start(t, systemtest.AdminEnv...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := shopclient.MustNew(s.Gateway, shopclient.Options{})
@@ -57,7 +58,7 @@ func TestAgainstTheRealShop(t *testing.T) {
 		t.Fatalf("an unknown product: %v", err)
 	}
 
-	admin, err := c.Login(ctx, "admin@example.com", "admin password 123")
+	admin, err := c.Login(ctx, systemtest.AdminEmail, systemtest.AdminPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,5 +196,16 @@ func TestErrorsAndRefusals(t *testing.T) {
 	}
 	if _, err := shopclient.New(srv.URL+"/api", shopclient.Options{}); err == nil {
 		t.Error("a URL with a path was taken")
+	}
+}
+
+func TestReceiptOf(t *testing.T) {
+	if id, ok := shopclient.ReceiptOf(mailbox.Message{Subject: shopclient.ReceiptSubject("01ORDER")}); !ok || id != "01ORDER" {
+		t.Errorf("a receipt's order = %q, %v", id, ok)
+	}
+	for _, subject := range []string{"We could not complete your microshop order 01ORDER", "Your microshop order 01ORDER was cancelled and refunded"} {
+		if id, ok := shopclient.ReceiptOf(mailbox.Message{Subject: subject}); ok {
+			t.Errorf("%q is taken for the receipt of %q", subject, id)
+		}
 	}
 }

@@ -11,7 +11,6 @@ package browser
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/url"
@@ -27,12 +26,8 @@ import (
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 
+	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/test/systemtest"
-)
-
-const (
-	adminEmail    = "admin@example.com"
-	adminPassword = "admin password 123"
 )
 
 // findChrome returns the browser to run, or "" when there is none.
@@ -290,16 +285,8 @@ func fileName(s string) string {
 // show ready.
 func runningServices(t *testing.T, s *systemtest.System) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.Data, "run.json"))
+	st, err := localrun.ReadState(s.Data)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Services []struct {
-			Name string `json:"name"`
-		} `json:"services"`
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
 	var names []string

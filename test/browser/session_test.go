@@ -14,12 +14,7 @@ import (
 // the customer to sign in again.
 func TestSessionOutlivesItsAccessToken(t *testing.T) {
 	b := startBrowser(t)
-	s := systemtest.Start(t,
-		"MICROSHOP_ACCESS_TTL=2s",
-		"MICROSHOP_REGISTER_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_IP=0",
-		"MICROSHOP_RATE_LIMIT=0",
-	)
+	s := systemtest.Start(t, systemtest.ShopEnv("MICROSHOP_ACCESS_TTL=2s")...)
 	p := b.open(t, s.Gateway)
 	p.visit("/")
 	register(p, "Ada Lovelace", "ada@example.com", "analytical engine")

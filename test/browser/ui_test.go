@@ -2,6 +2,7 @@ package browser
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +16,7 @@ import (
 // customer, a customer whose card is declined, and an admin.
 func TestWebUI(t *testing.T) {
 	b := startBrowser(t)
-	s := systemtest.Start(t,
-		"MICROSHOP_ADMIN_EMAIL="+adminEmail,
-		"MICROSHOP_ADMIN_PASSWORD="+adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP=0",
-		"MICROSHOP_LOGIN_RATE_IP=0",
-		"MICROSHOP_RATE_LIMIT=0",
-	)
+	s := systemtest.Start(t, systemtest.ShopEnv()...)
 
 	var orderID string
 	t.Run("a customer registers, searches, checks out, sees the order confirmed and in the history, and cancels it", func(t *testing.T) {
@@ -135,10 +130,7 @@ func TestWebUI(t *testing.T) {
 			t.Skip("the checkout did not happen")
 		}
 		p := b.open(t, s.Gateway)
-		p.visit("/#/login")
-		p.fill("#login-email", adminEmail)
-		p.fill("#login-password", adminPassword)
-		p.click("#login-submit")
+		signIn(p, systemtest.AdminEmail, systemtest.AdminPassword)
 		p.waitFor("the console link", `!document.querySelector("a[data-nav=console]").hidden`, 10*time.Second)
 		p.click("a[data-nav=console]")
 
@@ -154,7 +146,7 @@ func TestWebUI(t *testing.T) {
 		p.waitFor("the saga's steps", `document.querySelector('#saga-steps li[data-step="refund"][data-event="succeeded"]')`, 10*time.Second)
 		steps := js[[]string](p, `[...document.querySelectorAll("#saga-steps li")].map((li) => li.dataset.step + " " + li.dataset.event)`)
 		for _, want := range []string{"reserve succeeded", "authorize succeeded", "commit succeeded", "capture succeeded", "refund succeeded"} {
-			if !contains(steps, want) {
+			if !slices.Contains(steps, want) {
 				t.Errorf("the saga shows %v; it lacks %q", steps, want)
 			}
 		}
@@ -163,7 +155,7 @@ func TestWebUI(t *testing.T) {
 
 	t.Run("an admin opens the mailbox", func(t *testing.T) {
 		p := b.open(t, s.Gateway)
-		signIn(p, adminEmail, adminPassword)
+		signIn(p, systemtest.AdminEmail, systemtest.AdminPassword)
 		p.visit("/#/console/mailbox")
 		p.waitFor("the mailbox list", `document.querySelector("#mailbox table, #mailbox-empty")`, 15*time.Second)
 		if n := js[int](p, `document.querySelectorAll("#mailbox tr[data-message]").length`); n > 0 {
@@ -185,7 +177,7 @@ func TestWebUI(t *testing.T) {
 			t.Skip("the checkout did not happen")
 		}
 		p := b.open(t, s.Gateway)
-		signIn(p, adminEmail, adminPassword)
+		signIn(p, systemtest.AdminEmail, systemtest.AdminPassword)
 		p.visit("/#/console/map")
 		// Spans reach the collector in batches: give it a few seconds.
 		p.waitFor("gateway → orders on the service map",
@@ -202,7 +194,7 @@ func TestWebUI(t *testing.T) {
 
 	t.Run("sections of services that are down say so", func(t *testing.T) {
 		p := b.open(t, s.Gateway)
-		signIn(p, adminEmail, adminPassword)
+		signIn(p, systemtest.AdminEmail, systemtest.AdminPassword)
 		// The browser answers for these services as the gateway does when
 		// they are not running (503 naming them) or not routed (404).
 		answerFor(t, p, map[string]answer{
@@ -223,7 +215,7 @@ func TestWebUI(t *testing.T) {
 
 	t.Run("the reports page draws the reports' figures as bar charts", func(t *testing.T) {
 		p := b.open(t, s.Gateway)
-		signIn(p, adminEmail, adminPassword)
+		signIn(p, systemtest.AdminEmail, systemtest.AdminPassword)
 		// Figures in the shapes of services/reports/contract, so the charts
 		// are checked whatever the read model holds right now.
 		answerFor(t, p, map[string]answer{
@@ -257,7 +249,7 @@ func TestWebUI(t *testing.T) {
 
 	t.Run("reports and deliveries show figures or say the service is not running", func(t *testing.T) {
 		p := b.open(t, s.Gateway)
-		signIn(p, adminEmail, adminPassword)
+		signIn(p, systemtest.AdminEmail, systemtest.AdminPassword)
 		p.visit("/#/console/reports")
 		p.waitFor("the reports", `document.querySelector("#reports-sales svg, #reports-sales .empty, [data-unavailable]")`, 15*time.Second)
 		p.keep("console-reports")
@@ -296,13 +288,4 @@ func fillAddress(p *page) {
 	p.fill("#f-shipping_address-postal_code", "N1 7AA")
 	p.fill("#f-shipping_address-city", "London")
 	p.do("choosing the country", chromedp.SetValue(chromedp.CSS("#f-shipping_address-country"), "GB"))
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -16,11 +16,7 @@ import (
 	"github.com/microshop/microshop/test/systemtest"
 )
 
-var env = append([]string{
-	"MICROSHOP_REGISTER_RATE_IP=0",
-	"MICROSHOP_LOGIN_RATE_IP=0",
-	"MICROSHOP_RATE_LIMIT=0",
-}, systemtest.AdminEnv...)
+var env = systemtest.ShopEnv()
 
 // shop runs shoppers placing orders until stopped, each order under a
 // fresh key, one in five with a declined card, and one in three asked for

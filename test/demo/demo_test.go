@@ -7,88 +7,25 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/microshop/microshop/internal/demo"
+	"github.com/microshop/microshop/test/systemtest"
 )
-
-// binDir holds the binary once built, for TestMain to remove.
-var binDir string
-
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "microshop-demo-bin")
-	if err != nil {
-		return "", err
-	}
-	binDir = dir
-	bin := filepath.Join(dir, "microshop")
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %v", err)
-	}
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/microshop")
-	cmd.Dir = strings.TrimSpace(string(root))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-func binary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("the demos build the binary and run the whole system; skipped with -short")
-	}
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
-// lockedBuffer collects the demo's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // run runs a scenario through the engine and requires PASS, the PASS
 // line, and a figure of each name in figures, printed.
 func run(t *testing.T, name string, budget time.Duration, figures ...string) demo.Verdict {
 	t.Helper()
-	bin := binary(t)
+	bin := systemtest.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
-	out := &lockedBuffer{}
+	var out bytes.Buffer // demo.Run writes it through one reporter, and is over when read
 	start := time.Now()
-	v, err := demo.Run(ctx, name, demo.Options{Exe: bin, Out: out})
+	v, err := demo.Run(ctx, name, demo.Options{Exe: bin, Out: &out})
 	t.Logf("microshop demo %s took %s:\n%s", name, time.Since(start).Round(100*time.Millisecond), out.String())
 	if err != nil {
 		t.Fatalf("demo %s: %v", name, err)
@@ -170,7 +107,7 @@ func TestSagaCompensation(t *testing.T) {
 // TestTracing runs its demo through the command, as a person does: exit
 // status 0, and the tree and verdict on stdout.
 func TestTracing(t *testing.T) {
-	bin := binary(t)
+	bin := systemtest.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
@@ -192,7 +129,7 @@ func TestTracing(t *testing.T) {
 }
 
 func TestListAndUnknown(t *testing.T) {
-	bin := binary(t)
+	bin := systemtest.Binary(t)
 	out, err := exec.Command(bin, "demo", "--list").CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo --list: %v\n%s", err, out)

@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,16 +13,14 @@ import (
 
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	"github.com/microshop/microshop/services/users/usersapi"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
 func TestSystemSurvivesInventoryDying(t *testing.T) {
-	s := systemtest.Start(t,
-		"MICROSHOP_ADMIN_EMAIL=admin@example.com",
-		"MICROSHOP_ADMIN_PASSWORD=admin password 123",
-	)
-	gw := s.Gateway
+	ctx := context.Background()
+	s := systemtest.Start(t, systemtest.AdminEnv...)
+	shop := systemtest.Shop(s.Gateway)
 
 	// Every service is its own process with its own database: a file of
 	// its own, or (run --db, as CI's second pass sets through MICROSHOP_DB)
@@ -41,46 +41,20 @@ func TestSystemSurvivesInventoryDying(t *testing.T) {
 		pids[pid] = name
 	}
 
-	r := servicetest.Call(t, "POST", gw+"/api/users/register", "", map[string]string{
-		"email": "e2e@example.com", "password": "end to end test", "name": "E2E"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("register through the gateway: %d %s", r.Status, r.Body)
+	customer := systemtest.Customer(t, shop, "e2e")
+	if _, err := customer.Me(ctx); err != nil {
+		t.Fatalf("me through the gateway: %v", err)
 	}
-	login := func() usersapi.Tokens {
-		t.Helper()
-		r := servicetest.Call(t, "POST", gw+"/api/users/login", "", map[string]string{
-			"email": "e2e@example.com", "password": "end to end test"})
-		if r.Status != http.StatusOK {
-			t.Fatalf("login through the gateway: %d %s", r.Status, r.Body)
-		}
-		var tok usersapi.Tokens
-		r.JSON(t, &tok)
-		return tok
+	page, err := shop.Products(ctx, shopclient.ProductQuery{Limit: 5})
+	if err != nil {
+		t.Fatalf("products through the gateway: %v", err)
 	}
-	tok := login()
-	if r := servicetest.Call(t, "GET", gw+"/api/users/me", tok.AccessToken, nil); r.Status != 200 {
-		t.Fatalf("me through the gateway: %d %s", r.Status, r.Body)
-	}
-
-	r = servicetest.Call(t, "GET", gw+"/api/inventory/products?limit=5", "", nil)
-	if r.Status != 200 {
-		t.Fatalf("products through the gateway: %d %s", r.Status, r.Body)
-	}
-	var list struct {
-		Items []struct {
-			SKU        string `json:"sku"`
-			PriceCents int64  `json:"price_cents"`
-			Currency   string `json:"currency"`
-		} `json:"items"`
-		NextPageToken string `json:"next_page_token"`
-	}
-	r.JSON(t, &list)
-	if len(list.Items) != 5 || list.NextPageToken == "" || list.Items[0].PriceCents <= 0 || list.Items[0].Currency == "" {
-		t.Fatalf("want a first page of 5 seeded products: %s", r.Body)
+	if len(page.Items) != 5 || page.NextPageToken == "" || page.Items[0].PriceCents <= 0 || page.Items[0].Currency == "" {
+		t.Fatalf("want a first page of 5 seeded products: %+v", page)
 	}
 
 	// The gateway never routes a service's internal routes.
-	if r := servicetest.Call(t, "POST", gw+"/api/inventory/../../internal/reservations", tok.AccessToken, `{}`); r.Status != 404 {
+	if r := servicetest.Call(t, "POST", s.Gateway+"/api/inventory/../../internal/reservations", customer.Token(), `{}`); r.Status != 404 {
 		t.Fatalf("internal route through the gateway: %d %s", r.Status, r.Body)
 	}
 
@@ -88,17 +62,20 @@ func TestSystemSurvivesInventoryDying(t *testing.T) {
 	s.Kill(t, "inventory")
 
 	// Logging in still works: users and the gateway do not need inventory.
-	tok = login()
-	if r := servicetest.Call(t, "GET", gw+"/api/users/me", tok.AccessToken, nil); r.Status != 200 {
-		t.Fatalf("me with inventory down: %d %s", r.Status, r.Body)
+	if err := customer.Login(ctx); err != nil {
+		t.Fatalf("login with inventory down: %v", err)
+	}
+	if _, err := customer.Me(ctx); err != nil {
+		t.Fatalf("me with inventory down: %v", err)
 	}
 	// Product routes answer 503 problem+json that names the service.
-	r = servicetest.Call(t, "GET", gw+"/api/inventory/products", "", nil)
-	if r.Status != http.StatusServiceUnavailable {
-		t.Fatalf("products with inventory down: %d %s", r.Status, r.Body)
+	_, err = shop.Products(ctx, shopclient.ProductQuery{})
+	var e *shopclient.Error
+	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable {
+		t.Fatalf("products with inventory down: %v", err)
 	}
-	if p := r.Problem(t); p.Service != "inventory" || !strings.Contains(p.Detail, "inventory") {
-		t.Fatalf("the 503 must name inventory: %s", r.Body)
+	if e.Problem == nil || e.Problem.Service != "inventory" || !strings.Contains(e.Detail, "inventory") {
+		t.Fatalf("the 503 must name inventory: %v", err)
 	}
 
 	// Ctrl-C stops the rest gracefully.

@@ -7,7 +7,6 @@ package isolation
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,11 +15,7 @@ import (
 	"github.com/microshop/microshop/test/systemtest"
 )
 
-var env = append([]string{
-	"MICROSHOP_REGISTER_RATE_IP=0",
-	"MICROSHOP_LOGIN_RATE_IP=0",
-	"MICROSHOP_RATE_LIMIT=0",
-}, systemtest.AdminEnv...)
+var env = systemtest.ShopEnv()
 
 type shop struct {
 	s        *systemtest.System
@@ -65,22 +60,12 @@ func (sh *shop) buy(t *testing.T, n int, prefix string) []string {
 	return ids
 }
 
-// receipts reads the built-in mailbox through the gateway and counts the
-// receipts of each order, and the Message-IDs seen.
+// receipts counts the customer's receipts per order and per Message-ID.
 func (sh *shop) receipts(t *testing.T) (perOrder map[string]int, messageIDs map[string]int) {
 	t.Helper()
-	box, err := sh.admin.Mailbox(context.Background(), shopclient.MailFilter{To: sh.customer.Email})
+	perOrder, messageIDs, err := sh.admin.Receipts(context.Background(), sh.customer.Email)
 	if err != nil {
 		t.Fatal(err)
-	}
-	perOrder, messageIDs = map[string]int{}, map[string]int{}
-	for _, m := range box {
-		if !strings.HasSuffix(m.Subject, " is confirmed") {
-			continue
-		}
-		id := strings.TrimSuffix(strings.TrimPrefix(m.Subject, "Your microshop order "), " is confirmed")
-		perOrder[id]++
-		messageIDs[m.MessageID]++
 	}
 	return perOrder, messageIDs
 }

@@ -13,22 +13,16 @@ import (
 	"github.com/microshop/microshop/test/systemtest"
 )
 
-const (
-	adminEmail    = "admin@example.com"
-	adminPassword = "load test admin password"
-)
-
 func TestMixedLoadOnTheRealSystem(t *testing.T) {
 	// The rate limits are off: they would answer 429s to a load that all
 	// comes from one address, and measure themselves.
-	sys := systemtest.Start(t, "MICROSHOP_ADMIN_EMAIL="+adminEmail, "MICROSHOP_ADMIN_PASSWORD="+adminPassword,
-		"MICROSHOP_REGISTER_RATE_IP=0", "MICROSHOP_LOGIN_RATE_IP=0", "MICROSHOP_RATE_LIMIT=0")
+	sys := systemtest.Start(t, systemtest.ShopEnv()...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := loadgen.Run(ctx, loadgen.Config{
 		Target: sys.Gateway, Scenario: "mixed", Rate: 60, Duration: 3 * time.Second,
-		Users: 8, Seed: 1, AdminEmail: adminEmail, AdminPassword: adminPassword,
+		Users: 8, Seed: 1, AdminEmail: systemtest.AdminEmail, AdminPassword: systemtest.AdminPassword,
 	})
 	if err != nil {
 		t.Fatal(err)

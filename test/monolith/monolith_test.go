@@ -6,12 +6,10 @@ package monolith
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,44 +18,26 @@ import (
 
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/mailbox"
-	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
-const (
-	adminEmail    = "admin@example.com"
-	adminPassword = "admin password 123"
-)
-
-// runState is the part of <data>/run.json this test reads.
-type runState struct {
-	Services []struct {
-		Name    string `json:"name"`
-		PID     int    `json:"pid"`
-		Port    int    `json:"port"`
-		URL     string `json:"url"`
-		Running bool   `json:"running"`
-	} `json:"services"`
-}
-
 func TestMonolithEndToEnd(t *testing.T) {
+	ctx := context.Background()
 	// --mode comes from MICROSHOP_MODE, as every flag of run may.
-	s := systemtest.Start(t,
-		"MICROSHOP_MODE=monolith",
-		"MICROSHOP_ADMIN_EMAIL="+adminEmail,
-		"MICROSHOP_ADMIN_PASSWORD="+adminPassword,
-	)
-	gw := s.Gateway
+	s := systemtest.Start(t, append([]string{"MICROSHOP_MODE=monolith"}, systemtest.AdminEnv...)...)
+	shop := systemtest.Shop(s.Gateway)
 	if !strings.Contains(s.Output(), "Mode monolith") {
 		t.Fatalf("run did not say it runs as a monolith:\n%s", s.Output())
 	}
 
 	// One process holds every service (and the broker), each with its own
 	// database file and its own port.
-	st := readState(t, s.Data)
+	st, err := localrun.ReadState(s.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ports := map[string]int{}
 	for _, c := range st.Services {
 		if c.PID != s.Cmd.Process.Pid || !c.Running {
@@ -77,37 +57,23 @@ func TestMonolithEndToEnd(t *testing.T) {
 	}
 
 	// Register, log in, who am I.
-	email := fmt.Sprintf("mono-%d@example.com", time.Now().UnixNano())
-	r := servicetest.Call(t, "POST", gw+"/api/users/register", "", map[string]string{
-		"email": email, "password": "a long enough password", "name": "Mono"})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.Status, r.Body)
+	customer := systemtest.Customer(t, shop, "mono")
+	if me, err := customer.Me(ctx); err != nil || me.Email != customer.Email {
+		t.Fatalf("me: %+v %v", me, err)
 	}
-	tok := login(t, gw, email, "a long enough password")
-	if r := servicetest.Call(t, "GET", gw+"/api/users/me", tok, nil); r.Status != http.StatusOK || !strings.Contains(string(r.Body), email) {
-		t.Fatalf("me: %d %s", r.Status, r.Body)
-	}
-	// A token is still checked: none, or a forged one, gets 401.
-	if r := servicetest.Call(t, "GET", gw+"/api/users/me", tok[:len(tok)-4]+"AAAA", nil); r.Status != http.StatusUnauthorized {
-		t.Fatalf("me with a forged token: %d %s", r.Status, r.Body)
+	// A token is still checked: a forged one gets 401.
+	tok := customer.Token()
+	if _, err := shop.As(tok[:len(tok)-4] + "AAAA").Me(ctx); shopclient.StatusOf(err) != http.StatusUnauthorized {
+		t.Fatalf("me with a forged token: %v", err)
 	}
 
 	// Browse: a first page, the next one, one product.
-	var page struct {
-		Items         []inventoryapi.Product `json:"items"`
-		NextPageToken string                 `json:"next_page_token"`
+	page, err := shop.Products(ctx, shopclient.ProductQuery{Limit: 5})
+	if err != nil || len(page.Items) != 5 || page.NextPageToken == "" {
+		t.Fatalf("want a first page of 5 seeded products: %+v %v", page, err)
 	}
-	r = servicetest.Call(t, "GET", gw+"/api/inventory/products?limit=5", "", nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("products: %d %s", r.Status, r.Body)
-	}
-	r.JSON(t, &page)
-	if len(page.Items) != 5 || page.NextPageToken == "" {
-		t.Fatalf("want a first page of 5 seeded products: %s", r.Body)
-	}
-	r = servicetest.Call(t, "GET", gw+"/api/inventory/products?limit=5&page_token="+url.QueryEscape(page.NextPageToken), "", nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("second page: %d %s", r.Status, r.Body)
+	if _, err := shop.Products(ctx, shopclient.ProductQuery{Limit: 5, PageToken: page.NextPageToken}); err != nil {
+		t.Fatalf("second page: %v", err)
 	}
 	var sku string
 	for _, p := range page.Items {
@@ -119,36 +85,40 @@ func TestMonolithEndToEnd(t *testing.T) {
 	if sku == "" {
 		t.Fatalf("no product with stock on the first page: %+v", page.Items)
 	}
-	r = servicetest.Call(t, "GET", gw+"/api/inventory/products/"+url.PathEscape(sku), "", nil)
-	var product inventoryapi.Product
-	r.JSON(t, &product)
-	if r.Status != http.StatusOK || product.SKU != sku || product.PriceCents <= 0 {
-		t.Fatalf("one product: %d %s", r.Status, r.Body)
+	product, err := shop.Product(ctx, sku)
+	if err != nil || product.PriceCents <= 0 {
+		t.Fatalf("one product: %+v %v", product, err)
 	}
 
 	// A checkout that confirms: orders calls inventory and payments.
-	confirmed := checkout(t, gw, tok, "mono-ok", sku, "4242 4242 4242 4242")
+	checkout := func(key, card string) ordersapi.Order {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		o, err := customer.Checkout(ctx, key, shopclient.Checkout(card, shopclient.Line{SKU: sku, Quantity: 2}))
+		if err != nil {
+			t.Fatalf("checkout %s: %v", key, err)
+		}
+		return o
+	}
+	confirmed := checkout("mono-ok", shopclient.CardApproved)
 	if confirmed.Status != ordersapi.StatusConfirmed || confirmed.TotalCents != 2*product.PriceCents || confirmed.Card.Last4 != "4242" {
 		t.Fatalf("want a confirmed order of 2 × %d: %+v", product.PriceCents, confirmed)
 	}
 	// The same key again names the same order.
-	if again := checkout(t, gw, tok, "mono-ok", sku, "4242 4242 4242 4242"); again.ID != confirmed.ID {
+	if again := checkout("mono-ok", shopclient.CardApproved); again.ID != confirmed.ID {
 		t.Fatalf("the same Idempotency-Key gave another order: %s, then %s", confirmed.ID, again.ID)
 	}
 	// A declined card: rejected, its stock released.
-	declined := checkout(t, gw, tok, "mono-declined", sku, "4000 0000 0000 0002")
-	if declined.Status != ordersapi.StatusRejected || declined.Reason != "payment_declined" {
+	declined := checkout("mono-declined", shopclient.CardDeclined)
+	if declined.Status != ordersapi.StatusRejected || declined.Reason != ordersapi.ReasonPaymentDeclined {
 		t.Fatalf("want a rejected order (payment_declined): %+v", declined)
 	}
-	r = servicetest.Call(t, "GET", gw+"/api/inventory/products/"+url.PathEscape(sku), "", nil)
-	var after inventoryapi.Product
-	r.JSON(t, &after)
-	if after.Available != product.Available-2 {
-		t.Errorf("available went from %d to %d; want 2 sold, the declined one released", product.Available, after.Available)
+	if after, err := shop.Product(ctx, sku); err != nil || after.Available != product.Available-2 {
+		t.Errorf("available went from %d to %d (%v); want 2 sold, the declined one released", product.Available, after.Available, err)
 	}
-	r = servicetest.Call(t, "GET", gw+"/api/orders/"+confirmed.ID, tok, nil)
-	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), ordersapi.StatusConfirmed) {
-		t.Fatalf("the confirmed order: %d %s", r.Status, r.Body)
+	if o, err := customer.Order(ctx, confirmed.ID); err != nil || o.Status != ordersapi.StatusConfirmed {
+		t.Fatalf("the confirmed order: %+v %v", o, err)
 	}
 
 	// Those calls went between services in memory: no connection to any
@@ -165,15 +135,15 @@ func TestMonolithEndToEnd(t *testing.T) {
 
 	// The receipt arrives in the mailbox: events through NATS to
 	// notifications, SMTP to run's mail server, read through the gateway.
-	admin := login(t, gw, adminEmail, adminPassword)
-	receipt := waitForMail(t, gw, admin, email, "Your microshop order "+confirmed.ID+" is confirmed")
+	admin := systemtest.Login(t, shop, systemtest.AdminEmail, systemtest.AdminPassword)
+	receipt := waitForMail(t, admin, customer.Email, shopclient.ReceiptSubject(confirmed.ID))
 	if !strings.Contains(receipt.Text, confirmed.ID) {
 		t.Errorf("the receipt does not name the order: %+v", receipt)
 	}
-	waitForMail(t, gw, admin, email, "We could not complete your microshop order "+declined.ID)
+	waitForMail(t, admin, customer.Email, "We could not complete your microshop order "+declined.ID)
 	// A customer may not read the mailbox.
-	if r := servicetest.Call(t, "GET", gw+"/api/mailbox/messages", tok, nil); r.Status != http.StatusForbidden {
-		t.Errorf("a customer reading the mailbox: %d", r.Status)
+	if _, err := customer.Mailbox(ctx, shopclient.MailFilter{}); shopclient.StatusOf(err) != http.StatusForbidden {
+		t.Errorf("a customer reading the mailbox: %v", err)
 	}
 
 	// Each service still answers on its own port, for anyone.
@@ -191,9 +161,8 @@ func TestMonolithEndToEnd(t *testing.T) {
 	}
 	// There is nothing to start, scale or restart in one process; the
 	// control socket says so.
-	status, body := control(t, s.Data, "/services/payments/scale?n=2")
-	if status != http.StatusConflict || !strings.Contains(body, "monolith") {
-		t.Errorf("scaling in a monolith: %d %s", status, body)
+	if _, err := s.System.Scale(ctx, "payments", 2); err == nil || !strings.Contains(err.Error(), "monolith") {
+		t.Errorf("scaling in a monolith: %v", err)
 	}
 
 	// Ctrl-C stops it all, gracefully.
@@ -213,54 +182,18 @@ func TestMonolithEndToEnd(t *testing.T) {
 	}
 }
 
-func login(t *testing.T, gw, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", gw+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login %s: %d %s", email, r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
-}
-
-// checkout places an order for two of sku and returns it once the saga
-// has ended.
-func checkout(t *testing.T, gw, token, key, sku, card string) ordersapi.Order {
-	t.Helper()
-	r := servicetest.Call(t, "POST", gw+"/api/orders", token, map[string]any{
-		"lines":            []map[string]any{{"sku": sku, "quantity": 2}},
-		"shipping_address": map[string]string{"name": "Mono", "street": "1 Way", "city": "London", "postal_code": "N1", "country": "GB"},
-		"card":             map[string]any{"number": card, "exp_month": 12, "exp_year": time.Now().Year() + 2, "cvc": "123"},
-	}, "Idempotency-Key", key)
-	if r.Status != http.StatusCreated && r.Status != http.StatusAccepted {
-		t.Fatalf("checkout %s: %d %s", key, r.Status, r.Body)
-	}
-	var o ordersapi.Order
-	r.JSON(t, &o)
-	for deadline := time.Now().Add(30 * time.Second); o.Status == ordersapi.StatusPending; {
-		if time.Now().After(deadline) {
-			t.Fatalf("order %s still pending after 30s", o.ID)
-		}
-		time.Sleep(100 * time.Millisecond)
-		r = servicetest.Call(t, "GET", gw+"/api/orders/"+o.ID, token, nil)
-		r.JSON(t, &o)
-	}
-	return o
-}
-
-func waitForMail(t *testing.T, gw, admin, to, subject string) mailbox.Message {
+// waitForMail waits up to 30s for the message to to with subject, and
+// requires exactly one.
+func waitForMail(t *testing.T, admin *shopclient.Session, to, subject string) mailbox.Message {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		r := servicetest.Call(t, "GET", gw+"/api/mailbox/messages?limit=100&to="+url.QueryEscape(to), admin, nil)
-		if r.Status != http.StatusOK {
-			t.Fatalf("mailbox: %d %s", r.Status, r.Body)
+		box, err := admin.Mailbox(context.Background(), shopclient.MailFilter{To: to, Limit: 100})
+		if err != nil {
+			t.Fatalf("mailbox: %v", err)
 		}
-		var box struct{ Items []mailbox.Message }
-		r.JSON(t, &box)
 		var found []mailbox.Message
-		for _, m := range box.Items {
+		for _, m := range box {
 			if m.Subject == subject {
 				found = append(found, m)
 			}
@@ -271,23 +204,10 @@ func waitForMail(t *testing.T, gw, admin, to, subject string) mailbox.Message {
 		case len(found) > 1:
 			t.Fatalf("%d messages %q; want exactly one", len(found), subject)
 		case time.Now().After(deadline):
-			t.Fatalf("no message %q to %s within 30s; the mailbox holds %s", subject, to, r.Body)
+			t.Fatalf("no message %q to %s within 30s; the mailbox holds %+v", subject, to, box)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func readState(t *testing.T, data string) runState {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(data, "run.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st runState
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // establishedTo counts the established TCP connections on this machine
@@ -331,24 +251,6 @@ func hexPort(addr string) int {
 		return -1
 	}
 	return int(b[0])<<8 | int(b[1])
-}
-
-// control posts to run's control socket.
-func control(t *testing.T, data, path string) (int, string) {
-	t.Helper()
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		Dial: func(_, _ string) (net.Conn, error) { return net.Dial("unix", filepath.Join(data, "control.sock")) }}}
-	resp, err := hc.Post("http://run"+path, "", nil)
-	if err != nil {
-		t.Fatalf("control %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		b.WriteString(sc.Text())
-	}
-	return resp.StatusCode, b.String()
 }
 
 func tail(s string, n int) string {

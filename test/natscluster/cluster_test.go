@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,11 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/microshop/microshop/internal/localrun"
-	"github.com/microshop/microshop/internal/mailbox"
-	"github.com/microshop/microshop/internal/platform/service/servicetest"
-	"github.com/microshop/microshop/services/inventory/inventoryapi"
+	"github.com/microshop/microshop/internal/shopclient"
 	"github.com/microshop/microshop/services/orders/ordersapi"
-	"github.com/microshop/microshop/services/users/usersapi"
 	"github.com/microshop/microshop/test/systemtest"
 )
 
@@ -115,40 +110,27 @@ func startCluster(t *testing.T) []*node {
 	return nodes
 }
 
-func login(t *testing.T, gw, email, password string) string {
-	t.Helper()
-	r := servicetest.Call(t, "POST", gw+"/api/users/login", "", map[string]string{"email": email, "password": password})
-	if r.Status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.Status, r.Body)
-	}
-	var tok usersapi.Tokens
-	r.JSON(t, &tok)
-	return tok.AccessToken
-}
-
 func TestCheckoutsSurviveLosingANATSNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a NATS cluster and the whole system")
 	}
+	ctx := context.Background()
 	nodes := startCluster(t)
 	var urls []string
 	for _, n := range nodes {
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.client))
 	}
-	s := systemtest.Start(t,
+	s := systemtest.Start(t, systemtest.ShopEnv(
 		"MICROSHOP_NATS="+strings.Join(urls, ","), // run's --nats: use this cluster
 		"MICROSHOP_STREAM_REPLICAS=3",             // every stream on all three nodes
-		"MICROSHOP_ADMIN_EMAIL=admin@example.com",
-		"MICROSHOP_ADMIN_PASSWORD=admin password 123",
-		"MICROSHOP_REGISTER_RATE_IP=0", "MICROSHOP_LOGIN_RATE_IP=0", "MICROSHOP_RATE_LIMIT=0",
-	)
-	gw := s.Gateway
-	admin := login(t, gw, "admin@example.com", "admin password 123")
-	email := fmt.Sprintf("cluster-%d@example.com", time.Now().UnixNano())
-	servicetest.Call(t, "POST", gw+"/api/users/register", "", map[string]string{"email": email, "password": "long enough password", "name": "C"})
-	token := login(t, gw, email, "long enough password")
-	var list struct{ Items []inventoryapi.Product }
-	servicetest.Call(t, "GET", gw+"/api/inventory/products?limit=30", "", nil).JSON(t, &list)
+	)...)
+	shop := systemtest.Shop(s.Gateway)
+	admin := systemtest.Login(t, shop, systemtest.AdminEmail, systemtest.AdminPassword)
+	customer := systemtest.Customer(t, shop, "cluster")
+	list, err := shop.Products(ctx, shopclient.ProductQuery{Limit: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sku := ""
 	for _, p := range list.Items {
 		if p.Available >= 40 {
@@ -160,15 +142,10 @@ func TestCheckoutsSurviveLosingANATSNode(t *testing.T) {
 	var confirmed []string
 	buy := func(n int, prefix string) {
 		for i := range n {
-			r := servicetest.Call(t, "POST", gw+"/api/orders", token, map[string]any{
-				"lines":            []map[string]any{{"sku": sku, "quantity": 1}},
-				"shipping_address": map[string]string{"name": "C", "street": "1 Way", "city": "Kyiv", "postal_code": "01001", "country": "UA"},
-				"card":             map[string]any{"number": "4242424242424242", "exp_month": 12, "exp_year": time.Now().Year() + 1, "cvc": "123"},
-			}, "Idempotency-Key", fmt.Sprintf("%s-%d", prefix, i))
-			var o ordersapi.Order
-			r.JSON(t, &o)
-			if r.Status != http.StatusCreated || o.Status != ordersapi.StatusConfirmed {
-				t.Fatalf("order %s-%d: %d %s", prefix, i, r.Status, r.Body)
+			o, done, err := customer.PlaceOrder(ctx, fmt.Sprintf("%s-%d", prefix, i),
+				shopclient.Checkout(shopclient.CardApproved, shopclient.Line{SKU: sku, Quantity: 1}))
+			if err != nil || !done || o.Status != ordersapi.StatusConfirmed {
+				t.Fatalf("order %s-%d: answered at once %v, %+v, %v", prefix, i, done, o, err)
 			}
 			confirmed = append(confirmed, o.ID)
 		}
@@ -181,10 +158,10 @@ func TestCheckoutsSurviveLosingANATSNode(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for _, name := range []string{"ORDERS", "PAYMENTS", "INVENTORY", "USERS"} {
-		st, err := js.Stream(ctx, name)
+		st, err := js.Stream(jctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}
@@ -202,13 +179,9 @@ func TestCheckoutsSurviveLosingANATSNode(t *testing.T) {
 	// No event lost: every confirmed order's receipt arrives, exactly once.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		var box struct{ Items []mailbox.Message }
-		servicetest.Call(t, "GET", gw+"/api/mailbox/messages?limit=1000&to="+url.QueryEscape(email), admin, nil).JSON(t, &box)
-		per := map[string]int{}
-		for _, m := range box.Items {
-			if strings.HasSuffix(m.Subject, " is confirmed") {
-				per[strings.TrimSuffix(strings.TrimPrefix(m.Subject, "Your microshop order "), " is confirmed")]++
-			}
+		per, _, err := admin.Receipts(ctx, customer.Email)
+		if err != nil {
+			t.Fatal(err)
 		}
 		missing := 0
 		for _, id := range confirmed {

@@ -17,12 +17,7 @@ import (
 	"github.com/microshop/microshop/test/systemtest"
 )
 
-var env = append([]string{
-	"MICROSHOP_REGISTER_RATE_IP=0",
-	"MICROSHOP_LOGIN_RATE_IP=0",
-	"MICROSHOP_LOGIN_RATE_ACCOUNT=0",
-	"MICROSHOP_RATE_LIMIT=0",
-}, systemtest.AdminEnv...)
+var env = systemtest.ShopEnv()
 
 // shoppers browse, log in now and then, check out and read their orders
 // until the load is stopped. Each request is sent the way a careful

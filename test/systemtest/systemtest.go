@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/shopclient"
 )
@@ -39,6 +40,21 @@ var Build = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// Binary returns the path of the binary Build made, failing t if it
+// could not. With -short it skips t: what needs the binary runs the whole
+// system.
+func Binary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the whole system; skipped with -short")
+	}
+	bin, err := Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // System is a running `microshop run`. Its fields (Cmd, Gateway, Data)
 // and the methods that report errors rather than fail a test are those of
 // localrun.System, reachable as s.System.
@@ -50,15 +66,7 @@ type System struct {
 // service is ready.
 func Start(t *testing.T, env ...string) *System {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("the end-to-end test builds and runs the whole system; skipped with -short")
-	}
-	bin, err := Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	ls, err := localrun.Launch(context.Background(), localrun.LaunchOptions{Binary: bin, Data: data, Env: env})
+	ls, err := localrun.Launch(context.Background(), localrun.LaunchOptions{Binary: Binary(t), Data: t.TempDir(), Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +146,12 @@ const AdminEmail, AdminPassword = "admin@example.com", "admin password 123"
 
 // AdminEnv makes AdminEmail the system's first admin.
 var AdminEnv = []string{"MICROSHOP_ADMIN_EMAIL=" + AdminEmail, "MICROSHOP_ADMIN_PASSWORD=" + AdminPassword}
+
+// ShopEnv is the environment of a system that tests shop on from this one
+// machine: AdminEnv and loadgen.Unlimited, then more.
+func ShopEnv(more ...string) []string {
+	return append(append(loadgen.Unlimited(), AdminEnv...), more...)
+}
 
 // Shop is a client of the gateway at url.
 func Shop(url string) *shopclient.Client {

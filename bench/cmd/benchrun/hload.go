@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"math"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/microshop/microshop/internal/loadgen"
 )
 
 // benchrun's own load generator for one URL: GETs on kept-alive
@@ -105,23 +106,14 @@ func get(ctx context.Context, hc *http.Client, url string) string {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		var ne net.Error
-		switch {
-		case errors.As(err, &ne) && ne.Timeout():
-			return "timeout"
-		default:
-			return "connection"
-		}
+		return loadgen.KindOf(ctx, err)
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return "status_" + strconv.Itoa(resp.StatusCode)
 	}
-	if err != nil {
-		return "connection"
-	}
-	return ""
+	return loadgen.KindOf(ctx, err)
 }
 
 // closedLoop runs workers GETs at once for d and measures the rate.

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -451,25 +450,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-// sortedKinds formats errors by kind, most first.
-func sortedKinds(m map[string]int64) string {
-	if len(m) == 0 {
-		return "-"
-	}
-	type kv struct {
-		k string
-		v int64
-	}
-	var all []kv
-	for k, v := range m {
-		all = append(all, kv{k, v})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].v > all[j].v || (all[i].v == all[j].v && all[i].k < all[j].k) })
-	var parts []string
-	for _, e := range all {
-		parts = append(parts, fmt.Sprintf("%s %d", e.k, e.v))
-	}
-	return strings.Join(parts, ", ")
 }

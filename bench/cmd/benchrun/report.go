@@ -202,13 +202,13 @@ func render(r *results) string {
 		}
 		if mr.measured() {
 			if k := mr.Browse.ByKind; len(k) > 0 {
-				notes = append(notes, fmt.Sprintf("%s browse errors: %s.", mr.Mode, sortedKinds(k)))
+				notes = append(notes, fmt.Sprintf("%s browse errors: %s.", mr.Mode, loadgen.Kinds(k)))
 			}
 			if mr.Checkout != nil && mr.Checkout.Totals.Errors > 0 {
-				notes = append(notes, fmt.Sprintf("%s checkout errors: %s.", mr.Mode, sortedKinds(mr.Checkout.Totals.ErrorsByKind)))
+				notes = append(notes, fmt.Sprintf("%s checkout errors: %s.", mr.Mode, loadgen.Kinds(mr.Checkout.Totals.ErrorsByKind)))
 			}
 			if mr.CheckoutOpen != nil && mr.CheckoutOpen.Totals.Errors > 0 {
-				notes = append(notes, fmt.Sprintf("%s open-loop checkout errors: %s.", mr.Mode, sortedKinds(mr.CheckoutOpen.Totals.ErrorsByKind)))
+				notes = append(notes, fmt.Sprintf("%s open-loop checkout errors: %s.", mr.Mode, loadgen.Kinds(mr.CheckoutOpen.Totals.ErrorsByKind)))
 			}
 			for _, n := range mr.Notes {
 				notes = append(notes, mr.Mode+": "+n)

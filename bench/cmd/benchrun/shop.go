@@ -7,15 +7,18 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/localrun"
 	"github.com/microshop/microshop/internal/shopclient"
 )
@@ -61,8 +64,7 @@ func startSystem(ctx context.Context, bin, mode, workDir string, readyWithin tim
 	var pw [12]byte
 	_, _ = rand.Read(pw[:])
 	s := &system{mode: mode, dir: dir, admin: "bench-admin@example.com", password: hex.EncodeToString(pw[:])}
-	env := []string{"MICROSHOP_RATE_LIMIT=0", "MICROSHOP_LOGIN_RATE_IP=0", "MICROSHOP_REGISTER_RATE_IP=0", "MICROSHOP_LOGIN_RATE_ACCOUNT=0",
-		"MICROSHOP_ADMIN_EMAIL=" + s.admin, "MICROSHOP_ADMIN_PASSWORD=" + s.password}
+	env := append(loadgen.Unlimited(), "MICROSHOP_ADMIN_EMAIL="+s.admin, "MICROSHOP_ADMIN_PASSWORD="+s.password)
 	if profile {
 		env = append(env, "MICROSHOP_PPROF=true")
 	}
@@ -218,11 +220,7 @@ func (s *system) profile(ctx context.Context, dir string, d time.Duration, say f
 		return func() {}
 	}
 	secs := max(1, int(d.Seconds()))
-	names := make([]string, 0, len(s.urls))
-	for n := range s.urls {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(s.urls))
 	if s.mode != "microservices" && len(names) > 0 {
 		names = []string{"gateway"}
 	}
