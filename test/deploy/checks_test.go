@@ -116,6 +116,7 @@ func (m *manifests) check(complete bool) []string {
 	for _, v := range all[*natsValues](m) {
 		m.checkNATSValues(v)
 	}
+	m.checkProxySecret()
 	for _, o := range m.objects {
 		if k, ok := o.obj.(*kustomization); ok {
 			m.checkKustomization(o, k)
@@ -812,6 +813,114 @@ func (m *manifests) checkKustomization(o *object, k *kustomization) {
 	for _, r := range k.Replicas {
 		if m.find("Deployment", r.Name) == nil {
 			m.addf("%s: replicas names %q, which is not a Deployment", o, r.Name)
+		}
+	}
+}
+
+// proxySecretVar is the secret the gateway sends with every request and
+// users checks before it believes X-Forwarded-For; proxySecretSharers are
+// the services that hold it (both have --proxy-secret).
+const proxySecretVar = "MICROSHOP_PROXY_SECRET"
+
+var proxySecretSharers = []string{"gateway", "users"}
+
+// secretSources lists where a container's variable v comes from, as
+// "secret/key": an env secretKeyRef, or an envFrom Secret that has v.
+func (m *manifests) secretSources(c corev1.Container, v string) []string {
+	var from []string
+	for _, ef := range c.EnvFrom {
+		if ef.SecretRef == nil {
+			continue
+		}
+		if s := m.secret(ef.SecretRef.Name); s != nil && slices.Contains(secretKeys(s), v) {
+			from = append(from, ef.SecretRef.Name+"/"+v)
+		}
+	}
+	for _, e := range c.Env {
+		if e.Name == v && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			from = append(from, e.ValueFrom.SecretKeyRef.Name+"/"+e.ValueFrom.SecretKeyRef.Key)
+		}
+	}
+	return from
+}
+
+// secretsRead lists every Secret a container reads, whatever the key.
+func secretsRead(c corev1.Container) []string {
+	var names []string
+	for _, ef := range c.EnvFrom {
+		if ef.SecretRef != nil {
+			names = append(names, ef.SecretRef.Name)
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			names = append(names, e.ValueFrom.SecretKeyRef.Name)
+		}
+	}
+	return names
+}
+
+// checkProxySecret: the gateway and users get the same proxy secret from
+// one Secret of its own, which no other Deployment reads. Without it on
+// both, users keys every client on the gateway's address, and the password
+// limit per (account, address) becomes one per account that anyone can
+// spend.
+func (m *manifests) checkProxySecret() {
+	got := map[string][]string{}   // sharer → its sources
+	holders := map[string]string{} // Secret holding the proxy secret → a sharer's Deployment
+	for _, d := range all[*appsv1.Deployment](m) {
+		where := m.where(d)
+		for _, c := range d.Spec.Template.Spec.Containers {
+			name := serveTarget(c)
+			for _, e := range c.Env {
+				if e.Name == proxySecretVar && e.ValueFrom == nil {
+					m.addf("%s: %s is written into the manifest; it must come from a Secret", where, proxySecretVar)
+				}
+			}
+			for _, ef := range c.EnvFrom {
+				if ef.ConfigMapRef != nil {
+					if cm := m.configMap(ef.ConfigMapRef.Name); cm != nil {
+						if _, ok := cm.Data[proxySecretVar]; ok {
+							m.addf("%s: %s is in the ConfigMap %s; it must come from a Secret", where, proxySecretVar, cm.Name)
+						}
+					}
+				}
+			}
+			from := m.secretSources(c, proxySecretVar)
+			if !slices.Contains(proxySecretSharers, name) {
+				if len(from) > 0 {
+					m.addf("%s: %s gets %s (from %s); only %s share it", where, name, proxySecretVar, strings.Join(from, ", "), strings.Join(proxySecretSharers, " and "))
+				}
+				continue
+			}
+			if len(from) == 0 {
+				m.addf("%s: no Secret gives %s %s; without it users keys every client on the gateway's address", where, name, proxySecretVar)
+				continue
+			}
+			got[name] = from
+			for _, f := range from {
+				secret, _, _ := strings.Cut(f, "/")
+				holders[secret] = where
+				if s := m.secret(secret); s != nil && len(secretKeys(s)) != 1 {
+					m.addf("%s: %s comes from %s, which holds more (%s); give it a Secret of its own", where, proxySecretVar, secret, strings.Join(secretKeys(s), ", "))
+				}
+			}
+		}
+	}
+	if a, b := got[proxySecretSharers[0]], got[proxySecretSharers[1]]; a != nil && b != nil && !slices.Equal(a, b) {
+		m.addf("%s gets %s from %s, %s from %s: they must hold one value", proxySecretSharers[0], proxySecretVar, strings.Join(a, ", "), proxySecretSharers[1], strings.Join(b, ", "))
+	}
+	// No other Deployment reads that Secret, under any key.
+	for _, d := range all[*appsv1.Deployment](m) {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if slices.Contains(proxySecretSharers, serveTarget(c)) {
+				continue
+			}
+			for _, s := range secretsRead(c) {
+				if _, ok := holders[s]; ok {
+					m.addf("%s: reads %s, the proxy secret of %s", m.where(d), s, strings.Join(proxySecretSharers, " and "))
+				}
+			}
 		}
 	}
 }

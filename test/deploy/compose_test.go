@@ -214,6 +214,29 @@ func checkCompose(dir string, content []byte, initDatabases []string) []string {
 		if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
 			addf("%s: want read_only and cap_drop ALL", name)
 		}
+		secret, has := s.Environment[proxySecretVar]
+		switch {
+		case !slices.Contains(proxySecretSharers, name):
+			if has {
+				addf("%s: gets %s; only %s share it", name, proxySecretVar, strings.Join(proxySecretSharers, " and "))
+			}
+		case !has || secret == nil:
+			addf("%s: no %s; without it users keys every client on the gateway's address", name, proxySecretVar)
+		default:
+			m := interpolation.FindStringSubmatch(*secret)
+			if m == nil || m[0] != *secret || !strings.HasPrefix(m[2], ":?") {
+				addf("%s: %s=%q, want ${VAR:?...} from deploy/.env", name, proxySecretVar, *secret)
+			}
+		}
+	}
+	var secrets []string
+	for _, name := range proxySecretSharers {
+		if s := c.Services[name]; s != nil && s.Environment[proxySecretVar] != nil {
+			secrets = append(secrets, *s.Environment[proxySecretVar])
+		}
+	}
+	if len(secrets) == len(proxySecretSharers) && slices.ContainsFunc(secrets, func(v string) bool { return v != secrets[0] }) {
+		addf("%s get %s from %q: they must hold one value", strings.Join(proxySecretSharers, " and "), proxySecretVar, secrets)
 	}
 	for _, name := range serviceNames() {
 		if c.Services[name] == nil {
@@ -325,6 +348,14 @@ func TestComposeCheckerFindsBreakage(t *testing.T) {
 		{"the wrong service", `command: ["serve", "reports"]`, `command: ["serve", "report"]`, `reports: command ["serve" "report"]`},
 		{"NATS without JetStream", `command: ["-js", "-sd", "/data", "-m", "8222"]`, `command: ["-sd", "/data", "-m", "8222"]`, "nats: JetStream is not on"},
 		{"a volume nobody declared", "      - users-data:/data\n", "      - user-data:/data\n", "users: mounts the volume user-data"},
+		{"users without the proxy secret", "      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?run deploy/gen-keys.sh > deploy/.env first}\n      # Limits", "      # Limits",
+			"users: no MICROSHOP_PROXY_SECRET"},
+		{"the proxy secret for orders too", "      MICROSHOP_PAYMENTS_URL: http://payments:8084\n    volumes:\n      - orders-data",
+			"      MICROSHOP_PAYMENTS_URL: http://payments:8084\n      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?x}\n    volumes:\n      - orders-data", "orders: gets MICROSHOP_PROXY_SECRET"},
+		{"users' proxy secret another value", "      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?run deploy/gen-keys.sh > deploy/.env first}\n      # Limits",
+			"      MICROSHOP_PROXY_SECRET: ${MICROSHOP_ADMIN_PASSWORD:?x}\n      # Limits", "they must hold one value"},
+		{"the proxy secret written in", "      # Sent to the services with every request; users holds the same.\n      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?run deploy/gen-keys.sh > deploy/.env first}",
+			"      MICROSHOP_PROXY_SECRET: s3cret", `gateway: MICROSHOP_PROXY_SECRET="s3cret"`},
 		{"orders without payments' URL", "      MICROSHOP_PAYMENTS_URL: http://payments:8084\n    volumes:\n      - orders-data:/data", "    volumes:\n      - orders-data:/data", "orders: MICROSHOP_PAYMENTS_URL"},
 	}
 	for _, tt := range tests {

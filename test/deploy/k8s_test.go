@@ -3,9 +3,11 @@ package deploy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
@@ -137,6 +139,80 @@ func TestNATSValuesFollowTheCode(t *testing.T) {
 			m.checkNATSValues(values(m))
 			if !containsProblem(m.problems, tt.want) {
 				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(m.problems, "\n"))
+			}
+		})
+	}
+}
+
+// container returns the container of the Deployment that serves name.
+func container(t *testing.T, m *manifests, name string) *corev1.Container {
+	t.Helper()
+	d := m.deploymentServing(name)
+	if d == nil {
+		t.Fatalf("no Deployment serves %s", name)
+	}
+	return &d.Spec.Template.Spec.Containers[0]
+}
+
+// withoutEnv drops the variable v from a container's env.
+func withoutEnv(t *testing.T, c *corev1.Container, v string) {
+	t.Helper()
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v })
+	if i < 0 {
+		t.Fatalf("container %s sets no %s", c.Name, v)
+	}
+	c.Env = slices.Delete(c.Env, i, i+1)
+}
+
+func fromSecret(v, secret, key string) corev1.EnvVar {
+	return corev1.EnvVar{Name: v, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
+}
+
+// TestProxySecretCheckFindsBreakage proves the check of the proxy secret
+// can fail: each case changes who gets it, or from where, in the real
+// manifests and expects the check to say so.
+func TestProxySecretCheckFindsBreakage(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, m *manifests)
+		want   string
+	}{
+		{"users without it", func(t *testing.T, m *manifests) {
+			withoutEnv(t, container(t, m, "users"), proxySecretVar)
+		}, "no Secret gives users MICROSHOP_PROXY_SECRET"},
+		{"the gateway without it", func(t *testing.T, m *manifests) {
+			withoutEnv(t, container(t, m, "gateway"), proxySecretVar)
+		}, "no Secret gives gateway MICROSHOP_PROXY_SECRET"},
+		{"orders gets it too", func(t *testing.T, m *manifests) {
+			c := container(t, m, "orders")
+			c.Env = append(c.Env, fromSecret(proxySecretVar, "microshop-proxy-secret", proxySecretVar))
+		}, "orders gets MICROSHOP_PROXY_SECRET"},
+		{"reports reads its Secret under another name", func(t *testing.T, m *manifests) {
+			c := container(t, m, "reports")
+			c.Env = append(c.Env, fromSecret("MICROSHOP_SECRET", "microshop-proxy-secret", proxySecretVar))
+		}, "reads microshop-proxy-secret, the proxy secret of gateway and users"},
+		{"users' from its own Secret", func(t *testing.T, m *manifests) {
+			c := container(t, m, "users")
+			withoutEnv(t, c, proxySecretVar)
+			c.Env = append(c.Env, fromSecret(proxySecretVar, "microshop-users", "MICROSHOP_ADMIN_PASSWORD"))
+		}, "gateway gets MICROSHOP_PROXY_SECRET from microshop-proxy-secret/MICROSHOP_PROXY_SECRET, users from microshop-users/MICROSHOP_ADMIN_PASSWORD"},
+		{"a Secret shared with other keys", func(t *testing.T, m *manifests) {
+			m.secret("microshop-proxy-secret").StringData["MICROSHOP_SERVICE_KEYS"] = "x"
+		}, "comes from microshop-proxy-secret, which holds more"},
+		{"written into the manifest", func(t *testing.T, m *manifests) {
+			c := container(t, m, "gateway")
+			withoutEnv(t, c, proxySecretVar)
+			c.Env = append(c.Env, corev1.EnvVar{Name: proxySecretVar, Value: "s3cret"})
+		}, "MICROSHOP_PROXY_SECRET is written into the manifest"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+			tt.change(t, m)
+			problems := m.check(true)
+			if !containsProblem(problems, tt.want) {
+				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(problems, "\n"))
 			}
 		})
 	}
