@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -251,6 +252,23 @@ func checkCompose(dir string, content []byte, initDatabases []string) []string {
 	}) {
 		addf("gateway: does not publish 8080 (ports %q)", gw.Ports)
 	}
+	for _, name := range separateMetrics {
+		s := c.Services[name]
+		if s == nil {
+			continue
+		}
+		port, err := composeScrapePort(src, name)
+		switch {
+		case err != nil:
+			addf("%s", err)
+		case port == servicePorts[name]:
+			addf("%s: %s is its public port", name, metricsAddrVar)
+		case slices.ContainsFunc(s.Ports, func(p string) bool {
+			return strings.HasSuffix(p, fmt.Sprintf(":%d", port)) || p == strconv.Itoa(int(port))
+		}):
+			addf("%s: publishes its metrics port %d; only Prometheus, on the compose network, should reach it", name, port)
+		}
+	}
 	if pg := c.Services["postgres"]; pg == nil {
 		addf("no postgres service")
 	} else {
@@ -356,6 +374,9 @@ func TestComposeCheckerFindsBreakage(t *testing.T) {
 			"      MICROSHOP_PROXY_SECRET: ${MICROSHOP_ADMIN_PASSWORD:?x}\n      # Limits", "they must hold one value"},
 		{"the proxy secret written in", "      # Sent to the services with every request; users holds the same.\n      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?run deploy/gen-keys.sh > deploy/.env first}",
 			"      MICROSHOP_PROXY_SECRET: s3cret", `gateway: MICROSHOP_PROXY_SECRET="s3cret"`},
+		{"the gateway's metrics published", `      - "8080:8080"`, `      - "8080:8080"` + "\n" + `      - "9090:9090"`, "gateway: publishes its metrics port 9090"},
+		{"the gateway's metrics on its public port", `MICROSHOP_METRICS_ADDR: ":9090"`, `MICROSHOP_METRICS_ADDR: ":8080"`, "gateway: MICROSHOP_METRICS_ADDR is its public port"},
+		{"the gateway without a metrics listener", `      MICROSHOP_METRICS_ADDR: ":9090"` + "\n", "", "gateway: sets no MICROSHOP_METRICS_ADDR"},
 		{"orders without payments' URL", "      MICROSHOP_PAYMENTS_URL: http://payments:8084\n    volumes:\n      - orders-data:/data", "    volumes:\n      - orders-data:/data", "orders: MICROSHOP_PAYMENTS_URL"},
 	}
 	for _, tt := range tests {

@@ -70,6 +70,18 @@ func TestNetworkMatrixFindsHoles(t *testing.T) {
 			}
 			policy(m, "orders-db").Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
 		}, "payments → orders-db:5432/TCP is allowed"},
+		{"Prometheus on the gateway's public port", func(m *manifests) {
+			np := policy(m, "gateway-ingress")
+			np.Spec.Ingress[1].Ports[0].Port.IntVal = 8080
+		}, "prometheus → gateway:9090/TCP is refused"},
+		{"Prometheus on both of the gateway's ports", func(m *manifests) {
+			np := policy(m, "gateway-ingress")
+			np.Spec.Ingress[1].Ports = append(np.Spec.Ingress[1].Ports, np.Spec.Ingress[0].Ports...)
+		}, "prometheus → gateway:8080/TCP is allowed"},
+		{"the ingress controller reaches the gateway's metrics", func(m *manifests) {
+			np := policy(m, "gateway-ingress")
+			np.Spec.Ingress[0].Ports = append(np.Spec.Ingress[0].Ports, np.Spec.Ingress[1].Ports...)
+		}, "ingress controller → gateway:9090/TCP is allowed"},
 		{"reports cut off from NATS", func(m *manifests) {
 			np := policy(m, "reports-egress")
 			var kept []networkingv1.NetworkPolicyEgressRule
@@ -218,6 +230,60 @@ func TestProxySecretCheckFindsBreakage(t *testing.T) {
 	}
 }
 
+// TestScrapeCheckFindsBreakage proves the checks of where Prometheus
+// reads /metrics can fail: the gateway on its metrics port, every other
+// service on its service port.
+func TestScrapeCheckFindsBreakage(t *testing.T) {
+	monitor := func(t *testing.T, m *manifests, name string) *serviceMonitor {
+		o := m.find("ServiceMonitor", name)
+		if o == nil {
+			t.Fatalf("no ServiceMonitor %s", name)
+		}
+		return o.obj.(*serviceMonitor)
+	}
+	tests := []struct {
+		name   string
+		change func(t *testing.T, m *manifests)
+		want   string
+	}{
+		{"the gateway annotated with its public port", func(t *testing.T, m *manifests) {
+			m.deploymentServing("gateway").Spec.Template.Annotations["prometheus.io/port"] = "8080"
+		}, `prometheus.io/port is "8080"; gateway serves /metrics to Prometheus on 9090`},
+		{"users annotated with the gateway's metrics port", func(t *testing.T, m *manifests) {
+			m.deploymentServing("users").Spec.Template.Annotations["prometheus.io/port"] = "9090"
+		}, `prometheus.io/port is "9090"; users serves /metrics to Prometheus on 8081`},
+		{"the gateway without a metrics listener", func(t *testing.T, m *manifests) {
+			delete(m.configMap("microshop-gateway").Data, metricsAddrVar)
+		}, "sets no MICROSHOP_METRICS_ADDR"},
+		{"the metrics listener on the public port", func(t *testing.T, m *manifests) {
+			m.configMap("microshop-gateway").Data[metricsAddrVar] = ":8080"
+		}, `MICROSHOP_METRICS_ADDR=":8080" is gateway's public port`},
+		{"no container port for it", func(t *testing.T, m *manifests) {
+			c := container(t, m, "gateway")
+			c.Ports = c.Ports[:1]
+		}, "no container port named metrics on 9090"},
+		{"the gateway's ServiceMonitor on its public port", func(t *testing.T, m *manifests) {
+			monitor(t, m, "microshop-gateway").Spec.Endpoints[0].Port = "http"
+		}, `scrapes Service gateway on port "http", container port 8080; gateway serves /metrics to Prometheus on 9090`},
+		{"every Service scraped on http, the gateway too", func(t *testing.T, m *manifests) {
+			monitor(t, m, "microshop").Spec.Selector.MatchExpressions = nil
+		}, "Service/gateway: scraped by 2 ServiceMonitor endpoints, want 1"},
+		{"users scraped on a metrics port it does not have", func(t *testing.T, m *manifests) {
+			monitor(t, m, "microshop").Spec.Endpoints[0].Port = "metrics"
+		}, `Service users has no port named "metrics"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+			tt.change(t, m)
+			problems := m.check(true)
+			if !containsProblem(problems, tt.want) {
+				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(problems, "\n"))
+			}
+		})
+	}
+}
+
 func containsProblem(problems []string, want string) bool {
 	for _, p := range problems {
 		if strings.Contains(p, want) {
@@ -248,6 +314,7 @@ spec:
   template:
     metadata:
       labels: {app.kubernetes.io/name: orders}
+      annotations: {prometheus.io/scrape: "true", prometheus.io/port: "8083"}
     spec:
       terminationGracePeriodSeconds: 45
       securityContext:
@@ -503,6 +570,9 @@ func TestCheckerFindsBrokenManifests(t *testing.T) {
 			return replace(t, "app.yaml", "            - name: GOMEMLIMIT\n",
 				"            - name: MICROSHOP_NATS_SEED\n              value: SUAAAA\n            - name: GOMEMLIMIT\n")
 		}, "MICROSHOP_NATS_SEED is written into the manifest"},
+		{"scraped on another port", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", `prometheus.io/port: "8083"`, `prometheus.io/port: "9090"`)
+		}, `prometheus.io/port is "9090"; orders serves /metrics to Prometheus on 8083`},
 		{"a URL to the wrong port", func(t *testing.T) func(map[string]string) {
 			return replace(t, "config.yaml", "http://orders:8083", "http://orders:8084")
 		}, `MICROSHOP_ORDERS_URL="http://orders:8084", want http://orders:8083`},
