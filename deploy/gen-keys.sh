@@ -12,6 +12,9 @@
 #     microshop-nats-users, in the NATS release's namespace;
 #   - MICROSHOP_WEBHOOK_SIGNING_KEY for notifications (32 random bytes), so
 #     every replica signs webhooks with the same key;
+#   - MICROSHOP_PROXY_SECRET (32 random bytes, hex) for the gateway and users,
+#     and no other service: the gateway sends it with every request, and users
+#     believes the X-Forwarded-For of a request that carries it;
 #   - the admin account users makes at start (MICROSHOP_ADMIN_EMAIL, from the
 #     environment or admin@example.com, and a random MICROSHOP_ADMIN_PASSWORD);
 #   - for docker compose only: the Postgres superuser's password and one
@@ -153,6 +156,8 @@ for s in $BROKER_SERVICES; do
 done
 
 webhook_key=$(openssl rand 32 | b64)
+# Hex: it travels in an HTTP header.
+proxy_secret=$(openssl rand -hex 32)
 admin_password=$(openssl rand -hex 16)
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
@@ -165,6 +170,7 @@ if [ "$mode" = env ]; then
 		echo "MICROSHOP_SERVICE_KEY_$(upper "$s")=$(cat "$tmp/$s.seed")"
 	done
 	echo "MICROSHOP_WEBHOOK_SIGNING_KEY=$webhook_key"
+	echo "MICROSHOP_PROXY_SECRET=$proxy_secret"
 	echo "MICROSHOP_ADMIN_EMAIL=$admin_email"
 	echo "MICROSHOP_ADMIN_PASSWORD=$admin_password"
 	echo "POSTGRES_PASSWORD=$(openssl rand -hex 24)"
@@ -199,6 +205,9 @@ echo "# microshop secrets, made by deploy/gen-keys.sh --k8s on $now."
 echo "# Apply them, never commit them: deploy/gen-keys.sh --k8s | kubectl apply -f -"
 secret microshop-service-keys "$namespace"
 printf '  MICROSHOP_SERVICE_KEYS: "%s"\n' "$publics"
+# Read by the gateway and users only (their Deployments name it).
+secret microshop-proxy-secret "$namespace"
+printf '  MICROSHOP_PROXY_SECRET: "%s"\n' "$proxy_secret"
 # The public NKeys of the services' NATS users, for the NATS servers
 # (deploy/k8s/nats-values.yaml).
 secret microshop-nats-users "$nats_namespace"

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -110,12 +111,23 @@ func (m *manifests) check(complete bool) []string {
 	for _, c := range all[*cnpgCluster](m) {
 		m.checkCluster(c)
 	}
+	scraped := map[string]int{}
 	for _, sm := range all[*serviceMonitor](m) {
-		m.checkServiceMonitor(sm)
+		m.checkServiceMonitor(sm, scraped)
+	}
+	if len(all[*serviceMonitor](m)) > 0 {
+		// Once each: a second endpoint on the gateway's public port would
+		// be a target that is always down (404).
+		for _, s := range all[*corev1.Service](m) {
+			if servicePorts[s.Name] != 0 && scraped[s.Name] != 1 {
+				m.addf("%s: scraped by %d ServiceMonitor endpoints, want 1", m.where(s), scraped[s.Name])
+			}
+		}
 	}
 	for _, v := range all[*natsValues](m) {
 		m.checkNATSValues(v)
 	}
+	m.checkProxySecret()
 	for _, o := range m.objects {
 		if k, ok := o.obj.(*kustomization); ok {
 			m.checkKustomization(o, k)
@@ -199,6 +211,9 @@ func (m *manifests) checkDeployment(d *appsv1.Deployment) {
 		}
 		if known && !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == port }) {
 			m.addf("%s: %s listens on %d, and no container port says so", cw, name, port)
+		}
+		if known {
+			m.checkScrape(cw, tmpl.Annotations, c, name)
 		}
 		m.checkProbe(cw, "readinessProbe", c, c.ReadinessProbe, "/readyz")
 		m.checkProbe(cw, "livenessProbe", c, c.LivenessProbe, "/healthz")
@@ -472,7 +487,7 @@ func (m *manifests) checkService(s *corev1.Service) {
 		if !found {
 			m.addf("%s: port %d targets %s, which no container of %s exposes", where, p.Port, tp.String(), target.Name)
 		}
-		if name := s.Name; servicePorts[name] != 0 && p.Port != servicePorts[name] {
+		if name := s.Name; servicePorts[name] != 0 && p.Port != servicePorts[name] && !m.isMetricsPort(target, name, tp) {
 			m.addf("%s: serves on %d; the services expect %s on %d (MICROSHOP_%s_URL)", where, p.Port, name, servicePorts[name], strings.ToUpper(name))
 		}
 	}
@@ -615,22 +630,161 @@ func (m *manifests) checkCluster(c *cnpgCluster) {
 	}
 }
 
-func (m *manifests) checkServiceMonitor(sm *serviceMonitor) {
+// checkServiceMonitor: every endpoint is a port of the Services it
+// selects, and reaches the container port where the service serves
+// /metrics to Prometheus. scraped counts the endpoints per Service.
+func (m *manifests) checkServiceMonitor(sm *serviceMonitor, scraped map[string]int) {
 	where := m.where(sm)
 	n := 0
 	for _, s := range all[*corev1.Service](m) {
-		if selects(&sm.Spec.Selector, s.Labels) {
-			n++
-			for _, e := range sm.Spec.Endpoints {
-				if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port }) {
-					m.addf("%s: Service %s has no port named %q", where, s.Name, e.Port)
-				}
+		if !selects(&sm.Spec.Selector, s.Labels) {
+			continue
+		}
+		n++
+		for _, e := range sm.Spec.Endpoints {
+			scraped[s.Name]++
+			i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port })
+			if i < 0 {
+				m.addf("%s: Service %s has no port named %q", where, s.Name, e.Port)
+				continue
+			}
+			c, name := m.serviceContainer(s)
+			if c == nil || servicePorts[name] == 0 {
+				continue
+			}
+			want, problem := m.scrapePort(*c, name)
+			if problem != "" {
+				continue // checkScrape reports it
+			}
+			tp := s.Spec.Ports[i].TargetPort
+			if tp.Type == intstr.Int && tp.IntVal == 0 {
+				tp = intstr.FromInt32(s.Spec.Ports[i].Port)
+			}
+			if got, ok := containerPort(*c, tp); ok && got != want {
+				m.addf("%s: scrapes Service %s on port %q, container port %d; %s serves /metrics to Prometheus on %d", where, s.Name, e.Port, got, name, want)
 			}
 		}
 	}
 	if n == 0 && len(all[*corev1.Service](m)) > 0 {
 		m.addf("%s: selects no Service", where)
 	}
+}
+
+// metricsAddrVar is --metrics-addr: a listener of its own for /metrics.
+// The services in separateMetrics have it and serve /metrics on their
+// public port to loopback only, so Prometheus reads them there; every
+// other service it reads on its service port.
+const metricsAddrVar = "MICROSHOP_METRICS_ADDR"
+
+var separateMetrics = []string{"gateway"}
+
+// addrPort is the port of a listen address such as ":9090".
+func addrPort(addr string) (int32, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("port %q", port)
+	}
+	return int32(n), nil
+}
+
+// envValue is a container's variable as the pod would see it: its env,
+// else the last envFrom ConfigMap that has it (Secrets hold no listen
+// addresses).
+func (m *manifests) envValue(c corev1.Container, v string) (string, bool) {
+	for _, e := range c.Env {
+		if e.Name == v && e.ValueFrom == nil {
+			return e.Value, true
+		}
+	}
+	val, found := "", false
+	for _, ef := range c.EnvFrom {
+		if ef.ConfigMapRef == nil {
+			continue
+		}
+		key, ok := strings.CutPrefix(v, ef.Prefix)
+		if cm := m.configMap(ef.ConfigMapRef.Name); ok && cm != nil {
+			if x, ok := cm.Data[key]; ok {
+				val, found = x, true
+			}
+		}
+	}
+	return val, found
+}
+
+// scrapePort is where Prometheus must read the metrics of name, served
+// by container c, or a problem that says why it cannot be told.
+func (m *manifests) scrapePort(c corev1.Container, name string) (int32, string) {
+	if !slices.Contains(separateMetrics, name) {
+		return servicePorts[name], ""
+	}
+	addr, ok := m.envValue(c, metricsAddrVar)
+	if !ok || addr == "" {
+		return 0, fmt.Sprintf("sets no %s; %s serves /metrics on its public port to loopback only, so Prometheus could not scrape it", metricsAddrVar, name)
+	}
+	port, err := addrPort(addr)
+	if err != nil {
+		return 0, fmt.Sprintf("%s=%q: %v", metricsAddrVar, addr, err)
+	}
+	if port == servicePorts[name] {
+		return 0, fmt.Sprintf("%s=%q is %s's public port", metricsAddrVar, addr, name)
+	}
+	return port, ""
+}
+
+// checkScrape: Prometheus is told (prometheus.io/port) the port where the
+// service serves it /metrics, and a metrics listener is a named
+// container port, so that Services and policies can name it.
+func (m *manifests) checkScrape(where string, annotations map[string]string, c corev1.Container, name string) {
+	want, problem := m.scrapePort(c, name)
+	if problem != "" {
+		m.addf("%s: %s", where, problem)
+		return
+	}
+	if slices.Contains(separateMetrics, name) {
+		if got, ok := containerPort(c, intstr.FromString("metrics")); !ok || got != want {
+			m.addf("%s: no container port named metrics on %d, where %s serves /metrics (%s)", where, want, name, metricsAddrVar)
+		}
+	}
+	if annotations["prometheus.io/scrape"] == "true" {
+		if got := annotations["prometheus.io/port"]; got != strconv.Itoa(int(want)) {
+			m.addf("%s: prometheus.io/port is %q; %s serves /metrics to Prometheus on %d", where, got, name, want)
+		}
+	}
+}
+
+// serviceContainer is the container, and the service it serves, of the
+// Deployment a Service selects.
+func (m *manifests) serviceContainer(s *corev1.Service) (*corev1.Container, string) {
+	for _, d := range all[*appsv1.Deployment](m) {
+		if !selectsMap(s.Spec.Selector, d.Spec.Template.Labels) {
+			continue
+		}
+		for i, c := range d.Spec.Template.Spec.Containers {
+			if name := serveTarget(c); name != "" {
+				return &d.Spec.Template.Spec.Containers[i], name
+			}
+		}
+	}
+	return nil, ""
+}
+
+// isMetricsPort says whether tp is the metrics listener of a service that
+// has one, which a Service may expose beside the service port.
+func (m *manifests) isMetricsPort(d *appsv1.Deployment, name string, tp intstr.IntOrString) bool {
+	if !slices.Contains(separateMetrics, name) {
+		return false
+	}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		want, problem := m.scrapePort(c, name)
+		if got, ok := containerPort(c, tp); ok && problem == "" && got == want {
+			return true
+		}
+	}
+	return false
 }
 
 // natsSeedVar is the variable that gives a service its NATS user's seed;
@@ -812,6 +966,114 @@ func (m *manifests) checkKustomization(o *object, k *kustomization) {
 	for _, r := range k.Replicas {
 		if m.find("Deployment", r.Name) == nil {
 			m.addf("%s: replicas names %q, which is not a Deployment", o, r.Name)
+		}
+	}
+}
+
+// proxySecretVar is the secret the gateway sends with every request and
+// users checks before it believes X-Forwarded-For; proxySecretSharers are
+// the services that hold it (both have --proxy-secret).
+const proxySecretVar = "MICROSHOP_PROXY_SECRET"
+
+var proxySecretSharers = []string{"gateway", "users"}
+
+// secretSources lists where a container's variable v comes from, as
+// "secret/key": an env secretKeyRef, or an envFrom Secret that has v.
+func (m *manifests) secretSources(c corev1.Container, v string) []string {
+	var from []string
+	for _, ef := range c.EnvFrom {
+		if ef.SecretRef == nil {
+			continue
+		}
+		if s := m.secret(ef.SecretRef.Name); s != nil && slices.Contains(secretKeys(s), v) {
+			from = append(from, ef.SecretRef.Name+"/"+v)
+		}
+	}
+	for _, e := range c.Env {
+		if e.Name == v && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			from = append(from, e.ValueFrom.SecretKeyRef.Name+"/"+e.ValueFrom.SecretKeyRef.Key)
+		}
+	}
+	return from
+}
+
+// secretsRead lists every Secret a container reads, whatever the key.
+func secretsRead(c corev1.Container) []string {
+	var names []string
+	for _, ef := range c.EnvFrom {
+		if ef.SecretRef != nil {
+			names = append(names, ef.SecretRef.Name)
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			names = append(names, e.ValueFrom.SecretKeyRef.Name)
+		}
+	}
+	return names
+}
+
+// checkProxySecret: the gateway and users get the same proxy secret from
+// one Secret of its own, which no other Deployment reads. Without it on
+// both, users keys every client on the gateway's address, and the password
+// limit per (account, address) becomes one per account that anyone can
+// spend.
+func (m *manifests) checkProxySecret() {
+	got := map[string][]string{}   // sharer → its sources
+	holders := map[string]string{} // Secret holding the proxy secret → a sharer's Deployment
+	for _, d := range all[*appsv1.Deployment](m) {
+		where := m.where(d)
+		for _, c := range d.Spec.Template.Spec.Containers {
+			name := serveTarget(c)
+			for _, e := range c.Env {
+				if e.Name == proxySecretVar && e.ValueFrom == nil {
+					m.addf("%s: %s is written into the manifest; it must come from a Secret", where, proxySecretVar)
+				}
+			}
+			for _, ef := range c.EnvFrom {
+				if ef.ConfigMapRef != nil {
+					if cm := m.configMap(ef.ConfigMapRef.Name); cm != nil {
+						if _, ok := cm.Data[proxySecretVar]; ok {
+							m.addf("%s: %s is in the ConfigMap %s; it must come from a Secret", where, proxySecretVar, cm.Name)
+						}
+					}
+				}
+			}
+			from := m.secretSources(c, proxySecretVar)
+			if !slices.Contains(proxySecretSharers, name) {
+				if len(from) > 0 {
+					m.addf("%s: %s gets %s (from %s); only %s share it", where, name, proxySecretVar, strings.Join(from, ", "), strings.Join(proxySecretSharers, " and "))
+				}
+				continue
+			}
+			if len(from) == 0 {
+				m.addf("%s: no Secret gives %s %s; without it users keys every client on the gateway's address", where, name, proxySecretVar)
+				continue
+			}
+			got[name] = from
+			for _, f := range from {
+				secret, _, _ := strings.Cut(f, "/")
+				holders[secret] = where
+				if s := m.secret(secret); s != nil && len(secretKeys(s)) != 1 {
+					m.addf("%s: %s comes from %s, which holds more (%s); give it a Secret of its own", where, proxySecretVar, secret, strings.Join(secretKeys(s), ", "))
+				}
+			}
+		}
+	}
+	if a, b := got[proxySecretSharers[0]], got[proxySecretSharers[1]]; a != nil && b != nil && !slices.Equal(a, b) {
+		m.addf("%s gets %s from %s, %s from %s: they must hold one value", proxySecretSharers[0], proxySecretVar, strings.Join(a, ", "), proxySecretSharers[1], strings.Join(b, ", "))
+	}
+	// No other Deployment reads that Secret, under any key.
+	for _, d := range all[*appsv1.Deployment](m) {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if slices.Contains(proxySecretSharers, serveTarget(c)) {
+				continue
+			}
+			for _, s := range secretsRead(c) {
+				if _, ok := holders[s]; ok {
+					m.addf("%s: reads %s, the proxy secret of %s", m.where(d), s, strings.Join(proxySecretSharers, " and "))
+				}
+			}
 		}
 	}
 }

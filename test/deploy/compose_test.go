@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -214,6 +215,29 @@ func checkCompose(dir string, content []byte, initDatabases []string) []string {
 		if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
 			addf("%s: want read_only and cap_drop ALL", name)
 		}
+		secret, has := s.Environment[proxySecretVar]
+		switch {
+		case !slices.Contains(proxySecretSharers, name):
+			if has {
+				addf("%s: gets %s; only %s share it", name, proxySecretVar, strings.Join(proxySecretSharers, " and "))
+			}
+		case !has || secret == nil:
+			addf("%s: no %s; without it users keys every client on the gateway's address", name, proxySecretVar)
+		default:
+			m := interpolation.FindStringSubmatch(*secret)
+			if m == nil || m[0] != *secret || !strings.HasPrefix(m[2], ":?") {
+				addf("%s: %s=%q, want ${VAR:?...} from deploy/.env", name, proxySecretVar, *secret)
+			}
+		}
+	}
+	var secrets []string
+	for _, name := range proxySecretSharers {
+		if s := c.Services[name]; s != nil && s.Environment[proxySecretVar] != nil {
+			secrets = append(secrets, *s.Environment[proxySecretVar])
+		}
+	}
+	if len(secrets) == len(proxySecretSharers) && slices.ContainsFunc(secrets, func(v string) bool { return v != secrets[0] }) {
+		addf("%s get %s from %q: they must hold one value", strings.Join(proxySecretSharers, " and "), proxySecretVar, secrets)
 	}
 	for _, name := range serviceNames() {
 		if c.Services[name] == nil {
@@ -227,6 +251,23 @@ func checkCompose(dir string, content []byte, initDatabases []string) []string {
 		return strings.HasSuffix(p, ":8080") || p == "8080"
 	}) {
 		addf("gateway: does not publish 8080 (ports %q)", gw.Ports)
+	}
+	for _, name := range separateMetrics {
+		s := c.Services[name]
+		if s == nil {
+			continue
+		}
+		port, err := composeScrapePort(src, name)
+		switch {
+		case err != nil:
+			addf("%s", err)
+		case port == servicePorts[name]:
+			addf("%s: %s is its public port", name, metricsAddrVar)
+		case slices.ContainsFunc(s.Ports, func(p string) bool {
+			return strings.HasSuffix(p, fmt.Sprintf(":%d", port)) || p == strconv.Itoa(int(port))
+		}):
+			addf("%s: publishes its metrics port %d; only Prometheus, on the compose network, should reach it", name, port)
+		}
 	}
 	if pg := c.Services["postgres"]; pg == nil {
 		addf("no postgres service")
@@ -325,6 +366,17 @@ func TestComposeCheckerFindsBreakage(t *testing.T) {
 		{"the wrong service", `command: ["serve", "reports"]`, `command: ["serve", "report"]`, `reports: command ["serve" "report"]`},
 		{"NATS without JetStream", `command: ["-js", "-sd", "/data", "-m", "8222"]`, `command: ["-sd", "/data", "-m", "8222"]`, "nats: JetStream is not on"},
 		{"a volume nobody declared", "      - users-data:/data\n", "      - user-data:/data\n", "users: mounts the volume user-data"},
+		{"users without the proxy secret", "      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?run deploy/gen-keys.sh > deploy/.env first}\n      # Limits", "      # Limits",
+			"users: no MICROSHOP_PROXY_SECRET"},
+		{"the proxy secret for orders too", "      MICROSHOP_PAYMENTS_URL: http://payments:8084\n    volumes:\n      - orders-data",
+			"      MICROSHOP_PAYMENTS_URL: http://payments:8084\n      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?x}\n    volumes:\n      - orders-data", "orders: gets MICROSHOP_PROXY_SECRET"},
+		{"users' proxy secret another value", "      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?run deploy/gen-keys.sh > deploy/.env first}\n      # Limits",
+			"      MICROSHOP_PROXY_SECRET: ${MICROSHOP_ADMIN_PASSWORD:?x}\n      # Limits", "they must hold one value"},
+		{"the proxy secret written in", "      # Sent to the services with every request; users holds the same.\n      MICROSHOP_PROXY_SECRET: ${MICROSHOP_PROXY_SECRET:?run deploy/gen-keys.sh > deploy/.env first}",
+			"      MICROSHOP_PROXY_SECRET: s3cret", `gateway: MICROSHOP_PROXY_SECRET="s3cret"`},
+		{"the gateway's metrics published", `      - "8080:8080"`, `      - "8080:8080"` + "\n" + `      - "9090:9090"`, "gateway: publishes its metrics port 9090"},
+		{"the gateway's metrics on its public port", `MICROSHOP_METRICS_ADDR: ":9090"`, `MICROSHOP_METRICS_ADDR: ":8080"`, "gateway: MICROSHOP_METRICS_ADDR is its public port"},
+		{"the gateway without a metrics listener", `      MICROSHOP_METRICS_ADDR: ":9090"` + "\n", "", "gateway: sets no MICROSHOP_METRICS_ADDR"},
 		{"orders without payments' URL", "      MICROSHOP_PAYMENTS_URL: http://payments:8084\n    volumes:\n      - orders-data:/data", "    volumes:\n      - orders-data:/data", "orders: MICROSHOP_PAYMENTS_URL"},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -183,19 +184,85 @@ func TestDashboardCheckerFindsBreakage(t *testing.T) {
 	}
 }
 
-// TestPrometheusScrapesEveryService: the compose Prometheus scrapes each
-// service on its port with the label the dashboard groups by.
-func TestPrometheusScrapesEveryService(t *testing.T) {
-	cfg := readRepoFile(t, "deploy/prometheus/prometheus.yml")
+// composeScrapePort is where compose's Prometheus must read the metrics
+// of name: its service port, or for a service with a metrics listener the
+// port of MICROSHOP_METRICS_ADDR in its environment.
+func composeScrapePort(src *composeSource, name string) (int32, error) {
+	if !slices.Contains(separateMetrics, name) {
+		return servicePorts[name], nil
+	}
+	s := src.file.Services[name]
+	if s == nil || s.Environment[metricsAddrVar] == nil {
+		return 0, fmt.Errorf("%s: sets no %s; its public port serves /metrics to loopback only", name, metricsAddrVar)
+	}
+	return addrPort(*s.Environment[metricsAddrVar])
+}
+
+// checkPrometheus: compose's Prometheus scrapes each service where it
+// serves /metrics, with the label the dashboard groups by.
+func checkPrometheus(cfg string, src *composeSource) []string {
+	var problems []string
 	for _, name := range serviceNames() {
-		target := fmt.Sprintf(`- targets: ["%s:%d"]`, name, servicePorts[name])
-		i := strings.Index(cfg, target)
-		if i < 0 {
-			t.Errorf("prometheus.yml does not scrape %s:%d", name, servicePorts[name])
+		port, err := composeScrapePort(src, name)
+		if err != nil {
+			problems = append(problems, "compose.yaml: "+err.Error())
 			continue
 		}
-		if !strings.Contains(cfg[i:], "labels: {service: "+name+"}") {
-			t.Errorf("prometheus.yml: %s's target has no label service: %s", name, name)
+		target := fmt.Sprintf(`- targets: ["%s:%d"]`, name, port)
+		i := strings.Index(cfg, target)
+		if i < 0 {
+			problems = append(problems, fmt.Sprintf("prometheus.yml does not scrape %s:%d", name, port))
+			continue
 		}
+		rest := strings.TrimSpace(cfg[i+len(target):])
+		if !strings.HasPrefix(rest, "labels: {service: "+name+"}") {
+			problems = append(problems, fmt.Sprintf("prometheus.yml: %s's target has no label service: %s", name, name))
+		}
+	}
+	return problems
+}
+
+// TestPrometheusScrapesEveryService: the compose Prometheus scrapes each
+// service where it serves /metrics, with the label the dashboard groups by.
+func TestPrometheusScrapesEveryService(t *testing.T) {
+	src, err := parseCompose([]byte(readRepoFile(t, "deploy/compose.yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range checkPrometheus(readRepoFile(t, "deploy/prometheus/prometheus.yml"), src) {
+		t.Error(p)
+	}
+}
+
+// TestPrometheusCheckFindsBreakage proves that check can fail.
+func TestPrometheusCheckFindsBreakage(t *testing.T) {
+	compose := readRepoFile(t, "deploy/compose.yaml")
+	cfg := readRepoFile(t, "deploy/prometheus/prometheus.yml")
+	tests := []struct{ name, file, old, new, want string }{
+		{"the gateway on its public port", "prometheus.yml", `["gateway:9090"]`, `["gateway:8080"]`, "prometheus.yml does not scrape gateway:9090"},
+		{"users on the gateway's metrics port", "prometheus.yml", `["users:8081"]`, `["users:9090"]`, "prometheus.yml does not scrape users:8081"},
+		{"a target without its label", "prometheus.yml", "labels: {service: orders}", "labels: {job: orders}", "orders's target has no label service"},
+		{"the gateway's listener elsewhere", "compose.yaml", `MICROSHOP_METRICS_ADDR: ":9090"`, `MICROSHOP_METRICS_ADDR: ":9100"`, "prometheus.yml does not scrape gateway:9100"},
+		{"the gateway without a listener", "compose.yaml", `      MICROSHOP_METRICS_ADDR: ":9090"` + "\n", "", "gateway: sets no MICROSHOP_METRICS_ADDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, p := compose, cfg
+			target := &p
+			if tt.file == "compose.yaml" {
+				target = &c
+			}
+			if !strings.Contains(*target, tt.old) {
+				t.Fatalf("%s does not contain %q", tt.file, tt.old)
+			}
+			*target = strings.Replace(*target, tt.old, tt.new, 1)
+			src, err := parseCompose([]byte(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if problems := checkPrometheus(p, src); !containsProblem(problems, tt.want) {
+				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(problems, "\n"))
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,6 +88,7 @@ func TestGenKeysForCompose(t *testing.T) {
 	if k, err := base64.StdEncoding.DecodeString(vars["MICROSHOP_WEBHOOK_SIGNING_KEY"]); err != nil || len(k) < 32 {
 		t.Errorf("MICROSHOP_WEBHOOK_SIGNING_KEY is not 32 bytes or more of base64")
 	}
+	checkProxySecretValue(t, vars[proxySecretVar])
 	if len(vars["MICROSHOP_ADMIN_PASSWORD"]) < 12 {
 		t.Errorf("MICROSHOP_ADMIN_PASSWORD is shorter than the 12 characters users wants")
 	}
@@ -178,6 +180,15 @@ func TestGenKeysForKubernetes(t *testing.T) {
 		}
 		publicNKeys[pub] = true
 	}
+	// The proxy secret has a Secret of its own beside the services'.
+	proxy := secrets["microshop-proxy-secret"]
+	if proxy == nil || proxy.Namespace != "microshop" {
+		t.Fatalf("no Secret microshop-proxy-secret in the namespace microshop: %+v", proxy)
+	}
+	if keys := secretKeys(proxy); len(keys) != 1 || keys[0] != proxySecretVar {
+		t.Errorf("microshop-proxy-secret holds %v, want %s only", keys, proxySecretVar)
+	}
+	checkProxySecretValue(t, proxy.StringData[proxySecretVar])
 	if got := secrets["microshop-users"].StringData["MICROSHOP_ADMIN_EMAIL"]; got != "ops@example.com" {
 		t.Errorf("the admin email is %q, want the one given", got)
 	}
@@ -196,10 +207,45 @@ func TestGenKeysForKubernetes(t *testing.T) {
 			}
 		}
 	}
+	// Another namespace moves every Secret but the NATS servers' there, and
+	// every run makes a new proxy secret.
+	other, err := runGenKeys(t, []string{"MICROSHOP_NAMESPACE=shop"}, "--k8s")
+	if err != nil {
+		t.Fatalf("gen-keys.sh --k8s with MICROSHOP_NAMESPACE=shop: %v\n%s", err, other)
+	}
+	docs, err = splitYAML([]byte(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range docs {
+		s := &corev1.Secret{}
+		if err := decodeStrict(j, s); err != nil {
+			t.Fatal(err)
+		}
+		want := "shop"
+		if s.Name == natsUsersSecret {
+			want = "nats"
+		}
+		if s.Namespace != want {
+			t.Errorf("with MICROSHOP_NAMESPACE=shop, Secret %s is in %q, want %s", s.Name, s.Namespace, want)
+		}
+		if s.Name == "microshop-proxy-secret" && s.StringData[proxySecretVar] == proxy.StringData[proxySecretVar] {
+			t.Error("two runs made the same proxy secret")
+		}
+	}
 	if _, err := runGenKeys(t, []string{"NATS_NAMESPACE=nats\nkind: x"}, "--k8s"); err == nil {
 		t.Error("a namespace that is no name was accepted into YAML")
 	}
 	if _, err := runGenKeys(t, []string{`MICROSHOP_ADMIN_EMAIL=a"b@example.com`}, "--k8s"); err == nil {
 		t.Error("an admin email with a quote was accepted into YAML")
+	}
+}
+
+// checkProxySecretValue: 32 random bytes as hex, which an HTTP header
+// carries as it is.
+func checkProxySecretValue(t *testing.T, v string) {
+	t.Helper()
+	if b, err := hex.DecodeString(v); err != nil || len(b) < 32 {
+		t.Errorf("%s=%q is not 32 bytes or more of hex", proxySecretVar, v)
 	}
 }

@@ -3,9 +3,11 @@ package deploy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
@@ -68,6 +70,18 @@ func TestNetworkMatrixFindsHoles(t *testing.T) {
 			}
 			policy(m, "orders-db").Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
 		}, "payments → orders-db:5432/TCP is allowed"},
+		{"Prometheus on the gateway's public port", func(m *manifests) {
+			np := policy(m, "gateway-ingress")
+			np.Spec.Ingress[1].Ports[0].Port.IntVal = 8080
+		}, "prometheus → gateway:9090/TCP is refused"},
+		{"Prometheus on both of the gateway's ports", func(m *manifests) {
+			np := policy(m, "gateway-ingress")
+			np.Spec.Ingress[1].Ports = append(np.Spec.Ingress[1].Ports, np.Spec.Ingress[0].Ports...)
+		}, "prometheus → gateway:8080/TCP is allowed"},
+		{"the ingress controller reaches the gateway's metrics", func(m *manifests) {
+			np := policy(m, "gateway-ingress")
+			np.Spec.Ingress[0].Ports = append(np.Spec.Ingress[0].Ports, np.Spec.Ingress[1].Ports...)
+		}, "ingress controller → gateway:9090/TCP is allowed"},
 		{"reports cut off from NATS", func(m *manifests) {
 			np := policy(m, "reports-egress")
 			var kept []networkingv1.NetworkPolicyEgressRule
@@ -142,6 +156,134 @@ func TestNATSValuesFollowTheCode(t *testing.T) {
 	}
 }
 
+// container returns the container of the Deployment that serves name.
+func container(t *testing.T, m *manifests, name string) *corev1.Container {
+	t.Helper()
+	d := m.deploymentServing(name)
+	if d == nil {
+		t.Fatalf("no Deployment serves %s", name)
+	}
+	return &d.Spec.Template.Spec.Containers[0]
+}
+
+// withoutEnv drops the variable v from a container's env.
+func withoutEnv(t *testing.T, c *corev1.Container, v string) {
+	t.Helper()
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v })
+	if i < 0 {
+		t.Fatalf("container %s sets no %s", c.Name, v)
+	}
+	c.Env = slices.Delete(c.Env, i, i+1)
+}
+
+func fromSecret(v, secret, key string) corev1.EnvVar {
+	return corev1.EnvVar{Name: v, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
+}
+
+// TestProxySecretCheckFindsBreakage proves the check of the proxy secret
+// can fail: each case changes who gets it, or from where, in the real
+// manifests and expects the check to say so.
+func TestProxySecretCheckFindsBreakage(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, m *manifests)
+		want   string
+	}{
+		{"users without it", func(t *testing.T, m *manifests) {
+			withoutEnv(t, container(t, m, "users"), proxySecretVar)
+		}, "no Secret gives users MICROSHOP_PROXY_SECRET"},
+		{"the gateway without it", func(t *testing.T, m *manifests) {
+			withoutEnv(t, container(t, m, "gateway"), proxySecretVar)
+		}, "no Secret gives gateway MICROSHOP_PROXY_SECRET"},
+		{"orders gets it too", func(t *testing.T, m *manifests) {
+			c := container(t, m, "orders")
+			c.Env = append(c.Env, fromSecret(proxySecretVar, "microshop-proxy-secret", proxySecretVar))
+		}, "orders gets MICROSHOP_PROXY_SECRET"},
+		{"reports reads its Secret under another name", func(t *testing.T, m *manifests) {
+			c := container(t, m, "reports")
+			c.Env = append(c.Env, fromSecret("MICROSHOP_SECRET", "microshop-proxy-secret", proxySecretVar))
+		}, "reads microshop-proxy-secret, the proxy secret of gateway and users"},
+		{"users' from its own Secret", func(t *testing.T, m *manifests) {
+			c := container(t, m, "users")
+			withoutEnv(t, c, proxySecretVar)
+			c.Env = append(c.Env, fromSecret(proxySecretVar, "microshop-users", "MICROSHOP_ADMIN_PASSWORD"))
+		}, "gateway gets MICROSHOP_PROXY_SECRET from microshop-proxy-secret/MICROSHOP_PROXY_SECRET, users from microshop-users/MICROSHOP_ADMIN_PASSWORD"},
+		{"a Secret shared with other keys", func(t *testing.T, m *manifests) {
+			m.secret("microshop-proxy-secret").StringData["MICROSHOP_SERVICE_KEYS"] = "x"
+		}, "comes from microshop-proxy-secret, which holds more"},
+		{"written into the manifest", func(t *testing.T, m *manifests) {
+			c := container(t, m, "gateway")
+			withoutEnv(t, c, proxySecretVar)
+			c.Env = append(c.Env, corev1.EnvVar{Name: proxySecretVar, Value: "s3cret"})
+		}, "MICROSHOP_PROXY_SECRET is written into the manifest"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+			tt.change(t, m)
+			problems := m.check(true)
+			if !containsProblem(problems, tt.want) {
+				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(problems, "\n"))
+			}
+		})
+	}
+}
+
+// TestScrapeCheckFindsBreakage proves the checks of where Prometheus
+// reads /metrics can fail: the gateway on its metrics port, every other
+// service on its service port.
+func TestScrapeCheckFindsBreakage(t *testing.T) {
+	monitor := func(t *testing.T, m *manifests, name string) *serviceMonitor {
+		o := m.find("ServiceMonitor", name)
+		if o == nil {
+			t.Fatalf("no ServiceMonitor %s", name)
+		}
+		return o.obj.(*serviceMonitor)
+	}
+	tests := []struct {
+		name   string
+		change func(t *testing.T, m *manifests)
+		want   string
+	}{
+		{"the gateway annotated with its public port", func(t *testing.T, m *manifests) {
+			m.deploymentServing("gateway").Spec.Template.Annotations["prometheus.io/port"] = "8080"
+		}, `prometheus.io/port is "8080"; gateway serves /metrics to Prometheus on 9090`},
+		{"users annotated with the gateway's metrics port", func(t *testing.T, m *manifests) {
+			m.deploymentServing("users").Spec.Template.Annotations["prometheus.io/port"] = "9090"
+		}, `prometheus.io/port is "9090"; users serves /metrics to Prometheus on 8081`},
+		{"the gateway without a metrics listener", func(t *testing.T, m *manifests) {
+			delete(m.configMap("microshop-gateway").Data, metricsAddrVar)
+		}, "sets no MICROSHOP_METRICS_ADDR"},
+		{"the metrics listener on the public port", func(t *testing.T, m *manifests) {
+			m.configMap("microshop-gateway").Data[metricsAddrVar] = ":8080"
+		}, `MICROSHOP_METRICS_ADDR=":8080" is gateway's public port`},
+		{"no container port for it", func(t *testing.T, m *manifests) {
+			c := container(t, m, "gateway")
+			c.Ports = c.Ports[:1]
+		}, "no container port named metrics on 9090"},
+		{"the gateway's ServiceMonitor on its public port", func(t *testing.T, m *manifests) {
+			monitor(t, m, "microshop-gateway").Spec.Endpoints[0].Port = "http"
+		}, `scrapes Service gateway on port "http", container port 8080; gateway serves /metrics to Prometheus on 9090`},
+		{"every Service scraped on http, the gateway too", func(t *testing.T, m *manifests) {
+			monitor(t, m, "microshop").Spec.Selector.MatchExpressions = nil
+		}, "Service/gateway: scraped by 2 ServiceMonitor endpoints, want 1"},
+		{"users scraped on a metrics port it does not have", func(t *testing.T, m *manifests) {
+			monitor(t, m, "microshop").Spec.Endpoints[0].Port = "metrics"
+		}, `Service users has no port named "metrics"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+			tt.change(t, m)
+			problems := m.check(true)
+			if !containsProblem(problems, tt.want) {
+				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(problems, "\n"))
+			}
+		})
+	}
+}
+
 func containsProblem(problems []string, want string) bool {
 	for _, p := range problems {
 		if strings.Contains(p, want) {
@@ -172,6 +314,7 @@ spec:
   template:
     metadata:
       labels: {app.kubernetes.io/name: orders}
+      annotations: {prometheus.io/scrape: "true", prometheus.io/port: "8083"}
     spec:
       terminationGracePeriodSeconds: 45
       securityContext:
@@ -427,6 +570,9 @@ func TestCheckerFindsBrokenManifests(t *testing.T) {
 			return replace(t, "app.yaml", "            - name: GOMEMLIMIT\n",
 				"            - name: MICROSHOP_NATS_SEED\n              value: SUAAAA\n            - name: GOMEMLIMIT\n")
 		}, "MICROSHOP_NATS_SEED is written into the manifest"},
+		{"scraped on another port", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", `prometheus.io/port: "8083"`, `prometheus.io/port: "9090"`)
+		}, `prometheus.io/port is "9090"; orders serves /metrics to Prometheus on 8083`},
 		{"a URL to the wrong port", func(t *testing.T) func(map[string]string) {
 			return replace(t, "config.yaml", "http://orders:8083", "http://orders:8084")
 		}, `MICROSHOP_ORDERS_URL="http://orders:8084", want http://orders:8083`},

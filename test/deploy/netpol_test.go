@@ -135,6 +135,7 @@ func (m *manifests) networkMatrix() []string {
 	var problems []string
 	policies := all[*networkingv1.NetworkPolicy](m)
 	pods := map[string]endpoint{}
+	scrape := map[string]int32{} // where Prometheus reads each service
 	for _, name := range serviceNames() {
 		d := m.deploymentServing(name)
 		if d == nil {
@@ -148,6 +149,16 @@ func (m *manifests) networkMatrix() []string {
 			}
 		}
 		pods[name] = endpoint{name: name, namespace: appNamespace, pod: d.Spec.Template.Labels, ports: ports}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if serveTarget(c) != name {
+				continue
+			}
+			port, problem := m.scrapePort(c, name)
+			if problem != "" {
+				problems = append(problems, name+": "+problem)
+			}
+			scrape[name] = port
+		}
 	}
 	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
 	expect := func(src, dst endpoint, port int32, proto corev1.Protocol, want bool) {
@@ -186,8 +197,14 @@ func (m *manifests) networkMatrix() []string {
 			if o.pod == nil {
 				continue
 			}
-			want := o.namespace == "monitoring" || (o.namespace == "ingress-nginx" && src == "gateway")
+			// Prometheus reaches the service port only where /metrics is
+			// served, and nobody else reaches a metrics listener.
+			metricsThere := scrape[src] == servicePorts[src]
+			want := (o.namespace == "monitoring" && metricsThere) || (o.namespace == "ingress-nginx" && src == "gateway")
 			expect(o, s, servicePorts[src], tcp, want)
+			if !metricsThere && scrape[src] != 0 {
+				expect(o, s, scrape[src], tcp, o.namespace == "monitoring")
+			}
 		}
 		expect(s, nats, 4222, tcp, usesBroker(src))
 		expect(s, dns, 53, udp, true)
