@@ -21,8 +21,10 @@ import (
 
 // startSystem runs microshop's own services on a servicetest.Shop, each
 // started for real (its own port, database and runtime), as the checker's
-// subjects.
-func startSystem(t *testing.T) *servicetest.Shop {
+// subjects. hook is a webhook receiver's URL that notifications' guard
+// admits (a loopback port named with --webhook-allow, where nothing
+// listens, so its deliveries fail at once and leave the machine never).
+func startSystem(t *testing.T) (shop *servicetest.Shop, hook string) {
 	t.Helper()
 	var specs []service.Spec
 	var names []string
@@ -35,13 +37,14 @@ func startSystem(t *testing.T) *servicetest.Shop {
 		}
 	}
 	s := servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{Keys: names})
+	receiver := closedPort(t)
 	s.StartAll(t, specs, map[string][]string{
 		"payments": {"--slow-card-delay", "3s"},
 		"orders":   {"--step-timeout", "5s", "--checkout-wait", "5s"},
 		"notifications": {"--smtp-url", "smtp://" + closedPort(t),
-			"--smtp-timeout", "2s", "--dispatch-interval", "100ms"},
+			"--smtp-timeout", "2s", "--dispatch-interval", "100ms", "--webhook-allow", receiver},
 	})
-	return s
+	return s, "http://" + receiver + "/microshop-contract-check"
 }
 
 // closedPort is a loopback address nothing listens on: SMTP to it fails
@@ -103,7 +106,7 @@ func TestMicroshopsOwnServicesKeepTheirContracts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts every service")
 	}
-	sys := startSystem(t)
+	sys, hook := startSystem(t)
 	for _, spec := range topology.Services() {
 		name, doc := spec.Name, spec.OpenAPI()
 		if doc == nil {
@@ -111,8 +114,11 @@ func TestMicroshopsOwnServicesKeepTheirContracts(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			cfg := config(sys, spec)
-			if name == "orders" {
+			switch name {
+			case "orders":
 				cfg.Set = map[string]string{"sku": firstSKU(t, sys)}
+			case "notifications":
+				cfg.Set = map[string]string{"url": hook}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
