@@ -271,7 +271,7 @@ func (r *run) serviceCredentials() error {
 		if err != nil {
 			return err
 		}
-		tok, err := auth.NewCredentials(keys).Token()
+		tok, err := auth.NewCredentials(keys).Token(r.cfg.Service)
 		if err != nil {
 			return err
 		}
@@ -290,7 +290,7 @@ func (r *run) serviceCredentials() error {
 	if err != nil {
 		return err
 	}
-	forged, err := auth.NewCredentials(keys).Token()
+	forged, err := auth.NewCredentials(keys).Token(r.cfg.Service)
 	if err != nil {
 		return err
 	}

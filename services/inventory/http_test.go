@@ -196,7 +196,7 @@ func testAdmin(t *testing.T, s *shop) {
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", "", body), 401)
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", "not-a-token", body), 401)
 	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Customer, body), 403)
-	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Token(t, "orders"), body), 401)
+	problemOf(t, servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Token(t, "orders", "inventory"), body), 401)
 
 	r := servicetest.Call(t, "POST", s.url+"/api/inventory/products", s.Admin, body)
 	var p inventoryapi.Product
@@ -336,8 +336,8 @@ func testInternalAuth(t *testing.T, s *shop) {
 			{"garbage", "garbage", 401},
 			{"a customer's token", s.Customer, 401},
 			{"an admin's token", s.Admin, 401},
-			{"a forged orders credential", s.Forged(t, "orders"), 401},
-			{"another service's credential", s.Token(t, "inventory"), 403},
+			{"a forged orders credential", s.Forged(t, "orders", "inventory"), 401},
+			{"another service's credential", s.Token(t, "inventory", "inventory"), 403},
 		} {
 			r := servicetest.Call(t, "POST", s.url+p.path, c.token, p.body)
 			if r.Status != c.status {
@@ -356,7 +356,7 @@ func testReservations(t *testing.T, s *shop) {
 	ctx := context.Background()
 	s.createProduct(t, "R-A", 10)
 	s.createProduct(t, "R-B", 2)
-	orders := s.Token(t, "orders")
+	orders := s.Token(t, "orders", "inventory")
 	call := func(path string, body any) servicetest.Response {
 		return servicetest.Call(t, "POST", s.url+path, orders, body)
 	}

@@ -56,12 +56,12 @@ func TestCardNumbersAreNeverWritten(t *testing.T) {
 		t.Fatalf("the slow card answered after %s: %+v", time.Since(start), slow)
 	}
 	// Refused requests must not leak the number either.
-	r := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders"),
+	r := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders", "payments"),
 		authorizeReq(order, 100, invalid), "Idempotency-Key", newKey())
 	if r.Status != http.StatusUnprocessableEntity {
 		t.Fatalf("an invalid number: %d %s", r.Status, r.Body)
 	}
-	r = servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders"),
+	r = servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders", "payments"),
 		authorizeReq(order, 0, secret), "Idempotency-Key", newKey())
 	if r.Status != http.StatusUnprocessableEntity || bytes.Contains(r.Body, []byte(secret)) {
 		t.Fatalf("an invalid amount: %d %s", r.Status, r.Body)

@@ -123,7 +123,7 @@ func testLifecycle(t *testing.T, e *shop) {
 
 func testIdempotency(t *testing.T, e *shop) {
 	call := func(path, key string, body any) servicetest.Response {
-		return servicetest.Call(t, "POST", e.URL+path, e.Token(t, "orders"), body, "Idempotency-Key", key)
+		return servicetest.Call(t, "POST", e.URL+path, e.Token(t, "orders", "payments"), body, "Idempotency-Key", key)
 	}
 	order := newOrderID()
 	req := authorizeReq(order, 990, payments.CardApproved)
@@ -301,8 +301,9 @@ func testAccess(t *testing.T, e *shop) {
 		{"no credential", "", http.StatusUnauthorized},
 		{"a customer's token", e.Customer, http.StatusUnauthorized},
 		{"an admin's token", e.Admin, http.StatusUnauthorized},
-		{"a forged orders credential", e.Forged(t, "orders"), http.StatusUnauthorized},
-		{"payments' own credential", e.Token(t, "payments"), http.StatusForbidden},
+		{"a forged orders credential", e.Forged(t, "orders", "payments"), http.StatusUnauthorized},
+		{"payments' own credential", e.Token(t, "payments", "payments"), http.StatusForbidden},
+		{"orders' credential made for inventory", e.Token(t, "orders", "inventory"), http.StatusUnauthorized},
 	}
 	for _, rt := range internal {
 		for _, c := range callers {
@@ -324,7 +325,7 @@ func testAccess(t *testing.T, e *shop) {
 		}{
 			{"no token", "", http.StatusUnauthorized},
 			{"a customer", e.Customer, http.StatusForbidden},
-			{"orders' service credential", e.Token(t, "orders"), http.StatusUnauthorized},
+			{"orders' service credential", e.Token(t, "orders", "payments"), http.StatusUnauthorized},
 		} {
 			if r := servicetest.Call(t, "GET", e.URL+path, c.token, nil); r.Status != c.status {
 				t.Errorf("GET %s as %s: %d %s, want %d", path, c.name, r.Status, r.Body, c.status)
@@ -422,7 +423,7 @@ func testBadInput(t *testing.T, e *shop) {
 	keys := map[string]string{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			token := e.Token(t, "orders")
+			token := e.Token(t, "orders", "payments")
 			if strings.HasPrefix(c.path, "/api/") {
 				token = e.Admin
 			}
@@ -448,7 +449,7 @@ func testBadInput(t *testing.T, e *shop) {
 			}
 		})
 	}
-	r := servicetest.Call(t, "POST", e.URL+authorize, e.Token(t, "orders"), "order=1", "Idempotency-Key", newKey(), "Content-Type", "text/plain")
+	r := servicetest.Call(t, "POST", e.URL+authorize, e.Token(t, "orders", "payments"), "order=1", "Idempotency-Key", newKey(), "Content-Type", "text/plain")
 	if r.Status != http.StatusUnsupportedMediaType {
 		t.Fatalf("a form body: %d %s", r.Status, r.Body)
 	}
@@ -485,7 +486,7 @@ func testSlowCard(t *testing.T, e *shop) {
 	// service stops waiting for the processor and says so, at once.
 	for range 2 {
 		start := time.Now()
-		r := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders"), req,
+		r := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders", "payments"), req,
 			"Idempotency-Key", key, "Request-Timeout-Ms", "300")
 		if r.Status != http.StatusServiceUnavailable || time.Since(start) > 3*time.Second {
 			t.Fatalf("slow card with a 300ms deadline: %d after %s: %s", r.Status, time.Since(start), r.Body)
@@ -505,7 +506,7 @@ func testSlowCard(t *testing.T, e *shop) {
 	defer cancel()
 	body, _ := json.Marshal(req)
 	hr, _ := http.NewRequestWithContext(ctx, "POST", e.Direct+"/internal/payments/authorize", bytes.NewReader(body))
-	hr.Header.Set("Authorization", "Bearer "+e.Token(t, "orders"))
+	hr.Header.Set("Authorization", "Bearer "+e.Token(t, "orders", "payments"))
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Idempotency-Key", key)
 	if resp, err := http.DefaultClient.Do(hr); err == nil {
@@ -750,8 +751,8 @@ func testReplicas(t *testing.T, e *shop) {
 	// answers it.
 	req := authorizeReq(newOrderID(), 4_321, payments.CardDeclined)
 	key := newKey()
-	a := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders"), req, "Idempotency-Key", key)
-	b := servicetest.Call(t, "POST", otherURL+"/internal/payments/authorize", e.Token(t, "orders"), req, "Idempotency-Key", key)
+	a := servicetest.Call(t, "POST", e.URL+"/internal/payments/authorize", e.Token(t, "orders", "payments"), req, "Idempotency-Key", key)
+	b := servicetest.Call(t, "POST", otherURL+"/internal/payments/authorize", e.Token(t, "orders", "payments"), req, "Idempotency-Key", key)
 	if a.Status != http.StatusPaymentRequired || b.Status != a.Status || !bytes.Equal(a.Body, b.Body) || b.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("a decline replayed by the other replica: %d %s / %d %s", a.Status, a.Body, b.Status, b.Body)
 	}

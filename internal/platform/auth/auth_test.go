@@ -139,7 +139,7 @@ func TestVerifierRefuses(t *testing.T) {
 		{"wrong issuer", good.sign(t, edit(func(c *auth.Claims) { c.Issuer = "evil" })), "not issued for microshop"},
 		{"no issuer", good.sign(t, edit(func(c *auth.Claims) { c.Issuer = "" })), ""},
 		{"wrong audience", good.sign(t, edit(func(c *auth.Claims) { c.Audience = jwt.ClaimStrings{"someone-else"} })), "not issued for microshop"},
-		{"service audience", good.sign(t, edit(func(c *auth.Claims) { c.Audience = jwt.ClaimStrings{auth.InternalAudience} })), ""},
+		{"service audience", good.sign(t, edit(func(c *auth.Claims) { c.Audience = jwt.ClaimStrings{auth.ServiceAudience("users")} })), ""},
 		{"alg none", none(), ""},
 		{"alg HS256", hs256(), ""},
 		{"malformed", "not.a.token", "malformed"},

@@ -65,7 +65,7 @@ func BenchmarkServiceCredential(b *testing.B) {
 		b.Fatal(err)
 	}
 	caller, _ := auth.ParseServiceKeys("orders", seeds["orders"], publics)
-	tok, err := auth.NewCredentials(caller).Token()
+	tok, err := auth.NewCredentials(caller).Token("inventory")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,8 +24,10 @@ import (
 // allows only the callers a route names. A customer's token is refused,
 // and so is a token signed with any other key.
 
-// InternalAudience is the aud of every service credential.
-const InternalAudience = "microshop-internal"
+// ServiceAudience is the aud of a service credential meant for the service
+// callee. A credential names the one service it is for, so a callee that
+// receives one cannot replay it at another service.
+func ServiceAudience(callee string) string { return "microshop-internal:" + callee }
 
 // serviceTokenTTL is short: a leaked credential is useless within a minute.
 const serviceTokenTTL = time.Minute
@@ -127,12 +129,16 @@ func GenerateServiceKeys(names []string) (seeds map[string]string, publics strin
 	return seeds, strings.Join(pubs, ","), nil
 }
 
-// Credentials sign this service's credential, reusing one token until it
-// is near expiry.
+// Credentials sign this service's credentials, one per callee, reusing
+// each token until it is near expiry.
 type Credentials struct {
 	keys *ServiceKeys
 
-	mu      sync.Mutex
+	mu     sync.Mutex
+	tokens map[string]signedToken // by callee
+}
+
+type signedToken struct {
 	token   string
 	expires time.Time
 }
@@ -140,22 +146,22 @@ type Credentials struct {
 // NewCredentials returns the credential source of the service keys name.
 func NewCredentials(keys *ServiceKeys) *Credentials { return &Credentials{keys: keys} }
 
-// Token returns a valid credential of this service.
-func (c *Credentials) Token() (string, error) {
+// Token returns a valid credential of this service for calling callee.
+func (c *Credentials) Token(callee string) (string, error) {
 	if c.keys == nil || c.keys.Private == nil {
 		return "", errors.New("this service has no service key (set --service-key)")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	if c.token != "" && now.Add(15*time.Second).Before(c.expires) {
-		return c.token, nil
+	if t, ok := c.tokens[callee]; ok && now.Add(15*time.Second).Before(t.expires) {
+		return t.token, nil
 	}
 	exp := now.Add(serviceTokenTTL)
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{
 		Issuer:    c.keys.Name,
 		Subject:   c.keys.Name,
-		Audience:  jwt.ClaimStrings{InternalAudience},
+		Audience:  jwt.ClaimStrings{ServiceAudience(callee)},
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(exp),
 	})
@@ -164,13 +170,17 @@ func (c *Credentials) Token() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("signing the service credential: %w", err)
 	}
-	c.token, c.expires = signed, exp
+	if c.tokens == nil {
+		c.tokens = map[string]signedToken{}
+	}
+	c.tokens[callee] = signedToken{signed, exp}
 	return signed, nil
 }
 
-// Authorize sets r's Authorization header to this service's credential.
-func (c *Credentials) Authorize(r *http.Request) error {
-	tok, err := c.Token()
+// Authorize sets r's Authorization header to this service's credential
+// for callee.
+func (c *Credentials) Authorize(r *http.Request, callee string) error {
+	tok, err := c.Token(callee)
 	if err != nil {
 		return err
 	}
@@ -188,11 +198,12 @@ func CallerFromContext(ctx context.Context) string {
 }
 
 // RequireService accepts only requests carrying a valid credential of one
-// of the allowed services.
+// of the allowed services, made for this service (keys.Name): another
+// service's credential, even from an allowed caller, is refused.
 func RequireService(keys *ServiceKeys, allowed ...string) func(http.Handler) http.Handler {
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{"EdDSA"}),
-		jwt.WithAudience(InternalAudience),
+		jwt.WithAudience(ServiceAudience(keys.Name)),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(5*time.Second),
 	)

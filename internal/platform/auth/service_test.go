@@ -39,11 +39,11 @@ func TestServiceCredentialCacheKeepsTheRules(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		return rec.Code, rec.Body.String()
 	}
-	orders, err := auth.NewCredentials(keysOf("orders")).Token()
+	orders, err := auth.NewCredentials(keysOf("orders")).Token("inventory")
 	if err != nil {
 		t.Fatal(err)
 	}
-	payments, err := auth.NewCredentials(keysOf("payments")).Token()
+	payments, err := auth.NewCredentials(keysOf("payments")).Token("inventory")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +78,23 @@ func TestServiceCredentialCacheKeepsTheRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := auth.NewCredentials(k).Token()
+	other, err := auth.NewCredentials(k).Token("inventory")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := call(ordersOnly, other); code != http.StatusUnauthorized {
 		t.Errorf("a credential signed with another key: %d, want 401", code)
+	}
+	// orders' own credential, made for payments: inventory must not take
+	// it, or whoever receives one could replay it at every service.
+	forPayments, err := auth.NewCredentials(keysOf("orders")).Token("payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := call(ordersOnly, forPayments); code != http.StatusUnauthorized {
+		t.Errorf("orders' credential for payments, sent to inventory: %d, want 401", code)
+	}
+	if code, _ := call(auth.RequireService(keysOf("payments"), "orders")(ok), forPayments); code != http.StatusOK {
+		t.Errorf("the same credential at payments: %d, want 200", code)
 	}
 }

@@ -309,7 +309,7 @@ func (cl *Client) attempt(ctx context.Context, c Call, body []byte, exclude []*u
 		req.Header.Set("Request-Timeout-Ms", strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
 	}
 	if cl.creds != nil {
-		if err := cl.creds.Authorize(req); err != nil {
+		if err := cl.creds.Authorize(req, cl.target); err != nil {
 			done(nil)
 			return replica, false, err
 		}

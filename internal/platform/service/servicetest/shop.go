@@ -213,21 +213,22 @@ func (s *Shop) Credentials(t testing.TB, name string) *auth.Credentials {
 	return credentials(t, name, s.seeds[name], s.publics)
 }
 
-// Token is a credential of service name, to send as a bearer token.
-func (s *Shop) Token(t testing.TB, name string) string {
+// Token is a credential of service caller for calling callee, to send as
+// a bearer token.
+func (s *Shop) Token(t testing.TB, caller, callee string) string {
 	t.Helper()
-	return token(t, s.Credentials(t, name))
+	return token(t, s.Credentials(t, caller), callee)
 }
 
-// Forged is a credential that claims to be service name but is signed
-// with a key no service knows.
-func (s *Shop) Forged(t testing.TB, name string) string {
+// Forged is a credential for callee that claims to be service name but is
+// signed with a key no service knows.
+func (s *Shop) Forged(t testing.TB, name, callee string) string {
 	t.Helper()
 	seeds, _, err := auth.GenerateServiceKeys([]string{name})
 	if err != nil {
 		t.Fatalf("making a stranger's key: %v", err)
 	}
-	return token(t, credentials(t, name, seeds[name], ""))
+	return token(t, credentials(t, name, seeds[name], ""), callee)
 }
 
 func credentials(t testing.TB, name, seed, publics string) *auth.Credentials {
@@ -239,9 +240,9 @@ func credentials(t testing.TB, name, seed, publics string) *auth.Credentials {
 	return auth.NewCredentials(keys)
 }
 
-func token(t testing.TB, c *auth.Credentials) string {
+func token(t testing.TB, c *auth.Credentials, callee string) string {
 	t.Helper()
-	tok, err := c.Token()
+	tok, err := c.Token(callee)
 	if err != nil {
 		t.Fatalf("signing a service credential: %v", err)
 	}
