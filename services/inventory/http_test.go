@@ -273,6 +273,8 @@ func testBadInput(t *testing.T, s *shop) {
 		{"lower-case currency", "POST", create, good(func(m map[string]any) { m["currency"] = "usd" }), 422, "currency"},
 		{"two-letter currency", "POST", create, good(func(m map[string]any) { m["currency"] = "US" }), 422, "currency"},
 		{"missing currency", "POST", create, good(func(m map[string]any) { delete(m, "currency") }), 422, "currency"},
+		{"three letters that are no currency", "POST", create, good(func(m map[string]any) { m["currency"] = "XYZ" }), 422, "currency"},
+		{"a currency not the shop's", "POST", create, good(func(m map[string]any) { m["currency"] = "EUR" }), 422, "currency"},
 		{"negative stock", "POST", create, good(func(m map[string]any) { m["stock"] = -1 }), 422, "stock"},
 		{"stock too large", "POST", create, good(func(m map[string]any) { m["stock"] = 1_000_001 }), 422, "stock"},
 		{"wrong content type", "POST", create, "sku=NEW-1", 415, ""},

@@ -54,7 +54,6 @@ const (
 
 var (
 	skuPattern      = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 )
 
 // Config holds the inventory service's settings.
@@ -67,6 +66,9 @@ type Config struct {
 	LowStockThreshold int64
 	// SeedCatalog loads the built-in catalog when there are no products.
 	SeedCatalog bool
+	// Currency is the shop's one currency (ISO 4217): every product is
+	// priced in it, so no order can mix currencies. Empty means USD.
+	Currency string
 }
 
 // Service is the inventory service.
@@ -95,6 +97,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if cfg.LowStockThreshold < 0 {
 		return nil, fmt.Errorf("the low-stock threshold must be 0 or more, not %d", cfg.LowStockThreshold)
 	}
+	if cfg.Currency == "" {
+		cfg.Currency = "USD"
+	}
+	if why := validation.Currency(cfg.Currency); why != "" {
+		return nil, fmt.Errorf("the shop's currency %q %s", cfg.Currency, why)
+	}
 	s := &Service{cfg: cfg, db: db, store: store{db: db}, log: log, now: time.Now}
 	if cfg.SeedCatalog {
 		if err := s.seed(ctx); err != nil {
@@ -119,9 +127,7 @@ func (p *NewProduct) Valid() []validation.FieldError {
 	add("name", nameProblem(p.Name))
 	add("description", descriptionProblem(p.Description))
 	add("price_cents", priceProblem(p.PriceCents))
-	if !currencyPattern.MatchString(p.Currency) {
-		add("currency", "must be a three-letter upper-case currency code such as USD")
-	}
+	add("currency", validation.Currency(p.Currency))
 	if p.Stock < 0 || p.Stock > maxStock {
 		add("stock", fmt.Sprintf("must be between 0 and %d", maxStock))
 	}
@@ -298,6 +304,10 @@ func (s *Service) Product(ctx context.Context, sku string) (inventoryapi.Product
 
 // CreateProduct adds a product with its first stock.
 func (s *Service) CreateProduct(ctx context.Context, np NewProduct) (inventoryapi.Product, error) {
+	if np.Currency != s.cfg.Currency {
+		return inventoryapi.Product{}, validation.Errors{{Field: "currency",
+			Reason: fmt.Sprintf("the shop sells in %s only; %s is not its currency", s.cfg.Currency, np.Currency)}}
+	}
 	p := product{SKU: np.SKU, Name: strings.TrimSpace(np.Name), Description: np.Description,
 		PriceCents: np.PriceCents, Currency: np.Currency, Received: np.Stock, Available: np.Stock}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {

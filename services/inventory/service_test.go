@@ -307,7 +307,10 @@ func TestReserveAllOrNothing(t *testing.T) {
 		addProduct(t, s, "A", 5, 250, "USD")
 		addProduct(t, s, "B", 2, 1000, "USD")
 		addProduct(t, s, "C", 2, 1000, "USD")
-		addProduct(t, s, "E", 9, 700, "EUR")
+		// A product of before the shop's currency was changed: the
+		// shop refuses new ones in another currency, and an order still
+		// cannot mix it with today's.
+		addProduct(t, newService(t, db, Config{Currency: "EUR"}), "E", 9, 700, "EUR")
 
 		// B and C are short; A alone could be reserved but is not.
 		_, _, err := reserve(s, "o1", line("C", 3), line("A", 3), line("B", 3))
@@ -668,7 +671,7 @@ func TestQuote(t *testing.T) {
 		ctx := context.Background()
 		addProduct(t, s, "A", 1, 250, "USD")
 		addProduct(t, s, "B", 0, 1000, "USD")
-		addProduct(t, s, "E", 9, 700, "EUR")
+		addProduct(t, newService(t, db, Config{Currency: "EUR"}), "E", 9, 700, "EUR") // of a former shop currency
 		// Prices only: B has no stock and is quoted all the same.
 		q, err := s.Quote(ctx, QuoteRequest{Lines: []inventoryapi.ReserveLine{line("B", 3), line("A", 2)}})
 		if err != nil || q.TotalCents != 3500 || q.Currency != "USD" ||

@@ -30,9 +30,10 @@ func Spec() service.Spec {
 				ttl       = f.Duration("reservation-ttl", 15*time.Minute, "how long a reservation holds stock before it expires unless committed")
 				threshold = f.Int("low-stock-threshold", 5, "publish inventory.low_stock when a reservation takes available units below this (0: never)")
 				seed      = f.Bool("seed-catalog", true, "load the built-in catalog when there are no products")
+				currency  = f.String("currency", "USD", "the shop's one currency (ISO 4217): every product is priced in it")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
-				s, err := New(ctx, Config{ReservationTTL: *ttl, LowStockThreshold: int64(*threshold), SeedCatalog: *seed}, Deps{DB: rt.DB, Log: rt.Log})
+				s, err := New(ctx, Config{ReservationTTL: *ttl, LowStockThreshold: int64(*threshold), SeedCatalog: *seed, Currency: *currency}, Deps{DB: rt.DB, Log: rt.Log})
 				if err != nil {
 					return err
 				}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/microshop/microshop/internal/platform/httpjson"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
 )
 
@@ -47,7 +48,7 @@ func FuzzAuthorizeRequest(f *testing.F) {
 			}
 			return
 		}
-		if a.amount < paymentsapi.MinAmountCents || a.amount > paymentsapi.MaxAmountCents || currencyProblem(a.currency) != "" ||
+		if a.amount < paymentsapi.MinAmountCents || a.amount > paymentsapi.MaxAmountCents || validation.Currency(a.currency) != "" ||
 			orderIDProblem(a.orderID) != "" || !checksAgain(a.card, req.Card) || a.card.Brand() == "" || len(a.card.Last4()) != 4 {
 			t.Fatalf("an invalid request was accepted: %+v", req)
 		}

@@ -117,7 +117,7 @@ func newAuthorization(req paymentsapi.AuthorizeRequest, now time.Time) (authoriz
 	if reason := amountProblem(req.AmountCents); reason != "" {
 		errs = append(errs, validation.FieldError{Field: "amount_cents", Reason: reason})
 	}
-	if reason := currencyProblem(req.Currency); reason != "" {
+	if reason := validation.Currency(req.Currency); reason != "" {
 		errs = append(errs, validation.FieldError{Field: "currency", Reason: reason})
 	}
 	c, cardErrs := parseCard(req.Card, now)
@@ -156,13 +156,6 @@ func orderIDProblem(id string) string {
 func amountProblem(cents int64) string {
 	if cents < paymentsapi.MinAmountCents || cents > paymentsapi.MaxAmountCents {
 		return fmt.Sprintf("must be from %d to %d (minor units)", paymentsapi.MinAmountCents, paymentsapi.MaxAmountCents)
-	}
-	return ""
-}
-
-func currencyProblem(c string) string {
-	if len(c) != 3 || strings.Trim(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
-		return "must be an ISO 4217 code of three capital letters, such as EUR"
 	}
 	return ""
 }

@@ -3,7 +3,6 @@ package reports
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -60,7 +59,6 @@ type TopQuery struct {
 	Limit    int
 }
 
-var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // parseTime reads an RFC 3339 time or a date (YYYY-MM-DD, midnight UTC).
 // endOfDay makes a date mean the end of that day: "to=2025-01-31"
@@ -117,8 +115,8 @@ func parseCurrency(q url.Values, def string) (string, []validation.FieldError) {
 	if c == "" {
 		return def, nil
 	}
-	if !currencyPattern.MatchString(c) {
-		return "", []validation.FieldError{{Field: "currency", Reason: "must be an ISO 4217 code such as USD"}}
+	if why := validation.Currency(c); why != "" {
+		return "", []validation.FieldError{{Field: "currency", Reason: why}}
 	}
 	return c, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/internal/platform/validation"
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
@@ -38,7 +39,7 @@ func Spec() service.Spec {
 				stale    = f.Duration("rebuild-stale-after", 10*time.Second, "how long a running rebuild may go without a heartbeat before another process runs it again")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
-				if !currencyPattern.MatchString(*currency) {
+				if validation.Currency(*currency) != "" {
 					return fmt.Errorf("--currency %q: want an ISO 4217 code such as USD", *currency)
 				}
 				s, err := New(ctx, Config{Currency: *currency, StaleRebuild: *stale}, Deps{DB: rt.DB, JS: rt.JS, Log: rt.Log})

@@ -34,3 +34,16 @@ func TestText(t *testing.T) {
 		}
 	}
 }
+
+func TestCurrency(t *testing.T) {
+	for _, ok := range []string{"USD", "EUR", "GBP", "JPY", "CHF"} {
+		if why := validation.Currency(ok); why != "" {
+			t.Errorf("%s refused: %s", ok, why)
+		}
+	}
+	for _, bad := range []string{"XYZ", "AAA", "usd", "US", "USDD", "", "XAU", "XTS", "XXX", "ÜSD"} {
+		if validation.Currency(bad) == "" {
+			t.Errorf("%q accepted as a currency", bad)
+		}
+	}
+}
