@@ -53,7 +53,7 @@ const (
 )
 
 var (
-	skuPattern      = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	skuPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
 // Config holds the inventory service's settings.

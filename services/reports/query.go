@@ -59,7 +59,6 @@ type TopQuery struct {
 	Limit    int
 }
 
-
 // parseTime reads an RFC 3339 time or a date (YYYY-MM-DD, midnight UTC).
 // endOfDay makes a date mean the end of that day: "to=2025-01-31"
 // includes the 31st.
