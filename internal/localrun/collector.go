@@ -36,7 +36,7 @@ type runCollector struct {
 	srv *http.Server
 }
 
-func startCollector(port int, natsURL, elsewhere string, cred broker.Credential, sup *supervisor, log *slog.Logger) (*runCollector, error) {
+func startCollector(port int, natsURL, elsewhere, token string, cred broker.Credential, sup *supervisor, log *slog.Logger) (*runCollector, error) {
 	c := collector.New(500)
 	c.Elsewhere = elsewhere
 	c.Health = func(context.Context) map[string]bool {
@@ -81,7 +81,7 @@ func startCollector(port int, natsURL, elsewhere string, cred broker.Credential,
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"items": streams})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: consoleOnly(token, mux), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("the trace collector stopped", "err", err)

@@ -19,11 +19,15 @@ package localrun
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/problem"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,9 +181,16 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	env = append(env, "MICROSHOP_PROXY_SECRET="+proxySecret)
+	// The mailbox and the collector ask it of every request: the gateway
+	// sends it for admins, the services with their spans.
+	consoleToken, err := newSecret()
+	if err != nil {
+		return err
+	}
+	env = append(env, "MICROSHOP_CONSOLE_TOKEN="+consoleToken)
 
 	// The built-in mail server: notifications sends real SMTP to it.
-	mb, err := startMailbox(data, ports, log)
+	mb, err := startMailbox(data, ports, consoleToken, log)
 	if err != nil {
 		return err
 	}
@@ -193,8 +204,8 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		state: state{State: State{Gateway: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), NATS: natsURL, Mailbox: mb.httpURL, SMTP: mb.smtpURL}}}
 
 	// The built-in trace collector: every service exports its spans here.
-	traceVars, elsewhere := traceEnv(cfg.Getenv, collectorURL(ports))
-	col, err := startCollector(ports.Collector(), natsURL, elsewhere, nauth.credential(broker.Monitor), sup, log)
+	traceVars, elsewhere := traceEnv(cfg.Getenv, collectorURL(ports), consoleToken)
+	col, err := startCollector(ports.Collector(), natsURL, elsewhere, consoleToken, nauth.credential(broker.Monitor), sup, log)
 	if err != nil {
 		return err
 	}
@@ -287,7 +298,7 @@ func drainDelay(spec service.Spec) string {
 // inherit them unchanged and elsewhere names where the spans go instead of
 // the built-in collector. Only when none is set does run point the
 // services at its collector.
-func traceEnv(getenv func(string) string, collector string) (env []string, elsewhere string) {
+func traceEnv(getenv func(string) string, collector, token string) (env []string, elsewhere string) {
 	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
 		if v := getenv(k); v != "" {
 			env = append(env, k+"="+v) // as run was given them, even by a caller's getenv
@@ -301,7 +312,25 @@ func traceEnv(getenv func(string) string, collector string) (env []string, elsew
 	case getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "":
 		return env, getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
-	return []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + collector}, ""
+	return []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + collector,
+		"OTEL_EXPORTER_OTLP_HEADERS=" + auth.ConsoleTokenHeader + "=" + url.QueryEscape(token)}, ""
+}
+
+// consoleOnly lets through the requests that carry token in
+// auth.ConsoleTokenHeader, and probes; anything else is a 401 problem.
+// The built-in mailbox and collector listen on loopback, where every
+// local process could otherwise read the mail or write spans.
+func consoleOnly(token string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		given := r.Header.Get(auth.ConsoleTokenHeader)
+		probe := r.Method == http.MethodGet && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz")
+		if !probe && subtle.ConstantTimeCompare([]byte(given), []byte(token)) != 1 {
+			problem.Write(w, r, problem.New(http.StatusUnauthorized, "console-token", "Console token needed",
+				"this port of microshop run answers the gateway and the services only"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // collectorURL is the base URL of run's built-in trace collector.

@@ -2,8 +2,11 @@ package localrun
 
 import (
 	"context"
+	"github.com/microshop/microshop/internal/platform/auth"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -120,7 +123,7 @@ func TestTraceEnvKeepsTheOperatorsEndpoint(t *testing.T) {
 		env       []string
 		elsewhere string
 	}{
-		{"nothing set: run's collector", nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + collector}, ""},
+		{"nothing set: run's collector", nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + collector, "OTEL_EXPORTER_OTLP_HEADERS=Microshop-Console-Token=t0ken"}, ""},
 		{"an OTLP endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"},
 			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318"}, "http://jaeger:4318"},
 		{"a traces endpoint", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://tempo:4318/v1/traces"},
@@ -129,9 +132,37 @@ func TestTraceEnvKeepsTheOperatorsEndpoint(t *testing.T) {
 			[]string{"OTEL_TRACES_EXPORTER=none"}, "none (OTEL_TRACES_EXPORTER=none)"},
 	}
 	for _, c := range cases {
-		env, elsewhere := traceEnv(vars(c.given), collector)
+		env, elsewhere := traceEnv(vars(c.given), collector, "t0ken")
 		if strings.Join(env, " ") != strings.Join(c.env, " ") || elsewhere != c.elsewhere {
 			t.Errorf("%s: got %v, %q; want %v, %q", c.name, env, elsewhere, c.env, c.elsewhere)
+		}
+	}
+}
+
+// The mailbox's and collector's ports answer only who holds the console
+// token (and anyone's probes).
+func TestConsoleOnly(t *testing.T) {
+	h := consoleOnly("s3cret", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+	for _, c := range []struct {
+		method, path, token string
+		want                int
+	}{
+		{"GET", "/api/mailbox/messages", "", http.StatusUnauthorized},
+		{"GET", "/api/mailbox/messages", "wrong", http.StatusUnauthorized},
+		{"POST", "/v1/traces", "", http.StatusUnauthorized},
+		{"GET", "/api/mailbox/messages", "s3cret", http.StatusOK},
+		{"POST", "/v1/traces", "s3cret", http.StatusOK},
+		{"GET", "/readyz", "", http.StatusOK},
+		{"GET", "/healthz", "", http.StatusOK},
+	} {
+		req := httptest.NewRequest(c.method, c.path, nil)
+		if c.token != "" {
+			req.Header.Set(auth.ConsoleTokenHeader, c.token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("%s %s with token %q: %d, want %d", c.method, c.path, c.token, rec.Code, c.want)
 		}
 	}
 }

@@ -21,7 +21,7 @@ type runMailbox struct {
 	web              *http.Server
 }
 
-func startMailbox(data string, ports Ports, log *slog.Logger) (*runMailbox, error) {
+func startMailbox(data string, ports Ports, token string, log *slog.Logger) (*runMailbox, error) {
 	mb, err := mailbox.Open(filepath.Join(data, "mailbox.jsonl"), 1000, log.With("component", "mailbox"))
 	if err != nil {
 		return nil, err
@@ -39,7 +39,7 @@ func startMailbox(data string, ports Ports, log *slog.Logger) (*runMailbox, erro
 		mb.Close()
 		return nil, fmt.Errorf("the mailbox's web port: %w", err)
 	}
-	web := &http.Server{Handler: mb.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	web := &http.Server{Handler: consoleOnly(token, mb.Handler()), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := web.Serve(wln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("the mailbox's web API stopped", "err", err)

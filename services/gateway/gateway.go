@@ -34,6 +34,10 @@ type Target struct {
 	// Role, when set, is the role a token needs to reach the target at
 	// all; for targets that do not check tokens themselves (the mailbox).
 	Role string
+	// Header is sent with every request forwarded to the target, in place
+	// of any the client sent under the same names: a token the target
+	// asks of the gateway.
+	Header http.Header
 }
 
 // Config holds the gateway's settings.
@@ -115,7 +119,7 @@ func New(_ context.Context, cfg Config, deps Deps) (*Gateway, error) {
 		if tel == nil {
 			tel = telemetry.Disabled()
 		}
-		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, cfg.ProxySecret, transport, m, tel, log)
+		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, cfg.ProxySecret, t.Header, transport, m, tel, log)
 		up.guarded = auth.Authenticate(v)(auth.Require(up))
 		if t.Role != "" {
 			up.guarded = auth.Authenticate(v)(auth.RequireRole(t.Role)(up))

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/balancer"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/ratelimit"
@@ -61,7 +62,7 @@ type upstream struct {
 	guarded http.Handler
 }
 
-func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, secret string, transport http.RoundTripper, m *metrics, tel *telemetry.Telemetry, log *slog.Logger) *upstream {
+func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, secret string, header http.Header, transport http.RoundTripper, m *metrics, tel *telemetry.Telemetry, log *slog.Logger) *upstream {
 	u := &upstream{name: name, bal: bal, timeout: timeout, log: log}
 	u.proxy = &httputil.ReverseProxy{
 		// The path and query go on unchanged: services serve their public
@@ -79,6 +80,11 @@ func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, sec
 			pr.Out.Header.Del(ratelimit.ProxySecretHeader)
 			if secret != "" {
 				pr.Out.Header.Set(ratelimit.ProxySecretHeader, secret)
+			}
+			// Only the gateway may present the console's token.
+			pr.Out.Header.Del(auth.ConsoleTokenHeader)
+			for k, v := range header {
+				pr.Out.Header[k] = v
 			}
 		},
 		Transport:    observed{next: transport, service: name, m: m, tel: tel, bal: bal},

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/auth"
@@ -27,6 +28,7 @@ func Spec(routes ...string) service.Spec {
 				metrics = f.String("metrics-addr", "", "address of a port serving /metrics to anyone who reaches it, for a scraper on another machine; the public port serves /metrics to loopback clients only")
 				secret  = f.String("proxy-secret", "", "secret sent to the services with every request, so users believes the X-Forwarded-For the gateway adds (microshop run sets it)")
 				conns   = f.Int("max-conns-per-client", 256, "connections one client address may hold open; one more is answered 503 and closed (0: unlimited)")
+				console = f.String("console-token", "", "token the mailbox and the trace collector ask of the gateway (microshop run sets it)")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
 				if *conns < 0 {
@@ -45,12 +47,18 @@ func Spec(routes ...string) service.Spec {
 				for _, name := range routes {
 					targets = append(targets, Target{Name: name, URL: rt.URL(name)})
 				}
+				// run's mailbox and collector check no access tokens: only
+				// admins reach them, and the console token tells them the
+				// request comes through the gateway.
+				var tools http.Header
+				if *console != "" {
+					tools = http.Header{auth.ConsoleTokenHeader: {*console}}
+				}
 				if *tracesURL != "" {
-					targets = append(targets, Target{Name: "telemetry", URL: *tracesURL, Role: auth.RoleAdmin})
+					targets = append(targets, Target{Name: "telemetry", URL: *tracesURL, Role: auth.RoleAdmin, Header: tools})
 				}
 				if *mailbox != "" {
-					// The built-in mailbox checks no tokens: only admins may read it.
-					targets = append(targets, Target{Name: "mailbox", URL: *mailbox, Role: auth.RoleAdmin})
+					targets = append(targets, Target{Name: "mailbox", URL: *mailbox, Role: auth.RoleAdmin, Header: tools})
 				}
 				g, err := New(ctx, Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, System: rt.System, ProxySecret: *secret},
 					Deps{Verifier: rt.Verifier, Log: rt.Log, Registry: rt.Registry, Telemetry: rt.Telemetry, Transport: rt.Transport})

@@ -78,6 +78,24 @@ func TestSystemSurvivesInventoryDying(t *testing.T) {
 		t.Fatalf("the 503 must name inventory: %v", err)
 	}
 
+	// run's mailbox and trace collector listen on loopback, where any
+	// local process reaches them: without the console token they answer
+	// nothing but probes.
+	st, err := localrun.ReadState(s.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{st.Mailbox + "/api/mailbox/messages", st.Telemetry + "/api/telemetry/traces"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without the console token: %d, want 401", u, resp.StatusCode)
+		}
+	}
+
 	// Ctrl-C stops the rest gracefully.
 	s.Stop(t)
 	for pid, name := range pids {

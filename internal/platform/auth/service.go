@@ -24,6 +24,13 @@ import (
 // allows only the callers a route names. A customer's token is refused,
 // and so is a token signed with any other key.
 
+// ConsoleTokenHeader carries the token that `microshop run`'s mailbox and
+// trace collector ask of every request but their probes: the gateway sends
+// it when it forwards an admin to them, and the services send it with
+// their spans, so no other local process can read the mail or write into
+// the console.
+const ConsoleTokenHeader = "Microshop-Console-Token"
+
 // ServiceAudience is the aud of a service credential meant for the service
 // callee. A credential names the one service it is for, so a callee that
 // receives one cannot replay it at another service.

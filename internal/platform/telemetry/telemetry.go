@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,7 +70,11 @@ func New(ctx context.Context, service string, getenv func(string) string) (*Tele
 		endpoint = ""
 	}
 	if endpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+		headers, err := otlpHeaders(getenv)
+		if err != nil {
+			return nil, err
+		}
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint), otlptracehttp.WithHeaders(headers))
 		if err != nil {
 			return nil, fmt.Errorf("the OTLP trace exporter for %s: %w", endpoint, err)
 		}
@@ -80,6 +85,32 @@ func New(ctx context.Context, service string, getenv func(string) string) (*Tele
 	tp := sdktrace.NewTracerProvider(opts...)
 	return &Telemetry{Service: service, Provider: tp, Tracer: tp.Tracer("github.com/microshop/microshop"),
 		Propagator: prop, shutdown: tp.Shutdown}, nil
+}
+
+// otlpHeaders reads the headers the exporter sends, as OpenTelemetry's
+// OTEL_EXPORTER_OTLP_TRACES_HEADERS or OTEL_EXPORTER_OTLP_HEADERS give
+// them: key=value pairs separated by commas, the values URL-encoded. They
+// are read through getenv, so a service run in-process (monolith mode)
+// gets its own.
+func otlpHeaders(getenv func(string) string) (map[string]string, error) {
+	name := "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+	v := getenv(name)
+	if v == "" {
+		name, v = "OTEL_EXPORTER_OTLP_HEADERS", getenv("OTEL_EXPORTER_OTLP_HEADERS")
+	}
+	out := map[string]string{}
+	for _, pair := range strings.Split(v, ",") {
+		if strings.TrimSpace(pair) == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(pair, "=")
+		dec, err := url.QueryUnescape(strings.TrimSpace(val))
+		if !ok || strings.TrimSpace(k) == "" || err != nil {
+			return nil, fmt.Errorf("%s: %q is not key=value with a URL-encoded value", name, pair)
+		}
+		out[strings.TrimSpace(k)] = dec
+	}
+	return out, nil
 }
 
 // TraceRateEnv bounds the traces a process starts each second (see
