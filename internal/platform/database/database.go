@@ -83,6 +83,14 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 			return nil, fmt.Errorf("creating the database directory: %w", err)
 		}
 	}
+	// The file holds a service's whole state (password hashes, signing
+	// keys, orders): readable by its owner only. SQLite gives the -wal and
+	// -shm files it makes the same mode.
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating the database file: %w", err)
+	}
+	f.Close()
 	// WAL lets readers run beside the writer (and beside other processes
 	// of the same service); synchronous=NORMAL is durable across process
 	// crashes, which is the failure this system is built to survive.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -30,8 +31,10 @@ func TestOpenSQLite(t *testing.T) {
 	if db.Dialect != database.SQLite || db.Source != path {
 		t.Errorf("Dialect, Source = %q, %q", db.Dialect, db.Source)
 	}
-	if _, err := os.Stat(path); err != nil {
+	if fi, err := os.Stat(path); err != nil {
 		t.Errorf("the database file was not created: %v", err)
+	} else if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+		t.Errorf("the database file has mode %v, want readable by its owner only (0600)", fi.Mode().Perm())
 	}
 	for name, pool := range map[string]*sql.DB{"read": db.DB, "write": db.Writer()} {
 		var mode string
