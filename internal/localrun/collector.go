@@ -152,6 +152,21 @@ func streamReport(ctx context.Context, natsURL string, cred broker.Credential) (
 	return out, nil
 }
 
+// labelSample adds the service and replica a sample came from. A label of
+// the same name the sample has already (the gateway counts its upstream
+// calls by service) becomes exported_<name>, as Prometheus does on a
+// scrape, since a sample may not carry one label twice.
+func labelSample(m *dto.Metric, service, replica string) {
+	for _, l := range m.Label {
+		if n := l.GetName(); n == "service" || n == "replica" {
+			l.Name = proto.String("exported_" + n)
+		}
+	}
+	m.Label = append(m.Label,
+		&dto.LabelPair{Name: proto.String("service"), Value: proto.String(service)},
+		&dto.LabelPair{Name: proto.String("replica"), Value: proto.String(replica)})
+}
+
 // scrapeAll gathers every running service's /metrics into one Prometheus
 // text page, each sample labelled with its service and replica, so the
 // console (or a person with curl) needs no Prometheus server.
@@ -179,9 +194,7 @@ func scrapeAll(ctx context.Context, sup *supervisor, w io.Writer) error {
 		service, replica := c.Name, strconv.Itoa(c.Replica+1)
 		for name, fam := range families {
 			for _, m := range fam.Metric {
-				m.Label = append(m.Label,
-					&dto.LabelPair{Name: proto.String("service"), Value: proto.String(service)},
-					&dto.LabelPair{Name: proto.String("replica"), Value: proto.String(replica)})
+				labelSample(m, service, replica)
 			}
 			if have, ok := merged[name]; ok {
 				have.Metric = append(have.Metric, fam.Metric...)

@@ -3,10 +3,13 @@ package localrun
 import (
 	"context"
 	"github.com/microshop/microshop/internal/platform/auth"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -164,5 +167,26 @@ func TestConsoleOnly(t *testing.T) {
 		if rec.Code != c.want {
 			t.Errorf("%s %s with token %q: %d, want %d", c.method, c.path, c.token, rec.Code, c.want)
 		}
+	}
+}
+
+// The merged metrics page never gives a sample one label twice: the
+// gateway's own service label becomes exported_service.
+func TestLabelSampleKeepsLabelsUnique(t *testing.T) {
+	m := &dto.Metric{Label: []*dto.LabelPair{
+		{Name: proto.String("service"), Value: proto.String("orders")},
+		{Name: proto.String("code"), Value: proto.String("200")},
+	}}
+	labelSample(m, "gateway", "1")
+	got := map[string]string{}
+	for _, l := range m.Label {
+		if _, twice := got[l.GetName()]; twice {
+			t.Fatalf("label %s twice: %v", l.GetName(), m.Label)
+		}
+		got[l.GetName()] = l.GetValue()
+	}
+	want := map[string]string{"exported_service": "orders", "code": "200", "service": "gateway", "replica": "1"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("labels %v, want %v", got, want)
 	}
 }

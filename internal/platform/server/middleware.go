@@ -234,13 +234,14 @@ func observe(log *slog.Logger, m *httpMetrics, traced *telemetry.Telemetry) func
 				route = rc.RoutePattern()
 			}
 			elapsed := time.Since(start)
-			span.SetName(r.Method + " " + route)
+			method := methodLabel(r.Method)
+			span.SetName(method + " " + route)
 			span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", rec.status))
 			if rec.status >= 500 {
 				span.SetStatus(codes.Error, http.StatusText(rec.status))
 			}
-			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
-			m.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+			m.requests.WithLabelValues(route, method, strconv.Itoa(rec.status)).Inc()
+			m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
 			level := slog.LevelDebug
 			if rec.status >= 500 {
 				level = slog.LevelError
@@ -254,4 +255,16 @@ func observe(log *slog.Logger, m *httpMetrics, traced *telemetry.Telemetry) func
 				"request_id", r.Header.Get(RequestIDHeader))
 		})
 	}
+}
+
+// methodLabel is r.Method as a metric label or span name: the methods of
+// HTTP itself, and _OTHER (OpenTelemetry's word) for anything else, so a
+// client that sends made-up methods cannot add series without end.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "_OTHER"
 }

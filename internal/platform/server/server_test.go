@@ -374,6 +374,9 @@ func TestMetrics(t *testing.T) {
 	do(http.MethodGet, "/api/things/9/parts")
 	do(http.MethodGet, "/panic")
 	do(http.MethodGet, "/nowhere/at/all")
+	for _, m := range []string{"FOO1", "FOO2", "BREW"} { // made-up methods: one series, not three
+		do(m, "/things/1")
+	}
 
 	w := httptest.NewRecorder()
 	s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
@@ -387,6 +390,7 @@ func TestMetrics(t *testing.T) {
 		`http_server_requests_total{code="500",method="GET",route="/panic"} 1`,
 		`http_server_request_duration_seconds_count{method="GET",route="/things/{id}"} 2`,
 		`http_server_requests_in_flight`,
+		`http_server_requests_total{code="405",method="_OTHER",route="unmatched"} 3`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(text, want) {
