@@ -9,9 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/go-chi/chi/v5/middleware"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +34,19 @@ const DefaultMaxBody = 256 << 10
 
 // Check reports whether one dependency (a database, the broker) is usable.
 type Check func(ctx context.Context) error
+
+// allowed lists the methods router has a route for at path, for the
+// Allow header of a 405 (RFC 9110). HEAD goes wherever GET does.
+func allowed(router chi.Routes, path string) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if router.Match(chi.NewRouteContext(), m, path) || (m == http.MethodHead && slices.Contains(out, http.MethodGet)) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
 
 // Server holds a service's router and its health state.
 type Server struct {
@@ -100,12 +116,16 @@ func New(o Options) *Server {
 		limits: limits, metrics: m}
 
 	r := chi.NewRouter()
+	// HEAD is answered wherever GET is, as RFC 9110 asks: the GET
+	// handler runs and net/http drops the body.
 	r.Use(requestID, limitHeaders(limits.MaxHeaderBytes), shed(o.MaxInFlight, m), observe(o.Log, m, o.Telemetry),
-		recoverer(o.Log), pace(limits), limitBody(o.MaxBody), deadline)
+		recoverer(o.Log), pace(limits), limitBody(o.MaxBody), deadline, middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", strings.Join(allowed(r, req.URL.Path), ", "))
+		r := req
 		p := problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed",
 			fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
 		problem.Write(w, r, p)

@@ -94,6 +94,29 @@ func TestWrongMethodIs405Problem(t *testing.T) {
 	if p := decodeProblem(t, res); p.Status != 405 {
 		t.Errorf("problem status = %d, want 405", p.Status)
 	}
+	if allow := res.Header.Get("Allow"); allow != "GET, HEAD" {
+		t.Errorf("Allow = %q, want the methods of /things/{id}: GET, HEAD", allow)
+	}
+}
+
+// HEAD is answered wherever GET is, with GET's status and headers and no
+// body (RFC 9110).
+func TestHeadWhereverGet(t *testing.T) {
+	ts := httptest.NewServer(newServer(t, server.Options{}))
+	defer ts.Close()
+	res, err := http.Head(ts.URL + "/things/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	get, err := http.Get(ts.URL + "/things/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get.Body.Close()
+	if res.StatusCode != get.StatusCode || res.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+		t.Errorf("HEAD: %d %q; GET: %d %q", res.StatusCode, res.Header.Get("Content-Type"), get.StatusCode, get.Header.Get("Content-Type"))
+	}
 }
 
 func TestPanicIs500AndServerKeepsServing(t *testing.T) {
