@@ -18,11 +18,28 @@
 #   - the admin account users makes at start (MICROSHOP_ADMIN_EMAIL, from the
 #     environment or admin@example.com, and a random MICROSHOP_ADMIN_PASSWORD);
 #   - for docker compose only: the Postgres superuser's password and one
-#     password per service database (on Kubernetes, CloudNativePG makes those).
+#     password per service database (on Kubernetes, CloudNativePG makes those);
+#   - for Kubernetes, the certificates of mutual TLS between the services: a
+#     CA (ECDSA P-256, 365 days) in the Secret microshop-ca (type
+#     kubernetes.io/tls, for a cert-manager CA Issuer that renews the
+#     certificates; no Deployment reads it), and for each service a
+#     certificate (30 days) naming it as spiffe://microshop/<service> and
+#     DNS <service>, in the Secret microshop-<service>-tls (tls.crt, tls.key,
+#     ca.crt), which the service mounts for --tls-cert, --tls-key and
+#     --tls-ca. See docs/security.md for how they are used and renewed.
 #
 # Usage:
 #   deploy/gen-keys.sh > deploy/.env            # for docker compose (read from deploy/.env)
 #   deploy/gen-keys.sh --k8s | kubectl apply -f -   # Kubernetes Secrets
+#   MICROSHOP_CA_CERT=ca.pem MICROSHOP_CA_KEY=ca-key.pem \
+#     deploy/gen-keys.sh --k8s-certs | kubectl apply -f -
+#
+# --k8s-certs renews the services' certificates only, without cert-manager:
+# new 30-day certificates in the Secrets microshop-<service>-tls, issued by
+# the existing CA (its certificate and key in the PEM files that
+# MICROSHOP_CA_CERT and MICROSHOP_CA_KEY name, e.g. the tls.crt and tls.key
+# of the Secret microshop-ca), and nothing else. The services read a renewed
+# certificate without a restart. Remove the CA key's file afterwards.
 #
 # The Kubernetes Secrets name their namespace: MICROSHOP_NAMESPACE (default
 # microshop) for the services', NATS_NAMESPACE (default nats) for the NATS
@@ -48,12 +65,13 @@ mode="env"
 case "${1:-}" in
 "" | --env) mode="env" ;;
 --k8s) mode="k8s" ;;
+--k8s-certs) mode="k8s-certs" ;;
 -h | --help)
 	usage
 	exit 0
 	;;
 *)
-	echo "gen-keys.sh: unknown argument ${1}; use --env (the default) or --k8s" >&2
+	echo "gen-keys.sh: unknown argument ${1}; use --env (the default), --k8s or --k8s-certs" >&2
 	exit 2
 	;;
 esac
@@ -85,6 +103,97 @@ trap 'exit 1' INT TERM
 b64() { openssl base64 -A; }
 upper() { printf '%s' "$1" | tr '[:lower:]' '[:upper:]'; }
 size() { wc -c <"$1" | tr -d ' '; }
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+# new_ca makes the CA of mutual TLS between the services: ECDSA P-256,
+# 365 days, as `microshop run` does (internal/platform/mtls).
+new_ca() {
+	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" -days 365 \
+		-subj "/O=microshop/CN=microshop services CA" \
+		-addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+}
+
+# issue makes a certificate (30 days) per service from the CA in
+# $tmp/ca.pem and $tmp/ca-key.pem: a P-256 key, the service's name as URI
+# SAN spiffe://microshop/<name> and DNS SAN <name>, good for both ends of
+# a connection.
+issue() {
+	for s in $SERVICES; do
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-keyout "$tmp/$s-key.pem" -out "$tmp/$s.csr" -subj "/O=microshop/CN=$s" 2>/dev/null
+		printf 'subjectAltName=URI:spiffe://microshop/%s,DNS:%s\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n' "$s" "$s" >"$tmp/$s.ext"
+		openssl x509 -req -in "$tmp/$s.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" \
+			-set_serial "0x$(openssl rand -hex 16)" -days 30 -extfile "$tmp/$s.ext" -out "$tmp/$s.pem" 2>/dev/null
+	done
+}
+
+# block KEY FILE prints a stringData entry holding FILE as a YAML block.
+block() {
+	printf '  %s: |\n' "$1"
+	sed 's/^/    /' "$2"
+}
+
+# secret NAME NAMESPACE [APP [TYPE]]
+secret() {
+	printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n' "$1" "$2"
+	printf '  labels:\n    app.kubernetes.io/part-of: microshop\n'
+	if [ -n "${3:-}" ]; then
+		printf '    app.kubernetes.io/name: %s\n' "$3"
+	fi
+	printf 'type: %s\nstringData:\n' "${4:-Opaque}"
+}
+
+# tls_secrets prints each service's Secret microshop-<service>-tls.
+tls_secrets() {
+	for s in $SERVICES; do
+		secret "microshop-$s-tls" "$namespace" "$s" kubernetes.io/tls
+		block tls.crt "$tmp/$s.pem"
+		block tls.key "$tmp/$s-key.pem"
+		block ca.crt "$tmp/ca.pem"
+	done
+}
+
+# The Kubernetes Secrets' namespaces.
+namespace=${MICROSHOP_NAMESPACE:-microshop}
+nats_namespace=${NATS_NAMESPACE:-nats}
+if [ "$mode" != env ]; then
+	for ns in "$namespace" "$nats_namespace"; do
+		case "$ns" in
+		*[!a-z0-9-]* | -* | *- | "")
+			echo "gen-keys.sh: $ns is not a Kubernetes namespace name" >&2
+			exit 2
+			;;
+		esac
+	done
+fi
+
+if [ "$mode" = k8s-certs ]; then
+	if [ -z "${MICROSHOP_CA_CERT:-}" ] || [ -z "${MICROSHOP_CA_KEY:-}" ]; then
+		echo "gen-keys.sh: --k8s-certs issues from the existing CA: set MICROSHOP_CA_CERT and MICROSHOP_CA_KEY to its certificate and key (PEM; the tls.crt and tls.key of the Secret microshop-ca)" >&2
+		exit 2
+	fi
+	if ! openssl x509 -in "$MICROSHOP_CA_CERT" -out "$tmp/ca.pem" 2>/dev/null ||
+		! openssl pkey -in "$MICROSHOP_CA_KEY" -out "$tmp/ca-key.pem" 2>/dev/null; then
+		echo "gen-keys.sh: $MICROSHOP_CA_CERT and $MICROSHOP_CA_KEY must be a PEM certificate and its PEM key" >&2
+		exit 2
+	fi
+	if [ "$(openssl x509 -in "$tmp/ca.pem" -noout -pubkey)" != "$(openssl pkey -in "$tmp/ca-key.pem" -pubout)" ]; then
+		echo "gen-keys.sh: $MICROSHOP_CA_KEY is not the key of $MICROSHOP_CA_CERT" >&2
+		exit 2
+	fi
+	# A certificate must not outlive its CA: renew the CA (--k8s) instead.
+	if ! openssl x509 -in "$tmp/ca.pem" -noout -checkend 2592000 >/dev/null; then
+		echo "gen-keys.sh: the CA in $MICROSHOP_CA_CERT ends within 30 days; make a new one with --k8s (docs/security.md, \"On Kubernetes\")" >&2
+		exit 1
+	fi
+	issue
+	echo "# microshop service certificates, made by deploy/gen-keys.sh --k8s-certs on $now,"
+	echo "# from the CA in $MICROSHOP_CA_CERT. Apply them, never commit them."
+	tls_secrets
+	exit 0
+fi
 
 publics=""
 for s in $SERVICES; do
@@ -159,7 +268,6 @@ webhook_key=$(openssl rand 32 | b64)
 # Hex: it travels in an HTTP header.
 proxy_secret=$(openssl rand -hex 32)
 admin_password=$(openssl rand -hex 16)
-now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 if [ "$mode" = env ]; then
 	echo "# microshop secrets, made by deploy/gen-keys.sh on $now."
@@ -182,25 +290,6 @@ fi
 
 # --k8s: the Secrets that deploy/k8s/base's Deployments read (see
 # deploy/k8s/base/secrets.example.yaml for their shape).
-namespace=${MICROSHOP_NAMESPACE:-microshop}
-nats_namespace=${NATS_NAMESPACE:-nats}
-for ns in "$namespace" "$nats_namespace"; do
-	case "$ns" in
-	*[!a-z0-9-]* | -* | *- | "")
-		echo "gen-keys.sh: $ns is not a Kubernetes namespace name" >&2
-		exit 2
-		;;
-	esac
-done
-# secret NAME NAMESPACE [APP]
-secret() {
-	printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n' "$1" "$2"
-	printf '  labels:\n    app.kubernetes.io/part-of: microshop\n'
-	if [ -n "${3:-}" ]; then
-		printf '    app.kubernetes.io/name: %s\n' "$3"
-	fi
-	printf 'type: Opaque\nstringData:\n'
-}
 echo "# microshop secrets, made by deploy/gen-keys.sh --k8s on $now."
 echo "# Apply them, never commit them: deploy/gen-keys.sh --k8s | kubectl apply -f -"
 secret microshop-service-keys "$namespace"
@@ -230,3 +319,11 @@ for s in $SERVICES; do
 		;;
 	esac
 done
+# Mutual TLS: the CA, for an issuer that renews the certificates (no
+# Deployment reads it), and each service's own certificate.
+new_ca
+issue
+secret microshop-ca "$namespace" "" kubernetes.io/tls
+block tls.crt "$tmp/ca.pem"
+block tls.key "$tmp/ca-key.pem"
+tls_secrets

@@ -19,6 +19,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/problem"
 )
 
@@ -71,7 +72,7 @@ func Handler() http.Handler {
 		if ct == "" {
 			ct = http.DetectContentType(b)
 		}
-		files["/"+p] = file{body: b, contentType: ct, etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`}
+		files["/"+p] = file{body: b, contentType: ct, etag: `W/"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`}
 		return nil
 	})
 	if err != nil {
@@ -96,7 +97,7 @@ func Handler() http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Content-Security-Policy", ContentSecurityPolicy)
-		if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, f.etag) {
+		if httpjson.NoneMatch(r.Header.Get("If-None-Match"), f.etag) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}

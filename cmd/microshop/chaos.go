@@ -21,6 +21,7 @@ import (
 )
 
 const chaosUsage = `Usage: microshop chaos [--duration D] [--seed S] [--shoppers N] [flags]
+       microshop chaos --partitions [--duration D] [--seed S] [flags]
 
 Runs a fresh system ("microshop run" from this same binary, in a temporary
 data directory) and breaks it on purpose: while shoppers browse, register,
@@ -38,6 +39,25 @@ happened. Every random choice comes from --seed (printed when picked), so a
 failing run can be replayed. The exit status is 1 when anything was found
 wrong; the data directory (databases, logs, mailbox) is then kept.
 
+With --partitions (Linux, as root) the system runs across machines
+instead: one network namespace per host on a bridge in 198.18.0.0/24
+(internal/netlab), PostgreSQL on a host of its own with a database per
+service, a three-node NATS JetStream cluster with streams at three
+replicas, every service replica on its own host (two of orders,
+inventory and payments), the gateway on its own and the shoppers on
+another. The faults are then the network's, seeded and random: a host
+cut off (link down), two hosts partitioned both ways or one way
+(nftables), a NATS node cut from its peers but not its clients, a
+replica cut from PostgreSQL, bandwidth squeezed (tc tbf), and a process
+frozen (SIGSTOP) for longer than every timeout (--freeze; every run
+freezes a replica of orders once, so the other must take its sagas
+over). Each fault and
+heal is printed; then everything heals and the same checks run, and
+every answer must come within the gateway's deadline (30s) plus 2s
+(p99, max and the requests that got no answer are printed). --gap is
+then the time between faults (default 4s-10s), --down how long each
+lasts (default 3s-12s). See docs/partitions.md.
+
 Flags:
 `
 
@@ -54,6 +74,8 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 		keep     = fs.Bool("keep", false, "keep the data directory even when every check passed")
 		gap      = fs.String("gap", "2s-8s", "range of the time from one kill to the next (faults overlap when a process stays down longer)")
 		down     = fs.String("down", "200ms-5s", "range of how long a killed process stays down")
+		parts    = fs.Bool("partitions", false, "run across network namespaces and inject network faults instead of kills (Linux, root)")
+		freeze   = fs.Duration("freeze", 40*time.Second, "with --partitions: how long a frozen process stays stopped (longer than every timeout); every run freezes an orders replica once")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, chaosUsage)
@@ -74,6 +96,16 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 	case *settle <= 0 || *every <= 0:
 		return errors.New("--settle-timeout and --progress must be positive")
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *parts {
+		if !set["gap"] {
+			*gap = "4s-10s"
+		}
+		if !set["down"] {
+			*down = "3s-12s"
+		}
+	}
 	minGap, maxGap, err := durationRange("--gap", *gap)
 	if err != nil {
 		return err
@@ -92,6 +124,13 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 
+	if *parts {
+		if *targets != "" {
+			return errors.New("--targets chooses processes to kill; --partitions chooses its faults itself")
+		}
+		return runPartitions(ctx, partitionsRun{seed: *seed, duration: *duration, shoppers: *shoppers, settle: *settle,
+			every: *every, keep: *keep, minGap: minGap, maxGap: maxGap, minLast: minDown, maxLast: maxDown, freeze: *freeze}, stdout)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding this binary to run the system: %w", err)

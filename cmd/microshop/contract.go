@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/contractcheck"
+	"github.com/microshop/microshop/internal/platform/mtls"
 	"github.com/microshop/microshop/internal/topology"
 )
 
@@ -92,6 +95,9 @@ func contract(ctx context.Context, args []string, getenv func(string) string, st
 		asJSON     = fs.Bool("json", false, "print the report as JSON")
 		eventWait  = fs.Duration("event-wait", 10*time.Second, "how long to wait for the events the calls should cause")
 		timeout    = fs.Duration("timeout", 15*time.Second, "bound of each request")
+		tlsCert    = fs.String("tls-cert", "", "a certificate from the system's CA for services that serve mutual TLS (https:// URLs), e.g. microshop run's <data>/tls/supervisor.pem")
+		tlsKey     = fs.String("tls-key", "", "the key of --tls-cert, e.g. <data>/tls/supervisor-key.pem")
+		tlsCA      = fs.String("tls-ca", "", "the system's CA certificate, e.g. <data>/tls/ca.pem")
 	)
 	fs.Var(set, "set", "name=value: a real value for parameters and body members of that name, e.g. --set sku=WIDGET-1 (repeatable)")
 	fs.Usage = func() {
@@ -139,6 +145,21 @@ func contract(ctx context.Context, args []string, getenv func(string) string, st
 		ServiceKey: *serviceKey, As: *as,
 		Set: set, Timeout: *timeout,
 	}
+	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" {
+		id, err := mtls.Load(mtls.Files{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA})
+		if err != nil {
+			return err
+		}
+		// Each URL must prove to be its own service: --url the one
+		// checked, --users-url users.
+		peers := peerTransports{}
+		for u, name := range map[string]string{*target: service, *usersURL: "users"} {
+			if parsed, err := url.Parse(u); err == nil && parsed.Host != "" {
+				peers[parsed.Host] = id.Transport(name)
+			}
+		}
+		cfg.Client = &http.Client{Timeout: *timeout, Transport: peers}
+	}
 	if !*asJSON {
 		cfg.Progress = stderr
 	}
@@ -158,4 +179,16 @@ func contract(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("%s breaks its contract: %d of %d cases failed", service, rep.Totals.Fail, len(rep.Results))
 	}
 	return nil
+}
+
+// peerTransports sends each request through the transport of its host,
+// which checks that the host is the service it should be.
+type peerTransports map[string]http.RoundTripper
+
+func (p peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
+	t, ok := p[r.URL.Host]
+	if !ok {
+		return nil, fmt.Errorf("%s is neither --url nor --users-url: no service to expect there", r.URL.Host)
+	}
+	return t.RoundTrip(r)
 }

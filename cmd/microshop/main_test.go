@@ -177,6 +177,9 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{"an unknown mode", nil, []string{"--mode", "mesh"}, []string{`"mesh"`, "microservices", "monolith"}},
 		{"replicas in a monolith", nil, []string{"--mode", "monolith", "--replicas", "payments=2"}, []string{"--replicas", "monolith"}},
 		{"a bad log level", nil, []string{"--log-level", "loud"}, []string{"loud"}},
+		{"a memory limit that is no size", nil, []string{"--memory-limit", "lots"}, []string{"--memory-limit", "lots"}},
+		{"a memory limit too small to run in", map[string]string{"MICROSHOP_MEMORY_LIMIT": "1MiB"}, nil, []string{"--memory-limit", "1MiB"}},
+		{"no memory for traces", nil, []string{"--traces-mib", "0"}, []string{"--traces-mib"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,4 +234,17 @@ func TestStart(t *testing.T) {
 			t.Errorf("stderr:\n%s", r.stderr)
 		}
 	})
+}
+
+func TestParseMemory(t *testing.T) {
+	for in, want := range map[string]int64{"32MiB": 32 << 20, "1GiB": 1 << 30, "8388608": 8 << 20, "6000KiB": 6000 << 10, "off": 0, "64MiB ": 64 << 20} {
+		if got, err := parseMemory(in); err != nil || got != want {
+			t.Errorf("parseMemory(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "32MB", "-1MiB", "1KiB", "MiB", "99999999999TiB"} {
+		if got, err := parseMemory(in); err == nil {
+			t.Errorf("parseMemory(%q) = %d, want an error", in, got)
+		}
+	}
 }

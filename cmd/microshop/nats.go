@@ -18,10 +18,11 @@ func natsServer(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("microshop nats", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		host  = fs.String("host", "127.0.0.1", "address to listen on")
-		port  = fs.Int("port", 4223, "client port")
-		store = fs.String("store", filepath.Join("data", "nats"), "directory of the JetStream store")
-		users = fs.String("users", "", "a JSON file of the users to admit, each a public NKey with its permissions (run writes <data>/nats-users.json); empty admits anyone")
+		host   = fs.String("host", "127.0.0.1", "address to listen on")
+		port   = fs.Int("port", 4223, "client port")
+		store  = fs.String("store", filepath.Join("data", "nats"), "directory of the JetStream store")
+		users  = fs.String("users", "", "a JSON file of the users to admit, each a public NKey with its permissions (run writes <data>/nats-users.json); empty admits anyone")
+		maxMem = fs.Int64("max-memory", broker.DefaultMaxMemory, "bytes of JetStream memory storage at most (max_memory_store); the streams themselves are on disk")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: microshop nats [flags]\n\nRuns a NATS server with JetStream, keeping its streams under --store.\n`microshop run` starts one, admitting only the users in --users; use it\nalone to give services a broker without installing NATS.\n\nFlags:\n")
@@ -38,7 +39,7 @@ func natsServer(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 	}
-	srv, err := broker.StartEmbeddedWithUsers(*store, *host, *port, admitted, log)
+	srv, err := broker.StartEmbeddedLimited(*store, *host, *port, admitted, *maxMem, log)
 	if err != nil {
 		return err
 	}

@@ -19,16 +19,20 @@ func runSystem(ctx context.Context, args []string, getenv func(string) string, s
 	fs.SetOutput(stderr)
 	f := config.New(fs, getenv)
 	var (
-		dataDir  = f.String("data", "data", "directory for every service's SQLite file, the NATS store and the logs")
-		port     = f.Int("port", 8080, "the gateway's port; services listen on the next six ports (users +1 ... reports +6)")
-		natsPort = f.Int("nats-port", 4223, "port of the embedded NATS JetStream server")
-		mode     = f.String("mode", "microservices", "microservices: one process per service; monolith: every service in this one process, their calls to each other in-process")
-		logLevel = f.String("log-level", "info", "log level of the services: debug, info, warn or error")
-		timeout  = f.Duration("ready-timeout", 30*time.Second, "how long to wait for every service to become ready")
-		replicas = f.String("replicas", "", "replicas per service, e.g. payments=3,inventory=2 (default 1 each; at most 5)")
-		dbURL    = f.String("db", "", "a Postgres server URL such as postgres://user@host:5432/ to keep every service's database there (one database per service, created when missing) instead of SQLite files")
-		dbPrefix = f.String("db-prefix", "", "prefix of the per-service database names on --db (e.g. test1_ gives test1_users, ...)")
-		extNATS  = f.String("nats", "", "an outside NATS JetStream URL such as nats://host:4222 to use instead of starting one")
+		dataDir   = f.String("data", "data", "directory for every service's SQLite file, the NATS store and the logs")
+		port      = f.Int("port", 8080, "the gateway's port; services listen on the next six ports (users +1 ... reports +6)")
+		natsPort  = f.Int("nats-port", 4223, "port of the embedded NATS JetStream server")
+		mode      = f.String("mode", "microservices", "microservices: one process per service; monolith: every service in this one process, their calls to each other in-process")
+		logLevel  = f.String("log-level", "info", "log level of the services: debug, info, warn or error")
+		timeout   = f.Duration("ready-timeout", 30*time.Second, "how long to wait for every service to become ready")
+		replicas  = f.String("replicas", "", "replicas per service, e.g. payments=3,inventory=2 (default 1 each; at most 5)")
+		dbURL     = f.String("db", "", "a Postgres server URL such as postgres://user@host:5432/ to keep every service's database there (one database per service, created when missing) instead of SQLite files")
+		dbPrefix  = f.String("db-prefix", "", "prefix of the per-service database names on --db (e.g. test1_ gives test1_users, ...)")
+		extNATS   = f.String("nats", "", "an outside NATS JetStream URL such as nats://host:4222 to use instead of starting one")
+		memLimit  = f.String("memory-limit", "32MiB", "the Go memory limit (GOMEMLIMIT) of every process run starts and of run itself, e.g. 32MiB or 1GiB; in monolith mode run's is this times the number of services; off for none. A GOMEMLIMIT in run's environment wins")
+		tracesMiB = f.Int("traces-mib", 4, "MiB of memory the built-in trace collector keeps the newest traces in (the oldest go first)")
+		useMTLS   = f.Bool("mtls", true, "mutual TLS between the services (microservices mode): each serves TLS with a certificate from the CA under <data>/tls/, and calls only peers that prove to be the service called; false runs them in plain HTTP")
+		mailMiB   = f.Int("mailbox-mib", 2, "MiB of memory the built-in mailbox keeps the newest messages in (every message stays in <data>/mailbox.jsonl until it is compacted)")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: microshop run [flags]
@@ -73,6 +77,13 @@ Flags:
 	if err != nil {
 		return err
 	}
+	limit, err := parseMemory(*memLimit)
+	if err != nil {
+		return fmt.Errorf("--memory-limit: %w", err)
+	}
+	if *tracesMiB < 1 || *mailMiB < 1 {
+		return fmt.Errorf("--traces-mib and --mailbox-mib: want 1 or more, not %d and %d", *tracesMiB, *mailMiB)
+	}
 	return localrun.Run(ctx, localrun.Config{
 		Specs:        topology.Services(),
 		Data:         *dataDir,
@@ -85,7 +96,39 @@ Flags:
 		DBPrefix:     *dbPrefix,
 		NATS:         *extNATS,
 		Getenv:       getenv,
+		PlainHTTP:    !*useMTLS,
+		MemoryLimit:  limit,
+		TracesBytes:  int64(*tracesMiB) << 20,
+		MailboxBytes: int64(*mailMiB) << 20,
 	}, stdout, stderr)
+}
+
+// parseMemory reads a size as GOMEMLIMIT writes it (a number of bytes
+// with an optional B, KiB, MiB, GiB or TiB), or "off" for no limit.
+func parseMemory(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "off" || s == "0" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		shift  uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+	num, shift := s, uint(0)
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, shift = v, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("%q: want a size such as 32MiB, 512KiB or 1GiB, or off", s)
+	}
+	if n<<shift < 4<<20 {
+		return 0, fmt.Errorf("%q is below 4MiB: no Go process runs in that", s)
+	}
+	return n << shift, nil
 }
 
 // parseReplicas reads "payments=3,inventory=2"; localrun checks the names

@@ -30,6 +30,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +51,9 @@ type System interface {
 	Kill(process string) (pid int, err error)
 	// Start starts the named process again and waits until it is ready.
 	Start(ctx context.Context, process string) (localrun.Process, error)
+	// ServiceClient reaches the named process at its URL, to read its
+	// /metrics (under mutual TLS, with run's own certificate).
+	ServiceClient(process string) *http.Client
 }
 
 // Config is one chaos run.
@@ -84,6 +89,32 @@ type Config struct {
 	// drained, mail delivered, reports caught up (90s when zero).
 	SettleTimeout time.Duration
 
+	// Injector, when set, injects the faults instead of the kills: the
+	// partitions of internal/netlab. Targets, the gaps and the pauses
+	// are then the injector's business.
+	Injector Injector
+	// Dial, when set, opens the shoppers' connections to the gateway
+	// (from the load generator's own host in internal/netlab).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Streams, when set, reads the broker's streams and their consumers'
+	// lag for the drain check, instead of run's telemetry API through
+	// the gateway.
+	Streams func(ctx context.Context) ([]shopclient.Stream, error)
+	// RequestTimeout bounds one request of a shopper, its answer
+	// included (20s when zero).
+	RequestTimeout time.Duration
+	// Deadline, when set, is the documented deadline of a request
+	// through the gateway: an answer that took longer than Deadline plus
+	// Margin is a violation. The figures (p50, p99, max, requests that
+	// got no answer by kind) are printed either way.
+	Deadline, Margin time.Duration
+	// SlowCards is the percentage of checkouts that pay with the slow
+	// test card (shopclient.CardSlow), whose authorization takes the
+	// payments' --slow-card-delay: sagas then stay in flight long enough
+	// for a fault to catch them midway. 0 (the default) uses none, and
+	// leaves every other choice of a seed as it was.
+	SlowCards int
+
 	// Progress, when set, is called every ProgressEvery (5s when zero)
 	// while faults run, and with each phase of the settling.
 	Progress      func(Progress)
@@ -106,8 +137,19 @@ type Progress struct {
 	Down string
 }
 
-// Fault is one process killed and started again.
+// Injector injects faults of its own kind under the shoppers' load.
+type Injector interface {
+	// Inject injects faults from start until start plus d, calling
+	// record with each one once it is healed, and returns once every
+	// fault is healed.
+	Inject(ctx context.Context, start time.Time, d time.Duration, record func(Fault))
+}
+
+// Fault is one process killed and started again, or, with Kind set, a
+// fault of an Injector (Process then says what it hit, Down how long it
+// lasted and Restart how long healing it took).
 type Fault struct {
+	Kind    string
 	At      time.Duration // since the faults began
 	Killed  time.Time     // when the kill returned: the process was gone
 	Process string
@@ -141,6 +183,8 @@ func (c *Config) defaults() error {
 	def(&c.MaxDown, 5*time.Second)
 	def(&c.SettleTimeout, 90*time.Second)
 	def(&c.ProgressEvery, 5*time.Second)
+	def(&c.RequestTimeout, 20*time.Second)
+	def(&c.Margin, 2*time.Second)
 	if c.MaxGap < c.MinGap || c.MaxDown < c.MinDown {
 		return errors.New("chaos: a maximum is below its minimum")
 	}
@@ -179,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	e := &engine{cfg: cfg, res: newResult(cfg), startPause: 500 * time.Millisecond, mailGrace: 3 * time.Second}
-	e.shop = shopclient.MustNew(strings.TrimRight(cfg.Gateway, "/"), shopclient.Options{Conns: 4 * cfg.Shoppers, Timeout: 20 * time.Second, UserAgent: "microshop-chaos"})
+	e.shop = shopclient.MustNew(strings.TrimRight(cfg.Gateway, "/"), shopclient.Options{Conns: 4 * cfg.Shoppers, Timeout: cfg.RequestTimeout, UserAgent: "microshop-chaos", DialContext: cfg.Dial})
 	defer e.shop.Close()
 	procs, err := cfg.System.Processes()
 	if err != nil {
@@ -201,7 +245,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logging in the admin: %w", err)
 	}
-	e.load, err = newLoad(ctx, e.shop, cfg.Seed, cfg.Shoppers, admin)
+	e.load, err = newLoad(ctx, e.shop, cfg.Seed, cfg.Shoppers, cfg.SlowCards, admin)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +259,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	e.load.start(runCtx)
 	wg.Go(func() { e.progress(runCtx) })
 
-	e.inject(ctx, targets)
+	if cfg.Injector != nil {
+		cfg.Injector.Inject(ctx, e.start, cfg.Duration, func(f Fault) {
+			e.faults.Add(1)
+			e.res.addFault(f)
+		})
+	} else {
+		e.inject(ctx, targets)
+	}
 	e.res.ChaosTook = time.Since(e.start)
 	// The shoppers finish what they are doing, retrying through any
 	// process that is still down, while the checks below start it.
@@ -237,6 +288,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopAll()
 	wg.Wait()
 	e.load.summarize(e.res)
+	e.res.checkLatency(cfg.Deadline, cfg.Margin)
 
 	if err := e.check(ctx, admin); err != nil {
 		return nil, err

@@ -137,7 +137,11 @@ func (e *engine) undrained(ctx context.Context, admin *shopclient.Session) []str
 			left = append(left, fmt.Sprintf("%s's outbox holds %.0f", svc, n))
 		}
 	}
-	streams, err := admin.Streams(ctx)
+	read := admin.Streams
+	if e.cfg.Streams != nil {
+		read = e.cfg.Streams
+	}
+	streams, err := read(ctx)
 	if err != nil {
 		return append(left, "the streams could not be read: "+err.Error())
 	}
@@ -436,8 +440,7 @@ func summaryDiffs(got, want reportsapi.Summary) []string {
 // figures of a process that is killed later are kept: counters start
 // again at zero in the new process.
 type scraper struct {
-	sys  System
-	http *http.Client
+	sys System
 
 	mu sync.Mutex
 	// last holds each process's latest figures by process name and pid.
@@ -456,7 +459,7 @@ type figures struct {
 }
 
 func newScraper(sys System) *scraper {
-	return &scraper{sys: sys, http: &http.Client{Timeout: 2 * time.Second}, last: map[processKey]figures{}}
+	return &scraper{sys: sys, last: map[processKey]figures{}}
 }
 
 func (s *scraper) run(ctx context.Context, every time.Duration) {
@@ -477,12 +480,14 @@ var (
 	labelPair  = regexp.MustCompile(`(\w+)="([^"]*)"`)
 )
 
-func (s *scraper) scrape(ctx context.Context, base string) (figures, error) {
+func (s *scraper) scrape(ctx context.Context, name, base string) (figures, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return figures{}, err
 	}
-	resp, err := s.http.Do(req)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := s.sys.ServiceClient(name).Do(req.WithContext(ctx))
 	if err != nil {
 		return figures{}, err
 	}
@@ -547,7 +552,7 @@ func (s *scraper) scrapeAll(ctx context.Context) map[string]float64 {
 		if !p.Running || !strings.HasPrefix(p.URL, "http") {
 			continue
 		}
-		f, err := s.scrape(ctx, p.URL)
+		f, err := s.scrape(ctx, p.Name, p.URL)
 		if err != nil {
 			out[p.Name] = -1
 			continue

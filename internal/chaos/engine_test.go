@@ -52,6 +52,10 @@ func (f *fakeSystem) set(name string, running bool) {
 	}
 }
 
+func (f *fakeSystem) ServiceClient(string) *http.Client {
+	return &http.Client{Timeout: 2 * time.Second}
+}
+
 func (f *fakeSystem) Kill(name string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -303,5 +307,24 @@ func TestMailCheck(t *testing.T) {
 	if len(v) != 2 || !strings.Contains(strings.Join(v, "\n"), "rejection notice of order B never arrived") ||
 		!strings.Contains(strings.Join(v, "\n"), "B was rejected, yet a receipt arrived") {
 		t.Errorf("violations %q", v)
+	}
+}
+
+func TestAnAnswerLaterThanTheDeadlineIsAViolation(t *testing.T) {
+	r := &Result{Latencies: []time.Duration{time.Second, 3 * time.Second, 31 * time.Second}, ErrorAttempts: map[string]int{"timeout": 2, "http 504": 1, "refused": 4}}
+	r.checkLatency(30*time.Second, 2*time.Second)
+	if !r.OK() {
+		t.Errorf("an answer after 31s is within a deadline of 30s plus 2s, yet: %q", r.Violations)
+	}
+	r = &Result{Latencies: []time.Duration{time.Second, 3 * time.Second, 33 * time.Second}}
+	r.checkLatency(30*time.Second, 2*time.Second)
+	if r.OK() || len(r.Violations) != 1 {
+		t.Errorf("an answer after 33s against 30s plus 2s: violations %q, want one", r.Violations)
+	}
+	if got := r.Percentile(100); got != 33*time.Second {
+		t.Errorf("max = %s, want 33s", got)
+	}
+	if got := (&Result{ErrorAttempts: map[string]int{"timeout": 2, "http 504": 1, "refused": 4}}).Timeouts(); len(got) != 2 || got["timeout"] != 2 || got["http 504"] != 1 {
+		t.Errorf("Timeouts() = %v, want timeout 2 and http 504 1", got)
 	}
 }

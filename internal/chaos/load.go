@@ -34,12 +34,13 @@ const (
 // to know of what they did besides loadgen's counts: who owns each
 // order and who registered.
 type load struct {
-	shop     *shopclient.Client
-	seed     uint64
-	catalog  []inventoryapi.StockLevel
-	received map[string]int64
-	shoppers []*shopper
-	run      *loadgen.Load
+	shop      *shopclient.Client
+	seed      uint64
+	slowCards int // percent of checkouts with the slow card (Config.SlowCards)
+	catalog   []inventoryapi.StockLevel
+	received  map[string]int64
+	shoppers  []*shopper
+	run       *loadgen.Load
 
 	mu         sync.Mutex
 	owner      map[string]string // order id -> the customer's email
@@ -58,8 +59,8 @@ type bought struct {
 	as *shopclient.Session
 }
 
-func newLoad(ctx context.Context, shop *shopclient.Client, seed uint64, shoppers int, admin *shopclient.Session) (*load, error) {
-	l := &load{shop: shop, seed: seed, received: map[string]int64{}, owner: map[string]string{}, registered: map[string]string{}}
+func newLoad(ctx context.Context, shop *shopclient.Client, seed uint64, shoppers, slowCards int, admin *shopclient.Session) (*load, error) {
+	l := &load{shop: shop, seed: seed, slowCards: slowCards, received: map[string]int64{}, owner: map[string]string{}, registered: map[string]string{}}
 	stock, err := admin.Stock(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the stock: %w", err)
@@ -149,6 +150,8 @@ func (l *load) checkout(ctx context.Context, w *loadgen.Worker, s *shopper) {
 	card := shopclient.CardApproved
 	if w.Rand.IntN(100) < 15 {
 		card = shopclient.CardDeclined
+	} else if l.slowCards > 0 && w.Rand.IntN(100) < l.slowCards {
+		card = shopclient.CardSlow
 	}
 	order := shopclient.Checkout(card, lines...)
 	key := fmt.Sprintf("chaos-%d-%d-%d", l.seed, w.ID, w.N)
@@ -214,6 +217,7 @@ func (l *load) summarize(res *Result) {
 	res.Requests, res.Retried, res.Placed = c.Requests, c.Retries, int(c.Placed)
 	res.ErrorAttempts, res.GaveUp = l.run.Kinds()
 	res.Samples = l.run.Samples()
+	res.Latencies = l.run.Latencies()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	res.Registrations = len(l.registered)

@@ -31,6 +31,10 @@ type Result struct {
 	// usable answer, by the kind of their last failure.
 	ErrorAttempts, GaveUp map[string]int
 	Samples               []string
+	// Latencies are how long each attempt that got an answer took;
+	// Deadline and Margin the bound they were held to (none when zero).
+	Latencies        []time.Duration
+	Deadline, Margin time.Duration
 
 	// The system once settled.
 	Orders, Confirmed, Rejected, Cancelled, Pending int
@@ -104,17 +108,65 @@ func (r *Result) failedStart(process string) bool {
 	return false
 }
 
-// FaultsBy counts the faults injected into each process.
+// FaultsBy counts the faults injected into each process, or of each
+// kind for an Injector's faults.
 func (r *Result) FaultsBy() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]int{}
 	for _, f := range r.Faults {
 		if f.Err == "" || strings.HasPrefix(f.Err, "start:") {
-			out[f.Process]++
+			name := f.Process
+			if f.Kind != "" {
+				name = f.Kind
+			}
+			out[name]++
 		}
 	}
 	return out
+}
+
+// Percentile returns the p-th percentile (0 to 100) of the answered
+// attempts' latencies, and 0 when there are none.
+func (r *Result) Percentile(p float64) time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(r.Latencies)
+	slices.Sort(sorted)
+	i := int(float64(len(sorted)-1) * p / 100)
+	return sorted[i]
+}
+
+// Timeouts counts the attempts that got no answer in time, by kind: the
+// shopper's own timeout, and the gateway's 504 (its deadline to a
+// service passed).
+func (r *Result) Timeouts() map[string]int {
+	out := map[string]int{}
+	for k, n := range r.ErrorAttempts {
+		if k == "timeout" || k == "http 504" {
+			out[k] = n
+		}
+	}
+	return out
+}
+
+// checkLatency records a violation for every answer that came later than
+// deadline plus margin.
+func (r *Result) checkLatency(deadline, margin time.Duration) {
+	r.Deadline, r.Margin = deadline, margin
+	if deadline <= 0 {
+		return
+	}
+	late := 0
+	for _, d := range r.Latencies {
+		if d > deadline+margin {
+			late++
+		}
+	}
+	if late > 0 {
+		r.violate("%d answers took longer than the deadline of %s plus %s (the longest %s)", late, deadline, margin, r.Percentile(100).Round(time.Millisecond))
+	}
 }
 
 // OK reports whether the run found nothing wrong.
@@ -144,6 +196,14 @@ func (r *Result) WriteTable(w io.Writer) {
 		row("  still pending\t%d\t", r.Pending)
 	}
 	row("faults injected\t%d\t%s", total, countsLine(faults))
+	if len(r.Latencies) > 0 {
+		bound := "no deadline checked"
+		if r.Deadline > 0 {
+			bound = fmt.Sprintf("deadline %s + %s margin", r.Deadline, r.Margin)
+		}
+		row("latency	p99 %s	p50 %s, max %s over %d answers (%s); no answer in time: %s", r.Percentile(99).Round(time.Millisecond),
+			r.Percentile(50).Round(time.Millisecond), r.Percentile(100).Round(time.Millisecond), len(r.Latencies), bound, countsLine(r.Timeouts()))
+	}
 	attempts := 0
 	for _, n := range r.ErrorAttempts {
 		attempts += n
@@ -206,8 +266,18 @@ func (r *Result) sortedFaults() []Fault {
 // WriteFaults prints the faults in the order they were injected.
 func (r *Result) WriteFaults(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	faults := r.sortedFaults()
+	if len(faults) > 0 && faults[0].Kind != "" {
+		fmt.Fprintln(tw, "AT\tFAULT\tON\tLASTED\tHEALED IN\t")
+		for _, f := range faults {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.At.Round(100*time.Millisecond), f.Kind, f.Process,
+				f.Down.Round(100*time.Millisecond), f.Restart.Round(time.Millisecond), f.Err)
+		}
+		tw.Flush()
+		return
+	}
 	fmt.Fprintln(tw, "AT\tKILLED\tPID\tDOWN\tREADY AFTER\t")
-	for _, f := range r.sortedFaults() {
+	for _, f := range faults {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", f.At.Round(100*time.Millisecond), f.Process, f.PID,
 			f.Down.Round(10*time.Millisecond), f.Restart.Round(10*time.Millisecond), f.Err)
 	}

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	common "go.opentelemetry.io/proto/otlp/common/v1"
@@ -42,11 +43,15 @@ type Span struct {
 
 func (s Span) duration() time.Duration { return s.End.Sub(s.Start) }
 
-// Collector keeps up to maxTraces traces (the oldest go first) and, for
-// the figures, the spans of the last window.
+// Collector keeps the most recent traces within a budget of bytes (the
+// oldest go first) and, for the figures, a compact record of the spans of
+// the last window. It runs inside `microshop run`, next to the whole
+// system, so what it holds is bounded by bytes, not only by count: a
+// count of traces says nothing about their size, and under load a trace
+// of a checkout has two dozen spans.
 type Collector struct {
 	maxTraces int
-	maxSpans  int // per trace
+	maxBytes  int64 // for the traces and the window's records together
 	window    time.Duration
 	// Health, when set, says which services are up, for the map.
 	Health func(ctx context.Context) map[string]bool
@@ -55,48 +60,169 @@ type Collector struct {
 	// so the console can say why it has no traces.
 	Elsewhere string
 
-	mu     sync.Mutex
-	traces map[string][]Span
-	order  []string // trace ids, oldest first
-	recent []Span   // spans that ended within window, oldest first
+	mu          sync.Mutex
+	traces      map[string]*held
+	order       []string // trace ids, oldest first
+	traceBytes  int64    // what the traces hold, as spanSize counts it
+	recent      []record // spans that ended within window, oldest first
+	recentBytes int64
+	intern      map[string]string // service and span names, shared by every span that has them
 }
 
-// New returns a collector keeping maxTraces traces.
-func New(maxTraces int) *Collector {
-	return &Collector{maxTraces: maxTraces, maxSpans: 2000, window: time.Minute, traces: map[string][]Span{}}
+// held is one trace and the bytes its spans take.
+type held struct {
+	spans []Span
+	bytes int64
 }
 
-// Add stores spans.
+// record is what the figures need of a span: kept for every span of the
+// window, so it is small, and it names its parent's service itself, so
+// the edges between services survive the eviction of the trace.
+type record struct {
+	service, parentService string
+	traceID, parentSpanID  string // to find the parent's service when the parent came later
+	end                    time.Time
+	dur                    time.Duration
+	kind                   string
+	failed                 bool
+}
+
+// recordSize is what a record takes in memory: its fields, and the bytes
+// of the two ids (the other strings are interned, shared with the spans).
+const recordSize = int64(unsafe.Sizeof(record{})) + 32 + 16
+
+// spanSize is an estimate of what s takes in memory: the struct, its
+// strings and its attributes. Interned strings (service, name, kind,
+// status, attribute keys) are counted too, although shared, so the
+// estimate errs high.
+func spanSize(s Span) int64 {
+	n := int64(unsafe.Sizeof(s)) + int64(len(s.TraceID)+len(s.SpanID)+len(s.ParentSpanID)+len(s.Service)+len(s.Name)+
+		len(s.Kind)+len(s.Status)+len(s.StatusMessage))
+	if s.Attributes != nil {
+		n += 64 // the map's header
+		for k, v := range s.Attributes {
+			n += 2*16 + int64(len(k)+len(v)) + 8 // two string headers, their bytes, a slot's share of the buckets
+		}
+	}
+	return n
+}
+
+// DefaultBytes is the collector's budget when none is given: enough for
+// the last few hundred checkouts' traces.
+const DefaultBytes = 4 << 20
+
+// New returns a collector keeping at most maxTraces traces in at most
+// maxBytes (DefaultBytes when 0 or less). A quarter of the budget at
+// most goes to the records of the last minute that the figures are made
+// from; the rest holds the traces.
+func New(maxTraces int, maxBytes int64) *Collector {
+	if maxBytes <= 0 {
+		maxBytes = DefaultBytes
+	}
+	return &Collector{maxTraces: maxTraces, maxBytes: maxBytes, window: time.Minute, traces: map[string]*held{},
+		intern: map[string]string{}}
+}
+
+// Bytes is what the collector holds now, as it counts it: the traces'
+// spans and the window's records. It stays within the budget New was given.
+func (c *Collector) Bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.traceBytes + c.recentBytes
+}
+
+// internLocked returns the one copy of s the collector keeps. The table
+// is emptied when it grows past a bound, so odd names cannot fill it.
+func (c *Collector) internLocked(s string) string {
+	if v, ok := c.intern[s]; ok {
+		return v
+	}
+	if len(c.intern) >= 4096 {
+		clear(c.intern)
+	}
+	c.intern[s] = s
+	return s
+}
+
+// Add stores spans. A trace's spans beyond a quarter of the budget are
+// dropped, so that one huge trace cannot push every other one out.
 func (c *Collector) Add(spans ...Span) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	traceBudget := c.maxBytes - c.maxBytes/4
 	for _, s := range spans {
+		s.Service, s.Name, s.Kind, s.Status = c.internLocked(s.Service), c.internLocked(s.Name), c.internLocked(s.Kind), c.internLocked(s.Status)
+		if s.Attributes != nil {
+			attrs := make(map[string]string, len(s.Attributes))
+			for k, v := range s.Attributes {
+				attrs[c.internLocked(k)] = v
+			}
+			s.Attributes = attrs
+		}
+		rec := record{service: s.Service, traceID: s.TraceID, parentSpanID: s.ParentSpanID, end: s.End, dur: s.duration(),
+			kind: s.Kind, failed: s.Status == "error"}
 		t, ok := c.traces[s.TraceID]
 		if !ok {
+			t = &held{}
+			c.traces[s.TraceID] = t
 			c.order = append(c.order, s.TraceID)
-			for len(c.order) > c.maxTraces {
-				delete(c.traces, c.order[0])
-				c.order = c.order[1:]
+		}
+		if s.ParentSpanID != "" {
+			for _, p := range t.spans { // the parent, when it came first
+				if p.SpanID == s.ParentSpanID {
+					rec.parentService = p.Service
+					break
+				}
 			}
 		}
-		if len(t) < c.maxSpans {
-			c.traces[s.TraceID] = append(t, s)
+		if size := spanSize(s); t.bytes+size <= c.maxBytes/4 {
+			t.spans = append(t.spans, s)
+			t.bytes += size
+			c.traceBytes += size
 		}
-		c.recent = append(c.recent, s)
+		if s.Kind == "server" || s.Kind == "consumer" {
+			c.recent = append(c.recent, rec)
+			c.recentBytes += recordSize
+		}
+	}
+	// The oldest traces go first, until both bounds hold; the newest
+	// trace always stays.
+	for len(c.order) > 1 && (len(c.order) > c.maxTraces || c.traceBytes > traceBudget) {
+		c.evictOldestLocked()
 	}
 	c.trimLocked(time.Now())
 }
 
+func (c *Collector) evictOldestLocked() {
+	id := c.order[0]
+	if t, ok := c.traces[id]; ok {
+		c.traceBytes -= t.bytes
+		delete(c.traces, id)
+	}
+	c.order[0] = ""
+	c.order = c.order[1:]
+	// Reslicing from the front never frees the array: copy once the
+	// live part is small against it.
+	if cap(c.order) > 64 && len(c.order) < cap(c.order)/4 {
+		c.order = append([]string(nil), c.order...)
+	}
+}
+
+// trimLocked drops the records older than the window, and the oldest
+// beyond a quarter of the budget.
 func (c *Collector) trimLocked(now time.Time) {
 	cut := 0
-	for cut < len(c.recent) && now.Sub(c.recent[cut].End) > c.window {
+	for cut < len(c.recent) && now.Sub(c.recent[cut].end) > c.window {
 		cut++
 	}
-	// Bound memory under heavy load as well as by time.
-	if over := len(c.recent) - cut - 100_000; over > 0 {
-		cut += over
+	if over := int64(len(c.recent)-cut) - (c.maxBytes/4)/recordSize; over > 0 {
+		cut += int(over)
+	}
+	if cut == 0 {
+		return
 	}
 	c.recent = append(c.recent[:0], c.recent[cut:]...)
+	c.recentBytes = int64(len(c.recent)) * recordSize
 }
 
 // Receiver answers OTLP/HTTP trace exports (protobuf or JSON) on
@@ -213,7 +339,7 @@ func (c *Collector) Traces(service string, limit int) []TraceSummary {
 	defer c.mu.Unlock()
 	var out []TraceSummary
 	for i := len(c.order) - 1; i >= 0 && len(out) < limit; i-- {
-		sum := summarize(c.order[i], c.traces[c.order[i]])
+		sum := summarize(c.order[i], c.traces[c.order[i]].spans)
 		if service != "" && !contains(sum.Services, service) {
 			continue
 		}
@@ -267,11 +393,11 @@ func summarize(id string, spans []Span) TraceSummary {
 func (c *Collector) Trace(id string) ([]Span, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	spans, ok := c.traces[id]
+	t, ok := c.traces[id]
 	if !ok {
 		return nil, false
 	}
-	out := append([]Span(nil), spans...)
+	out := append([]Span(nil), t.spans...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out, true
 }
@@ -304,13 +430,24 @@ type EdgeFigures struct {
 func (c *Collector) Map(ctx context.Context) ([]ServiceFigures, []EdgeFigures) {
 	c.mu.Lock()
 	c.trimLocked(time.Now())
-	recent := append([]Span(nil), c.recent...)
-	owner := map[string]string{} // span id -> service, across the recent spans and traces
-	for _, spans := range c.traces {
-		for _, s := range spans {
-			owner[s.SpanID] = s.Service
+	// A parent that arrived after its child (another process exported
+	// it later) is looked up now, in its trace while that is kept, and
+	// remembered.
+	for i := range c.recent {
+		r := &c.recent[i]
+		if r.parentService != "" || r.parentSpanID == "" {
+			continue
+		}
+		if t, ok := c.traces[r.traceID]; ok {
+			for _, p := range t.spans {
+				if p.SpanID == r.parentSpanID {
+					r.parentService = p.Service
+					break
+				}
+			}
 		}
 	}
+	recent := append([]record(nil), c.recent...)
 	c.mu.Unlock()
 
 	type acc struct {
@@ -321,27 +458,24 @@ func (c *Collector) Map(ctx context.Context) ([]ServiceFigures, []EdgeFigures) {
 	services := map[string]*acc{}
 	edges := map[[2]string]*acc{}
 	for _, s := range recent {
-		if s.Kind != "server" && s.Kind != "consumer" {
-			continue
-		}
-		a := services[s.Service]
+		a := services[s.service]
 		if a == nil {
 			a = &acc{}
-			services[s.Service] = a
+			services[s.service] = a
 		}
-		a.durs = append(a.durs, s.duration())
-		if s.Status == "error" {
+		a.durs = append(a.durs, s.dur)
+		if s.failed {
 			a.errors++
 		}
-		if from, ok := owner[s.ParentSpanID]; ok && from != s.Service {
-			k := [2]string{from, s.Service}
+		if from := s.parentService; from != "" && from != s.service {
+			k := [2]string{from, s.service}
 			e := edges[k]
 			if e == nil {
-				e = &acc{async: s.Kind == "consumer"}
+				e = &acc{async: s.kind == "consumer"}
 				edges[k] = e
 			}
-			e.durs = append(e.durs, s.duration())
-			if s.Status == "error" {
+			e.durs = append(e.durs, s.dur)
+			if s.failed {
 				e.errors++
 			}
 		}

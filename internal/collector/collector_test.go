@@ -3,8 +3,10 @@ package collector
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 // Two services export real OTLP to the collector; "gateway" calls
 // "orders" over real HTTP with the trace context in the headers.
 func TestReceivesOTLPAndDerivesTracesAndEdges(t *testing.T) {
-	c := New(10)
+	c := New(10, 0)
 	c.Health = func(context.Context) map[string]bool {
 		return map[string]bool{"gateway": true, "orders": true, "reports": false}
 	}
@@ -122,7 +124,7 @@ func TestReceivesOTLPAndDerivesTracesAndEdges(t *testing.T) {
 }
 
 func TestKeepsOnlyTheNewestTraces(t *testing.T) {
-	c := New(3)
+	c := New(3, 0)
 	now := time.Now()
 	for _, id := range []string{"a", "b", "c", "d"} {
 		c.Add(Span{TraceID: id, SpanID: id + "1", Service: "s", Name: "n", Kind: "server", Start: now, End: now})
@@ -133,5 +135,96 @@ func TestKeepsOnlyTheNewestTraces(t *testing.T) {
 	}
 	if _, ok := c.Trace("a"); ok {
 		t.Fatal("the oldest trace was kept")
+	}
+}
+
+// checkoutTrace is a trace shaped like a checkout's: a root under the
+// gateway and spans of orders, inventory and payments under it, with
+// attributes.
+func checkoutTrace(n int, at time.Time) []Span {
+	id := fmt.Sprintf("%032x", n)
+	spans := []Span{{TraceID: id, SpanID: fmt.Sprintf("%016x", n*100), Service: "gateway", Name: "POST /api/*", Kind: "server",
+		Start: at, End: at.Add(20 * time.Millisecond), Status: "ok", Attributes: map[string]string{"http.route": "/api/*", "url.path": "/api/orders"}}}
+	for k, svc := range []string{"orders", "inventory", "payments", "orders", "inventory", "payments", "notifications", "reports"} {
+		spans = append(spans, Span{TraceID: id, SpanID: fmt.Sprintf("%016x", n*100+k+1), ParentSpanID: spans[0].SpanID, Service: svc,
+			Name: "POST /internal/step", Kind: "server", Start: at, End: at.Add(time.Millisecond), Status: "ok",
+			Attributes: map[string]string{"order.id": fmt.Sprintf("ord_%026d", n), "http.response.status_code": "200"}})
+	}
+	return spans
+}
+
+// Fed ten times its budget, the collector holds no more than the budget,
+// keeps the newest traces whole and the figures of the window, and its
+// account of its bytes is the sum of what it holds. The Go heap it leaves
+// behind stays near the budget too: a bound on the count alone (500
+// traces) would hold several times as much.
+func TestKeepsTracesWithinItsBudgetOfBytes(t *testing.T) {
+	const budget = 1 << 20
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c := New(1_000_000, budget)
+	now := time.Now()
+	fed, traces := int64(0), 0
+	for fed < 10*budget {
+		spans := checkoutTrace(traces, now)
+		for _, s := range spans {
+			fed += spanSize(s)
+		}
+		c.Add(spans...)
+		traces++
+		if got := c.Bytes(); got > budget {
+			t.Fatalf("after %d traces (%d bytes fed) the collector holds %d bytes, over its budget of %d", traces, fed, got, budget)
+		}
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	runtime.KeepAlive(c)
+	t.Logf("fed %d traces, %d bytes; holds %d bytes by its count, the heap grew %d bytes", traces, fed, c.Bytes(), held)
+	if held > 2*budget {
+		t.Errorf("the heap grew by %d bytes for a budget of %d", held, budget)
+	}
+
+	newest := checkoutTrace(traces-1, now)[0].TraceID
+	if spans, ok := c.Trace(newest); !ok || len(spans) != 9 {
+		t.Fatalf("the newest trace: %d spans, kept %v", len(spans), ok)
+	}
+	if _, ok := c.Trace(checkoutTrace(0, now)[0].TraceID); ok {
+		t.Fatal("the oldest trace was kept")
+	}
+	list := c.Traces("", 500)
+	if len(list) == 0 || list[0].TraceID != newest {
+		t.Fatalf("the newest trace is not first: %+v", list[:min(len(list), 1)])
+	}
+	var sum int64
+	c.mu.Lock()
+	for _, h := range c.traces {
+		for _, s := range h.spans {
+			sum += spanSize(s)
+		}
+	}
+	sum += int64(len(c.recent)) * recordSize
+	c.mu.Unlock()
+	if sum != c.Bytes() {
+		t.Fatalf("the collector counts %d bytes, its spans and records add up to %d", c.Bytes(), sum)
+	}
+	services, edges := c.Map(context.Background())
+	if len(services) == 0 || len(edges) == 0 {
+		t.Fatalf("no figures after the load: %+v %+v", services, edges)
+	}
+}
+
+// A child span that arrives before its parent (another process exported
+// it first) still makes an edge between the two services.
+func TestEdgeFromAParentThatCameLater(t *testing.T) {
+	c := New(10, 0)
+	now := time.Now()
+	c.Add(Span{TraceID: "t", SpanID: "child", ParentSpanID: "parent", Service: "orders", Name: "POST /api/orders", Kind: "server", Start: now, End: now})
+	c.Add(Span{TraceID: "t", SpanID: "parent", Service: "gateway", Name: "proxy orders", Kind: "client", Start: now, End: now})
+	_, edges := c.Map(context.Background())
+	if len(edges) != 1 || edges[0].From != "gateway" || edges[0].To != "orders" {
+		t.Fatalf("edges: %+v", edges)
 	}
 }

@@ -151,7 +151,11 @@ func (g *generator) fresh(name string, s *openapi3.Schema) any {
 	if s == nil {
 		return "contract-check-" + g.uniq()
 	}
-	return g.value(name, s)
+	// The document's example may name something real (a catalog sku):
+	// a fresh value never does.
+	c := *s
+	c.Example = nil
+	return g.value(name, &c)
 }
 
 // genericValid checks a valid request made from the document alone, for

@@ -78,6 +78,20 @@ func scriptUsers(ctx context.Context, r *run) {
 		r.cannotCause("users.registered", "the registration failed")
 	}
 	r.call(ctx, "the same email again", q.clone(), refused(409))
+	// The cases made from the document erase an account as the admin and
+	// the customer's own (DELETE /api/users/me): each gets a real user_id
+	// naming an account that nothing else erases first.
+	if _, given := r.cfg.Set["user_id"]; !given {
+		for _, f := range []struct{ key, name string }{
+			{"DELETE /api/users/accounts/{user_id}", "an account for the admin to erase"},
+			{"*", "an account for the other cases naming a user_id"},
+		} {
+			other := func(q *request) { q.set("email", "contract-check-"+r.gen.uniq()+"@example.com") }
+			if res, _, passed := r.step(ctx, reg, f.name, other, ok(201)); passed {
+				r.setFixture(f.key, "user_id", res.str("id"))
+			}
+		}
+	}
 
 	const login = "POST /api/users/login"
 	res, _, loggedIn := r.step(ctx, login, "log in", func(q *request) { q.set("email", email).set("password", password) }, ok(200))

@@ -122,7 +122,14 @@ func (g *generator) value(name string, s *openapi3.Schema) any {
 	switch typeOf(s) {
 	case "object":
 		obj := map[string]any{}
-		for _, req := range s.Required {
+		required := slices.Clone(s.Required)
+		// anyOf or oneOf of required lists: the first branch's members.
+		for _, alts := range [][]*openapi3.SchemaRef{s.AnyOf, s.OneOf} {
+			if len(alts) > 0 && alts[0].Value != nil {
+				required = append(required, alts[0].Value.Required...)
+			}
+		}
+		for _, req := range required {
 			if p := s.Properties[req]; p != nil && p.Value != nil {
 				obj[req] = g.value(req, p.Value)
 			}

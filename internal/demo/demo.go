@@ -32,8 +32,12 @@ type Options struct {
 	// Out receives the demo's account of itself (os.Stdout when nil).
 	Out io.Writer
 	// DataDir, when set, is used (and kept) instead of a temporary
-	// directory that is removed at the end.
+	// directory that is removed at the end. A demo that starts two
+	// systems keeps each in a directory of its own under it.
 	DataDir string
+	// Duration is how long a demo that measures a load loads each system
+	// (monolith-vs-microservices; its default when zero).
+	Duration time.Duration
 }
 
 // Scenario is one demo.
@@ -42,6 +46,8 @@ type Scenario struct {
 	// Summary says in a sentence or two what it shows.
 	Summary string
 	run     func(ctx context.Context, d *demo) (Verdict, error)
+	// alone, instead of run, is a scenario that starts its systems itself.
+	alone func(ctx context.Context, opts Options, r *reporter) (Verdict, error)
 	// env is the scenario's extra environment for `microshop run`.
 	env []string
 }
@@ -64,6 +70,10 @@ func Scenarios() []Scenario {
 		{Name: "tracing", run: tracing,
 			Summary: "Places one checkout, finds its trace in the built-in collector, and prints it as a tree of spans across " +
 				"gateway, orders, inventory, payments and the event consumers, with durations."},
+		{Name: "monolith-vs-microservices", alone: monolithVsMicroservices,
+			Summary: "Runs the same binary as a monolith, then as microservices, each under a checkout load for --duration (default 10s), " +
+				"and prints them side by side: confirmed checkouts/s, p99, CPU per checkout, memory, the cost of deploying a change to payments " +
+				"(whole restart against rolling restart) and what a crash of payments leaves working."},
 	}
 }
 
@@ -105,6 +115,17 @@ func Run(ctx context.Context, name string, opts Options) (Verdict, error) {
 	}
 	r := newReporter(opts.Out)
 	fmt.Fprintf(opts.Out, "microshop demo %s\n%s\n", sc.Name, wrap(sc.Summary, 78))
+	if sc.alone != nil {
+		v, err := sc.alone(ctx, opts, r)
+		if err != nil {
+			return Verdict{}, fmt.Errorf("%s: %w", sc.Name, err)
+		}
+		v.print(opts.Out)
+		if !v.Pass {
+			return v, ErrFailed
+		}
+		return v, nil
+	}
 
 	r.step("Start a system of its own")
 	sys, err := startSystem(ctx, opts, sc.env)

@@ -17,15 +17,15 @@ import (
 func TestEveryScenarioIsDescribed(t *testing.T) {
 	seen := map[string]bool{}
 	for _, s := range Scenarios() {
-		if s.Name == "" || s.run == nil || len(s.Summary) < 40 || seen[s.Name] {
-			t.Errorf("scenario %+v: want a unique name, a run and a sentence or two", s)
+		if s.Name == "" || (s.run == nil) == (s.alone == nil) || len(s.Summary) < 40 || seen[s.Name] {
+			t.Errorf("scenario %+v: want a unique name, one way to run and a sentence or two", s)
 		}
 		seen[s.Name] = true
 		if got, ok := Find(s.Name); !ok || got.Name != s.Name {
 			t.Errorf("Find(%q) = %v", s.Name, ok)
 		}
 	}
-	for _, want := range []string{"isolated-failure", "independent-scaling", "rolling-deploy", "saga-compensation", "tracing"} {
+	for _, want := range []string{"isolated-failure", "independent-scaling", "rolling-deploy", "saga-compensation", "tracing", "monolith-vs-microservices"} {
 		if !seen[want] {
 			t.Errorf("no %s scenario", want)
 		}
@@ -149,5 +149,18 @@ func TestStartSystemReportsABinaryThatCannotRun(t *testing.T) {
 	_, err := startSystem(context.Background(), Options{Exe: "/nonexistent/microshop"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/microshop") {
 		t.Fatalf("starting a missing binary: %v", err)
+	}
+}
+
+func TestLatencyP99(t *testing.T) {
+	l := &latencies{}
+	if l.p99() != 0 {
+		t.Fatal("no latencies, yet a p99")
+	}
+	for i := 1; i <= 200; i++ {
+		l.add(time.Duration(i) * time.Millisecond)
+	}
+	if got := l.p99(); got != 198*time.Millisecond {
+		t.Fatalf("p99 of 1..200 ms = %s, want 198ms", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/microshop/microshop/internal/loadgen"
 	"github.com/microshop/microshop/internal/shopclient"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 )
 
 // loadConfig is a closed-loop load: Shoppers workers, each checking out
@@ -28,6 +29,8 @@ type loadConfig struct {
 	MaxCheckouts int64
 	// Key names the load's Idempotency-Keys.
 	Key string
+	// latencies, when set, gets the time each confirmed checkout took.
+	latencies *latencies
 }
 
 // startLoad starts the shoppers on loadgen's engine; Stop ends them.
@@ -56,7 +59,11 @@ func visit(ctx context.Context, w *loadgen.Worker, shop *shopclient.Client, cfg 
 			_ = w.Call(ctx, false, c.Login)
 		}
 	}
-	buy(ctx, w, c, fmt.Sprintf("%s-%d-%d", cfg.Key, w.ID, k), shopclient.Checkout(cfg.Card, line(cfg.SKU, 1)))
+	start := time.Now()
+	o := buy(ctx, w, c, fmt.Sprintf("%s-%d-%d", cfg.Key, w.ID, k), shopclient.Checkout(cfg.Card, line(cfg.SKU, 1)))
+	if cfg.latencies != nil && o.Status == ordersapi.StatusConfirmed {
+		cfg.latencies.add(time.Since(start))
+	}
 	if cfg.Browse {
 		_ = w.Call(ctx, true, func(ctx context.Context) error {
 			_, err := c.Orders(ctx, 5, "")
@@ -67,12 +74,16 @@ func visit(ctx context.Context, w *loadgen.Worker, shop *shopclient.Client, cfg 
 
 // buy places one order and follows it, for up to 30 seconds, to its
 // final state.
-func buy(ctx context.Context, w *loadgen.Worker, c *shopclient.Session, key string, body shopclient.NewOrder) {
+func buy(ctx context.Context, w *loadgen.Worker, c *shopclient.Session, key string, body shopclient.NewOrder) ordersapi.Order {
 	o, ok := w.Place(ctx, c, key, body)
 	if ok {
 		o, _ = w.Follow(ctx, c, o, 100*time.Millisecond, 30*time.Second)
 	}
 	w.Finished(o, ok)
+	if !ok {
+		return ordersapi.Order{}
+	}
+	return o
 }
 
 func countStatus(orders []loadgen.Order, status string) int {

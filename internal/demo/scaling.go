@@ -101,7 +101,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return v, err
 	}
-	split0, err := authorizations(ctx, reps)
+	split0, err := authorizations(ctx, d.sys.ServiceClient("payments"), reps)
 	if err != nil {
 		return v, err
 	}
@@ -109,7 +109,7 @@ func independentScaling(ctx context.Context, d *demo) (Verdict, error) {
 	if err != nil {
 		return v, err
 	}
-	split1, err := authorizations(ctx, reps)
+	split1, err := authorizations(ctx, d.sys.ServiceClient("payments"), reps)
 	if err != nil {
 		return v, err
 	}
@@ -188,9 +188,8 @@ func procPIDs(ps []localrun.Process) []int {
 
 // authorizations reads each replica's /metrics and returns how many
 // authorizations it has answered, by replica.
-func authorizations(ctx context.Context, reps []localrun.Process) (map[int]float64, error) {
+func authorizations(ctx context.Context, hc *http.Client, reps []localrun.Process) (map[int]float64, error) {
 	out := map[int]float64{}
-	hc := &http.Client{Timeout: 5 * time.Second}
 	for _, p := range reps {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/metrics", nil)
 		if err != nil {

@@ -28,8 +28,14 @@ func baseEnv(adminEmail, adminPassword string) []string {
 // environment (the scenario's settings override the caller's), and
 // returns once run says every service is ready.
 func startSystem(ctx context.Context, opts Options, env []string) (*system, error) {
+	return startSystemWith(ctx, opts, env, nil)
+}
+
+// startSystemWith is startSystem with more flags of run, such as
+// "--mode", "monolith".
+func startSystemWith(ctx context.Context, opts Options, env, args []string) (*system, error) {
 	s := &system{AdminEmail: "admin@demo.microshop.local", AdminPassword: "demo-" + rand.Text()}
-	ls, err := localrun.Launch(ctx, localrun.LaunchOptions{Binary: opts.Exe, Data: opts.DataDir,
+	ls, err := localrun.Launch(ctx, localrun.LaunchOptions{Binary: opts.Exe, Data: opts.DataDir, Args: args,
 		Env: append(baseEnv(s.AdminEmail, s.AdminPassword), env...)})
 	if err != nil {
 		return nil, err

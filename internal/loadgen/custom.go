@@ -78,6 +78,7 @@ type Load struct {
 	attempts map[string]int // failed attempts by kind
 	gaveUp   map[string]int // calls given up by the kind of their last failure
 	samples  []string
+	answered []time.Duration // how long each attempt that got an answer took
 	orders   []Order
 	index    map[string]int // order id -> its place in orders
 	keys     map[string][]string
@@ -172,6 +173,15 @@ func (l *Load) Samples() []string {
 	return append([]string(nil), l.samples...)
 }
 
+// Latencies returns how long each attempt that got an answer (any
+// status) took, in the order they ended. Attempts that got none are
+// counted by kind in Kinds instead.
+func (l *Load) Latencies() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Duration(nil), l.answered...)
+}
+
 // Orders returns the orders the API accepted, in the order it did.
 func (l *Load) Orders() []Order {
 	l.mu.Lock()
@@ -225,7 +235,13 @@ func (w *Worker) Call(ctx context.Context, safe bool, call func(context.Context)
 				return ctx.Err()
 			}
 		}
+		began := time.Now()
 		err := call(ctx)
+		if took := time.Since(began); err == nil || shopclient.StatusOf(err) > 0 {
+			l.mu.Lock()
+			l.answered = append(l.answered, took)
+			l.mu.Unlock()
+		}
 		if err == nil {
 			if attempt > 0 {
 				l.mu.Lock()

@@ -36,8 +36,8 @@ type runCollector struct {
 	srv *http.Server
 }
 
-func startCollector(port int, natsURL, elsewhere, token string, cred broker.Credential, sup *supervisor, log *slog.Logger) (*runCollector, error) {
-	c := collector.New(500)
+func startCollector(port int, natsURL, elsewhere, token string, maxBytes int64, cred broker.Credential, sup *supervisor, log *slog.Logger) (*runCollector, error) {
+	c := collector.New(500, maxBytes)
 	c.Elsewhere = elsewhere
 	c.Health = func(context.Context) map[string]bool {
 		out := map[string]bool{}
@@ -171,7 +171,6 @@ func labelSample(m *dto.Metric, service, replica string) {
 // text page, each sample labelled with its service and replica, so the
 // console (or a person with curl) needs no Prometheus server.
 func scrapeAll(ctx context.Context, sup *supervisor, w io.Writer) error {
-	client := &http.Client{Timeout: 3 * time.Second}
 	merged := map[string]*dto.MetricFamily{}
 	for _, c := range sup.snapshot().Services {
 		if !c.Running || !strings.HasPrefix(c.URL, "http") { // NATS has no /metrics
@@ -181,7 +180,7 @@ func scrapeAll(ctx context.Context, sup *supervisor, w io.Writer) error {
 		if err != nil {
 			continue
 		}
-		resp, err := client.Do(req)
+		resp, err := sup.http.get(c.Name).Do(req)
 		if err != nil {
 			continue // a service that is down has no figures to give
 		}

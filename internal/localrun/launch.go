@@ -31,6 +31,10 @@ type LaunchOptions struct {
 	// ReadyTimeout bounds the wait for every service to be ready (60s
 	// when zero).
 	ReadyTimeout time.Duration
+	// Ports, when set (a gateway port), are where the system listens,
+	// instead of free ports chosen by Launch; a port that is taken then
+	// fails the launch rather than moving it. Relaunch sets them.
+	Ports Ports
 }
 
 // System is a `microshop run` that Launch started as a child process, on
@@ -45,10 +49,13 @@ type System struct {
 	// was ready.
 	ReadyIn time.Duration
 
-	tmpData bool
-	out     *lockedBuffer
-	exited  chan struct{}
-	waitErr error // set before exited is closed
+	opts        LaunchOptions
+	tmpData     bool
+	clientsOnce sync.Once
+	clients     *clients
+	out         *lockedBuffer
+	exited      chan struct{}
+	waitErr     error // set before exited is closed
 }
 
 // Launch runs `microshop run` and returns once it prints that every
@@ -61,22 +68,49 @@ func Launch(ctx context.Context, o LaunchOptions) (*System, error) {
 		o.ReadyTimeout = 60 * time.Second
 	}
 	for try := 1; ; try++ {
-		s, err := launchOnce(ctx, o)
-		if err == nil || try == 3 || !errors.Is(err, errPortTaken) {
+		s, err := launchOnce(ctx, o, false)
+		if err == nil || try == 3 || o.Ports.Gateway != 0 || !errors.Is(err, errPortTaken) {
 			return s, err
 		}
 	}
 }
 
-// errPortTaken: a process of the system found its port taken.
-var errPortTaken = errors.New("a port of the system was taken")
-
-func launchOnce(ctx context.Context, o LaunchOptions) (*System, error) {
-	ports, err := FreePorts()
+// Relaunch stops run gracefully, as a deploy of a new build of the whole
+// system does, and starts it again from the same binary on the same data
+// directory and ports, with the same environment and flags. It returns
+// the new system once every service is ready again; the old one is over
+// (its Close does nothing more), and the new one's Close removes a
+// temporary data directory. What clients see meanwhile is refused
+// connections: the demo of monolith against microservices measures it.
+func (s *System) Relaunch(ctx context.Context) (*System, error) {
+	if err := s.stop(30 * time.Second); err != nil {
+		return nil, err
+	}
+	o := s.opts
+	o.Data, o.Ports = s.Data, s.Ports
+	n, err := launchOnce(ctx, o, true)
 	if err != nil {
 		return nil, err
 	}
-	s := &System{Gateway: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), Data: o.Data, Ports: ports,
+	n.tmpData, s.tmpData = s.tmpData, false
+	return n, nil
+}
+
+// errPortTaken: a process of the system found its port taken.
+var errPortTaken = errors.New("a port of the system was taken")
+
+// launchOnce starts run once. again says the data directory holds a
+// system already (Relaunch): it is then never emptied on failure.
+func launchOnce(ctx context.Context, o LaunchOptions, again bool) (*System, error) {
+	ports := o.Ports
+	if ports.Gateway == 0 {
+		var err error
+		if ports, err = FreePorts(); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	s := &System{Gateway: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), Data: o.Data, Ports: ports, opts: o,
 		out: newLockedBuffer(), exited: make(chan struct{})}
 	if s.Data == "" {
 		if s.Data, err = os.MkdirTemp("", "microshop-run-"); err != nil {
@@ -139,7 +173,7 @@ func launchOnce(ctx context.Context, o LaunchOptions) (*System, error) {
 		err = fmt.Errorf("%w: %w", errPortTaken, err)
 	}
 	s.cleanup()
-	if !s.tmpData {
+	if !s.tmpData && !again {
 		// The caller's directory was empty: leave it so for the next try.
 		entries, _ := os.ReadDir(s.Data)
 		for _, e := range entries {

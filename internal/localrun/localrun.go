@@ -30,12 +30,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/broker"
 	"github.com/microshop/microshop/internal/platform/logging"
+	"github.com/microshop/microshop/internal/platform/mtls"
 	"github.com/microshop/microshop/internal/platform/service"
 	"github.com/microshop/microshop/internal/topology"
 )
@@ -73,6 +75,57 @@ type Config struct {
 	Exe string
 	// Getenv reads the environment (MICROSHOP_ADMIN_EMAIL, ...).
 	Getenv func(string) string
+	// PlainHTTP switches mutual TLS between the services off (run
+	// --mtls=false). It is on by default in microservices mode: each
+	// service serves TLS with a certificate from <data>/tls/ and calls
+	// only peers that prove to be the service called. A monolith has no
+	// calls over sockets between its services and always runs plain.
+	PlainHTTP bool
+	// MemoryLimit is the Go memory limit (GOMEMLIMIT, in bytes) of every
+	// process run starts and of run itself; in monolith mode run's is
+	// that times the number of services, since it holds them all. 0 sets
+	// none. A GOMEMLIMIT in run's environment wins over it, for every
+	// process.
+	MemoryLimit int64
+	// TracesBytes and MailboxBytes bound what the built-in trace
+	// collector and mailbox keep in memory (collector.DefaultBytes and
+	// mailbox.DefaultBytes when 0).
+	TracesBytes, MailboxBytes int64
+}
+
+// NATSMemory bounds the memory of the JetStream server run starts
+// (max_memory_store): the shop's streams are on disk, so memory storage
+// is there only for what an operator adds by hand.
+const NATSMemory = 16 << 20
+
+// memoryEnv is what each process of the system gets as GOMEMLIMIT: the
+// inherited one when run has it (the environment already passes it on),
+// else limit.
+func memoryEnv(getenv func(string) string, limit int64) []string {
+	if getenv("GOMEMLIMIT") != "" || limit <= 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("GOMEMLIMIT=%dB", limit)}
+}
+
+// serviceMemoryEnv is a service's GOMEMLIMIT when it needs more than
+// the others (Spec.MemoryHeadroom); a later entry wins over memoryEnv's.
+func serviceMemoryEnv(getenv func(string) string, limit int64, spec service.Spec) []string {
+	if spec.MemoryHeadroom == 0 || limit <= 0 {
+		return nil
+	}
+	return memoryEnv(getenv, limit+spec.MemoryHeadroom)
+}
+
+// limitOwnMemory sets run's own Go memory limit, unless GOMEMLIMIT (which
+// the runtime has applied already) says otherwise. The GC then works
+// harder as the heap nears the limit rather than let it double: a soft
+// limit, never a failure.
+func limitOwnMemory(getenv func(string) string, limit int64) {
+	if getenv("GOMEMLIMIT") != "" || limit <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(limit)
 }
 
 // check refuses a Config that cannot run, before anything starts.
@@ -152,7 +205,18 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 			return nil
 		}
 	}
-	env := os.Environ()
+	env := append(os.Environ(), memoryEnv(cfg.Getenv, cfg.MemoryLimit)...)
+	if cfg.Mode == Monolith {
+		own := cfg.MemoryLimit * int64(len(specs)+1)
+		for _, spec := range specs {
+			own += spec.MemoryHeadroom
+		}
+		if cfg.MemoryLimit > 0 {
+			limitOwnMemory(cfg.Getenv, own)
+		}
+	} else {
+		limitOwnMemory(cfg.Getenv, cfg.MemoryLimit)
+	}
 	admin, err := adminCredentials(cfg.Getenv, data)
 	if err != nil {
 		return err
@@ -165,6 +229,15 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	env = append(env, "MICROSHOP_SERVICE_KEYS="+publics)
+	// users seals its token-signing keys with a key kept beside, not in,
+	// its database, unless the operator gives one.
+	if cfg.Getenv("MICROSHOP_KEY_ENCRYPTION_KEY") == "" && cfg.Getenv("MICROSHOP_KEY_ENCRYPTION_KEY_FILE") == "" {
+		kek, err := usersKEK(data)
+		if err != nil {
+			return err
+		}
+		env = append(env, "MICROSHOP_KEY_ENCRYPTION_KEY_FILE="+kek)
+	}
 	// The broker run starts admits only the shop's services, each with
 	// its own NATS user; an outside one (--nats) is the operator's, and
 	// the services connect to it as it asks: here, with no credential.
@@ -190,7 +263,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	env = append(env, "MICROSHOP_CONSOLE_TOKEN="+consoleToken)
 
 	// The built-in mail server: notifications sends real SMTP to it.
-	mb, err := startMailbox(data, ports, consoleToken, log)
+	mb, err := startMailbox(data, ports, consoleToken, cfg.MailboxBytes, log)
 	if err != nil {
 		return err
 	}
@@ -200,12 +273,25 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	// environment of run), never every local port.
 	env = append(env, "MICROSHOP_SMTP_URL="+mb.smtpURL, "MICROSHOP_MAILBOX_URL="+mb.httpURL)
 
-	sup := &supervisor{exe: exe, data: data, log: log, readyTimeout: cfg.ReadyTimeout,
+	useTLS := cfg.Mode == Microservices && !cfg.PlainHTTP
+	var runID *mtls.Identity
+	if useTLS {
+		if runID, err = ensureTLS(data, specs, log); err != nil {
+			return err
+		}
+		go renewTLS(ctx, data, specs, log)
+	}
+	scheme := "http"
+	if useTLS {
+		scheme = "https"
+	}
+
+	sup := &supervisor{exe: exe, data: data, log: log, readyTimeout: cfg.ReadyTimeout, http: &clients{id: runID, timeout: 2 * time.Second},
 		state: state{State: State{Gateway: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), NATS: natsURL, Mailbox: mb.httpURL, SMTP: mb.smtpURL}}}
 
 	// The built-in trace collector: every service exports its spans here.
 	traceVars, elsewhere := traceEnv(cfg.Getenv, collectorURL(ports), consoleToken)
-	col, err := startCollector(ports.Collector(), natsURL, elsewhere, consoleToken, nauth.credential(broker.Monitor), sup, log)
+	col, err := startCollector(ports.Collector(), natsURL, elsewhere, consoleToken, cfg.TracesBytes, nauth.credential(broker.Monitor), sup, log)
 	if err != nil {
 		return err
 	}
@@ -221,23 +307,30 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if cfg.NATS == "" {
 		sup.add("nats", proc{
 			args: func(int) []string {
-				return []string{"nats", "--port", fmt.Sprint(ports.NATS), "--store", filepath.Join(data, "nats"), "--users", nauth.usersFile}
+				return []string{"nats", "--port", fmt.Sprint(ports.NATS), "--store", filepath.Join(data, "nats"), "--users", nauth.usersFile,
+					"--max-memory", fmt.Sprint(NATSMemory)}
 			},
 			port:  func(int) int { return ports.NATS },
-			env:   os.Environ(),
+			env:   append(os.Environ(), memoryEnv(cfg.Getenv, cfg.MemoryLimit)...),
 			ready: dialing,
 		})
 	}
 	for _, spec := range specs {
+		var tlsVars []string
+		if useTLS {
+			tlsVars = tlsEnv(data, spec.Name)
+		}
 		sup.add(spec.Name, proc{
 			args: func(slot int) []string {
 				return append([]string{"serve", spec.Name, "--addr", fmt.Sprintf("127.0.0.1:%d", ports.Replica(spec, slot)), "--data", data,
 					"--nats", natsURL, "--log-level", cfg.LogLevel, "--drain-delay", drainDelay(spec)}, dbFor(spec.Name)...)
 			},
 			port: func(slot int) int { return ports.Replica(spec, slot) },
-			env: append(append(env[:len(env):len(env)], peerEnv(spec, ports)...),
+			env: append(append(append(append(env[:len(env):len(env)], peerEnv(spec, ports, scheme)...), tlsVars...),
 				"MICROSHOP_SERVICE_KEY="+seeds[spec.Name], "MICROSHOP_NATS_SEED="+nauth.seeds[spec.Name]),
+				serviceMemoryEnv(cfg.Getenv, cfg.MemoryLimit, spec)...),
 			scalable: spec.Name != "gateway",
+			tls:      useTLS && !spec.Public,
 		})
 	}
 	for _, name := range sup.order {
@@ -249,13 +342,13 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		if name == "nats" {
 			// Services wait for the broker anyway; starting it first just
 			// makes their first connection succeed.
-			if err := waitReady(ctx, []*child{c}, cfg.ReadyTimeout); err != nil {
+			if err := sup.waitReady(ctx, []*child{c}, cfg.ReadyTimeout); err != nil {
 				sup.stopAll(stderr)
 				return err
 			}
 		}
 	}
-	if err := waitReady(ctx, sup.children(), cfg.ReadyTimeout); err != nil {
+	if err := sup.waitReady(ctx, sup.children(), cfg.ReadyTimeout); err != nil {
 		sup.stopAll(stderr)
 		return err
 	}
@@ -339,14 +432,14 @@ func collectorURL(p Ports) string { return fmt.Sprintf("http://127.0.0.1:%d", p.
 // peerEnv tells a service process where the services it needs are:
 // MICROSHOP_<PEER>_URL with one URL per replica slot of the peer, so its
 // balancer finds replicas started later by probing. It names no service
-// the Spec does not need.
-func peerEnv(spec service.Spec, ports Ports) []string {
+// the Spec does not need. scheme is https under mutual TLS.
+func peerEnv(spec service.Spec, ports Ports, scheme string) []string {
 	return topology.Env(spec, func(peer string) string {
 		callee, _ := topology.Find(peer)
-		urls := []string{fmt.Sprintf("http://127.0.0.1:%d", ports.Service(callee))}
+		urls := []string{fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports.Service(callee))}
 		if callee.Name != "gateway" {
 			for k := 1; k < MaxReplicas; k++ {
-				urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", ports.Replica(callee, k)))
+				urls = append(urls, fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports.Replica(callee, k)))
 			}
 		}
 		return strings.Join(urls, ",")
@@ -354,11 +447,11 @@ func peerEnv(spec service.Spec, ports Ports) []string {
 }
 
 // waitReady polls every service's /readyz until all answer 200.
-func waitReady(ctx context.Context, children []*child, timeout time.Duration) error {
+func (s *supervisor) waitReady(ctx context.Context, children []*child, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	client := &http.Client{Timeout: time.Second}
 	for _, c := range children {
+		client := s.http.get(c.Name)
 		for {
 			select {
 			case <-c.exited:

@@ -2,7 +2,9 @@ package localrun
 
 import (
 	"context"
+	"fmt"
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/topology"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 	"io"
@@ -188,5 +190,35 @@ func TestLabelSampleKeepsLabelsUnique(t *testing.T) {
 	want := map[string]string{"exported_service": "orders", "code": "200", "service": "gateway", "replica": "1"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("labels %v, want %v", got, want)
+	}
+}
+
+// Every process run starts gets run's memory limit as GOMEMLIMIT, unless
+// run itself was given a GOMEMLIMIT: then that one reaches them unchanged
+// (through the environment they inherit) and run adds none.
+func TestMemoryEnvLetsAnInheritedLimitWin(t *testing.T) {
+	none := func(string) string { return "" }
+	if got := memoryEnv(none, 32<<20); len(got) != 1 || got[0] != "GOMEMLIMIT=33554432B" {
+		t.Errorf("memoryEnv = %q", got)
+	}
+	if got := memoryEnv(none, 0); got != nil {
+		t.Errorf("no limit: memoryEnv = %q", got)
+	}
+	inherited := func(k string) string {
+		if k == "GOMEMLIMIT" {
+			return "100MiB"
+		}
+		return ""
+	}
+	if got := memoryEnv(inherited, 32<<20); got != nil {
+		t.Errorf("an inherited GOMEMLIMIT: memoryEnv = %q, want nothing added", got)
+	}
+	// users hashes passwords in 19 MiB each: its limit leaves room.
+	users, _ := topology.Find("users")
+	if got := serviceMemoryEnv(none, 32<<20, users); len(got) != 1 || got[0] != fmt.Sprintf("GOMEMLIMIT=%dB", 32<<20+users.MemoryHeadroom) || users.MemoryHeadroom < 4*19<<20 {
+		t.Errorf("users: %q (headroom %d)", got, users.MemoryHeadroom)
+	}
+	if got := serviceMemoryEnv(none, 0, users); got != nil {
+		t.Errorf("no limit: users gets %q", got)
 	}
 }

@@ -21,8 +21,8 @@ type runMailbox struct {
 	web              *http.Server
 }
 
-func startMailbox(data string, ports Ports, token string, log *slog.Logger) (*runMailbox, error) {
-	mb, err := mailbox.Open(filepath.Join(data, "mailbox.jsonl"), 1000, log.With("component", "mailbox"))
+func startMailbox(data string, ports Ports, token string, maxBytes int64, log *slog.Logger) (*runMailbox, error) {
+	mb, err := mailbox.Open(filepath.Join(data, "mailbox.jsonl"), 1000, maxBytes, log.With("component", "mailbox"))
 	if err != nil {
 		return nil, err
 	}

@@ -263,7 +263,7 @@ func startEmbeddedNATS(data string, port int, users []broker.User) (*embeddedNAT
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", logPath, err)
 	}
-	srv, err := broker.StartEmbeddedWithUsers(filepath.Join(data, "nats"), "127.0.0.1", port, users, logging.New(&syncWriter{w: logFile}, "nats", 0))
+	srv, err := broker.StartEmbeddedLimited(filepath.Join(data, "nats"), "127.0.0.1", port, users, NATSMemory, logging.New(&syncWriter{w: logFile}, "nats", 0))
 	if err != nil {
 		logFile.Close()
 		return nil, err

@@ -52,6 +52,27 @@ func serviceKeys(data string, specs []service.Spec) (map[string]string, string, 
 	return stored.Seeds, stored.Publics, nil
 }
 
+// usersKEK returns the file of users' key-encryption key, which seals
+// its token-signing keys in users.db, making it on the first run (mode
+// 0600). A copy of users.db alone then signs nothing; deleting the file
+// makes users refuse to start, since it can no longer open its keys.
+func usersKEK(data string) (string, error) {
+	path := filepath.Join(data, "users-kek")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("making users' key-encryption key: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(b)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return path, nil
+}
+
 // natsAuth is the broker's side of `run`: each service's NATS user and
 // the monitor's (the collector's stream report).
 type natsAuth struct {

@@ -23,6 +23,9 @@ type supervisor struct {
 	log  *slog.Logger
 	// readyTimeout bounds the wait for a new replica during scale and restart.
 	readyTimeout time.Duration
+	// http reaches the services as run: with the supervisor's
+	// certificate under mutual TLS.
+	http *clients
 
 	mu    sync.Mutex
 	procs map[string]proc // how to start each, by name
@@ -39,6 +42,8 @@ type proc struct {
 	env      []string
 	ready    readiness
 	scalable bool
+	// tls: the process serves mutual TLS (https:// URL).
+	tls bool
 }
 
 // readiness is how waitReady decides a process can take work.
@@ -78,7 +83,7 @@ func (s *supervisor) start(ctx context.Context, name string) (Process, error) {
 	if err != nil {
 		return Process{}, err
 	}
-	if err := waitReady(ctx, []*child{c}, s.readyTimeout); err != nil {
+	if err := s.waitReady(ctx, []*child{c}, s.readyTimeout); err != nil {
 		return Process{}, err
 	}
 	return c.process(), nil
@@ -183,7 +188,7 @@ func (s *supervisor) scale(ctx context.Context, name string, n int) ([]Process, 
 		}
 	}
 	s.mu.Unlock()
-	if err := waitReady(ctx, started, s.readyTimeout); err != nil {
+	if err := s.waitReady(ctx, started, s.readyTimeout); err != nil {
 		return nil, err
 	}
 	for _, c := range stopping {
@@ -240,7 +245,7 @@ func (s *supervisor) restart(ctx context.Context, name string) ([]Process, error
 		if err != nil {
 			return nil, err
 		}
-		if err := waitReady(ctx, []*child{c}, s.readyTimeout); err != nil {
+		if err := s.waitReady(ctx, []*child{c}, s.readyTimeout); err != nil {
 			return nil, err
 		}
 		if old[k].running() {
@@ -448,8 +453,11 @@ func startChild(exe, name string, slot int, data string, p proc) (*child, error)
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	scheme := "http"
-	if p.ready == dialing {
+	switch {
+	case p.ready == dialing:
 		scheme = "nats"
+	case p.tls:
+		scheme = "https"
 	}
 	port := p.port(slot)
 	c := &child{Process: Process{Name: name, Replica: slot, Port: port, PID: cmd.Process.Pid, URL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),

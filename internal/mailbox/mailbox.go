@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/emersion/go-smtp"
 )
@@ -40,50 +42,178 @@ type Message struct {
 	ReceivedAt time.Time `json:"received_at"`
 }
 
-// Mailbox keeps received messages in memory, newest last, and appends
-// each to a JSON-lines file so they survive a restart of `run`.
+// Mailbox keeps the newest received messages in memory, within a count
+// and a budget of bytes, newest last, and appends each to a JSON-lines
+// file so they survive a restart of `run`.
 type Mailbox struct {
-	log  *slog.Logger
-	max  int
-	path string
+	log      *slog.Logger
+	max      int
+	maxBytes int64
+	path     string
 
-	mu   sync.Mutex
-	msgs []Message
-	next int
-	file *os.File
-	smtp *smtp.Server
+	mu    sync.Mutex
+	msgs  []Message
+	bytes int64 // what msgs hold, as messageSize counts it
+	next  int
+	file  *os.File
+	size  int64 // of the file, to know when to compact it (it only grows)
+	smtp  *smtp.Server
+}
+
+// DefaultBytes is the mailbox's budget when none is given: about a
+// thousand of the shop's receipts.
+const DefaultBytes = 2 << 20
+
+// messageSize is an estimate of what msg takes in memory: the struct and
+// its strings.
+func messageSize(msg Message) int64 {
+	n := int64(unsafe.Sizeof(msg)) + int64(len(msg.MessageID)+len(msg.From)+len(msg.Subject)+len(msg.Text)+len(msg.HTML))
+	for _, to := range msg.To {
+		n += 16 + int64(len(to))
+	}
+	return n
 }
 
 // Open loads the mailbox at path (created if missing), keeping at most
-// limit messages in memory.
-func Open(path string, limit int, log *slog.Logger) (*Mailbox, error) {
-	m := &Mailbox{log: log, max: limit, path: path, next: 1}
-	if b, err := os.ReadFile(path); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 1<<20), 8<<20)
-		for sc.Scan() {
-			var msg Message
-			if json.Unmarshal(sc.Bytes(), &msg) == nil {
-				m.keep(msg)
-				m.next = max(m.next, msg.ID+1)
-			}
+// limit messages and maxBytes of them in memory (DefaultBytes when 0 or
+// less). The file is read a line at a time, so a long history is never
+// in memory whole; when it holds much more than is kept, it is rewritten
+// with the kept messages only.
+func Open(path string, limit int, maxBytes int64, log *slog.Logger) (*Mailbox, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultBytes
+	}
+	m := &Mailbox{log: log, max: limit, maxBytes: maxBytes, path: path, next: 1}
+	if f, err := os.Open(path); err == nil {
+		err := m.load(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading the mailbox %s: %w", path, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("reading the mailbox %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening the mailbox %s: %w", path, err)
+	if err := m.openFile(); err != nil {
+		return nil, err
 	}
-	m.file = f
 	return m, nil
 }
 
-func (m *Mailbox) keep(msg Message) {
-	m.msgs = append(m.msgs, msg)
-	if len(m.msgs) > m.max {
-		m.msgs = m.msgs[len(m.msgs)-m.max:]
+// load reads the messages of f one line at a time, keeping the newest.
+func (m *Mailbox) load(f *os.File) error {
+	r := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: read the rest of it.
+			long := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = r.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			var msg Message
+			if json.Unmarshal(line, &msg) == nil {
+				m.keep(msg)
+				m.next = max(m.next, msg.ID+1)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
+}
+
+// openFile opens the file to append to, first rewriting it with the
+// kept messages when it has grown to more than twice the budget.
+func (m *Mailbox) openFile() error {
+	if st, err := os.Stat(m.path); err == nil && st.Size() > 2*m.maxBytes+(1<<20) {
+		if err := m.compact(); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(m.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening the mailbox %s: %w", m.path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("opening the mailbox %s: %w", m.path, err)
+	}
+	m.file, m.size = f, st.Size()
+	return nil
+}
+
+// compact rewrites the file with the kept messages only, atomically.
+func (m *Mailbox) compact() error {
+	tmp := m.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("compacting the mailbox: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, msg := range m.msgs {
+		if err := enc.Encode(msg); err != nil {
+			f.Close()
+			return fmt.Errorf("compacting the mailbox: %w", err)
+		}
+	}
+	if err := errors.Join(w.Flush(), f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("compacting the mailbox: %w", err)
+	}
+	return os.Rename(tmp, m.path)
+}
+
+// keep adds msg and drops the oldest messages beyond either bound. A
+// message larger than a quarter of the budget is kept with its bodies
+// cut, so one huge message cannot push every other one out.
+func (m *Mailbox) keep(msg Message) {
+	if quarter := m.maxBytes / 4; messageSize(msg) > quarter {
+		const note = "\n[cut by the mailbox of microshop run: the message was larger than a quarter of its memory budget]"
+		room := max(int(quarter)-int(messageSize(Message{MessageID: msg.MessageID, From: msg.From, To: msg.To, Subject: msg.Subject}))-2*len(note), 0)
+		msg.Text = cut(msg.Text, room/2) + note
+		msg.HTML = cut(msg.HTML, room/2)
+		if msg.HTML != "" {
+			msg.HTML += note
+		}
+	}
+	m.msgs = append(m.msgs, msg)
+	m.bytes += messageSize(msg)
+	drop := 0
+	for drop < len(m.msgs)-1 && (len(m.msgs)-drop > m.max || m.bytes > m.maxBytes) {
+		m.bytes -= messageSize(m.msgs[drop])
+		drop++
+	}
+	if drop > 0 {
+		clear(m.msgs[:drop]) // so the dropped messages' strings can be freed
+		m.msgs = append(m.msgs[:0], m.msgs[drop:]...)
+	}
+}
+
+// cut shortens s to at most n bytes, on a character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Bytes is what the kept messages take in memory, as the mailbox counts
+// it: never more than its budget.
+func (m *Mailbox) Bytes() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bytes
 }
 
 // add stores a message and returns it with its id.
@@ -99,7 +229,17 @@ func (m *Mailbox) add(msg Message) (Message, error) {
 	if _, err := m.file.Write(append(b, '\n')); err != nil {
 		return Message{}, fmt.Errorf("storing the message: %w", err)
 	}
+	m.size += int64(len(b) + 1)
 	m.keep(msg)
+	if m.size > 2*m.maxBytes+(1<<20) {
+		// The file only grows: rewrite it with what is kept, as Open does.
+		if err := m.file.Close(); err != nil {
+			m.log.Warn("closing the mailbox file to compact it", "err", err)
+		}
+		if err := m.openFile(); err != nil {
+			return Message{}, err
+		}
+	}
 	return msg, nil
 }
 

@@ -45,6 +45,9 @@ type Options struct {
 	Timeout time.Duration
 	// UserAgent names the program in the gateway's logs.
 	UserAgent string
+	// DialContext, when set, opens the connections to the gateway, such
+	// as from another network namespace (internal/netlab's load host).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Client talks to one gateway. It is safe for concurrent use.
@@ -77,9 +80,13 @@ func New(baseURL string, opts Options) (*Client, error) {
 	if ua == "" {
 		ua = "microshop-shopclient"
 	}
+	dial := opts.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
 	transport := &http.Transport{
 		Proxy:                 nil, // only the gateway, never a proxy from the environment
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          conns,
 		MaxIdleConnsPerHost:   conns,
 		IdleConnTimeout:       90 * time.Second,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/balancer"
+	"github.com/microshop/microshop/internal/platform/mtls"
 	"github.com/microshop/microshop/internal/platform/problem"
 	"github.com/microshop/microshop/internal/platform/ratelimit"
 	"github.com/microshop/microshop/internal/platform/telemetry"
@@ -38,6 +39,11 @@ type Target struct {
 	// of any the client sent under the same names: a token the target
 	// asks of the gateway.
 	Header http.Header
+	// Service says the target is one of the shop's services: with
+	// Deps.TLS it is called over mutual TLS (https:// URLs) and must
+	// prove that it is the service Name. run's tools (the mailbox, the
+	// trace collector) are not services.
+	Service bool
 }
 
 // Config holds the gateway's settings.
@@ -64,7 +70,6 @@ type Gateway struct {
 	names     []string // in the order of Config.Targets
 	limiter   *ratelimit.Limiter
 	perSecond int
-	probe     *http.Client
 	log       *slog.Logger
 }
 
@@ -80,6 +85,9 @@ type Deps struct {
 	// Transport carries requests to the services; nil means the gateway's
 	// own pool of keep-alive connections.
 	Transport http.RoundTripper
+	// TLS, when set, is the gateway's identity for mutual TLS with the
+	// services (Target.Service). Ignored when Transport is set.
+	TLS *mtls.Identity
 }
 
 // New builds a gateway. It does no work at start, so ctx goes unused; it
@@ -92,23 +100,29 @@ func New(_ context.Context, cfg Config, deps Deps) (*Gateway, error) {
 	if cfg.RateLimit < 0 {
 		return nil, fmt.Errorf("--rate-limit %d: want 0 (unlimited) or more", cfg.RateLimit)
 	}
-	var transport http.RoundTripper = newTransport()
+	var shared http.RoundTripper = newTransport()
 	if deps.Transport != nil {
-		transport = deps.Transport
+		shared = deps.Transport
 	}
 	m := newMetrics(reg)
 	g := &Gateway{
 		upstreams: map[string]*upstream{},
 		limiter:   ratelimit.New(0, 0),
 		perSecond: cfg.RateLimit,
-		probe:     &http.Client{Transport: transport, Timeout: 2 * time.Second},
 		log:       log,
 	}
 	if cfg.RateLimit > 0 {
 		g.limiter = ratelimit.New(time.Second/time.Duration(cfg.RateLimit), 2*cfg.RateLimit)
 	}
 	for _, t := range cfg.Targets {
-		u, err := targetURL(t, cfg.System)
+		transport := shared
+		if deps.Transport == nil && deps.TLS != nil && t.Service {
+			// A pool of its own: its connections must prove to be Name.
+			tr := newTransport()
+			tr.DialTLSContext = deps.TLS.DialTLS(t.Name)
+			transport = tr
+		}
+		u, err := targetURL(t, cfg.System, transport, deps.Transport == nil && deps.TLS != nil && t.Service)
 		if err != nil {
 			return nil, err
 		}
@@ -120,6 +134,7 @@ func New(_ context.Context, cfg Config, deps Deps) (*Gateway, error) {
 			tel = telemetry.Disabled()
 		}
 		up := newUpstream(t.Name, u, cfg.UpstreamTimeout, cfg.ProxySecret, t.Header, transport, m, tel, log)
+		up.probe = &http.Client{Transport: transport, Timeout: 2 * time.Second}
 		up.guarded = auth.Authenticate(v)(auth.Require(up))
 		if t.Role != "" {
 			up.guarded = auth.Authenticate(v)(auth.RequireRole(t.Role)(up))
@@ -146,11 +161,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 // gateway forwards paths unchanged, so a path here would be ignored.
 // A comma-separated list names the service's replicas, which the gateway
 // balances over (see package balancer).
-func targetURL(t Target, system string) (*balancer.Balancer, error) {
+//
+// With mutual TLS (viaTLS), every URL must be https:// and the probes go
+// through transport, so they too reach only replicas that prove to be the
+// service.
+func targetURL(t Target, system string, transport http.RoundTripper, viaTLS bool) (*balancer.Balancer, error) {
 	for _, raw := range strings.Split(t.URL, ",") {
 		u, err := url.Parse(strings.TrimSpace(raw))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("--%s-url %q: want a base URL such as http://127.0.0.1:8082", t.Name, t.URL)
+		}
+		if viaTLS && u.Scheme != "https" {
+			return nil, fmt.Errorf("--%s-url %q: the services are called over mutual TLS, so their URLs must be https://", t.Name, t.URL)
 		}
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 			return nil, fmt.Errorf("--%s-url %q: want a base URL with no path, query or user", t.Name, t.URL)
@@ -162,6 +184,9 @@ func targetURL(t Target, system string) (*balancer.Balancer, error) {
 	}
 	if system != "" {
 		b.Expect(t.Name + "@" + system)
+	}
+	if viaTLS {
+		b.ProbeWith(transport)
 	}
 	// One probe now, bounded by the probe timeout, so the first requests
 	// go to replicas that are up; Run keeps probing after it.
@@ -186,10 +211,12 @@ func (g *Gateway) API(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.NotFound(fmt.Sprintf("there is no service named %q; the API is under /api/<service>/", name)))
 		return
 	}
-	if isPublic(r.Method, path) {
+	if isPublic(r.Method, path) || r.Method == http.MethodOptions {
 		// Public routes are forwarded without looking at the token: the
 		// service decides what a token means there, and a client holding
 		// an expired access token must still reach refresh and login.
+		// OPTIONS asks only which methods a route has, and the service
+		// answers it before any token check of its own.
 		u.ServeHTTP(w, r)
 		return
 	}
@@ -241,7 +268,7 @@ func (g *Gateway) Status(ctx context.Context) []ServiceStatus {
 func (g *Gateway) serviceStatus(ctx context.Context, name string, u *upstream) ServiceStatus {
 	st := ServiceStatus{Service: name, Status: "unreachable", Replicas: u.bal.Len()}
 	for _, base := range u.bal.All() {
-		switch g.ready(ctx, base) {
+		switch g.ready(ctx, u.probe, base) {
 		case "ready":
 			st.Ready++
 			st.Status = "ready"
@@ -254,12 +281,12 @@ func (g *Gateway) serviceStatus(ctx context.Context, name string, u *upstream) S
 	return st
 }
 
-func (g *Gateway) ready(ctx context.Context, base *url.URL) string {
+func (g *Gateway) ready(ctx context.Context, probe *http.Client, base *url.URL) string {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.JoinPath("/readyz").String(), nil)
 	if err != nil {
 		return "unreachable"
 	}
-	resp, err := g.probe.Do(req)
+	resp, err := probe.Do(req)
 	if err != nil {
 		return "unreachable"
 	}

@@ -39,6 +39,10 @@ func TestGateway(t *testing.T) {
 		if err := json.Unmarshal(res.Body, &me); err != nil || me.Email != "ada@example.com" {
 			t.Errorf("me = %s (%v), want ada@example.com", res.Body, err)
 		}
+		// One person's data: kept by no cache, shared or the browser's.
+		if cc := res.Header.Values("Cache-Control"); len(cc) != 1 || cc[0] != "private, no-store" {
+			t.Errorf("GET /api/users/me: Cache-Control %q, want private, no-store", cc)
+		}
 	})
 
 	t.Run("public routes need no token", func(t *testing.T) {
@@ -339,6 +343,15 @@ func TestUpstreamTimeout(t *testing.T) {
 	}
 	if p.Service != "reports" || !strings.Contains(p.Detail, "reports") || !strings.Contains(p.Detail, "2s") {
 		t.Errorf("problem = %+v, want it to name reports and the deadline", p)
+	}
+
+	// The service learns the time left (Request-Timeout-Ms), so it stops
+	// on its own even when it never sees the connection close; a
+	// client's own, longer value does not reach it.
+	do(t, http.MethodGet, gw+"/api/reports/fast", token, nil, "Request-Timeout-Ms", "600000")
+	got := reports.last(t).Header.Get("Request-Timeout-Ms")
+	if ms, err := strconv.Atoi(got); err != nil || ms <= 0 || ms > 2000 {
+		t.Errorf("Request-Timeout-Ms at the service = %q, want the time left of the gateway's 2s", got)
 	}
 }
 

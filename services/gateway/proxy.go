@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +40,11 @@ func newTransport() *http.Transport {
 			Timeout:   3 * time.Second,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		ForceAttemptHTTP2:     true,
+		ForceAttemptHTTP2: true,
+		// The client's own Accept-Encoding goes to the service unchanged;
+		// the gateway asks for no compression of its own, which it would
+		// only have to undo.
+		DisableCompression:    true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
@@ -60,6 +65,9 @@ type upstream struct {
 	// guarded is the proxy behind the token check, for routes that are
 	// not public.
 	guarded http.Handler
+	// probe asks the replicas' readiness for the health panel, through
+	// the upstream's own transport.
+	probe *http.Client
 }
 
 func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, secret string, header http.Header, transport http.RoundTripper, m *metrics, tel *telemetry.Telemetry, log *slog.Logger) *upstream {
@@ -81,17 +89,52 @@ func newUpstream(name string, bal *balancer.Balancer, timeout time.Duration, sec
 			if secret != "" {
 				pr.Out.Header.Set(ratelimit.ProxySecretHeader, secret)
 			}
+			// The service gets the time left of the upstream deadline, so
+			// it stops working on a request the gateway has given up on
+			// even when it never sees the connection close (a partition
+			// between them). A client's own value goes.
+			pr.Out.Header.Del(server.TimeoutHeader)
+			if dl, ok := pr.Out.Context().Deadline(); ok {
+				pr.Out.Header.Set(server.TimeoutHeader, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
+			}
 			// Only the gateway may present the console's token.
 			pr.Out.Header.Del(auth.ConsoleTokenHeader)
 			for k, v := range header {
 				pr.Out.Header[k] = v
 			}
 		},
-		Transport:    observed{next: transport, service: name, m: m, tel: tel, bal: bal},
-		ErrorHandler: u.failed,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Transport:      observed{next: transport, service: name, m: m, tel: tel, bal: bal},
+		ModifyResponse: named,
+		ErrorHandler:   u.failed,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return u
+}
+
+// named readies a service's answer for the client. The request is named
+// by the route the service answered with (server.RouteHeader), so the
+// gateway's span says which request it was instead of "GET /api/*". The
+// service's X-Request-Id goes: it is the gateway's own, which the client
+// has already, and the proxy would add it a second time.
+func named(resp *http.Response) error {
+	if resp.Request != nil {
+		server.NameRoute(resp.Request.Context(), resp.Header.Get(server.RouteHeader))
+	}
+	resp.Header.Del(server.RouteHeader)
+	resp.Header.Del(server.RequestIDHeader)
+	// The gateway's compression says Vary: Accept-Encoding already; the
+	// proxy would add the service's after it.
+	var vary []string
+	for _, v := range resp.Header.Values("Vary") {
+		if !strings.EqualFold(strings.TrimSpace(v), "Accept-Encoding") {
+			vary = append(vary, v)
+		}
+	}
+	resp.Header.Del("Vary")
+	for _, v := range vary {
+		resp.Header.Add("Vary", v)
+	}
+	return nil
 }
 
 // ServeHTTP forwards r to the service within the upstream deadline.
@@ -191,8 +234,11 @@ type observed struct {
 // trace, whose context it passes to the service in the traceparent header.
 func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
-	ctx, span := o.tel.Tracer.Start(r.Context(), "proxy "+o.service, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("peer.service", o.service), attribute.String("http.request.method", r.Method)))
+	// Named "{method}" until the service says which route answered, as
+	// OpenTelemetry names a client span whose URL template is unknown.
+	method := server.MethodLabel(r.Method)
+	ctx, span := o.tel.Tracer.Start(r.Context(), method, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("peer.service", o.service), attribute.String("http.request.method", method)))
 	defer span.End()
 	r = r.Clone(ctx)
 	o.tel.Inject(ctx, r.Header)
@@ -219,6 +265,10 @@ func (o observed) RoundTrip(r *http.Request) (*http.Response, error) {
 		span.SetStatus(codes.Error, err.Error())
 	} else {
 		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+		if route := resp.Header.Get(server.RouteHeader); route != "" {
+			span.SetName(method + " " + route)
+			span.SetAttributes(attribute.String("url.template", route))
+		}
 	}
 	o.m.duration.WithLabelValues(o.service).Observe(time.Since(start).Seconds())
 	code := "error"

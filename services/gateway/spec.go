@@ -17,6 +17,7 @@ import (
 func Spec(routes ...string) service.Spec {
 	return service.Spec{
 		Name:    "gateway",
+		Public:  true,
 		Summary: "gateway: the one public entry; routes /api/<service>/... to the services, checks access tokens, rate limits per client.",
 		Calls:   routes,
 		Setup: func(f *config.Flags) service.Build {
@@ -29,10 +30,15 @@ func Spec(routes ...string) service.Spec {
 				secret  = f.String("proxy-secret", "", "secret sent to the services with every request, so users believes the X-Forwarded-For the gateway adds (microshop run sets it)")
 				conns   = f.Int("max-conns-per-client", 256, "connections one client address may hold open; one more is answered 503 and closed (0: unlimited)")
 				console = f.String("console-token", "", "token the mailbox and the trace collector ask of the gateway (microshop run sets it)")
+				origins = f.String("cors-origins", "", "origins whose web pages may call the API from a browser (CORS), comma-separated, such as https://shop.example.com, or *; none by default")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
 				if *conns < 0 {
 					return fmt.Errorf("--max-conns-per-client %d: want 0 (unlimited) or more", *conns)
+				}
+				crossOrigin, err := corsPolicy(*origins)
+				if err != nil {
+					return err
 				}
 				rt.Server.LimitConnsPerClient(*conns)
 				rt.Server.RestrictMetrics(fromLoopback)
@@ -45,7 +51,7 @@ func Spec(routes ...string) service.Spec {
 				}
 				var targets []Target
 				for _, name := range routes {
-					targets = append(targets, Target{Name: name, URL: rt.URL(name)})
+					targets = append(targets, Target{Name: name, URL: rt.URL(name), Service: true})
 				}
 				// run's mailbox and collector check no access tokens: only
 				// admins reach them, and the console token tells them the
@@ -61,11 +67,11 @@ func Spec(routes ...string) service.Spec {
 					targets = append(targets, Target{Name: "mailbox", URL: *mailbox, Role: auth.RoleAdmin, Header: tools})
 				}
 				g, err := New(ctx, Config{Targets: targets, UpstreamTimeout: *timeout, RateLimit: *perIP, System: rt.System, ProxySecret: *secret},
-					Deps{Verifier: rt.Verifier, Log: rt.Log, Registry: rt.Registry, Telemetry: rt.Telemetry, Transport: rt.Transport})
+					Deps{Verifier: rt.Verifier, Log: rt.Log, Registry: rt.Registry, Telemetry: rt.Telemetry, Transport: rt.Transport, TLS: rt.TLS})
 				if err != nil {
 					return err
 				}
-				Routes(rt.Server.Router, g)
+				Routes(rt.Server.Router, g, crossOrigin)
 				rt.Go("replica probes", g.Run)
 				return nil
 			}

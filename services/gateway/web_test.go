@@ -57,3 +57,20 @@ func TestServesWebUI(t *testing.T) {
 	}
 	wantProblem(t, do(t, http.MethodGet, gw+"/api/nosuch/x", "", nil), http.StatusNotFound)
 }
+
+// The events' AsyncAPI document is served beside the API, with no
+// service running.
+func TestServesAsyncAPI(t *testing.T) {
+	gw := startGateway(t, closedURL(t), nil).URL
+	res := do(t, http.MethodGet, gw+"/api/asyncapi.yaml", "", nil)
+	if res.Status != http.StatusOK || res.Header.Get("Content-Type") != "application/yaml" ||
+		!strings.Contains(string(res.Body), "asyncapi: 3.0.0") || !strings.Contains(string(res.Body), "orders.confirmed") {
+		t.Fatalf("GET /api/asyncapi.yaml = %d %s:\n%.200s", res.Status, res.Header.Get("Content-Type"), res.Body)
+	}
+	if res := do(t, http.MethodGet, gw+"/api/asyncapi.yaml", "", nil, "If-None-Match", res.Header.Get("ETag")); res.Status != http.StatusNotModified {
+		t.Errorf("GET /api/asyncapi.yaml with its ETag = %d, want 304", res.Status)
+	}
+	if res := do(t, http.MethodHead, gw+"/api/asyncapi.yaml", "", nil); res.Status != http.StatusOK {
+		t.Errorf("HEAD /api/asyncapi.yaml = %d, want 200", res.Status)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
@@ -70,7 +71,9 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 	if more {
 		page.NextPageToken = httpjson.PageToken(items[len(items)-1].SKU)
 	}
-	httpjson.Write(w, http.StatusOK, page)
+	// Catalog reads may be kept by any cache, which asks again with the
+	// ETag and gets a 304 while nothing changed.
+	httpjson.WriteCached(w, r, page)
 }
 
 // listQuery reads the catalog list's parameters: q, limit and page_token,
@@ -96,7 +99,7 @@ func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, p)
+	httpjson.WriteCached(w, r, p)
 }
 
 func (h *handlers) create(w http.ResponseWriter, r *http.Request) {
@@ -249,6 +252,9 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, r, problem.NotFound(err.Error()))
 	case r.Context().Err() != nil:
 		problem.Write(w, r, problem.Unavailable("the request was cancelled before it finished"))
+	case database.Unreachable(err):
+		h.log.WarnContext(r.Context(), "the database did not answer", "path", r.URL.Path, "err", err)
+		problem.Write(w, r, problem.DatabaseUnavailable())
 	default:
 		h.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		problem.Write(w, r, problem.Internal())

@@ -174,6 +174,37 @@ func testCatalog(t *testing.T, s *shop) {
 	if r.Status != 200 || p.SKU != "MUG-CERAMIC-12" || p.PriceCents != 1400 {
 		t.Fatalf("one product: %d %s", r.Status, r.Body)
 	}
+
+	// Catalog reads carry a weak ETag and Cache-Control: no-cache; a
+	// client holding a current copy gets a 304 with no body; HEAD answers
+	// GET's headers; a change to the product (its stock) makes a new tag.
+	for _, path := range []string{"/api/inventory/products/MUG-CERAMIC-12", "/api/inventory/products?q=mug"} {
+		r := servicetest.Call(t, "GET", s.url+path, "", nil)
+		etag := r.Header.Get("ETag")
+		if !strings.HasPrefix(etag, `W/"`) || r.Header.Get("Cache-Control") != "no-cache" {
+			t.Fatalf("GET %s: ETag %q, Cache-Control %q", path, etag, r.Header.Get("Cache-Control"))
+		}
+		if again := servicetest.Call(t, "GET", s.url+path, "", nil, "If-None-Match", etag); again.Status != http.StatusNotModified || len(again.Body) != 0 {
+			t.Fatalf("GET %s with its ETag: %d %s, want 304 with no body", path, again.Status, again.Body)
+		}
+		if head := servicetest.Call(t, "HEAD", s.url+path, "", nil); head.Status != http.StatusOK || len(head.Body) != 0 || head.Header.Get("ETag") != etag {
+			t.Fatalf("HEAD %s: %d, ETag %q, %d bytes", path, head.Status, head.Header.Get("ETag"), len(head.Body))
+		}
+		if head := servicetest.Call(t, "HEAD", s.url+path, "", nil, "If-None-Match", etag); head.Status != http.StatusNotModified {
+			t.Fatalf("HEAD %s with its ETag: %d, want 304", path, head.Status)
+		}
+	}
+	before := servicetest.Call(t, "GET", s.url+"/api/inventory/products/MUG-CERAMIC-12", "", nil).Header.Get("ETag")
+	if r := servicetest.Call(t, "POST", s.url+"/api/inventory/products/MUG-CERAMIC-12/restock", s.Admin, map[string]any{"quantity": 1}); r.Status != http.StatusOK {
+		t.Fatalf("restock: %d %s", r.Status, r.Body)
+	}
+	if r := servicetest.Call(t, "GET", s.url+"/api/inventory/products/MUG-CERAMIC-12", "", nil, "If-None-Match", before); r.Status != http.StatusOK || r.Header.Get("ETag") == before {
+		t.Fatalf("after a restock, the old ETag: %d, ETag %q", r.Status, r.Header.Get("ETag"))
+	}
+	if r := servicetest.Call(t, "HEAD", s.url+"/api/inventory/products/NO-SUCH-SKU", "", nil); r.Status != http.StatusNotFound {
+		t.Fatalf("HEAD of an unknown product: %d", r.Status)
+	}
+
 	for _, sku := range []string{"NO-SUCH-SKU", "bad%20sku", strings.Repeat("x", 65)} {
 		p := problemOf(t, servicetest.Call(t, "GET", s.url+"/api/inventory/products/"+sku, "", nil), 404)
 		if !strings.HasSuffix(p.Type, "/not-found") {

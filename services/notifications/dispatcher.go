@@ -28,17 +28,28 @@ type dispatcher struct {
 	// workers bounds the tries underway at once.
 	workers int
 	// interval is how often the dispatcher looks for due deliveries when
-	// nothing woke it.
-	interval time.Duration
+	// nothing woke it and the last look found some; with nothing to do it
+	// looks less and less often, up to every idleMax.
+	interval, idleMax time.Duration
 	// lease is how long a claim holds a delivery: longer than any try.
 	lease time.Duration
 
 	sent *prometheus.CounterVec
+
+	mu sync.Mutex
+	// retryAt is the earliest retry this process scheduled and has not
+	// looked for yet (zero: none).
+	retryAt time.Time
 }
+
+// idleMax bounds the dispatcher's wait between looks when idle: the look
+// that finds the deliveries nothing here announced (another replica's
+// lease that ran out). On Postgres each look is a transaction.
+const idleMax = 5 * time.Second
 
 func newDispatcher(s *Service, m *mailer, w *webhooks, workers int, interval, lease time.Duration, reg prometheus.Registerer) *dispatcher {
 	d := &dispatcher{s: s, mailer: m, webhooks: w, log: s.log.With("component", "dispatcher"),
-		workers: workers, interval: interval, lease: lease,
+		workers: workers, interval: interval, idleMax: max(interval, idleMax), lease: lease,
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "notifications_delivery_tries_total",
 			Help: "Tries to deliver a notification, by channel kind (email, webhook) and outcome (sent, failed, dead).",
@@ -57,18 +68,26 @@ func (d *dispatcher) Run(ctx context.Context) error {
 	defer wg.Wait()
 	slots := make(chan struct{}, d.workers)
 	done := make(chan struct{}, d.workers)
-	tick := time.NewTicker(d.interval)
-	defer tick.Stop()
+	wait := d.interval
 	for {
-		d.pass(ctx, &wg, slots, done)
+		if d.pass(ctx, &wg, slots, done) {
+			wait = d.interval
+		} else {
+			wait = min(2*wait, d.idleMax)
+		}
+		timer := time.NewTimer(d.untilRetry(wait))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil
-		case <-tick.C:
+		case <-timer.C:
 		case <-done:
 			// A try ended: a worker is free for deliveries this pass
 			// could not take.
+			timer.Stop()
 		case <-d.s.wake:
+			timer.Stop()
+			wait = d.interval
 			// The handler pokes from inside its transaction; give the
 			// commit a moment so this look finds the rows.
 			select {
@@ -80,12 +99,38 @@ func (d *dispatcher) Run(ctx context.Context) error {
 	}
 }
 
+// untilRetry is wait, or less when a retry this process scheduled falls
+// due sooner.
+func (d *dispatcher) untilRetry(wait time.Duration) time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.retryAt.IsZero() {
+		return wait
+	}
+	until := time.Until(d.retryAt)
+	if until <= wait {
+		d.retryAt = time.Time{} // the look after this wait finds it
+		return max(until, 0)
+	}
+	return wait
+}
+
+// retryLater notes a retry due at t.
+func (d *dispatcher) retryLater(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.retryAt.IsZero() || t.Before(d.retryAt) {
+		d.retryAt = t
+	}
+}
+
 // pass claims as many due deliveries as there are free workers and starts
-// a try for each.
-func (d *dispatcher) pass(ctx context.Context, wg *sync.WaitGroup, slots chan struct{}, done chan struct{}) {
+// a try for each. It reports whether there was work: tries underway or
+// deliveries due.
+func (d *dispatcher) pass(ctx context.Context, wg *sync.WaitGroup, slots chan struct{}, done chan struct{}) bool {
 	free := cap(slots) - len(slots)
 	if free == 0 {
-		return
+		return true
 	}
 	now := time.Now()
 	// Look at more than we can take: another replica may claim some first.
@@ -94,7 +139,7 @@ func (d *dispatcher) pass(ctx context.Context, wg *sync.WaitGroup, slots chan st
 		if ctx.Err() == nil {
 			d.log.Warn("looking for due deliveries failed", "err", err)
 		}
-		return
+		return false
 	}
 	started := 0
 	for _, id := range due {
@@ -126,6 +171,7 @@ func (d *dispatcher) pass(ctx context.Context, wg *sync.WaitGroup, slots chan st
 			d.try(ctx, o)
 		}()
 	}
+	return len(due) > 0 || len(slots) > 0
 }
 
 // try sends one claimed delivery and records the outcome. It is not cut
@@ -175,6 +221,8 @@ func (d *dispatcher) try(ctx context.Context, o outgoing) {
 		log.Error("recording the outcome failed; the lease will run out and the delivery be tried again", "err", rerr)
 	} else if !ok {
 		log.Info("the delivery was replayed during the try; its outcome is not recorded")
+	} else if res.Status == StatusFailed {
+		d.retryLater(res.Next)
 	}
 }
 

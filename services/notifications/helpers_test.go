@@ -32,6 +32,7 @@ import (
 	"github.com/microshop/microshop/services/notifications/notificationsapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/users"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 // shop is a servicetest.Shop with what notifications talks to besides
@@ -39,9 +40,12 @@ import (
 // mailbox `microshop run` uses) that keeps what it receives.
 type shop struct {
 	*servicetest.Shop
-	SMTPURL string
-	Mailbox *mailbox.Mailbox
-	JS      jetstream.JetStream
+	// CustomerID is the shop's customer's id: notifications learns their
+	// address from users' internal route when an order event names them.
+	CustomerID string
+	SMTPURL    string
+	Mailbox    *mailbox.Mailbox
+	JS         jetstream.JetStream
 }
 
 func newShop(t *testing.T) *shop {
@@ -52,8 +56,11 @@ func newShop(t *testing.T) *shop {
 // newShopOn is newShop with the NATS server at natsURL.
 func newShopOn(t *testing.T, natsURL string) *shop {
 	t.Helper()
-	e := &shop{Shop: servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{NATS: natsURL})}
-	mb, err := mailbox.Open(filepath.Join(t.TempDir(), "mailbox.jsonl"), 100000, slog.New(slog.DiscardHandler))
+	e := &shop{Shop: servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{NATS: natsURL, Keys: []string{"notifications"}})}
+	var me usersapi.User
+	servicetest.Call(t, "GET", e.Users.URL+"/api/users/me", e.Customer, nil).JSON(t, &me)
+	e.CustomerID = me.ID
+	mb, err := mailbox.Open(filepath.Join(t.TempDir(), "mailbox.jsonl"), 100000, 64<<20, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,9 +325,10 @@ func verify(secret string, r received, ev events.Event) error {
 	return nil
 }
 
-func confirmed(email string) ordersapi.OrderConfirmed {
+// confirmed is an order of the customer userID, confirmed.
+func confirmed(userID string) ordersapi.OrderConfirmed {
 	return ordersapi.OrderConfirmed{
-		OrderID: ids.New(), UserID: "u1", Email: email,
+		OrderID: ids.New(), UserID: userID,
 		Lines: []ordersapi.Line{
 			{SKU: "MUG-CERAMIC-12", Quantity: 2, PriceCents: 1400},
 			{SKU: "KETTLE-GOOSENECK", Quantity: 1, PriceCents: 5900},

@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
@@ -130,10 +131,15 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, r, problem.NotFound("no such "+resource(r)))
 	case errors.Is(err, ErrAlreadyPending):
 		problem.Write(w, r, problem.New(http.StatusConflict, notificationsapi.ProblemDeliveryPending, "Delivery pending", err.Error()))
+	case errors.Is(err, ErrErased):
+		problem.Write(w, r, problem.Conflict(err.Error()))
 	case errors.Is(err, ErrTooManyEndpoints):
 		problem.Write(w, r, problem.New(http.StatusConflict, notificationsapi.ProblemTooManyWebhooks, "Too many webhook endpoints", err.Error()))
 	case r.Context().Err() != nil:
 		problem.Write(w, r, problem.Unavailable("the request was cancelled before it finished"))
+	case database.Unreachable(err):
+		h.log.WarnContext(r.Context(), "the database did not answer", "path", r.URL.Path, "err", err)
+		problem.Write(w, r, problem.DatabaseUnavailable())
 	default:
 		h.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		problem.Write(w, r, problem.Internal())

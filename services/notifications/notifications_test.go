@@ -2,7 +2,6 @@ package notifications_test
 
 import (
 	"flag"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -83,8 +82,8 @@ func testReplicas(t *testing.T, e *shop, a, b *notif) {
 	rc := newReceiver(t, func(int) int { hits.Add(1); return http.StatusOK })
 	hook := a.register(t, e.Admin, rc.URL, "orders.confirmed")
 	var sent []events.Event
-	for i := range 30 {
-		sent = append(sent, e.publish(t, confirmed(fmt.Sprintf("replica-%d-%s@example.com", i, ids.New()[20:]))))
+	for range 30 {
+		sent = append(sent, e.publish(t, confirmed(e.CustomerID)))
 	}
 	var idsSent []string
 	for _, ev := range sent {
@@ -107,7 +106,7 @@ func testReplicas(t *testing.T, e *shop, a, b *notif) {
 	perEvent := map[string]int{}
 	for _, r := range rc.requests() {
 		perEvent[r.Header.Get("Microshop-Event-Id")]++
-		if err := verify(hook.Secret, r, events.Event{ID: r.Header.Get("Microshop-Event-Id"), Type: "orders.confirmed", Version: 1}); err != nil {
+		if err := verify(hook.Secret, r, events.Event{ID: r.Header.Get("Microshop-Event-Id"), Type: "orders.confirmed", Version: 2}); err != nil {
 			t.Error(err)
 		}
 	}
@@ -135,13 +134,13 @@ func TestRestart(t *testing.T) {
 	n := e.start(t)
 	// Something handled before the stop, so the restart resumes a
 	// consumer rather than starting a new one.
-	first := e.publish(t, confirmed("before-stop@example.com"))
+	first := e.publish(t, confirmed(e.CustomerID))
 	e.emailOf(t, first.ID)
 	n.Service.Stop()
 
 	var idsSent []string
-	for i := range 20 {
-		ev := e.publish(t, confirmed(fmt.Sprintf("restart-%d@example.com", i)))
+	for range 20 {
+		ev := e.publish(t, confirmed(e.CustomerID))
 		idsSent = append(idsSent, ev.ID)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -183,7 +182,7 @@ func testEmails(t *testing.T, e *shop, n *notif) {
 		t.Errorf("welcome: %+v", m)
 	}
 
-	conf := confirmed(ada)
+	conf := confirmed("u-" + tag) // the customer welcomed above
 	confEv := e.publish(t, conf)
 	m = e.emailOf(t, confEv.ID)
 	for _, want := range []string{"Order " + conf.OrderID + " is confirmed and paid.", "2 × MUG-CERAMIC-12 at $14.00: $28.00",
@@ -202,7 +201,7 @@ func testEmails(t *testing.T, e *shop, n *notif) {
 		ordersapi.ReasonOutOfStock:      "out of stock",
 		ordersapi.ReasonInterrupted:     "interrupted",
 	} {
-		rej := e.publish(t, ordersapi.OrderRejected{OrderID: ids.New(), UserID: "u", Email: ada, Reason: reason,
+		rej := e.publish(t, ordersapi.OrderRejected{OrderID: ids.New(), UserID: "u-" + tag, Reason: reason,
 			Lines: conf.Lines, TotalCents: 8700, Currency: "USD", RejectedAt: time.Now().UTC()})
 		m = e.emailOf(t, rej.ID)
 		if !strings.HasPrefix(m.Subject, "We could not complete your microshop order") || !strings.Contains(m.Text, sentence) ||
@@ -213,7 +212,7 @@ func testEmails(t *testing.T, e *shop, n *notif) {
 
 	// A cancellation: one refund notice, from orders.cancelled; the refund
 	// payments publishes for it makes no second email.
-	cancel := e.publish(t, ordersapi.OrderCancelled{OrderID: conf.OrderID, UserID: "u", Email: ada, Lines: conf.Lines,
+	cancel := e.publish(t, ordersapi.OrderCancelled{OrderID: conf.OrderID, UserID: "u-" + tag, Lines: conf.Lines,
 		TotalCents: 8700, RefundedCents: 8700, Currency: "USD", CancelledAt: time.Now().UTC()})
 	refund := e.publish(t, paymentsapi.PaymentRefunded{PaymentID: "pay1", OrderID: conf.OrderID, AmountCents: 8700,
 		RefundedCentsTotal: 8700, Currency: "USD"})
@@ -286,12 +285,12 @@ func testEmails(t *testing.T, e *shop, n *notif) {
 // testSameEventTwice publishes one event twice under different broker
 // message ids, so the broker keeps both copies: the inbox makes it one email.
 func testSameEventTwice(t *testing.T, e *shop, n *notif) {
-	ev := newEvent(t, confirmed("twice-"+ids.New()[18:]+"@example.com"), time.Now())
+	ev := newEvent(t, confirmed(e.CustomerID), time.Now())
 	e.publishAs(t, ev, ev.ID)
 	e.publishAs(t, ev, ev.ID+"-again")
 	// Events are handled in stream order: once a later one is emailed,
 	// both copies have been handled.
-	marker := e.publish(t, confirmed("marker@example.com"))
+	marker := e.publish(t, confirmed(e.CustomerID))
 	e.emailOf(t, marker.ID)
 	time.Sleep(150 * time.Millisecond)
 	if c := e.countEmails([]string{ev.ID}); c[ev.ID+".email@microshop"] != 1 {
@@ -312,7 +311,7 @@ func testWebhookRetries(t *testing.T, e *shop, n *notif) {
 		return http.StatusNoContent
 	})
 	hook := n.register(t, e.Admin, rc.URL, "orders.confirmed", "users.registered")
-	ev := e.publish(t, confirmed("hooked@example.com"))
+	ev := e.publish(t, confirmed(e.CustomerID))
 	d := n.awaitDelivery(t, e.Admin, ev, "webhook:"+hook.ID, "sent")
 	time.Sleep(200 * time.Millisecond) // nothing more may come
 	reqs := rc.requests()

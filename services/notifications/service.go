@@ -58,6 +58,7 @@ const (
 var (
 	ErrNotFound         = errors.New("not found")
 	ErrAlreadyPending   = errors.New("the delivery is pending already; it will be tried")
+	ErrErased           = errors.New("the delivery's customer was erased; nothing is left to send")
 	ErrTooManyEndpoints = fmt.Errorf("there are %d webhook endpoints already; delete one first", MaxEndpoints)
 )
 
@@ -92,6 +93,9 @@ type Service struct {
 	guard guard
 	key   signingKey
 	log   *slog.Logger
+	// contacts finds a customer's address that the customers table
+	// lacks; nil finds none.
+	contacts Contacts
 	// wake tells the dispatcher there may be new work.
 	wake chan struct{}
 }
@@ -103,6 +107,9 @@ type Deps struct {
 	// SigningKey is the webhook signing key that endpoint secrets are
 	// derived from (32 bytes or more, see loadSigningKey).
 	SigningKey []byte
+	// Contacts asks users where to write to a customer the customers
+	// table does not know yet (nil: it asks nobody).
+	Contacts Contacts
 }
 
 // New returns the service. It refuses a signing key that the stored
@@ -120,7 +127,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, store: store{db}, msgs: msgs, key: key, log: log,
+	s := &Service{cfg: cfg, store: store{db}, msgs: msgs, key: key, log: log, contacts: deps.Contacts,
 		guard: guard{allowPrivate: cfg.AllowPrivate, allow: cfg.AllowReceivers, own: own, resolver: net.DefaultResolver},
 		wake:  make(chan struct{}, 1)}
 	if err := checkSigningKey(ctx, s.store, key); err != nil {

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/microshop/microshop/internal/platform/client"
 	"github.com/microshop/microshop/internal/platform/config"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/service"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 //go:embed migrations openapi.yaml
@@ -24,10 +26,12 @@ func OpenAPI() *openapi.Document { return Spec().OpenAPI() }
 // Spec describes notifications to the service runtime.
 func Spec() service.Spec {
 	return service.Spec{
-		Name:     "notifications",
-		Summary:  "notifications: emails (SMTP) and signed webhooks on the shop's events, each delivered once, with retries.",
-		Files:    files,
-		Consumes: EventTypes(),
+		Name:    "notifications",
+		Summary: "notifications: emails (SMTP) and signed webhooks on the shop's events, each delivered once, with retries.",
+		Files:   files,
+		Calls:   []string{"users"},
+		// users.erased is no webhook's: it is consumed to erase, not notified.
+		Consumes: append(EventTypes(), usersapi.UserErased{}.EventType()),
 		Setup: func(f *config.Flags) service.Build {
 			var (
 				smtpURL      = f.String("smtp-url", "smtp://127.0.0.1:8088", "SMTP server: smtp://[user:pass@]host[:port][?starttls=true] (credentials use AUTH PLAIN)")
@@ -42,7 +46,7 @@ func Spec() service.Spec {
 				allowHooks   = f.String("webhook-allow", "", "comma-separated address:port pairs of receivers webhooks may reach although the guard blocks their address (a receiver on this machine: 127.0.0.1:9000)")
 				signingKey   = f.String("webhook-signing-key", "", "key the webhook secrets are derived from, base64 (default: made on the first start and kept in <data>/"+keyFile+")")
 				workers      = f.Int("dispatch-workers", 8, "deliveries tried at once by this replica")
-				interval     = f.Duration("dispatch-interval", 500*time.Millisecond, "how often the dispatcher looks for due deliveries")
+				interval     = f.Duration("dispatch-interval", 500*time.Millisecond, "how often the dispatcher looks for due deliveries while it finds some; with none it backs off to every 5s (it also looks when an event is handled and when a retry falls due)")
 				maxAge       = f.Duration("max-event-age", 24*time.Hour, "events older than this are not notified (0: any age), so a new deployment does not mail the streams' history")
 			)
 			return func(ctx context.Context, rt *service.Runtime) error {
@@ -81,9 +85,14 @@ func Spec() service.Spec {
 				if err != nil {
 					return err
 				}
+				// rt.ClientOptions carries the service's mutual TLS identity:
+				// without it the calls to users fail their handshake.
+				contacts := usersapi.NewInternal(client.New("users", rt.URL("users"), rt.Credentials,
+					rt.ClientOptions(), rt.ClientMetrics))
+				rt.Go("users replica probes", contacts.Run)
 				s, err := New(ctx, Config{From: *from, AdminEmail: *adminAlert, MaxTries: *maxTries,
 					RetryBase: *retryBase, RetryMax: *retryMax, MaxEventAge: *maxAge, AllowPrivate: *allowPrivate, AllowReceivers: allowed},
-					Deps{DB: rt.DB, Log: rt.Log, SigningKey: key})
+					Deps{DB: rt.DB, Log: rt.Log, SigningKey: key, Contacts: contacts})
 				if err != nil {
 					return err
 				}

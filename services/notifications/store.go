@@ -29,6 +29,7 @@ func webhookChannel(endpointID string) string { return "webhook:" + endpointID }
 // newDelivery is a delivery as the event handler creates it.
 type newDelivery struct {
 	ID, EventID, EventType, OrderID string
+	UserID                          string // the customer it is about, or ""
 	Channel, EndpointID, Recipient  string
 	Subject, Body, HTML             string
 	CreatedAt                       time.Time
@@ -39,11 +40,11 @@ type newDelivery struct {
 // channel already there wins: nothing is added and added is false.
 func (s store) insertDelivery(ctx context.Context, tx *sql.Tx, d newDelivery) (added bool, err error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, event_type, order_id, channel, endpoint_id,
-		recipient, subject, body, html, status, next_attempt_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+		recipient, subject, body, html, status, next_attempt_at, created_at, user_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
 		ON CONFLICT (event_id, channel) DO NOTHING`,
 		d.ID, d.EventID, d.EventType, d.OrderID, d.Channel, d.EndpointID, d.Recipient, d.Subject, d.Body, d.HTML,
-		StatusPending, d.CreatedAt.UnixMilli())
+		StatusPending, d.CreatedAt.UnixMilli(), d.UserID)
 	if err != nil {
 		return false, fmt.Errorf("storing the %s delivery of event %s: %w", d.Channel, d.EventID, err)
 	}
@@ -232,18 +233,21 @@ func (s store) replay(ctx context.Context, id string, now time.Time) (notificati
 		var err error
 		d, err = scanDelivery(tx.QueryRowContext(ctx, `UPDATE deliveries SET status = 'pending', tries = 0, next_attempt_at = $1,
 			lease_owner = '', lease_until = 0
-			WHERE id = $2 AND status IN ('sent', 'failed', 'dead')
+			WHERE id = $2 AND status IN ('sent', 'failed', 'dead') AND body <> ''
 			RETURNING `+deliveryColumns, now.UnixMilli(), id))
 		if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		var status string
-		err = tx.QueryRowContext(ctx, `SELECT status FROM deliveries WHERE id = $1`, id).Scan(&status)
+		var status, body string
+		err = tx.QueryRowContext(ctx, `SELECT status, body FROM deliveries WHERE id = $1`, id).Scan(&status, &body)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("replaying delivery %s: %w", id, err)
+		}
+		if body == "" {
+			return ErrErased // its customer was erased: nothing left to send
 		}
 		return ErrAlreadyPending
 	})

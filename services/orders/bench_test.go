@@ -156,7 +156,7 @@ func BenchmarkSagaStep(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
 		now := time.Now()
-		o := order{ID: fmt.Sprintf("bench-%08d", i), UserID: "user-1", Email: "ada@example.com", IdempotencyKey: fmt.Sprint("k", i),
+		o := order{ID: fmt.Sprintf("bench-%08d", i), UserID: "user-1", IdempotencyKey: fmt.Sprint("k", i),
 			RequestHash: "h", Status: ordersapi.StatusPending, Lines: lines, TotalCents: total, Currency: cur,
 			Shipping: req.ShippingAddress, SagaStep: stepReserve, StepDeadline: now.Add(time.Minute), CreatedAt: now, UpdatedAt: now}
 		if err := s.db.InTx(ctx, func(tx *sql.Tx) error { return s.store.insert(ctx, tx, o, "bench", now.Add(time.Minute)) }); err != nil {

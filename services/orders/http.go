@@ -9,6 +9,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/client"
+	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
@@ -22,7 +23,7 @@ func Routes(r chi.Router, s *Service, doc *openapi.Document, verifier *auth.Veri
 	h := &handlers{s: s, log: log}
 	r.Method(http.MethodGet, "/openapi.json", doc)
 	r.Route("/api/orders", func(r chi.Router) {
-		r.Use(auth.Authenticate(verifier), auth.Require)
+		r.Use(auth.Private, auth.Authenticate(verifier), auth.Require)
 		r.Post("/", h.place)
 		r.Get("/", h.list)
 		r.Get("/{id}", h.get)
@@ -159,6 +160,9 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, r, p)
 	case r.Context().Err() != nil:
 		problem.Write(w, r, problem.Unavailable("the request was cancelled before it finished"))
+	case database.Unreachable(err):
+		h.log.WarnContext(r.Context(), "the database did not answer", "path", r.URL.Path, "err", err)
+		problem.Write(w, r, problem.DatabaseUnavailable())
 	default:
 		h.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		problem.Write(w, r, problem.Internal())

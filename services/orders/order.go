@@ -105,7 +105,6 @@ func (p *PlaceOrder) hash(card paymentsapi.Checked) string {
 type order struct {
 	ID             string
 	UserID         string
-	Email          string
 	IdempotencyKey string
 	RequestHash    string
 	Status         string

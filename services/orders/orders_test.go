@@ -35,6 +35,12 @@ func TestCheckout(t *testing.T) {
 		if loc := r.Header.Get("Location"); loc != "/api/orders/"+o.ID {
 			t.Fatalf("Location %q", loc)
 		}
+		// A customer's order is kept by no cache, shared or the browser's.
+		for _, r := range []servicetest.Response{r, servicetest.Call(t, "GET", s.orders+"/api/orders/"+o.ID, ada, nil)} {
+			if cc := r.Header.Get("Cache-Control"); cc != "private, no-store" {
+				t.Errorf("an order's answer: Cache-Control %q, want private, no-store", cc)
+			}
+		}
 		after := s.stock(t)
 		for i, l := range []int64{1, 2, 3} {
 			if got := before[p[i].SKU].Available - after[p[i].SKU].Available; got != l {
@@ -197,11 +203,24 @@ func TestLastUnitsRace(t *testing.T) {
 	var wg sync.WaitGroup
 	var accepted []string
 	confirmed := 0
-	for i := range 50 {
+	// The racers sign up first, a few at a time: 50 password hashes at
+	// once on a busy machine outlast the client's timeout, and signing up
+	// is not what races.
+	tokens := make([]string, 50)
+	signup := make(chan struct{}, 4)
+	for i := range tokens {
+		wg.Add(1)
+		signup <- struct{}{}
+		go func() {
+			defer func() { <-signup; wg.Done() }()
+			tokens[i] = s.NewCustomer(t, fmt.Sprintf("racer%d", i))
+		}()
+	}
+	wg.Wait()
+	for i, tok := range tokens {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tok := s.NewCustomer(t, fmt.Sprintf("racer%d", i))
 			r, o := s.place(t, tok, "race", orderBody(goodCard, sku, 1))
 			if r.Status != http.StatusCreated && r.Status != http.StatusAccepted {
 				t.Errorf("racer %d: %d %s", i, r.Status, r.Body)

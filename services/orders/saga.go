@@ -114,27 +114,32 @@ type running struct {
 // transaction (the order's insert, the previous step's end, a cancel), so
 // a step costs one commit; a saga that is resumed records it again.
 func (s *sagas) start(ctx context.Context, id string, card *paymentsapi.Card) <-chan struct{} {
-	return s.startAt(ctx, id, card, false, nil)
+	done, _ := s.startAt(ctx, id, card, false, nil)
+	return done
 }
 
 // startNew runs the saga of o, which this process has just stored with
 // its lease: the saga starts from o as it is, without reading it back.
-func (s *sagas) startNew(ctx context.Context, o order, card *paymentsapi.Card) <-chan struct{} {
+// Once done is closed, final returns the order as the saga's last
+// transaction left it, if the saga ran here to its end.
+func (s *sagas) startNew(ctx context.Context, o order, card *paymentsapi.Card) (done <-chan struct{}, final func() (order, bool)) {
 	return s.startAt(ctx, o.ID, card, false, &o)
 }
 
 // resumeSaga runs the saga of id, which this process just claimed.
 func (s *sagas) resumeSaga(ctx context.Context, id string) <-chan struct{} {
-	return s.startAt(ctx, id, nil, true, nil)
+	done, _ := s.startAt(ctx, id, nil, true, nil)
+	return done
 }
 
 // The saga outlives ctx, which may be a request's, but keeps its values
 // (the trace); it stops when it ends or when the service stops (stopAll).
-func (s *sagas) startAt(ctx context.Context, id string, card *paymentsapi.Card, resumed bool, fresh *order) <-chan struct{} {
+func (s *sagas) startAt(ctx context.Context, id string, card *paymentsapi.Card, resumed bool, fresh *order) (<-chan struct{}, func() (order, bool)) {
+	none := func() (order, bool) { return order{}, false }
 	s.mu.Lock()
 	if r, ok := s.running[id]; ok {
 		s.mu.Unlock()
-		return r.done
+		return r.done, none
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	if s.stopped {
@@ -144,6 +149,10 @@ func (s *sagas) startAt(ctx context.Context, id string, card *paymentsapi.Card, 
 	s.running[id] = running{done: ch, cancel: cancel}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	var (
+		last     order // written before ch closes, read after
+		finished bool
+	)
 	go func() {
 		defer s.wg.Done()
 		defer func() {
@@ -153,11 +162,20 @@ func (s *sagas) startAt(ctx context.Context, id string, card *paymentsapi.Card, 
 			cancel()
 			close(ch)
 		}()
-		if err := s.run(ctx, id, card, resumed, fresh); err != nil && ctx.Err() == nil {
+		o, err := s.run(ctx, id, card, resumed, fresh)
+		if err != nil && ctx.Err() == nil {
 			s.log.Error("saga stopped; it will be resumed", "order_id", id, "err", err)
 		}
+		last, finished = o, err == nil && o.SagaStep == stepDone
 	}()
-	return ch
+	return ch, func() (order, bool) {
+		select {
+		case <-ch:
+			return last, finished
+		default:
+			return order{}, false
+		}
+	}
 }
 
 // run drives the saga of id from its current step until it is done, the
@@ -167,9 +185,9 @@ func (s *sagas) startAt(ctx context.Context, id string, card *paymentsapi.Card, 
 // stored with a new lease; after that each step's transaction renews the
 // lease (only while this owner holds it), and the saga keeps the order
 // as the transactions leave it.
-func (s *sagas) run(ctx context.Context, id string, card *paymentsapi.Card, resumed bool, fresh *order) error {
+func (s *sagas) run(ctx context.Context, id string, card *paymentsapi.Card, resumed bool, fresh *order) (order, error) {
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return order{}, ctx.Err()
 	}
 	var o order
 	if fresh != nil {
@@ -177,34 +195,34 @@ func (s *sagas) run(ctx context.Context, id string, card *paymentsapi.Card, resu
 	} else {
 		var err error
 		if o, err = s.store.get(ctx, s.db, id); err != nil {
-			return err
+			return order{}, err
 		}
 		if o.SagaStep == stepDone {
-			return nil
+			return o, nil
 		}
 		if ok, err := s.store.renew(ctx, id, s.owner, s.now().Add(s.lease)); err != nil {
-			return err
+			return order{}, err
 		} else if !ok {
-			return fmt.Errorf("lost the saga lease of %s to another orders process", id)
+			return order{}, fmt.Errorf("lost the saga lease of %s to another orders process", id)
 		}
 	}
 	var err error
 	if resumed {
 		// The step has not run yet, so stopping here loses nothing: the
 		// saga is resumed again, from this step, when the database answers.
-		if err := s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "started", "", s.now()); err != nil {
-			return fmt.Errorf("resuming the saga of %s: %w", o.ID, err)
+		if err := s.store.log(ctx, s.db.Writer(), o.ID, s.now(), entry{o.SagaStep, "started", ""}); err != nil {
+			return order{}, fmt.Errorf("resuming the saga of %s: %w", o.ID, err)
 		}
 	}
 	for o.SagaStep != stepDone {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return order{}, ctx.Err()
 		}
 		if o, err = s.step(ctx, o, card); err != nil {
-			return err
+			return order{}, err
 		}
 	}
-	return nil
+	return o, nil
 }
 
 // errLeaseLost: another orders process holds the saga's lease now.
@@ -234,8 +252,11 @@ func (s *sagas) step(ctx context.Context, o order, card *paymentsapi.Card) (_ or
 		switch {
 		case err == nil:
 			return s.advance(ctx, o, stepAuthorize, "reserved "+fmt.Sprint(total)+" "+currency, func(tx *sql.Tx, o *order) error {
+				if err := s.store.setLines(ctx, tx, o.ID, o.Lines, lines); err != nil {
+					return err
+				}
 				o.Lines, o.TotalCents, o.Currency = lines, total, currency
-				return s.store.setPrices(ctx, tx, o.ID, lines, total, currency)
+				return nil
 			})
 		case errors.Is(err, ErrOutOfStock):
 			return s.finish(ctx, o, ordersapi.StatusRejected, ordersapi.ReasonOutOfStock, err.Error())
@@ -263,7 +284,7 @@ func (s *sagas) step(ctx context.Context, o order, card *paymentsapi.Card) (_ or
 			if pid != "" {
 				return s.advance(ctx, o, stepCommit, "found authorization "+pid+" after a restart", func(tx *sql.Tx, o *order) error {
 					o.PaymentID = pid
-					return s.store.setPayment(ctx, tx, o.ID, pid)
+					return nil
 				})
 			}
 			return s.compensate(ctx, o, stepVoid, ordersapi.ReasonInterrupted, errors.New("the card is not kept across restarts"))
@@ -278,7 +299,7 @@ func (s *sagas) step(ctx context.Context, o order, card *paymentsapi.Card) (_ or
 		case err == nil:
 			return s.advance(ctx, o, stepCommit, "authorized "+pid, func(tx *sql.Tx, o *order) error {
 				o.PaymentID = pid
-				return s.store.setPayment(ctx, tx, o.ID, pid)
+				return nil
 			})
 		case errors.Is(err, ErrDeclined):
 			return s.compensate(ctx, o, stepRelease, ordersapi.ReasonPaymentDeclined, err)
@@ -425,7 +446,7 @@ func (s *sagas) forever(ctx context.Context, o order, call func(context.Context)
 // may be moving money back; it is logged instead. A database that is
 // really gone stops the saga at the lease renewal in sleep, which follows.
 func (s *sagas) noteRetry(ctx context.Context, o order, cause error) {
-	if err := s.store.log(ctx, s.db.Writer(), o.ID, o.SagaStep, "retrying", cause.Error(), s.now()); err != nil && ctx.Err() == nil {
+	if err := s.store.log(ctx, s.db.Writer(), o.ID, s.now(), entry{o.SagaStep, "retrying", cause.Error()}); err != nil && ctx.Err() == nil {
 		s.log.Warn("recording a saga retry", "order_id", o.ID, "step", o.SagaStep, "cause", cause, "err", err)
 	}
 }
@@ -456,16 +477,15 @@ func (s *sagas) advance(ctx context.Context, o order, next, detail string, also 
 	if next == stepReserve || next == stepAuthorize {
 		deadline = now.Add(s.stepTime)
 	}
+	given := o
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		o = given // a run again (group commit) starts from the order as given
 		if also != nil {
 			if err := also(tx, &o); err != nil {
 				return err
 			}
 		}
-		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, "succeeded", detail, now); err != nil {
-			return err
-		}
-		return s.moveTo(ctx, tx, &o, next, deadline, now)
+		return s.moveTo(ctx, tx, &o, next, deadline, now, entry{given.SagaStep, "succeeded", detail})
 	})
 	if err != nil {
 		return order{}, err
@@ -474,19 +494,22 @@ func (s *sagas) advance(ctx context.Context, o order, next, detail string, also 
 }
 
 // moveTo sets the saga of o at step (renewing the lease, which must still
-// be this owner's) and records step as started, in tx; o follows.
-func (s *sagas) moveTo(ctx context.Context, tx *sql.Tx, o *order, step string, deadline, now time.Time) error {
+// be this owner's), stores what the step changed in o, and records ended
+// (how the step before went) and step as started, in tx; o follows.
+func (s *sagas) moveTo(ctx context.Context, tx *sql.Tx, o *order, step string, deadline, now time.Time, ended entry) error {
 	lease := now.Add(s.lease)
 	if step == stepDone {
 		lease = now
 	}
-	if err := s.store.advance(ctx, tx, o.ID, step, deadline, lease, now, s.owner); err != nil {
+	if err := s.store.advance(ctx, tx, o, step, deadline, lease, now, s.owner); err != nil {
 		return err
 	}
+	entries := []entry{ended}
 	if step != stepDone {
-		if err := s.store.log(ctx, tx, o.ID, step, "started", "", now); err != nil {
-			return err
-		}
+		entries = append(entries, entry{step, "started", ""})
+	}
+	if err := s.store.log(ctx, tx, o.ID, now, entries...); err != nil {
+		return err
 	}
 	o.SagaStep, o.StepDeadline, o.UpdatedAt = step, deadline, now
 	return nil
@@ -496,15 +519,11 @@ func (s *sagas) moveTo(ctx context.Context, tx *sql.Tx, o *order, step string, d
 func (s *sagas) compensate(ctx context.Context, o order, next, reason string, cause error) (order, error) {
 	now := s.now()
 	s.metrics.compensation(reason)
+	given := o
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, "failed", reason+": "+cause.Error(), now); err != nil {
-			return err
-		}
-		if err := s.store.setReason(ctx, tx, o.ID, reason); err != nil {
-			return err
-		}
+		o = given // a run again (group commit) starts from the order as given
 		o.Reason = reason
-		return s.moveTo(ctx, tx, &o, next, time.Time{}, now)
+		return s.moveTo(ctx, tx, &o, next, time.Time{}, now, entry{given.SagaStep, "failed", reason + ": " + cause.Error()})
 	})
 	if err != nil {
 		return order{}, err
@@ -520,28 +539,24 @@ func (s *sagas) finish(ctx context.Context, o order, status, reason, detail stri
 	if status == ordersapi.StatusRejected && o.SagaStep != stepRelease {
 		event = "failed"
 	}
+	given := o
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		if err := s.store.log(ctx, tx, o.ID, o.SagaStep, event, detail, now); err != nil {
-			return err
-		}
-		if err := s.store.setStatus(ctx, tx, o.ID, status, reason, now); err != nil {
-			return err
-		}
+		o = given // a run again (group commit) starts from the order as given
 		o.Status, o.Reason = status, reason
-		if err := s.moveTo(ctx, tx, &o, stepDone, time.Time{}, now); err != nil {
+		if err := s.moveTo(ctx, tx, &o, stepDone, time.Time{}, now, entry{given.SagaStep, event, detail}); err != nil {
 			return err
 		}
 		lines := o.Lines
 		var body events.Body
 		switch status {
 		case ordersapi.StatusConfirmed:
-			body = ordersapi.OrderConfirmed{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
+			body = ordersapi.OrderConfirmed{OrderID: o.ID, UserID: o.UserID, Lines: lines,
 				TotalCents: o.TotalCents, Currency: o.Currency, PaymentID: o.PaymentID, ConfirmedAt: now.UTC()}
 		case ordersapi.StatusRejected:
-			body = ordersapi.OrderRejected{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Reason: reason, Lines: lines,
+			body = ordersapi.OrderRejected{OrderID: o.ID, UserID: o.UserID, Reason: reason, Lines: lines,
 				TotalCents: o.TotalCents, Currency: o.Currency, RejectedAt: now.UTC()}
 		case ordersapi.StatusCancelled:
-			body = ordersapi.OrderCancelled{OrderID: o.ID, UserID: o.UserID, Email: o.Email, Lines: lines,
+			body = ordersapi.OrderCancelled{OrderID: o.ID, UserID: o.UserID, Lines: lines,
 				TotalCents: o.TotalCents, RefundedCents: o.TotalCents, Currency: o.Currency, CancelledAt: now.UTC()}
 		}
 		_, err := s.outbox.Add(ctx, tx, body)

@@ -84,7 +84,7 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	}
 	now := s.sagas.now()
 	o = order{
-		ID: ids.New(), UserID: c.UserID(), Email: c.Email, IdempotencyKey: key, RequestHash: hash,
+		ID: ids.New(), UserID: c.UserID(), IdempotencyKey: key, RequestHash: hash,
 		Status: ordersapi.StatusPending, Lines: lines, TotalCents: total, Currency: currency,
 		Shipping: trimAddress(req.ShippingAddress), Card: ordersapi.CardSummary{Brand: checked.Brand(), Last4: checked.Last4()},
 		SagaStep: stepReserve, StepDeadline: now.Add(s.cfg.StepTimeout), CreatedAt: now, UpdatedAt: now,
@@ -93,10 +93,8 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 		if err := s.store.insert(ctx, tx, o, s.cfg.Owner, now.Add(s.sagas.lease)); err != nil {
 			return err
 		}
-		if err := s.store.log(ctx, tx, o.ID, "create", "succeeded", fmt.Sprintf("%d lines, %d %s", len(lines), total, currency), now); err != nil {
-			return err
-		}
-		return s.store.log(ctx, tx, o.ID, stepReserve, "started", "", now)
+		return s.store.log(ctx, tx, o.ID, now, entry{"create", "succeeded", fmt.Sprintf("%d lines, %d %s", len(lines), total, currency)},
+			entry{stepReserve, "started", ""})
 	})
 	if errors.Is(err, errDuplicateKey) {
 		// A concurrent request with the same key won the race.
@@ -107,8 +105,15 @@ func (s *Service) Place(ctx context.Context, c *auth.Claims, key string, req Pla
 	}
 	card := req.Card
 	// The saga outlives the request but stays in its trace.
-	done := s.sagas.startNew(ctx, o, &card)
+	done, final := s.sagas.startNew(ctx, o, &card)
 	s.wait(ctx, done)
+	if f, ok := final(); ok {
+		// The saga ended here: its last transaction wrote this order,
+		// so there is nothing to read back. Times as the database keeps
+		// them, to the millisecond.
+		f.CreatedAt, f.UpdatedAt = time.UnixMilli(f.CreatedAt.UnixMilli()), time.UnixMilli(f.UpdatedAt.UnixMilli())
+		return f, true, nil
+	}
 	o, err = s.store.get(ctx, s.db, o.ID)
 	return o, true, err
 }
@@ -204,10 +209,7 @@ func (s *Service) Cancel(ctx context.Context, c *auth.Claims, id string) (order,
 		if moved, err = s.store.startCancel(ctx, tx, id, s.cfg.Owner, now.Add(s.sagas.lease), now); err != nil || !moved {
 			return err
 		}
-		if err := s.store.log(ctx, tx, id, "cancel", "started", "requested by "+c.UserID(), now); err != nil {
-			return err
-		}
-		return s.store.log(ctx, tx, id, stepRefund, "started", "", now)
+		return s.store.log(ctx, tx, id, now, entry{"cancel", "started", "requested by " + c.UserID()}, entry{stepRefund, "started", ""})
 	})
 	if err != nil {
 		return order{}, err

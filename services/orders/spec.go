@@ -15,6 +15,7 @@ import (
 	"github.com/microshop/microshop/services/inventory/inventoryapi"
 	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/payments/paymentsapi"
+	"github.com/microshop/microshop/services/users/usersapi"
 )
 
 //go:embed migrations openapi.yaml
@@ -31,6 +32,8 @@ func Spec() service.Spec {
 		Files:     files,
 		Calls:     []string{"inventory", "payments"},
 		Publishes: []events.Body{ordersapi.OrderConfirmed{}, ordersapi.OrderRejected{}, ordersapi.OrderCancelled{}},
+		Older:     []events.Body{ordersapi.OrderConfirmedV1{}, ordersapi.OrderRejectedV1{}, ordersapi.OrderCancelledV1{}},
+		Consumes:  []string{usersapi.UserErased{}.EventType()},
 		Setup: func(f *config.Flags) service.Build {
 			var (
 				stepTimeout = f.Duration("step-timeout", 10*time.Second, "how long a saga step keeps retrying an unreachable service before the saga compensates")
@@ -44,8 +47,8 @@ func Spec() service.Spec {
 					host, _ := os.Hostname()
 					id = fmt.Sprintf("orders@%s%s", host, rt.Addr)
 				}
-				inv := inventoryapi.NewClient(client.New("inventory", rt.URL("inventory"), rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics))
-				pay := paymentsapi.NewClient(rt.URL("payments"), rt.Credentials, client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System}, rt.ClientMetrics)
+				inv := inventoryapi.NewClient(client.New("inventory", rt.URL("inventory"), rt.Credentials, rt.ClientOptions(), rt.ClientMetrics))
+				pay := paymentsapi.NewClient(rt.URL("payments"), rt.Credentials, rt.ClientOptions(), rt.ClientMetrics)
 				rt.Go("inventory replica probes", inv.Run)
 				rt.Go("payments replica probes", pay.Run)
 				s, err := New(ctx, Config{StepTimeout: *stepTimeout, Wait: *wait, Owner: id},
@@ -56,6 +59,8 @@ func Spec() service.Spec {
 				s.sagas.lease = *lease
 				Routes(rt.Server.Router, s, rt.OpenAPI, rt.Verifier, rt.Log)
 				rt.Go("saga runner", s.RunSagas)
+				c := s.ErasureConsumer()
+				rt.Go("consumer "+c.Name, rt.Consumer(c).Run)
 				return nil
 			}
 		},

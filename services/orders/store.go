@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/microshop/microshop/internal/platform/database"
@@ -26,10 +28,12 @@ func (s store) insert(ctx context.Context, tx *sql.Tx, o order, owner string, le
 	if err != nil {
 		return fmt.Errorf("encoding the address: %w", err)
 	}
+	// The email column stays empty: the events no longer carry the
+	// customer's address (docs/privacy.md), so orders keeps none.
 	_, err = tx.ExecContext(ctx, `INSERT INTO orders (id, user_id, email, idempotency_key, request_hash, status, reason,
 		total_cents, currency, shipping, card_brand, card_last4, saga_step, step_deadline, lease_owner, lease_until, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, '', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)`,
-		o.ID, o.UserID, o.Email, o.IdempotencyKey, o.RequestHash, o.Status, o.TotalCents, o.Currency, string(ship),
+		VALUES ($1, $2, '', $3, $4, $5, '', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`,
+		o.ID, o.UserID, o.IdempotencyKey, o.RequestHash, o.Status, o.TotalCents, o.Currency, string(ship),
 		o.Card.Brand, o.Card.Last4, o.SagaStep, o.StepDeadline.UnixMilli(), owner, leaseUntil.UnixMilli(), o.CreatedAt.UnixMilli())
 	if database.IsUniqueViolation(err) {
 		return errDuplicateKey
@@ -37,7 +41,7 @@ func (s store) insert(ctx context.Context, tx *sql.Tx, o order, owner string, le
 	if err != nil {
 		return fmt.Errorf("storing order: %w", err)
 	}
-	return s.replaceLines(ctx, tx, o.ID, o.Lines)
+	return s.insertLines(ctx, tx, o.ID, o.Lines)
 }
 
 // errDuplicateKey: another request with the same Idempotency-Key won.
@@ -47,16 +51,33 @@ func (s store) replaceLines(ctx context.Context, tx *sql.Tx, id string, lines []
 	if _, err := tx.ExecContext(ctx, `DELETE FROM order_lines WHERE order_id = $1`, id); err != nil {
 		return fmt.Errorf("storing order lines: %w", err)
 	}
+	return s.insertLines(ctx, tx, id, lines)
+}
+
+// insertLines stores the lines of an order that has none, in one
+// statement: on Postgres each statement is a round trip.
+func (s store) insertLines(ctx context.Context, tx *sql.Tx, id string, lines []ordersapi.Line) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO order_lines (order_id, line_no, sku, quantity, price_cents) VALUES `)
+	args := make([]any, 0, 5*len(lines))
 	for i, l := range lines {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO order_lines (order_id, line_no, sku, quantity, price_cents) VALUES ($1, $2, $3, $4, $5)`,
-			id, i, l.SKU, l.Quantity, l.PriceCents); err != nil {
-			return fmt.Errorf("storing order lines: %w", err)
+		if i > 0 {
+			q.WriteString(", ")
 		}
+		n := len(args)
+		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
+		args = append(args, id, i, l.SKU, l.Quantity, l.PriceCents)
+	}
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("storing order lines: %w", err)
 	}
 	return nil
 }
 
-const orderColumns = `id, user_id, email, idempotency_key, request_hash, status, reason, total_cents, currency,
+const orderColumns = `id, user_id, idempotency_key, request_hash, status, reason, total_cents, currency,
 	shipping, card_brand, card_last4, payment_id, saga_step, step_deadline, created_at, updated_at`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -65,7 +86,7 @@ func scanOrder(row scanner) (order, error) {
 	var o order
 	var ship string
 	var deadline, created, updated int64
-	err := row.Scan(&o.ID, &o.UserID, &o.Email, &o.IdempotencyKey, &o.RequestHash, &o.Status, &o.Reason, &o.TotalCents,
+	err := row.Scan(&o.ID, &o.UserID, &o.IdempotencyKey, &o.RequestHash, &o.Status, &o.Reason, &o.TotalCents,
 		&o.Currency, &ship, &o.Card.Brand, &o.Card.Last4, &o.PaymentID, &o.SagaStep, &deadline, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return order{}, ErrNotFound
@@ -149,13 +170,19 @@ func (s store) list(ctx context.Context, userID, after string, limit int) ([]ord
 
 // advance moves an order's saga to step and renews the lease, provided
 // owner still holds it; errLeaseLost when another process took it over.
-func (s store) advance(ctx context.Context, tx *sql.Tx, id, step string, deadline time.Time, leaseUntil time.Time, now time.Time, owner string) error {
+// The same statement stores what the saga's steps change in the order
+// (status, reason, total, currency, payment), as o has them: the saga
+// holding the lease is the only writer of those, and one statement is
+// one round trip on Postgres where one per field was four.
+func (s store) advance(ctx context.Context, tx *sql.Tx, o *order, step string, deadline time.Time, leaseUntil time.Time, now time.Time, owner string) error {
 	dl := int64(0)
 	if !deadline.IsZero() {
 		dl = deadline.UnixMilli()
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, step_deadline = $2, lease_until = $3, updated_at = $4 WHERE id = $5 AND lease_owner = $6`,
-		step, dl, leaseUntil.UnixMilli(), now.UnixMilli(), id, owner)
+	id := o.ID
+	res, err := tx.ExecContext(ctx, `UPDATE orders SET saga_step = $1, step_deadline = $2, lease_until = $3, updated_at = $4,
+		status = $5, reason = $6, total_cents = $7, currency = $8, payment_id = $9 WHERE id = $10 AND lease_owner = $11`,
+		step, dl, leaseUntil.UnixMilli(), now.UnixMilli(), o.Status, o.Reason, o.TotalCents, o.Currency, o.PaymentID, id, owner)
 	if err != nil {
 		return fmt.Errorf("advancing the saga of %s to %s: %w", id, step, err)
 	}
@@ -184,46 +211,41 @@ func (s store) startCancel(ctx context.Context, tx *sql.Tx, id, owner string, le
 	return n == 1, nil
 }
 
-func (s store) setStatus(ctx context.Context, tx *sql.Tx, id, status, reason string, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, reason = $2, updated_at = $3 WHERE id = $4`, status, reason, now.UnixMilli(), id)
-	if err != nil {
-		return fmt.Errorf("setting order %s to %s: %w", id, status, err)
-	}
-	return nil
-}
-
-// setReason records why the saga is compensating, before it is final.
-func (s store) setReason(ctx context.Context, tx *sql.Tx, id, reason string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE orders SET reason = $1 WHERE id = $2`, reason, id)
-	if err != nil {
-		return fmt.Errorf("recording the reason for %s: %w", id, err)
-	}
-	return nil
-}
-
-func (s store) setPrices(ctx context.Context, tx *sql.Tx, id string, lines []ordersapi.Line, total int64, currency string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE orders SET total_cents = $1, currency = $2 WHERE id = $3`, total, currency, id); err != nil {
-		return fmt.Errorf("storing prices of %s: %w", id, err)
+// setLines replaces the lines of an order when they differ from old (the
+// prices the reservation confirmed); the total goes with the saga's step
+// (advance).
+func (s store) setLines(ctx context.Context, tx *sql.Tx, id string, old, lines []ordersapi.Line) error {
+	if slices.Equal(old, lines) {
+		return nil
 	}
 	return s.replaceLines(ctx, tx, id, lines)
 }
 
-func (s store) setPayment(ctx context.Context, tx *sql.Tx, id, paymentID string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE orders SET payment_id = $1 WHERE id = $2`, paymentID, id); err != nil {
-		return fmt.Errorf("storing the payment of %s: %w", id, err)
-	}
-	return nil
-}
+// entry is one row of the saga log.
+type entry struct{ step, event, detail string }
 
-// log appends to the saga log.
+// log appends entries to the saga log of order id, in that order, in one
+// statement.
 func (s store) log(ctx context.Context, q interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, id, step, event, detail string, now time.Time) error {
-	if len(detail) > 500 {
-		detail = detail[:500]
+}, id string, now time.Time, entries ...entry) error {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO saga_log (id, order_id, step, event, detail, at) VALUES `)
+	args := make([]any, 0, 6*len(entries))
+	for i, e := range entries {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
+		detail := e.detail
+		if len(detail) > 500 {
+			detail = detail[:500]
+		}
+		// ids are increasing within the process: the log reads in order.
+		args = append(args, ids.New(), id, e.step, e.event, detail, now.UnixMilli())
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO saga_log (id, order_id, step, event, detail, at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		ids.New(), id, step, event, detail, now.UnixMilli())
+	_, err := q.ExecContext(ctx, b.String(), args...)
 	if err != nil {
 		return fmt.Errorf("writing the saga log of %s: %w", id, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/ids"
 	"github.com/microshop/microshop/internal/platform/openapi"
@@ -327,6 +328,9 @@ func (h *handlers) problemFor(r *http.Request, err error) *problem.Problem {
 	case errors.Is(err, ErrNoAnswer):
 		return problem.New(http.StatusServiceUnavailable, paymentsapi.ProblemProcessorTimeout, "Card processor timeout",
 			"the card processor had not answered when the caller's deadline passed; nothing was charged, retry with the same Idempotency-Key")
+	case database.Unreachable(err) && r.Context().Err() == nil:
+		h.log.WarnContext(r.Context(), "the database did not answer", "path", r.URL.Path, "err", err)
+		return problem.DatabaseUnavailable()
 	case r.Context().Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return problem.Unavailable("the request was cancelled before it finished")
 	default:

@@ -223,34 +223,32 @@ func (s *Service) Authorize(ctx context.Context, a authorization, out Outcome) (
 // is contract.ErrAlreadyCaptured.
 func (s *Service) Capture(ctx context.Context, id string, amount *int64, out Outcome) (paymentsapi.Payment, error) {
 	var p payment
+	want := int64(-1)
+	if amount != nil {
+		want = *amount
+	}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if p, err = s.store.payment(ctx, tx, id); err != nil {
-			return err
-		}
-		if err := capturable(p); err != nil {
-			return err
-		}
-		if amount != nil && *amount != p.amount {
-			return validation.Errors{{Field: "amount_cents",
-				Reason: fmt.Sprintf("must equal the authorized amount, %d, or be left out", p.amount)}}
-		}
 		now := s.now()
-		ok, err := s.store.capture(ctx, tx, id, now)
-		if err != nil {
+		var ok bool
+		var err error
+		if p, ok, err = s.store.capture(ctx, tx, id, want, now); err != nil {
 			return err
 		}
 		if !ok {
-			// Another capture committed between the read and the update.
+			// Say why: read what is there, in the order the checks
+			// have always been made.
 			if p, err = s.store.payment(ctx, tx, id); err != nil {
 				return err
 			}
 			if err := capturable(p); err != nil {
 				return err
 			}
+			if amount != nil && *amount != p.amount {
+				return validation.Errors{{Field: "amount_cents",
+					Reason: fmt.Sprintf("must equal the authorized amount, %d, or be left out", p.amount)}}
+			}
 			return fmt.Errorf("payment %s is %s and yet could not be captured", id, p.status)
 		}
-		p.status, p.captured, p.updatedAt = paymentsapi.StatusCaptured, p.amount, now
 		if err := s.store.post(ctx, tx, moveCapture, ids.New(), p, p.amount, now); err != nil {
 			return err
 		}

@@ -148,13 +148,23 @@ func (s store) tombstone(ctx context.Context, tx *sql.Tx, orderID string, now ti
 	return nil
 }
 
-// capture marks an authorized payment captured in full. It reports false
-// when the payment is no longer authorized (another call got there first).
-func (s store) capture(ctx context.Context, tx *sql.Tx, id string, now time.Time) (bool, error) {
-	res, err := tx.ExecContext(ctx,
+// capture marks an authorized payment captured in full. The update returns the payment as it left it, so capturing is one
+// statement, not a read and then a write (on Postgres, one round trip
+// rather than two). amount, when not negative, must be the authorized
+// amount. ok is false when nothing changed: the payment is missing, not
+// authorized, or of another amount.
+func (s store) capture(ctx context.Context, tx *sql.Tx, id string, amount int64, now time.Time) (p payment, ok bool, err error) {
+	p, err = scanPayment(tx.QueryRowContext(ctx,
 		`UPDATE payments SET status = 'captured', captured_cents = amount_cents, updated_at = $1
-		 WHERE id = $2 AND status = 'authorized'`, now.UnixMilli(), id)
-	return affected(res, err, "capturing payment "+id)
+		 WHERE id = $2 AND status = 'authorized' AND (CAST($3 AS BIGINT) < 0 OR amount_cents = CAST($3 AS BIGINT))
+		 RETURNING `+paymentColumns, now.UnixMilli(), id, amount))
+	if errors.Is(err, paymentsapi.ErrNotFound) {
+		return payment{}, false, nil
+	}
+	if err != nil {
+		return payment{}, false, fmt.Errorf("capturing payment %s: %w", id, err)
+	}
+	return p, true, nil
 }
 
 // refund adds amount to a captured payment's refunds unless they would

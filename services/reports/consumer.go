@@ -101,7 +101,7 @@ func checkLines(e events.Event, lines []ordersapi.Line) error {
 
 func (s *Service) orderConfirmed(ctx context.Context, tx *sql.Tx, e events.Event) error {
 	var b ordersapi.OrderConfirmed
-	if err := e.Decode(&b); err != nil {
+	if err := e.DecodeSince(&b, 1); err != nil { // version 1 also had the email, which reports never kept
 		return err
 	}
 	if b.OrderID == "" || b.TotalCents < 0 {
@@ -115,7 +115,7 @@ func (s *Service) orderConfirmed(ctx context.Context, tx *sql.Tx, e events.Event
 
 func (s *Service) orderRejected(ctx context.Context, tx *sql.Tx, e events.Event) error {
 	var b ordersapi.OrderRejected
-	if err := e.Decode(&b); err != nil {
+	if err := e.DecodeSince(&b, 1); err != nil { // version 1 also had the email, which reports never kept
 		return err
 	}
 	if b.OrderID == "" {
@@ -126,7 +126,7 @@ func (s *Service) orderRejected(ctx context.Context, tx *sql.Tx, e events.Event)
 
 func (s *Service) orderCancelled(ctx context.Context, tx *sql.Tx, e events.Event) error {
 	var b ordersapi.OrderCancelled
-	if err := e.Decode(&b); err != nil {
+	if err := e.DecodeSince(&b, 1); err != nil { // version 1 also had the email, which reports never kept
 		return err
 	}
 	if b.OrderID == "" || b.TotalCents < 0 {

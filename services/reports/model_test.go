@@ -11,6 +11,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/database/dbtest"
 	"github.com/microshop/microshop/internal/platform/events"
+	"github.com/microshop/microshop/services/orders/ordersapi"
 	"github.com/microshop/microshop/services/reports/reportsapi"
 )
 
@@ -181,6 +182,29 @@ func TestBadEventsArePermanent(t *testing.T) {
 	}
 	if sum, err := s.Summary(context.Background(), "USD"); err != nil || sum.EventsApplied != 0 || sum.RevenueCents != 0 {
 		t.Errorf("summary %+v, %v: want nothing applied", sum, err)
+	}
+}
+
+// TestOrdersVersion1StillApplied: orders.* events of version 1 (with the
+// email) stay in the stream until they age out, so reports applies them
+// as it does version 2.
+func TestOrdersVersion1StillApplied(t *testing.T) {
+	s := newModel(t, dbtest.SQLite(t))
+	ls, total := lines("SKU-A", 1)
+	es := []events.Event{
+		envelope(ordersapi.OrderConfirmedV1{OrderID: "o1", UserID: "u-o1", Email: "a@example.com", Lines: ls,
+			TotalCents: total, Currency: "USD", PaymentID: "pay-o1", ConfirmedAt: Monday}, Monday),
+		envelope(ordersapi.OrderRejectedV1{OrderID: "o2", UserID: "u-o2", Email: "b@example.com", Reason: "out of stock",
+			Lines: ls, TotalCents: total, Currency: "USD", RejectedAt: Monday}, Monday),
+		envelope(ordersapi.OrderCancelledV1{OrderID: "o3", UserID: "u-o3", Email: "c@example.com", Lines: ls,
+			TotalCents: total, RefundedCents: total, Currency: "USD", CancelledAt: Monday}, Monday),
+	}
+	if n := s.apply(t, es...); n != len(es) {
+		t.Fatalf("applied %d of %d version 1 events", n, len(es))
+	}
+	sum, err := s.Summary(context.Background(), "USD")
+	if err != nil || sum.OrdersConfirmed != 1 || sum.OrdersRejected != 1 || sum.OrdersCancelled != 1 || sum.EventsApplied != 3 {
+		t.Errorf("summary %+v, %v: want one order confirmed, one rejected, one cancelled", sum, err)
 	}
 }
 

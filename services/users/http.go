@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/microshop/microshop/internal/platform/auth"
+	"github.com/microshop/microshop/internal/platform/database"
 	"github.com/microshop/microshop/internal/platform/httpjson"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/problem"
@@ -35,8 +36,10 @@ type Limits struct {
 	Proxies       ratelimit.Proxies
 }
 
-// Routes lists every route of users in one place.
-func Routes(r chi.Router, s *Service, doc *openapi.Document, lim Limits, log *slog.Logger) {
+// Routes lists every route of users in one place. keys check the
+// credentials of the services calling /internal/ routes, which only
+// notifications may.
+func Routes(r chi.Router, s *Service, doc *openapi.Document, lim Limits, keys *auth.ServiceKeys, log *slog.Logger) {
 	h := &handlers{
 		s: s, log: log, proxies: lim.Proxies,
 		accountIP:  ratelimit.PerMinute(lim.AccountPerIP),
@@ -55,10 +58,16 @@ func Routes(r chi.Router, s *Service, doc *openapi.Document, lim Limits, log *sl
 		r.Post("/refresh", h.refresh)
 		r.Post("/logout", h.logout)
 		r.Group(func(r chi.Router) {
-			r.Use(auth.Authenticate(verifier), auth.Require)
+			r.Use(auth.Private, auth.Authenticate(verifier), auth.Require)
 			r.Get("/me", h.me)
 			r.Patch("/me", h.updateMe)
+			r.Delete("/me", h.eraseMe)
+			r.With(auth.RequireRole(auth.RoleAdmin)).Delete("/accounts/{user_id}", h.eraseAccount)
 		})
+	})
+	r.Route("/internal", func(r chi.Router) {
+		r.Use(auth.RequireService(keys, "notifications"))
+		r.Get("/users/{user_id}", h.contact)
 	})
 }
 
@@ -196,6 +205,44 @@ func (h *handlers) updateMe(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, u)
 }
 
+// eraseMe erases the caller's account. Its password check counts like a
+// login's, so a stolen access token is no way to guess the password.
+func (h *handlers) eraseMe(w http.ResponseWriter, r *http.Request) {
+	claims := auth.FromContext(r.Context())
+	ip := h.proxies.ClientIP(r)
+	if !h.allow(w, r, h.passwordIP, ip, "password attempts from your address") || !h.allowAccount(w, r, claims.Email, ip) {
+		return
+	}
+	var req Erasure
+	if p := httpjson.Decode(w, r, &req); p != nil {
+		problem.Write(w, r, p)
+		return
+	}
+	if err := h.s.EraseMe(r.Context(), claims.UserID(), req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handlers) eraseAccount(w http.ResponseWriter, r *http.Request) {
+	if err := h.s.EraseAccount(r.Context(), chi.URLParam(r, "user_id")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handlers) contact(w http.ResponseWriter, r *http.Request) {
+	c, err := h.s.Contact(r.Context(), chi.URLParam(r, "user_id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpjson.Write(w, http.StatusOK, c)
+}
+
 // allowAccount applies the limit of password checks for one account from
 // one client address.
 func (h *handlers) allowAccount(w http.ResponseWriter, r *http.Request, email, ip string) bool {
@@ -228,6 +275,9 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, r, problem.NotFound("the account no longer exists"))
 	case r.Context().Err() != nil:
 		problem.Write(w, r, problem.Unavailable("the request was cancelled before it finished"))
+	case database.Unreachable(err):
+		h.log.WarnContext(r.Context(), "the database did not answer", "path", r.URL.Path, "err", err)
+		problem.Write(w, r, problem.DatabaseUnavailable())
 	default:
 		h.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		problem.Write(w, r, problem.Internal())

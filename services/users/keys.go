@@ -18,7 +18,8 @@ import (
 // unretired ones verify and are published as the JWKS. Replicas of users
 // share the keys through the database.
 type keyring struct {
-	store store
+	store  store
+	sealer sealer
 
 	mu     sync.RWMutex
 	signer ed25519.PrivateKey
@@ -27,9 +28,11 @@ type keyring struct {
 	loaded time.Time
 }
 
-// loadKeys reads the signing keys, making the first one if there is none.
-func loadKeys(ctx context.Context, db *database.DB) (*keyring, error) {
-	k := &keyring{store: store{db: db}}
+// loadKeys reads the signing keys, making the first one if there is none,
+// and stores again, sealed with the current KEK, any it finds in plain
+// text or sealed with a previous KEK.
+func loadKeys(ctx context.Context, db *database.DB, sealer sealer) (*keyring, error) {
+	k := &keyring{store: store{db: db}, sealer: sealer}
 	if err := k.reload(ctx); err != nil {
 		return nil, err
 	}
@@ -42,8 +45,12 @@ func loadKeys(ctx context.Context, db *database.DB) (*keyring, error) {
 	}
 	// Another replica may have made one meanwhile; the newest wins and
 	// both stay published, so either signature verifies.
-	key := signingKey{KID: ids.New(), Seed: base64.StdEncoding.EncodeToString(priv.Seed())}
-	if err := k.store.insertSigningKey(ctx, key, time.Now()); err != nil {
+	kid := ids.New()
+	sealed, err := k.sealer.seal(kid, base64.StdEncoding.EncodeToString(priv.Seed()))
+	if err != nil {
+		return nil, err
+	}
+	if err := k.store.insertSigningKey(ctx, signingKey{KID: kid, Seed: sealed}, time.Now()); err != nil {
 		return nil, err
 	}
 	return k, k.reload(ctx)
@@ -58,7 +65,20 @@ func (k *keyring) reload(ctx context.Context) error {
 	var signer ed25519.PrivateKey
 	var kid string
 	for _, key := range keys {
-		b, err := base64.StdEncoding.DecodeString(key.Seed)
+		seed, reseal, err := k.sealer.open(key.KID, key.Seed)
+		if err != nil {
+			return err
+		}
+		if reseal {
+			sealed, err := k.sealer.seal(key.KID, seed)
+			if err != nil {
+				return err
+			}
+			if err := k.store.resealSigningKey(ctx, key.KID, key.Seed, sealed); err != nil {
+				return err
+			}
+		}
+		b, err := base64.StdEncoding.DecodeString(seed)
 		if err != nil || len(b) != ed25519.SeedSize {
 			return fmt.Errorf("signing key %s is corrupt", key.KID)
 		}

@@ -20,6 +20,8 @@ const (
 	argonThreads = 1
 	argonKeyLen  = 32
 	saltLen      = 16
+	// hashingSlots is how many hashes run at once.
+	hashingSlots = 4
 )
 
 // hashPassword returns an encoded argon2id hash in the PHC string format.

@@ -53,6 +53,11 @@ type Config struct {
 	// AdminEmail and AdminPassword, when set, make sure this admin exists.
 	AdminEmail    string
 	AdminPassword string
+	// KEK seals the signing keys in the database (base64 of 32 bytes);
+	// PreviousKEKs open keys sealed before a rotation. With no KEK the
+	// keys are stored in plain text, and New warns.
+	KEK          string
+	PreviousKEKs []string
 }
 
 // Service is the users service.
@@ -79,12 +84,19 @@ type Deps struct {
 // bounds that work and is not kept.
 func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	db, log := deps.DB, deps.Log
-	keys, err := loadKeys(ctx, db)
+	sealer, err := newSealer(cfg.KEK, cfg.PreviousKEKs)
+	if err != nil {
+		return nil, err
+	}
+	if !sealer.enabled() {
+		log.Warn("THE SIGNING KEYS ARE STORED IN PLAIN TEXT: whoever reads users' database can sign access tokens for anyone, admins included. Give users a key-encryption key (--key-encryption-key-file or --key-encryption-key; see docs/security.md)")
+	}
+	keys, err := loadKeys(ctx, db, sealer)
 	if err != nil {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, db: db, store: store{db: db}, keys: keys, log: log,
-		hashing: make(chan struct{}, 4), release: newMemoryRelease(500*time.Millisecond, debug.FreeOSMemory), now: time.Now}
+		hashing: make(chan struct{}, hashingSlots), release: newMemoryRelease(500*time.Millisecond, debug.FreeOSMemory), now: time.Now}
 	if cfg.AdminEmail != "" {
 		if err := s.ensureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
 			return nil, fmt.Errorf("creating the admin account: %w", err)

@@ -87,8 +87,11 @@ func scanAccount(row *sql.Row) (account, error) {
 	return a, nil
 }
 
+// Reads find live accounts only: an erased one is a tombstone (its id and
+// erased_at), which no login, token or profile reaches.
+
 func (s store) byEmail(ctx context.Context, email string) (account, error) {
-	return scanAccount(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1`, email))
+	return scanAccount(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1 AND erased_at IS NULL`, email))
 }
 
 func (s store) byID(ctx context.Context, id string) (account, error) {
@@ -96,7 +99,46 @@ func (s store) byID(ctx context.Context, id string) (account, error) {
 }
 
 func (s store) byIDTx(ctx context.Context, q querier, id string) (account, error) {
-	return scanAccount(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	return scanAccount(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1 AND erased_at IS NULL`, id))
+}
+
+// erase overwrites what is personal in account id (email, name, password
+// hash, roles) and deletes its refresh tokens, keeping the row as a
+// tombstone. The email becomes "erased:<id>", which is unique as the
+// column needs and no address, so nobody can log in with it. It reports
+// whether the account was live: false when it is unknown or erased
+// already.
+func (s store) erase(ctx context.Context, tx *sql.Tx, id string, now time.Time) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE users SET email = $1, name = '', password_hash = '', roles = '',
+		updated_at = $2, erased_at = $2 WHERE id = $3 AND erased_at IS NULL`,
+		"erased:"+id, now.UnixMilli(), id)
+	if err != nil {
+		return false, fmt.Errorf("erasing user %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("erasing user %s: %w", id, err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE user_id = $1`, id); err != nil {
+		return false, fmt.Errorf("deleting the refresh tokens of user %s: %w", id, err)
+	}
+	return true, nil
+}
+
+// erased reports whether id names an erased account.
+func (s store) erased(ctx context.Context, id string) (bool, error) {
+	var at sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT erased_at FROM users WHERE id = $1`, id).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading user %s: %w", id, err)
+	}
+	return at.Valid, nil
 }
 
 func (s store) insertRefresh(ctx context.Context, tx *sql.Tx, hash, userID, family string, expires, now time.Time) error {
@@ -168,7 +210,8 @@ func (s store) revokeUser(ctx context.Context, tx *sql.Tx, userID string, now ti
 }
 
 // signingKey is a stored key that signs access tokens: its id and the
-// base64 of its Ed25519 seed.
+// base64 of its Ed25519 seed, sealed when users has a key-encryption key
+// (see seal.go).
 type signingKey struct {
 	KID  string
 	Seed string
@@ -183,6 +226,19 @@ func (s store) insertSigningKey(ctx context.Context, k signingKey, now time.Time
 	})
 	if err != nil {
 		return fmt.Errorf("storing the signing key: %w", err)
+	}
+	return nil
+}
+
+// resealSigningKey replaces a key's stored seed, if it is still old: a
+// replica that resealed it first wins, and either form opens.
+func (s store) resealSigningKey(ctx context.Context, kid, old, sealed string) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE signing_keys SET seed = $1 WHERE kid = $2 AND seed = $3`, sealed, kid, old)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sealing signing key %s: %w", kid, err)
 	}
 	return nil
 }

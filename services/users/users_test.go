@@ -27,7 +27,7 @@ import (
 // is checked against the OpenAPI document, plus the shop.
 func start(t *testing.T, extra ...string) (string, *servicetest.Shop, *openapitest.Checker) {
 	t.Helper()
-	shop := servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{UsersArgs: extra})
+	shop := servicetest.NewShop(t, users.Spec(), servicetest.ShopOptions{UsersArgs: extra, Keys: []string{"notifications", "orders"}})
 	url, checker := openapitest.Proxy(t, users.OpenAPI(), shop.Users.URL)
 	return url, shop, checker
 }
@@ -101,6 +101,19 @@ func TestAccountLifecycle(t *testing.T) {
 			return e.Type == "users.registered" && e.Decode(&body) == nil && body.UserID == u.ID && body.Email == "ada@example.com"
 		})
 	})
+
+	// Notifications may read where to write to the customer; then the
+	// customer erases the account, and an admin's erasure of it again
+	// changes nothing (erase_test.go tests these in depth).
+	if r := servicetest.Call(t, "GET", url+"/internal/users/"+u.ID, shop.Token(t, "notifications", "users"), nil); r.Status != 200 {
+		t.Fatalf("contact: %d %s", r.Status, r.Body)
+	}
+	if r := servicetest.Call(t, "DELETE", url+"/api/users/me", tok.AccessToken, map[string]string{"password": "difference engine"}); r.Status != 204 {
+		t.Fatalf("erasing: %d %s", r.Status, r.Body)
+	}
+	if r := servicetest.Call(t, "DELETE", url+"/api/users/accounts/"+u.ID, shop.Admin, nil); r.Status != 204 {
+		t.Fatalf("erasing again as admin: %d %s", r.Status, r.Body)
+	}
 
 	checker.RequireCoverage(users.OpenAPI())
 }

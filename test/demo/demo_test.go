@@ -8,6 +8,9 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,8 +123,8 @@ func TestTracing(t *testing.T) {
 	}
 	text := stdout.String()
 	for _, want := range []string{"\nPASS: one checkout is one trace", "  spans:", "  trace:", "  links across processes:",
-		"gateway: POST /api/* [server]", "└─ orders: POST /api/orders [server]", "inventory: POST /internal/reservations [server]",
-		"payments: POST /internal/payments/authorize [server]", "notifications: handle orders.confirmed [consumer]"} {
+		"gateway: POST /api/orders [server]", "└─ orders: POST /api/orders [server]", "inventory: POST /internal/reservations [server]",
+		"payments: POST /internal/payments/authorize [server]", "notifications: orders.confirmed process [consumer]"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the output lacks %q", want)
 		}
@@ -147,5 +150,82 @@ func TestListAndUnknown(t *testing.T) {
 	out, err = exec.Command(bin, "demo").CombinedOutput()
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "Usage: microshop demo") {
 		t.Errorf("no demo named: %v\n%s", err, out)
+	}
+}
+
+// TestMonolithVsMicroservices runs the comparison through the command, as
+// a person does, with a short load, and reads its table: every row there
+// with a number above 0 for each mode where one is due; the monolith's
+// crash leaves nothing answering; the microservices' keeps the catalog
+// up; the rolling restart loses no request.
+func TestMonolithVsMicroservices(t *testing.T) {
+	bin := systemtest.Binary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "demo", "monolith-vs-microservices", "--duration", "3s")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("microshop demo monolith-vs-microservices:\n%s%s", stdout.String(), stderr.String())
+	if err != nil {
+		t.Fatalf("microshop demo monolith-vs-microservices: %v", err)
+	}
+	text := stdout.String()
+	if !strings.Contains(text, "\nPASS: ") {
+		t.Fatal("no PASS verdict")
+	}
+	// A figure line of the verdict: "  <row>:  monolith: <a> | microservices: <b>".
+	row := func(name string) (mono, micro string) {
+		t.Helper()
+		re := regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(name) + `:\s+monolith: (.*) \| microservices: (.*)$`)
+		m := re.FindStringSubmatch(text)
+		if m == nil {
+			t.Errorf("no row %q in the verdict", name)
+			return "", ""
+		}
+		return m[1], m[2]
+	}
+	positive := func(name string, cell string) {
+		t.Helper()
+		f := strings.Fields(cell)
+		if len(f) == 0 {
+			t.Errorf("%s: empty cell", name)
+			return
+		}
+		n, err := strconv.ParseFloat(f[0], 64)
+		if err != nil || n <= 0 {
+			t.Errorf("%s: %q is not a number above 0", name, cell)
+		}
+	}
+	for _, name := range []string{"ready after start, s", "confirmed checkouts/s", "checkout p99, ms", "memory under load, PSS MiB (RSS MiB)", "  took, s"} {
+		mono, micro := row(name)
+		positive(name+", monolith", mono)
+		positive(name+", microservices", micro)
+	}
+	if runtime.GOOS == "linux" {
+		mono, micro := row("CPU per confirmed checkout, ms")
+		positive("CPU, monolith", mono)
+		positive("CPU, microservices", micro)
+	}
+	if mono, micro := row("deploy a change to payments"); mono != "whole restart" || micro != "rolling restart of payments" {
+		t.Errorf("deploy: %q | %q", mono, micro)
+	}
+	if _, micro := row("  failed requests of shoppers who retry"); !strings.HasPrefix(micro, "0 of ") {
+		t.Errorf("the rolling restart lost requests: %s", micro)
+	}
+	if mono, _ := row("  failed probes"); strings.HasPrefix(mono, "0 of ") {
+		t.Errorf("the monolith's whole restart failed no probe (%s): did it restart at all?", mono)
+	}
+	for _, what := range []string{"browse the catalog", "log in", "read order history", "check out"} {
+		mono, micro := row("after payments crashes: " + what)
+		if !strings.HasPrefix(mono, "fails") {
+			t.Errorf("the monolith's crash left %q answering: %s", what, mono)
+		}
+		if what != "check out" && !strings.HasPrefix(micro, "works") {
+			t.Errorf("the microservices' crash of payments took %q down: %s", what, micro)
+		}
+		if what == "check out" && strings.HasPrefix(micro, "works: CONFIRMED") {
+			t.Errorf("a checkout was confirmed with payments dead: %s", micro)
+		}
 	}
 }

@@ -128,6 +128,7 @@ func (m *manifests) check(complete bool) []string {
 		m.checkNATSValues(v)
 	}
 	m.checkProxySecret()
+	m.checkCertificates()
 	for _, o := range m.objects {
 		if k, ok := o.obj.(*kustomization); ok {
 			m.checkKustomization(o, k)
@@ -212,13 +213,15 @@ func (m *manifests) checkDeployment(d *appsv1.Deployment) {
 		if known && !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == port }) {
 			m.addf("%s: %s listens on %d, and no container port says so", cw, name, port)
 		}
-		if known {
-			m.checkScrape(cw, tmpl.Annotations, c, name)
-		}
 		m.checkProbe(cw, "readinessProbe", c, c.ReadinessProbe, "/readyz")
 		m.checkProbe(cw, "livenessProbe", c, c.LivenessProbe, "/healthz")
 		if c.StartupProbe != nil {
 			m.checkProbe(cw, "startupProbe", c, c.StartupProbe, "/healthz")
+		}
+		if known {
+			m.checkOps(cw, c, name)
+			m.checkScrape(cw, tmpl.Annotations, c, name)
+			m.checkTLS(cw, pod, c, name)
 		}
 		m.checkMounts(cw, pod, c)
 		m.checkEnv(cw, c, name)
@@ -487,7 +490,7 @@ func (m *manifests) checkService(s *corev1.Service) {
 		if !found {
 			m.addf("%s: port %d targets %s, which no container of %s exposes", where, p.Port, tp.String(), target.Name)
 		}
-		if name := s.Name; servicePorts[name] != 0 && p.Port != servicePorts[name] && !m.isMetricsPort(target, name, tp) {
+		if name := s.Name; servicePorts[name] != 0 && p.Port != servicePorts[name] && !m.isOpsPort(target, name, tp) {
 			m.addf("%s: serves on %d; the services expect %s on %d (MICROSHOP_%s_URL)", where, p.Port, name, servicePorts[name], strings.ToUpper(name))
 		}
 	}
@@ -574,8 +577,16 @@ func (m *manifests) checkIngress(in *networkingv1.Ingress) {
 
 var urlKey = regexp.MustCompile(`^MICROSHOP_([A-Z]+)_URL$`)
 
+// peerURLOK says whether v is the URL of the Service of name, over TLS:
+// with --tls-cert a service calls only https:// URLs (and refuses to
+// start otherwise), and the host is the DNS name its certificate holds.
+func peerURLOK(v, name string, port int32) bool {
+	u, err := url.Parse(v)
+	return err == nil && u.Scheme == "https" && u.Hostname() == name && u.Port() == strconv.Itoa(int(port)) && strings.Trim(u.Path, "/") == ""
+}
+
 // checkConfigMap: every MICROSHOP_<SERVICE>_URL points at that service's
-// Service and port.
+// Service and port, over mutual TLS.
 func (m *manifests) checkConfigMap(cm *corev1.ConfigMap) {
 	where := m.where(cm)
 	for k, v := range cm.Data {
@@ -588,9 +599,8 @@ func (m *manifests) checkConfigMap(cm *corev1.ConfigMap) {
 		if !ok {
 			continue // e.g. MICROSHOP_SMTP_URL
 		}
-		u, err := url.Parse(v)
-		if err != nil || u.Scheme != "http" || u.Hostname() != name || u.Port() != strconv.Itoa(int(port)) {
-			m.addf("%s: %s=%q, want http://%s:%d", where, k, v, name, port)
+		if !peerURLOK(v, name, port) {
+			m.addf("%s: %s=%q, want https://%s:%d (mutual TLS, to the Service)", where, k, v, name, port)
 			continue
 		}
 		if m.find("Service", name) == nil {
@@ -670,10 +680,12 @@ func (m *manifests) checkServiceMonitor(sm *serviceMonitor, scraped map[string]i
 	}
 }
 
-// metricsAddrVar is --metrics-addr: a listener of its own for /metrics.
-// The services in separateMetrics have it and serve /metrics on their
-// public port to loopback only, so Prometheus reads them there; every
-// other service it reads on its service port.
+// metricsAddrVar is the gateway's --metrics-addr: a listener of its own
+// for /metrics. In compose, the services in separateMetrics have it and
+// serve /metrics on their public port to loopback only, so Prometheus
+// reads them there; every other service it reads on its service port. On
+// Kubernetes every service's port speaks mutual TLS, and Prometheus reads
+// every service on its operations port instead (opsAddrVar).
 const metricsAddrVar = "MICROSHOP_METRICS_ADDR"
 
 var separateMetrics = []string{"gateway"}
@@ -693,7 +705,7 @@ func addrPort(addr string) (int32, error) {
 
 // envValue is a container's variable as the pod would see it: its env,
 // else the last envFrom ConfigMap that has it (Secrets hold no listen
-// addresses).
+// addresses or file paths).
 func (m *manifests) envValue(c corev1.Container, v string) (string, bool) {
 	for _, e := range c.Env {
 		if e.Name == v && e.ValueFrom == nil {
@@ -716,38 +728,19 @@ func (m *manifests) envValue(c corev1.Container, v string) (string, bool) {
 }
 
 // scrapePort is where Prometheus must read the metrics of name, served
-// by container c, or a problem that says why it cannot be told.
+// by container c, or a problem that says why it cannot be told: the
+// operations port, since the service's own port asks for a client
+// certificate (and the gateway's serves /metrics to loopback only).
 func (m *manifests) scrapePort(c corev1.Container, name string) (int32, string) {
-	if !slices.Contains(separateMetrics, name) {
-		return servicePorts[name], ""
-	}
-	addr, ok := m.envValue(c, metricsAddrVar)
-	if !ok || addr == "" {
-		return 0, fmt.Sprintf("sets no %s; %s serves /metrics on its public port to loopback only, so Prometheus could not scrape it", metricsAddrVar, name)
-	}
-	port, err := addrPort(addr)
-	if err != nil {
-		return 0, fmt.Sprintf("%s=%q: %v", metricsAddrVar, addr, err)
-	}
-	if port == servicePorts[name] {
-		return 0, fmt.Sprintf("%s=%q is %s's public port", metricsAddrVar, addr, name)
-	}
-	return port, ""
+	return m.opsPort(c, name)
 }
 
 // checkScrape: Prometheus is told (prometheus.io/port) the port where the
-// service serves it /metrics, and a metrics listener is a named
-// container port, so that Services and policies can name it.
+// service serves it /metrics.
 func (m *manifests) checkScrape(where string, annotations map[string]string, c corev1.Container, name string) {
 	want, problem := m.scrapePort(c, name)
 	if problem != "" {
-		m.addf("%s: %s", where, problem)
-		return
-	}
-	if slices.Contains(separateMetrics, name) {
-		if got, ok := containerPort(c, intstr.FromString("metrics")); !ok || got != want {
-			m.addf("%s: no container port named metrics on %d, where %s serves /metrics (%s)", where, want, name, metricsAddrVar)
-		}
+		return // checkOps reports it
 	}
 	if annotations["prometheus.io/scrape"] == "true" {
 		if got := annotations["prometheus.io/port"]; got != strconv.Itoa(int(want)) {
@@ -772,14 +765,11 @@ func (m *manifests) serviceContainer(s *corev1.Service) (*corev1.Container, stri
 	return nil, ""
 }
 
-// isMetricsPort says whether tp is the metrics listener of a service that
-// has one, which a Service may expose beside the service port.
-func (m *manifests) isMetricsPort(d *appsv1.Deployment, name string, tp intstr.IntOrString) bool {
-	if !slices.Contains(separateMetrics, name) {
-		return false
-	}
+// isOpsPort says whether tp is the operations port of the service, which
+// a Service may expose beside the service port (for a ServiceMonitor).
+func (m *manifests) isOpsPort(d *appsv1.Deployment, name string, tp intstr.IntOrString) bool {
 	for _, c := range d.Spec.Template.Spec.Containers {
-		want, problem := m.scrapePort(c, name)
+		want, problem := m.opsPort(c, name)
 		if got, ok := containerPort(c, tp); ok && problem == "" && got == want {
 			return true
 		}

@@ -3,7 +3,9 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/broker"
+	"github.com/microshop/microshop/internal/platform/mtls"
 )
 
 // runGenKeys runs deploy/gen-keys.sh with args, skipping the test where
@@ -248,4 +251,206 @@ func checkProxySecretValue(t *testing.T, v string) {
 	if b, err := hex.DecodeString(v); err != nil || len(b) < 32 {
 		t.Errorf("%s=%q is not 32 bytes or more of hex", proxySecretVar, v)
 	}
+}
+
+// gen-keys.sh --k8s makes a CA and, per service, a certificate that the
+// platform's mutual TLS accepts: from that CA, naming the service; and
+// two services can talk with them, each checking the other.
+func TestGenKeysMakesServiceCertificates(t *testing.T) {
+	out, err := runGenKeys(t, nil, "--k8s")
+	if err != nil {
+		t.Fatalf("gen-keys.sh --k8s: %v\n%s", err, out)
+	}
+	docs, err := splitYAML([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]*corev1.Secret{}
+	for _, j := range docs {
+		s := &corev1.Secret{}
+		if err := decodeStrict(j, s); err != nil {
+			t.Fatal(err)
+		}
+		secrets[s.Name] = s
+	}
+	ca := secrets["microshop-ca"]
+	if ca == nil || ca.Type != corev1.SecretTypeTLS || ca.StringData["tls.crt"] == "" || ca.StringData["tls.key"] == "" {
+		t.Fatalf("no kubernetes.io/tls Secret microshop-ca with the CA: %+v", ca)
+	}
+	dir := t.TempDir()
+	ids := map[string]*mtls.Identity{}
+	for _, name := range serviceNames() {
+		s := secrets["microshop-"+name+"-tls"]
+		if s == nil || s.Type != corev1.SecretTypeTLS {
+			t.Errorf("no kubernetes.io/tls Secret microshop-%s-tls", name)
+			continue
+		}
+		if s.StringData["ca.crt"] != ca.StringData["tls.crt"] {
+			t.Errorf("microshop-%s-tls: ca.crt is not the CA of microshop-ca", name)
+		}
+		f := mtls.Files{Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem"), CA: filepath.Join(dir, name+"-ca.pem")}
+		for file, key := range map[string]string{f.Cert: "tls.crt", f.Key: "tls.key", f.CA: "ca.crt"} {
+			if err := os.WriteFile(file, []byte(s.StringData[key]), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		id, err := mtls.Load(f)
+		if err != nil {
+			t.Errorf("%s: the platform refuses the certificate: %v", name, err)
+			continue
+		}
+		if id.Name() != name {
+			t.Errorf("microshop-%s-tls names %s", name, id.Name())
+		}
+		ids[name] = id
+	}
+	orders, inventory := ids["orders"], ids["inventory"]
+	if orders == nil || inventory == nil {
+		return
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", inventory.ServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	if c, err := orders.DialTLS("inventory")(context.Background(), "tcp", ln.Addr().String()); err != nil {
+		t.Errorf("orders calling inventory with gen-keys.sh's certificates: %v", err)
+	} else {
+		c.Close()
+	}
+	if _, err := orders.DialTLS("payments")(context.Background(), "tcp", ln.Addr().String()); err == nil {
+		t.Error("orders took inventory's certificate for payments'")
+	}
+}
+
+// gen-keys.sh --k8s-certs renews the services' certificates from the CA
+// that --k8s made, and prints nothing else: the new certificates are
+// trusted by services still holding the old ones, so no restart is needed.
+// It refuses to run without that CA, or with a key that is not the CA's.
+func TestGenKeysRenewsCertificatesFromTheCA(t *testing.T) {
+	secretsOf := func(out string) map[string]*corev1.Secret {
+		t.Helper()
+		docs, err := splitYAML([]byte(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets := map[string]*corev1.Secret{}
+		for _, j := range docs {
+			s := &corev1.Secret{}
+			if err := decodeStrict(j, s); err != nil {
+				t.Fatal(err)
+			}
+			secrets[s.Name] = s
+		}
+		return secrets
+	}
+	out, err := runGenKeys(t, nil, "--k8s")
+	if err != nil {
+		t.Fatalf("gen-keys.sh --k8s: %v\n%s", err, out)
+	}
+	first := secretsOf(out)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := first["microshop-ca"]
+	caCert, caKey := write("ca.pem", ca.StringData["tls.crt"]), write("ca-key.pem", ca.StringData["tls.key"])
+
+	out, err = runGenKeys(t, []string{"MICROSHOP_CA_CERT=" + caCert, "MICROSHOP_CA_KEY=" + caKey}, "--k8s-certs")
+	if err != nil {
+		t.Fatalf("gen-keys.sh --k8s-certs: %v\n%s", err, out)
+	}
+	renewed := secretsOf(out)
+	if len(renewed) != len(serviceNames()) {
+		t.Errorf("--k8s-certs printed %d Secrets, want only the %d microshop-<service>-tls", len(renewed), len(serviceNames()))
+	}
+	identity := func(s *corev1.Secret, name string) *mtls.Identity {
+		t.Helper()
+		f := mtls.Files{Cert: write(s.Name+"-"+name+".crt", s.StringData["tls.crt"]),
+			Key: write(s.Name+"-"+name+".key", s.StringData["tls.key"]), CA: write(s.Name+"-"+name+".ca", s.StringData["ca.crt"])}
+		id, err := mtls.Load(f)
+		if err != nil {
+			t.Fatalf("%s: the platform refuses it: %v", s.Name, err)
+		}
+		if id.Name() != name {
+			t.Fatalf("%s names %s", s.Name, id.Name())
+		}
+		return id
+	}
+	for _, name := range serviceNames() {
+		s := renewed[tlsSecret(name)]
+		if s == nil {
+			t.Errorf("--k8s-certs made no %s", tlsSecret(name))
+			continue
+		}
+		if s.StringData["ca.crt"] != ca.StringData["tls.crt"] {
+			t.Errorf("%s: ca.crt is not the CA given", s.Name)
+		}
+		if s.StringData["tls.crt"] == first[s.Name].StringData["tls.crt"] || s.StringData["tls.key"] == first[s.Name].StringData["tls.key"] {
+			t.Errorf("%s: not a new certificate and key", s.Name)
+		}
+		identity(s, name)
+	}
+	// orders with its old certificate calls inventory with its renewed one,
+	// and the reverse: a rolling renewal breaks no call.
+	for _, pair := range [][2]*mtls.Identity{
+		{identity(first[tlsSecret("orders")], "orders"), identity(renewed[tlsSecret("inventory")], "inventory")},
+		{identity(renewed[tlsSecret("orders")], "orders"), identity(first[tlsSecret("inventory")], "inventory")},
+	} {
+		caller, callee := pair[0], pair[1]
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", callee.ServerConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}
+		}()
+		if c, err := caller.DialTLS("inventory")(context.Background(), "tcp", ln.Addr().String()); err != nil {
+			t.Errorf("orders calling inventory across the renewal: %v", err)
+		} else {
+			c.Close()
+		}
+		ln.Close()
+	}
+
+	// Without the CA, or with another key, it refuses.
+	if out, err := runGenKeys(t, nil, "--k8s-certs"); err == nil || !strings.Contains(out, "MICROSHOP_CA_CERT") {
+		t.Errorf("--k8s-certs without a CA: %v\n%s", err, out)
+	}
+	other := secretsOf(mustGenKeys(t))["microshop-ca"]
+	otherKey := write("other-key.pem", other.StringData["tls.key"])
+	if out, err := runGenKeys(t, []string{"MICROSHOP_CA_CERT=" + caCert, "MICROSHOP_CA_KEY=" + otherKey}, "--k8s-certs"); err == nil || !strings.Contains(out, "is not the key of") {
+		t.Errorf("--k8s-certs with another CA's key: %v\n%s", err, out)
+	}
+}
+
+func mustGenKeys(t *testing.T) string {
+	t.Helper()
+	out, err := runGenKeys(t, nil, "--k8s")
+	if err != nil {
+		t.Fatalf("gen-keys.sh --k8s: %v\n%s", err, out)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 func TestKubernetesManifests(t *testing.T) {
@@ -231,13 +232,14 @@ func TestProxySecretCheckFindsBreakage(t *testing.T) {
 }
 
 // TestScrapeCheckFindsBreakage proves the checks of where Prometheus
-// reads /metrics can fail: the gateway on its metrics port, every other
-// service on its service port.
+// reads /metrics can fail: every service on its operations port, since
+// its own port asks for a client certificate (and the gateway's public
+// port serves /metrics to loopback only).
 func TestScrapeCheckFindsBreakage(t *testing.T) {
-	monitor := func(t *testing.T, m *manifests, name string) *serviceMonitor {
-		o := m.find("ServiceMonitor", name)
+	monitor := func(t *testing.T, m *manifests) *serviceMonitor {
+		o := m.find("ServiceMonitor", "microshop")
 		if o == nil {
-			t.Fatalf("no ServiceMonitor %s", name)
+			t.Fatal("no ServiceMonitor microshop")
 		}
 		return o.obj.(*serviceMonitor)
 	}
@@ -249,28 +251,151 @@ func TestScrapeCheckFindsBreakage(t *testing.T) {
 		{"the gateway annotated with its public port", func(t *testing.T, m *manifests) {
 			m.deploymentServing("gateway").Spec.Template.Annotations["prometheus.io/port"] = "8080"
 		}, `prometheus.io/port is "8080"; gateway serves /metrics to Prometheus on 9090`},
-		{"users annotated with the gateway's metrics port", func(t *testing.T, m *manifests) {
-			m.deploymentServing("users").Spec.Template.Annotations["prometheus.io/port"] = "9090"
-		}, `prometheus.io/port is "9090"; users serves /metrics to Prometheus on 8081`},
-		{"the gateway without a metrics listener", func(t *testing.T, m *manifests) {
-			delete(m.configMap("microshop-gateway").Data, metricsAddrVar)
-		}, "sets no MICROSHOP_METRICS_ADDR"},
-		{"the metrics listener on the public port", func(t *testing.T, m *manifests) {
-			m.configMap("microshop-gateway").Data[metricsAddrVar] = ":8080"
-		}, `MICROSHOP_METRICS_ADDR=":8080" is gateway's public port`},
+		{"users annotated with its service port", func(t *testing.T, m *manifests) {
+			m.deploymentServing("users").Spec.Template.Annotations["prometheus.io/port"] = "8081"
+		}, `prometheus.io/port is "8081"; users serves /metrics to Prometheus on 9090`},
+		{"no operations port", func(t *testing.T, m *manifests) {
+			delete(m.configMap("microshop-config").Data, opsAddrVar)
+		}, "sets no MICROSHOP_OPS_ADDR"},
+		{"the operations port on the service's port", func(t *testing.T, m *manifests) {
+			m.configMap("microshop-config").Data[opsAddrVar] = ":8083"
+		}, `MICROSHOP_OPS_ADDR=":8083" is orders's own port`},
+		{"the gateway's metrics listener on the operations port", func(t *testing.T, m *manifests) {
+			m.configMap("microshop-gateway").Data[metricsAddrVar] = ":9090"
+		}, `MICROSHOP_METRICS_ADDR=":9090" and MICROSHOP_OPS_ADDR take the same port`},
 		{"no container port for it", func(t *testing.T, m *manifests) {
-			c := container(t, m, "gateway")
+			c := container(t, m, "reports")
 			c.Ports = c.Ports[:1]
-		}, "no container port named metrics on 9090"},
-		{"the gateway's ServiceMonitor on its public port", func(t *testing.T, m *manifests) {
-			monitor(t, m, "microshop-gateway").Spec.Endpoints[0].Port = "http"
-		}, `scrapes Service gateway on port "http", container port 8080; gateway serves /metrics to Prometheus on 9090`},
-		{"every Service scraped on http, the gateway too", func(t *testing.T, m *manifests) {
-			monitor(t, m, "microshop").Spec.Selector.MatchExpressions = nil
+		}, "no container port named ops on 9090"},
+		{"scraped on the service ports", func(t *testing.T, m *manifests) {
+			monitor(t, m).Spec.Endpoints[0].Port = "http"
+		}, `scrapes Service payments on port "http", container port 8084; payments serves /metrics to Prometheus on 9090`},
+		{"scraped twice", func(t *testing.T, m *manifests) {
+			sm := monitor(t, m)
+			sm.Spec.Endpoints = append(sm.Spec.Endpoints, sm.Spec.Endpoints[0])
 		}, "Service/gateway: scraped by 2 ServiceMonitor endpoints, want 1"},
-		{"users scraped on a metrics port it does not have", func(t *testing.T, m *manifests) {
-			monitor(t, m, "microshop").Spec.Endpoints[0].Port = "metrics"
+		{"scraped on a port the Services do not have", func(t *testing.T, m *manifests) {
+			monitor(t, m).Spec.Endpoints[0].Port = "metrics"
 		}, `Service users has no port named "metrics"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifests(filepath.Join(repoRoot(t), "deploy", "k8s"))
+			tt.change(t, m)
+			problems := m.check(true)
+			if !containsProblem(problems, tt.want) {
+				t.Errorf("want a problem containing %q; got:\n%s", tt.want, strings.Join(problems, "\n"))
+			}
+		})
+	}
+}
+
+// TestMutualTLSCheckFindsBreakage proves the checks of mutual TLS on the
+// real manifests can fail: each case takes back one piece of the wiring,
+// as the manifests were before it, or gets it subtly wrong.
+func TestMutualTLSCheckFindsBreakage(t *testing.T) {
+	volume := func(t *testing.T, m *manifests, name string) *corev1.Volume {
+		pod := &m.deploymentServing(name).Spec.Template.Spec
+		i := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == tlsSecret(name) })
+		if i < 0 {
+			t.Fatalf("%s mounts no %s", name, tlsSecret(name))
+		}
+		return &pod.Volumes[i]
+	}
+	mount := func(t *testing.T, m *manifests, name string) *corev1.VolumeMount {
+		c := container(t, m, name)
+		v := volume(t, m, name)
+		i := slices.IndexFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.Name == v.Name })
+		if i < 0 {
+			t.Fatalf("%s does not mount the volume %s", name, v.Name)
+		}
+		return &c.VolumeMounts[i]
+	}
+	cert := func(t *testing.T, m *manifests, name string) *certificate {
+		o := m.find("Certificate", "microshop-"+name)
+		if o == nil {
+			t.Fatalf("no Certificate microshop-%s", name)
+		}
+		return o.obj.(*certificate)
+	}
+	tests := []struct {
+		name   string
+		change func(t *testing.T, m *manifests)
+		want   string
+	}{
+		{"a peer URL in plain HTTP", func(t *testing.T, m *manifests) {
+			m.configMap("microshop-config").Data["MICROSHOP_PAYMENTS_URL"] = "http://payments:8084"
+		}, `MICROSHOP_PAYMENTS_URL="http://payments:8084", want https://payments:8084`},
+		{"a peer URL by IP, which no certificate names", func(t *testing.T, m *manifests) {
+			m.configMap("microshop-config").Data["MICROSHOP_USERS_URL"] = "https://10.0.0.7:8081"
+		}, `MICROSHOP_USERS_URL="https://10.0.0.7:8081", want https://users:8081`},
+		{"a peer URL in plain HTTP in a Deployment", func(t *testing.T, m *manifests) {
+			c := container(t, m, "orders")
+			c.Env = append(c.Env, corev1.EnvVar{Name: "MICROSHOP_INVENTORY_URL", Value: "http://inventory:8082"})
+		}, `MICROSHOP_INVENTORY_URL="http://inventory:8082", want https://inventory:8082`},
+		{"readiness on the service's port", func(t *testing.T, m *manifests) {
+			container(t, m, "payments").ReadinessProbe.HTTPGet.Port = intstr.FromString("http")
+		}, "readinessProbe probes port 8084; the kubelet presents no client certificate"},
+		{"startup on the gateway's public port", func(t *testing.T, m *manifests) {
+			container(t, m, "gateway").StartupProbe.HTTPGet.Port = intstr.FromInt32(8080)
+		}, "startupProbe probes port 8080"},
+		{"no certificate", func(t *testing.T, m *manifests) {
+			withoutEnv(t, container(t, m, "inventory"), "MICROSHOP_TLS_CERT")
+		}, "inventory\": sets no MICROSHOP_TLS_CERT"},
+		{"no CA", func(t *testing.T, m *manifests) {
+			withoutEnv(t, container(t, m, "gateway"), "MICROSHOP_TLS_CA")
+		}, "gateway\": sets no MICROSHOP_TLS_CA"},
+		{"the Secret not mounted", func(t *testing.T, m *manifests) {
+			c := container(t, m, "notifications")
+			c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.MountPath == "/etc/microshop/tls" })
+		}, "MICROSHOP_TLS_CERT=/etc/microshop/tls/tls.crt is in no volume mounted into the container"},
+		{"another service's certificate", func(t *testing.T, m *manifests) {
+			volume(t, m, "reports").Secret.SecretName = tlsSecret("payments")
+		}, "comes from the Secret microshop-payments-tls, not its own microshop-reports-tls"},
+		{"the CA's key mounted", func(t *testing.T, m *manifests) {
+			pod := &m.deploymentServing("users").Spec.Template.Spec
+			pod.Volumes = append(pod.Volumes, corev1.Volume{Name: "ca", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: caSecret}}})
+		}, "the pod mounts microshop-ca, the CA's private key"},
+		{"the certificate by subPath", func(t *testing.T, m *manifests) {
+			c := container(t, m, "orders")
+			vm := mount(t, m, "orders")
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: vm.Name, MountPath: "/etc/tls.crt", SubPath: "tls.crt", ReadOnly: true})
+			c.Env = append(c.Env, corev1.EnvVar{Name: "MICROSHOP_TLS_CERT", Value: "/etc/tls.crt"})
+			withoutEnv(t, c, "MICROSHOP_TLS_CERT") // the first, from the manifest
+		}, "is mounted by subPath, which the kubelet never updates"},
+		{"the key mounted writable", func(t *testing.T, m *manifests) {
+			mount(t, m, "payments").ReadOnly = false
+		}, "with its certificate is mounted writable"},
+		{"the key readable by everyone", func(t *testing.T, m *manifests) {
+			mode := int32(0o644)
+			volume(t, m, "users").Secret.DefaultMode = &mode
+		}, "leaves the private key readable by others"},
+		{"the key file named after the wrong key", func(t *testing.T, m *manifests) {
+			c := container(t, m, "inventory")
+			withoutEnv(t, c, "MICROSHOP_TLS_KEY")
+			c.Env = append(c.Env, corev1.EnvVar{Name: "MICROSHOP_TLS_KEY", Value: "/etc/microshop/tls/ca.crt"})
+		}, "MICROSHOP_TLS_KEY=/etc/microshop/tls/ca.crt is the key ca.crt of microshop-inventory-tls; want tls.key"},
+		{"a certificate without client auth", func(t *testing.T, m *manifests) {
+			cert(t, m, "orders").Spec.Usages = []string{"digital signature", "server auth"}
+		}, `lack "client auth"`},
+		{"a certificate naming another service", func(t *testing.T, m *manifests) {
+			cert(t, m, "payments").Spec.URIs = []string{"spiffe://microshop/orders"}
+		}, `Certificate/microshop-payments: uris ["spiffe://microshop/orders"], want ["spiffe://microshop/payments"]`},
+		{"a key kept at renewal", func(t *testing.T, m *manifests) {
+			cert(t, m, "users").Spec.PrivateKey.RotationPolicy = "Never"
+		}, "Certificate/microshop-users: privateKey must be ECDSA P-256 (size 256) with rotationPolicy Always"},
+		{"renewed at the last minute", func(t *testing.T, m *manifests) {
+			cert(t, m, "gateway").Spec.RenewBefore = "1h"
+		}, `Certificate/microshop-gateway: duration "720h", renewBefore "1h"`},
+		{"an Issuer of another CA", func(t *testing.T, m *manifests) {
+			m.find("Issuer", "microshop-ca").obj.(*certIssuer).Spec.CA.SecretName = "another-ca"
+		}, "is not the CA of the Secret microshop-ca"},
+		{"a service without a Certificate", func(t *testing.T, m *manifests) {
+			m.objects = slices.DeleteFunc(m.objects, func(o *object) bool { return o.kind == "Certificate" && o.name == "microshop-reports" })
+		}, "no cert-manager Certificate keeps microshop-reports-tls"},
+		{"no example of the Secret", func(t *testing.T, m *manifests) {
+			m.objects = slices.DeleteFunc(m.objects, func(o *object) bool { return o.kind == "Secret" && o.name == tlsSecret("orders") })
+		}, "mounts the Secret microshop-orders-tls, which is not defined"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,7 +439,7 @@ spec:
   template:
     metadata:
       labels: {app.kubernetes.io/name: orders}
-      annotations: {prometheus.io/scrape: "true", prometheus.io/port: "8083"}
+      annotations: {prometheus.io/scrape: "true", prometheus.io/port: "9090"}
     spec:
       terminationGracePeriodSeconds: 45
       securityContext:
@@ -326,6 +451,7 @@ spec:
           args: ["serve", "orders"]
           ports:
             - {name: http, containerPort: 8083}
+            - {name: ops, containerPort: 9090}
           envFrom:
             - configMapRef: {name: microshop-config}
             - secretRef: {name: microshop-orders}
@@ -336,15 +462,18 @@ spec:
             - name: MICROSHOP_SERVICE_KEYS
               valueFrom:
                 secretKeyRef: {name: microshop-service-keys, key: MICROSHOP_SERVICE_KEYS}
+            - {name: MICROSHOP_TLS_CERT, value: /etc/microshop/tls/tls.crt}
+            - {name: MICROSHOP_TLS_KEY, value: /etc/microshop/tls/tls.key}
+            - {name: MICROSHOP_TLS_CA, value: /etc/microshop/tls/ca.crt}
             - name: GOMEMLIMIT
               value: 230MiB
           resources:
             requests: {cpu: 100m, memory: 128Mi}
             limits: {cpu: "1", memory: 256Mi}
           readinessProbe:
-            httpGet: {path: /readyz, port: http}
+            httpGet: {path: /readyz, port: ops}
           livenessProbe:
-            httpGet: {path: /healthz, port: http}
+            httpGet: {path: /healthz, port: ops}
           securityContext:
             readOnlyRootFilesystem: true
             allowPrivilegeEscalation: false
@@ -352,9 +481,11 @@ spec:
           volumeMounts:
             - {name: tmp, mountPath: /tmp}
             - {name: data, mountPath: /data}
+            - {name: tls, mountPath: /etc/microshop/tls, readOnly: true}
       volumes:
         - {name: tmp, emptyDir: {}}
         - {name: data, emptyDir: {}}
+        - {name: tls, secret: {secretName: microshop-orders-tls, defaultMode: 0440}}
 ---
 apiVersion: v1
 kind: Service
@@ -393,7 +524,8 @@ metadata:
 data:
   MICROSHOP_DRAIN_DELAY: 5s
   MICROSHOP_DRAIN_TIMEOUT: 20s
-  MICROSHOP_ORDERS_URL: http://orders:8083
+  MICROSHOP_OPS_ADDR: ":9090"
+  MICROSHOP_ORDERS_URL: https://orders:8083
 `,
 	"secrets.example.yaml": `apiVersion: v1
 kind: Secret
@@ -409,6 +541,13 @@ metadata:
   name: microshop-service-keys
 stringData:
   MICROSHOP_SERVICE_KEYS: REPLACE
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: microshop-orders-tls
+type: kubernetes.io/tls
+stringData: {tls.crt: REPLACE, tls.key: REPLACE, ca.crt: REPLACE}
 `,
 	"db.yaml": `apiVersion: postgresql.cnpg.io/v1
 kind: Cluster
@@ -482,8 +621,8 @@ func TestCheckerPassesTheFixture(t *testing.T) {
 	if p := m.check(false); len(p) > 0 {
 		t.Fatalf("the fixture is meant to pass; problems:\n%s", strings.Join(p, "\n"))
 	}
-	if len(m.objects) != 10 {
-		t.Errorf("decoded %d documents of the fixture, want 10", len(m.objects))
+	if len(m.objects) != 11 {
+		t.Errorf("decoded %d documents of the fixture, want 11", len(m.objects))
 	}
 }
 
@@ -496,13 +635,13 @@ func TestCheckerFindsBrokenManifests(t *testing.T) {
 		want string
 	}{
 		{"missing readiness probe", func(t *testing.T) func(map[string]string) {
-			return replace(t, "app.yaml", "          readinessProbe:\n            httpGet: {path: /readyz, port: http}\n", "")
+			return replace(t, "app.yaml", "          readinessProbe:\n            httpGet: {path: /readyz, port: ops}\n", "")
 		}, "no readinessProbe"},
 		{"liveness on the wrong path", func(t *testing.T) func(map[string]string) {
 			return replace(t, "app.yaml", "path: /healthz", "path: /readyz")
 		}, "livenessProbe is not an HTTP GET of /healthz"},
 		{"probe on a port the container lacks", func(t *testing.T) func(map[string]string) {
-			return replace(t, "app.yaml", "{path: /readyz, port: http}", "{path: /readyz, port: 9999}")
+			return replace(t, "app.yaml", "{path: /readyz, port: ops}", "{path: /readyz, port: 9999}")
 		}, "readinessProbe probes port 9999"},
 		{"a :latest image", func(t *testing.T) func(map[string]string) {
 			return replace(t, "app.yaml", "microshop:v0.1.0", "microshop:latest")
@@ -571,11 +710,32 @@ func TestCheckerFindsBrokenManifests(t *testing.T) {
 				"            - name: MICROSHOP_NATS_SEED\n              value: SUAAAA\n            - name: GOMEMLIMIT\n")
 		}, "MICROSHOP_NATS_SEED is written into the manifest"},
 		{"scraped on another port", func(t *testing.T) func(map[string]string) {
-			return replace(t, "app.yaml", `prometheus.io/port: "8083"`, `prometheus.io/port: "9090"`)
-		}, `prometheus.io/port is "9090"; orders serves /metrics to Prometheus on 8083`},
+			return replace(t, "app.yaml", `prometheus.io/port: "9090"`, `prometheus.io/port: "8083"`)
+		}, `prometheus.io/port is "8083"; orders serves /metrics to Prometheus on 9090`},
 		{"a URL to the wrong port", func(t *testing.T) func(map[string]string) {
-			return replace(t, "config.yaml", "http://orders:8083", "http://orders:8084")
-		}, `MICROSHOP_ORDERS_URL="http://orders:8084", want http://orders:8083`},
+			return replace(t, "config.yaml", "https://orders:8083", "https://orders:8084")
+		}, `MICROSHOP_ORDERS_URL="https://orders:8084", want https://orders:8083`},
+		{"a peer URL in plain HTTP", func(t *testing.T) func(map[string]string) {
+			return replace(t, "config.yaml", "https://orders:8083", "http://orders:8083")
+		}, `MICROSHOP_ORDERS_URL="http://orders:8083", want https://orders:8083`},
+		{"probes on the service's port", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "{path: /healthz, port: ops}", "{path: /healthz, port: http}")
+		}, "livenessProbe probes port 8083; the kubelet presents no client certificate"},
+		{"no operations port", func(t *testing.T) func(map[string]string) {
+			return replace(t, "config.yaml", "  MICROSHOP_OPS_ADDR: \":9090\"\n", "")
+		}, "sets no MICROSHOP_OPS_ADDR"},
+		{"no certificate", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "            - {name: MICROSHOP_TLS_CERT, value: /etc/microshop/tls/tls.crt}\n", "")
+		}, "sets no MICROSHOP_TLS_CERT"},
+		{"the TLS Secret not mounted", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "            - {name: tls, mountPath: /etc/microshop/tls, readOnly: true}\n", "")
+		}, "MICROSHOP_TLS_KEY=/etc/microshop/tls/tls.key is in no volume mounted"},
+		{"another service's certificate", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", "secretName: microshop-orders-tls", "secretName: microshop-payments-tls")
+		}, "the pod mounts microshop-payments-tls, another service's certificate"},
+		{"a key readable by everyone", func(t *testing.T) func(map[string]string) {
+			return replace(t, "app.yaml", ", defaultMode: 0440}", "}")
+		}, "leaves the private key readable by others"},
 		{"a grace period shorter than the drain", func(t *testing.T) func(map[string]string) {
 			return replace(t, "app.yaml", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 10")
 		}, "terminationGracePeriodSeconds 10"},

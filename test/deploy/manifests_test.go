@@ -213,6 +213,53 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
+// certIssuer is the part of cert-manager's cert-manager.io/v1 Issuer
+// used here: a CA issuer.
+type certIssuer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		CA *struct {
+			SecretName string `json:"secretName"`
+		} `json:"ca,omitempty"`
+	} `json:"spec"`
+}
+
+// certificate is the part of cert-manager's cert-manager.io/v1
+// Certificate used here.
+type certificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretName     string `json:"secretName"`
+		SecretTemplate *struct {
+			Labels      map[string]string `json:"labels,omitempty"`
+			Annotations map[string]string `json:"annotations,omitempty"`
+		} `json:"secretTemplate,omitempty"`
+		Duration    string `json:"duration,omitempty"`
+		RenewBefore string `json:"renewBefore,omitempty"`
+		CommonName  string `json:"commonName,omitempty"`
+		Subject     *struct {
+			Organizations []string `json:"organizations,omitempty"`
+		} `json:"subject,omitempty"`
+		URIs       []string `json:"uris,omitempty"`
+		DNSNames   []string `json:"dnsNames,omitempty"`
+		Usages     []string `json:"usages,omitempty"`
+		IsCA       bool     `json:"isCA,omitempty"`
+		PrivateKey *struct {
+			Algorithm      string `json:"algorithm,omitempty"`
+			Size           int    `json:"size,omitempty"`
+			Encoding       string `json:"encoding,omitempty"`
+			RotationPolicy string `json:"rotationPolicy,omitempty"`
+		} `json:"privateKey,omitempty"`
+		IssuerRef struct {
+			Name  string `json:"name"`
+			Kind  string `json:"kind,omitempty"`
+			Group string `json:"group,omitempty"`
+		} `json:"issuerRef"`
+	} `json:"spec"`
+}
+
 // natsValues are the values of the official NATS Helm chart (1.x) that
 // nats-values.yaml sets.
 type natsValues struct {
@@ -331,6 +378,10 @@ func decodeObject(file string, j []byte) (kind, name string, obj any, err error)
 		obj = &cnpgCluster{}
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		obj = &serviceMonitor{}
+	case "cert-manager.io/v1 Issuer":
+		obj = &certIssuer{}
+	case "cert-manager.io/v1 Certificate":
+		obj = &certificate{}
 	default:
 		return tm.Kind, "", nil, fmt.Errorf("unknown kind %q of apiVersion %q", tm.Kind, tm.APIVersion)
 	}

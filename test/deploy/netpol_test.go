@@ -192,13 +192,17 @@ func (m *manifests) networkMatrix() []string {
 				continue
 			}
 			expect(s, d, servicePorts[dst], tcp, slices.Contains(calls[src], dst))
+			// The operations port is Prometheus' alone, even for callers.
+			if scrape[dst] != 0 {
+				expect(s, d, scrape[dst], tcp, false)
+			}
 		}
 		for _, o := range outsiders {
 			if o.pod == nil {
 				continue
 			}
 			// Prometheus reaches the service port only where /metrics is
-			// served, and nobody else reaches a metrics listener.
+			// served, and nobody else reaches the operations port.
 			metricsThere := scrape[src] == servicePorts[src]
 			want := (o.namespace == "monitoring" && metricsThere) || (o.namespace == "ingress-nginx" && src == "gateway")
 			expect(o, s, servicePorts[src], tcp, want)

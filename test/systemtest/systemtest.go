@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,10 @@ func Binary(t *testing.T) string {
 	return bin
 }
 
+// systems counts the systems started by this test binary; with the
+// process id it names their databases apart.
+var systems atomic.Int64
+
 // System is a running `microshop run`. Its fields (Cmd, Gateway, Data)
 // and the methods that report errors rather than fail a test are those of
 // localrun.System, reachable as s.System.
@@ -64,8 +69,17 @@ type System struct {
 
 // Start runs `microshop run` and returns once it prints that every
 // service is ready.
+//
+// With MICROSHOP_DB_PREFIX set (CI's PostgreSQL pass), each system gets
+// databases of its own under that prefix: a system's data directory holds
+// the keys its databases were written with (users' key-encryption key
+// among them), so a second system cannot open the first one's databases,
+// just as a real deployment given another data directory could not.
 func Start(t *testing.T, env ...string) *System {
 	t.Helper()
+	if prefix := os.Getenv("MICROSHOP_DB_PREFIX"); prefix != "" {
+		env = append(env, fmt.Sprintf("MICROSHOP_DB_PREFIX=%sp%ds%d_", prefix, os.Getpid(), systems.Add(1)))
+	}
 	ls, err := localrun.Launch(context.Background(), localrun.LaunchOptions{Binary: Binary(t), Data: t.TempDir(), Env: env})
 	if err != nil {
 		t.Fatal(err)

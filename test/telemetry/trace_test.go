@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,34 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 	if roots != 1 {
 		t.Errorf("%d root spans, want 1", roots)
 	}
+	// Span names are operations, by route template and subject as
+	// OpenTelemetry's conventions name them, so the list of operations
+	// stays short: no span name holds an id, and the gateway's root says
+	// which request it was rather than "POST /api/*".
+	names := map[string]bool{}
+	for _, sp := range spans {
+		names[sp.Service+": "+sp.Name+" ["+sp.Kind+"]"] = true
+		if ulid.MatchString(sp.Name) || strings.Contains(sp.Name, o.ID) {
+			t.Errorf("span %s %q (%s) is named with an id", sp.Service, sp.Name, sp.Kind)
+		}
+		if sp.ParentSpanID == "" && strings.Contains(sp.Name, "/api/*") {
+			t.Errorf("the root span is %q, want it named by the route that answered", sp.Name)
+		}
+	}
+	for _, want := range []string{
+		"gateway: POST /api/orders [server]", "gateway: POST /api/orders [client]", "orders: POST /api/orders [server]",
+		"orders: POST /internal/reservations/{order_id}/commit [client]", "inventory: POST /internal/reservations/{order_id}/commit [server]",
+		"orders: orders.confirmed publish [producer]",
+	} {
+		if !names[want] {
+			t.Errorf("no span %s in the trace", want)
+		}
+	}
+	for _, consumer := range want[4:] {
+		if !names[consumer+": orders.confirmed process [consumer]"] {
+			t.Errorf("no span %s: orders.confirmed process [consumer] in the trace", consumer)
+		}
+	}
 	// Across processes: each service's server span is the child of another
 	// service's client span; each consumer's span the child of orders'
 	// publish span, across NATS.
@@ -156,7 +185,7 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 		if name == "nats" {
 			continue
 		}
-		resp, err := http.Get(url + "/metrics")
+		resp, err := s.ServiceClient(name).Get(url + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,6 +207,9 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 		}
 	}
 }
+
+// ulid matches an id of package ids: 26 characters of Crockford's base32.
+var ulid = regexp.MustCompile(`(?i)\b[0-9a-hjkmnp-tv-z]{26}\b`)
 
 // checkoutTrace finds the trace that holds order id's saga.
 func checkoutTrace(t *testing.T, gw, admin, orderID string) []collector.Span {

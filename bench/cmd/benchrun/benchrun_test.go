@@ -48,6 +48,12 @@ func TestQuickRun(t *testing.T) {
 	if !strings.Contains(string(output), files[0]) {
 		t.Errorf("bench/run did not print the results file's path:\n%s", output)
 	}
+	for _, want := range []string{"microservices memory: whole system PSS under load", "microservices memory: run (supervisor, mailbox, collector) RSS",
+		"microservices memory: orders RSS under load"} {
+		if !strings.Contains(string(output), want) {
+			t.Errorf("bench/run did not print %q:\n%s", want, output)
+		}
+	}
 	b, err := os.ReadFile(files[0])
 	if err != nil {
 		t.Fatal(err)
@@ -112,11 +118,20 @@ func TestCheckResults(t *testing.T) {
 			{Mode: "microservices", Browse: hits{Rate: 10}, Mix: ok, Checkout: ok, CheckoutOpen: ok, FinalDrained: true,
 				Procs: []procFig{{Label: "gateway", PID: 1, RSSIdle: 1 << 20, RSSLoad: 2 << 20}}},
 			{Mode: "monolith", Skipped: "not in this build"},
+			{Mode: postgresMode, Browse: hits{Rate: 10}, Mix: ok, Checkout: ok, CheckoutOpen: ok, FinalDrained: true,
+				PG:    &pgFigs{IdleSeconds: 30, IdleCommits: 2.5, IdleBackends: 7, PeakBackends: 24, CommitsPer: 20, BackendCPUPer: 3},
+				Procs: []procFig{{Label: "gateway", PID: 2, RSSIdle: 1 << 20, RSSLoad: 2 << 20}}},
 		},
 	}
 	doc := render(r)
 	if problems := checkResults(doc); len(problems) > 0 {
 		t.Fatalf("render's own output fails the check: %v\n%s", problems, doc)
+	}
+	if !strings.Contains(doc, pgHeading) || !strings.Contains(doc, "| backends, most at once in the checkout closed loop | 24 |") {
+		t.Errorf("no PostgreSQL table with the postgres mode's figures:\n%s", doc)
+	}
+	if problems := checkResults(strings.Replace(doc, "| backends, idle | 7 |", "| backends, idle | some |", 1)); len(problems) == 0 {
+		t.Errorf("a PostgreSQL cell that is not a number passed the check")
 	}
 	if !strings.Contains(doc, "| one hop | 4 | 100 |") {
 		t.Fatalf("the ceiling row is not as expected:\n%s", doc)

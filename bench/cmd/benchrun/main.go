@@ -16,6 +16,11 @@
 //     CPU seconds per confirmed checkout (utime+stime of every process,
 //     before and after, divided by the confirmed checkouts); and the
 //     consumers' lag at the end, waited on until it drains.
+//   - the postgres mode: microservices mode again with every service's
+//     database on the machine's PostgreSQL (--postgres; fresh databases,
+//     dropped after), the same phases, plus the server's side: commits a
+//     second with no traffic, backends, commits and the backends' CPU per
+//     confirmed checkout (postgres.go).
 //
 // Every target is on the loopback, every loop and wait is bounded.
 //
@@ -65,6 +70,8 @@ type settings struct {
 	LoadWait        time.Duration
 	Phases          map[string]bool
 	Profile         string
+	Postgres        string        // the server of the postgres mode
+	PGIdle          time.Duration // the window that counts the postgres mode's idle commits
 }
 
 func (s settings) complete() bool {
@@ -74,24 +81,27 @@ func (s settings) complete() bool {
 func fullSettings() settings {
 	return settings{CeilingWorkers: 48, BrowseWorkers: 48, CheckoutWorkers: 32,
 		Warmup: 3 * time.Second, Saturate: 20 * time.Second, CheckoutPhase: 30 * time.Second, Open: 20 * time.Second,
-		Idle: 5 * time.Second, Users: 40, LagWait: 2 * time.Minute, LoadWait: 10 * time.Minute}
+		Idle: 5 * time.Second, PGIdle: 30 * time.Second, Users: 40, LagWait: 2 * time.Minute, LoadWait: 10 * time.Minute}
 }
 
 func quickSettings() settings {
 	return settings{Quick: true, CeilingWorkers: 16, BrowseWorkers: 16, CheckoutWorkers: 8,
 		Warmup: 500 * time.Millisecond, Saturate: 2 * time.Second, CheckoutPhase: 3 * time.Second, Open: 2 * time.Second,
-		Idle: time.Second, Users: 4, LagWait: 30 * time.Second, LoadWait: 0}
+		Idle: time.Second, PGIdle: 2 * time.Second, Users: 4, LagWait: 30 * time.Second, LoadWait: 0}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (string, error) {
 	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		bin      = fs.String("bin", "", "the microshop binary to measure (required)")
-		ceiling  = fs.String("ceiling", "", "the ceiling server binary (bench/cmd/ceiling; required)")
-		outDir   = fs.String("out", "", "directory of the results file (default bench/results; with --quick a temporary directory)")
-		quick    = fs.Bool("quick", false, "a few seconds per phase, small concurrency: for CI, checks that everything runs, not the numbers")
-		modes    = fs.String("modes", "microservices,monolith", "which modes of microshop run to measure")
+		bin     = fs.String("bin", "", "the microshop binary to measure (required)")
+		ceiling = fs.String("ceiling", "", "the ceiling server binary (bench/cmd/ceiling; required)")
+		outDir  = fs.String("out", "", "directory of the results file (default bench/results; with --quick a temporary directory)")
+		quick   = fs.Bool("quick", false, "a few seconds per phase, small concurrency: for CI, checks that everything runs, not the numbers")
+		modes   = fs.String("modes", "microservices,monolith,postgres", "which modes of microshop run to measure; postgres is microservices mode with every database on --postgres (skipped when that server does not answer)")
+		pgURL   = fs.String("postgres", envOr("MICROSHOP_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+			"the PostgreSQL server of the postgres mode: each run makes its own databases there and drops them after ($MICROSHOP_BENCH_POSTGRES)")
+		pgIdle   = fs.Duration("postgres-idle", 0, "how long the postgres mode counts commits with no traffic (default 30s, --quick 2s)")
 		maxLoad  = fs.Float64("max-load", 0, "wait until the 1-minute load average is below this before measuring (default: the number of cores)")
 		loadWait = fs.Duration("load-wait", -1, "how long to wait at most for the load average (default 10m, --quick 0)")
 		work     = fs.String("work", "", "directory for the systems' data (default: a temporary directory)")
@@ -118,6 +128,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (string, 
 		set.Phases[p] = true
 	}
 	set.Profile = *profile
+	set.Postgres = *pgURL
+	if *pgIdle > 0 {
+		set.PGIdle = *pgIdle
+	}
 	if *seconds > 0 {
 		set.CheckoutPhase = *seconds
 	}
@@ -195,6 +209,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (string, 
 			mr.Failed = err.Error()
 			say("%s: %v", mode, err)
 		}
+		if mr.Skipped != "" {
+			say("%s: skipped (%s)", mode, mr.Skipped)
+		}
+		for _, l := range memoryVerdicts(mr) {
+			say("%s memory: %s", mode, l)
+		}
 	}
 	res.Machine.LoadAfter = loadAverage()
 	res.Finished = time.Now()
@@ -220,6 +240,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (string, 
 		}
 	}
 	return path, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 func splitList(s string) []string {

@@ -225,6 +225,8 @@ type modeResult struct {
 	CheckoutOpenRate float64
 	CheckoutOpen     *loadgen.Result
 
+	PG *pgFigs // the postgres mode's figures from the server
+
 	FinalLag      lag
 	FinalTook     time.Duration
 	FinalDrained  bool
@@ -237,12 +239,27 @@ type modeResult struct {
 const productList = "/api/inventory/products?limit=10"
 
 func measureMode(ctx context.Context, bin, workDir string, set settings, mr *modeResult, say func(string, ...any)) error {
+	var pg *pgServer
+	if mr.Mode == postgresMode {
+		var err error
+		if pg, err = openPG(ctx, set.Postgres); err != nil {
+			mr.Skipped = err.Error()
+			return nil
+		}
+		mr.PG = &pgFigs{}
+		defer func() {
+			if err := pg.drop(); err != nil {
+				say("postgres: dropping this run's databases (%s*): %v", pg.prefix, err)
+			}
+		}()
+	}
 	start := time.Now()
-	sys, err := startSystem(ctx, bin, mr.Mode, workDir, 2*time.Minute, set.Profile != "")
+	sys, err := startSystem(ctx, bin, mr.Mode, workDir, 2*time.Minute, set.Profile != "", pg)
 	if err != nil {
 		return err
 	}
 	defer sys.stop()
+	sys.pg = pg
 	mr.StartSeconds = time.Since(start).Seconds()
 	pids := sys.pids()
 	figs := map[int]*procFig{}
@@ -266,6 +283,10 @@ func measureMode(ctx context.Context, bin, workDir string, set settings, mr *mod
 		figs[p].IdleCores = (c1[p] - c0[p]) / set.Idle.Seconds()
 	}
 	mr.IdleCores = sumDelta(c0, c1) / set.Idle.Seconds()
+	if pg != nil {
+		pg.measureIdle(ctx, set.PGIdle, mr.PG)
+		say("postgres idle: %.2f commits/s across the databases over %.0fs, %d backends", mr.PG.IdleCommits, mr.PG.IdleSeconds, mr.PG.IdleBackends)
+	}
 
 	pk := &peaks{pids: pids, max: map[int]memory{}}
 	defer func() {
@@ -356,10 +377,14 @@ func measureCheckout(ctx context.Context, sys *system, set settings, mr *modeRes
 	// Checkout: saturation, then the consumers catch up; CPU counts both.
 	var coBefore map[int]float64
 	var lgBefore float64
+	var backends *backendWatch
 	co, err := loadgen.Run(ctx, loadgen.Config{Target: sys.gateway, Scenario: "checkout", Duration: set.CheckoutPhase,
 		Concurrency: set.CheckoutWorkers, Users: set.Users, Seed: 2, AdminEmail: sys.admin, AdminPassword: sys.password,
 		Started: func(loadgen.Setup) {
 			pk.start(time.Second)
+			if sys.pg != nil {
+				backends = sys.pg.watch(ctx)
+			}
 			coBefore, lgBefore = cpuOf(pids), mustCPU(os.Getpid())
 			if set.Profile != "" {
 				profiles = sys.profile(ctx, set.Profile, set.CheckoutPhase-time.Second, say)
@@ -370,6 +395,9 @@ func measureCheckout(ctx context.Context, sys *system, set settings, mr *modeRes
 		profiles()
 	}
 	if err != nil {
+		if backends != nil {
+			backends.finish(ctx, 0, mr.PG)
+		}
 		return fmt.Errorf("checkout: %w", err)
 	}
 	mr.Checkout = co
@@ -380,6 +408,14 @@ func measureCheckout(ctx context.Context, sys *system, set settings, mr *modeRes
 	}
 	coAfter := cpuOf(pids)
 	mr.CheckoutCPU = perOp(sumDelta(coBefore, coAfter), co.ConfirmedCheckouts)
+	if backends != nil {
+		// The server's work is part of what a checkout costs: on SQLite
+		// the same work is done inside the services' processes.
+		backends.finish(ctx, co.ConfirmedCheckouts, mr.PG)
+		mr.CheckoutCPU += mr.PG.BackendCPUPer
+		say("postgres checkout: %.1f commits per confirmed checkout, %d backends at most (%d seen), their CPU %.2f ms per confirmed checkout",
+			mr.PG.CommitsPer, mr.PG.PeakBackends, mr.PG.BackendsSeen, mr.PG.BackendCPUPer)
+	}
 	for p := range figs {
 		figs[p].CPUPerCheckout = perOp(coAfter[p]-coBefore[p], co.ConfirmedCheckouts)
 	}

@@ -35,6 +35,7 @@ type system struct {
 	run      *localrun.System
 	procs    []process
 	urls     map[string]string // each service's base URL (replica 0)
+	pg       *pgServer         // the postgres mode's server, else nil
 }
 
 // process is one OS process of the system and the names it holds.
@@ -56,7 +57,7 @@ func monolithSupported(bin string) bool {
 
 // startSystem starts `bin run --mode mode` with rate limits off and an
 // admin, and waits (bounded) until every process is ready.
-func startSystem(ctx context.Context, bin, mode, workDir string, readyWithin time.Duration, profile bool) (*system, error) {
+func startSystem(ctx context.Context, bin, mode, workDir string, readyWithin time.Duration, profile bool, pg *pgServer) (*system, error) {
 	dir, err := os.MkdirTemp(workDir, "run-"+mode+"-")
 	if err != nil {
 		return nil, err
@@ -69,7 +70,10 @@ func startSystem(ctx context.Context, bin, mode, workDir string, readyWithin tim
 		env = append(env, "MICROSHOP_PPROF=true")
 	}
 	var args []string
-	if mode != "microservices" {
+	switch {
+	case pg != nil:
+		args = []string{"--db", pg.url, "--db-prefix", pg.prefix}
+	case mode != "microservices":
 		args = []string{"--mode", mode}
 	}
 	s.run, err = localrun.Launch(ctx, localrun.LaunchOptions{Binary: bin, Data: dir, Env: env, Args: args, ReadyTimeout: readyWithin})
@@ -229,7 +233,10 @@ func (s *system) profile(ctx context.Context, dir string, d time.Duration, say f
 		url := s.urls[n] + fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)
 		path := filepath.Join(dir, s.mode+"-"+n+".pprof")
 		wg.Go(func() {
-			c := &http.Client{Timeout: time.Duration(secs+30) * time.Second, Transport: &http.Transport{Proxy: nil}}
+			// As run reaches the service: under mutual TLS, with its
+			// certificate.
+			c := *s.run.ServiceClient(n)
+			c.Timeout = time.Duration(secs+30) * time.Second
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 			resp, err := c.Do(req)
 			if err != nil {

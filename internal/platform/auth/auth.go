@@ -176,6 +176,17 @@ func Authenticate(v *Verifier) func(http.Handler) http.Handler {
 	}
 }
 
+// Private marks every answer of the routes it wraps as one person's
+// (Cache-Control: private, no-store): an order or a profile is kept by no
+// cache, shared or the browser's, so it never reaches another user of the
+// same proxy or computer. A handler may still set its own.
+func Private(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private, no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // Require refuses requests that Authenticate left unauthenticated.
 func Require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

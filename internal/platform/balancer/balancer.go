@@ -77,6 +77,13 @@ var errBadURL = errors.New("want one or more base URLs such as http://127.0.0.1:
 // Call it before the first probe.
 func (b *Balancer) Expect(identity string) { b.expect = identity }
 
+// ProbeWith makes the probes go through rt, such as the callers' own
+// transport, whose mutual TLS proves a replica's identity before its
+// readiness answer is read. Call it before the first probe.
+func (b *Balancer) ProbeWith(rt http.RoundTripper) {
+	b.probe = &http.Client{Timeout: time.Second, Transport: rt}
+}
+
 // Run probes the replicas every interval until ctx ends; the balancer's
 // owner runs it for as long as it uses the balancer. It does nothing for a
 // single replica. Without Run, a replica is marked down only when it

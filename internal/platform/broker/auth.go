@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -294,4 +295,60 @@ func serverUsers(users []User) ([]*server.NkeyUser, error) {
 		}})
 	}
 	return out, nil
+}
+
+// ServerConfig is a nats-server configuration file (nats-server -c) that
+// admits users only, each with its permissions: the same users as
+// StartEmbeddedWithUsers admits, for a broker that runs as its own
+// process, such as each node of a cluster. It is JSON, which nats-server
+// reads as its configuration format; flags on nats-server's command line
+// (address, cluster, store) go beside it.
+func ServerConfig(users []User) ([]byte, error) {
+	type subjects struct {
+		Allow []string `json:"allow,omitempty"`
+		Deny  []string `json:"deny,omitempty"`
+	}
+	type user struct {
+		NKey        string `json:"nkey"`
+		Permissions struct {
+			Publish   subjects `json:"publish"`
+			Subscribe subjects `json:"subscribe"`
+		} `json:"permissions"`
+	}
+	if len(users) == 0 {
+		return nil, fmt.Errorf("a nats-server configuration needs at least one user")
+	}
+	var conf struct {
+		Authorization struct {
+			Users []user `json:"users"`
+		} `json:"authorization"`
+	}
+	for _, u := range users {
+		if !nkeys.IsValidPublicUserKey(u.NKey) {
+			return nil, fmt.Errorf("nats user %s: %q is not a public user nkey", u.Name, u.NKey)
+		}
+		// nats-server reads a permission with neither list as no
+		// permission at all, which allows everything: say "nothing".
+		nothing := func(s Subjects) subjects {
+			if len(s.Allow) == 0 && len(s.Deny) == 0 {
+				return subjects{Deny: []string{">"}}
+			}
+			return subjects(s)
+		}
+		var su user
+		su.NKey = u.NKey
+		su.Permissions.Publish = nothing(u.Permissions.Publish)
+		su.Permissions.Subscribe = nothing(u.Permissions.Subscribe)
+		conf.Authorization.Users = append(conf.Authorization.Users, su)
+	}
+	// Subjects hold ">" and "*": no HTML escapes, which nats-server's
+	// parser would keep as they are.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(conf); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }

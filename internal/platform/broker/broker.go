@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/microshop/microshop/internal/platform/events"
 )
 
 // Embedded is a NATS server with JetStream running inside this process.
@@ -33,6 +35,20 @@ func StartEmbedded(dir, host string, port int, log *slog.Logger) (*Embedded, err
 // StartEmbeddedWithUsers is StartEmbedded admitting only users, each with
 // its permissions. With no users it admits anyone.
 func StartEmbeddedWithUsers(dir, host string, port int, users []User, log *slog.Logger) (*Embedded, error) {
+	return StartEmbeddedLimited(dir, host, port, users, DefaultMaxMemory, log)
+}
+
+// DefaultMaxMemory is JetStream's memory storage limit (max_memory_store)
+// of an embedded server. The shop's streams are on disk; this bounds only
+// memory-stored streams someone adds.
+const DefaultMaxMemory = 64 << 20
+
+// StartEmbeddedLimited is StartEmbeddedWithUsers with JetStream's memory
+// storage bounded to maxMemory bytes (DefaultMaxMemory when 0 or less).
+func StartEmbeddedLimited(dir, host string, port int, users []User, maxMemory int64, log *slog.Logger) (*Embedded, error) {
+	if maxMemory <= 0 {
+		maxMemory = DefaultMaxMemory
+	}
 	if port == 0 {
 		port = server.RANDOM_PORT // nats-server reads 0 as "the default port"
 	}
@@ -44,8 +60,8 @@ func StartEmbeddedWithUsers(dir, host string, port int, users []User, log *slog.
 		StoreDir:   dir,
 		NoSigs:     true,
 		// JetStream limits sized for a laptop; the streams keep every event
-		// so reports can be rebuilt by replaying them.
-		JetStreamMaxMemory: 256 << 20,
+		// (on disk) so reports can be rebuilt by replaying them.
+		JetStreamMaxMemory: maxMemory,
 		JetStreamMaxStore:  4 << 30,
 	}
 	if len(users) > 0 {
@@ -77,6 +93,21 @@ func (e *Embedded) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
+// Liveness of the connection to the broker. A broker that vanished
+// without closing the connection (a partition, a host cut off, a frozen
+// process) sends nothing and acknowledges nothing, and TCP alone would
+// keep the connection "up" for minutes. The client pings every
+// PingInterval and drops the connection after MaxPingsOutstanding
+// unanswered pings, so a half-open connection is noticed within about
+// PingInterval*(MaxPingsOutstanding+1) and the client reconnects to
+// another node of the cluster. nats.go's defaults are 2 minutes and 2.
+const (
+	PingInterval        = 5 * time.Second
+	MaxPingsOutstanding = 2
+	// DialTimeout bounds one connection attempt to a node.
+	DialTimeout = 2 * time.Second
+)
+
 // Connect dials NATS at url as cred and keeps reconnecting for as long as
 // the process lives: a broker outage must delay events, never stop a
 // service. It does not fail when the broker is down at start; readiness
@@ -87,6 +118,9 @@ func Connect(url string, cred Credential, log *slog.Logger) (*nats.Conn, jetstre
 		return nil, nil, err
 	}
 	nc, err := nats.Connect(url, append(opts,
+		nats.PingInterval(PingInterval),
+		nats.MaxPingsOutstanding(MaxPingsOutstanding),
+		nats.Timeout(DialTimeout),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -106,7 +140,10 @@ func Connect(url string, cred Credential, log *slog.Logger) (*nats.Conn, jetstre
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to nats at %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc)
+	// An async publish whose ack never comes (it went to a node cut
+	// from its peers) is forgotten after events.PublishTimeout instead of
+	// holding one of the connection's 4000 slots for outstanding acks.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(events.PublishTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("opening jetstream: %w", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/microshop/microshop/internal/platform/auth"
 	"github.com/microshop/microshop/internal/platform/client"
+	"github.com/microshop/microshop/internal/platform/mtls"
 	"github.com/microshop/microshop/internal/platform/server"
 )
 
@@ -27,7 +28,16 @@ import (
 // cpu-ns/op is the CPU of both ends together, per call. The same call
 // through the in-process transport of --mode monolith, and without the
 // credential, is BenchmarkServiceCall in internal/platform/inproc.
+//
+// plain is HTTP as in --mtls=false; mtls is the same call over the
+// mutual TLS that run uses, on a kept-alive connection (the handshake is
+// paid once; its cost is BenchmarkHandshake in internal/platform/mtls).
 func BenchmarkInternalCall(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchInternalCall(b, false) })
+	b.Run("mtls", func(b *testing.B) { benchInternalCall(b, true) })
+}
+
+func benchInternalCall(b *testing.B, viaTLS bool) {
 	seeds, publics, err := auth.GenerateServiceKeys([]string{"orders", "inventory"})
 	if err != nil {
 		b.Fatal(err)
@@ -35,7 +45,25 @@ func BenchmarkInternalCall(b *testing.B) {
 	orders, _ := auth.ParseServiceKeys("orders", seeds["orders"], publics)
 	inventory, _ := auth.ParseServiceKeys("inventory", seeds["inventory"], publics)
 
-	srv := server.New(server.Options{Service: "inventory", Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), MaxInFlight: 1024})
+	opts := server.Options{Service: "inventory", Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), MaxInFlight: 1024}
+	copts := client.Options{}
+	scheme := "http://"
+	if viaTLS {
+		dir := b.TempDir()
+		if _, err := mtls.Ensure(dir, []string{"orders", "inventory"}, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		inv, err := mtls.Load(mtls.FilesIn(dir, "inventory"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ord, err := mtls.Load(mtls.FilesIn(dir, "orders"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		opts.TLS, copts.TLS, scheme = inv.ServerConfig(), ord, "https://"
+	}
+	srv := server.New(opts)
 	srv.Router.With(auth.RequireService(inventory, "orders")).Post("/internal/reservations", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			OrderID string `json:"order_id"`
@@ -61,7 +89,7 @@ func BenchmarkInternalCall(b *testing.B) {
 	go func() { defer close(done); _ = srv.Serve(ctx, ln, time.Second) }()
 	b.Cleanup(func() { cancel(); <-done })
 
-	cl := client.New("inventory", "http://"+ln.Addr().String(), auth.NewCredentials(orders), client.Options{}, nil)
+	cl := client.New("inventory", scheme+ln.Addr().String(), auth.NewCredentials(orders), copts, nil)
 	in := map[string]any{"order_id": "01HZX3Y7Q2M8N4P6R9S0T1V2W3", "lines": []map[string]any{{"sku": "SKU-0001", "quantity": 2}}}
 	call := func() {
 		var out struct{ Status string }

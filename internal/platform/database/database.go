@@ -14,13 +14,17 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
 	"github.com/pressly/goose/v3/lock"
@@ -44,6 +48,12 @@ type DB struct {
 	Dialect Dialect
 	// Source is the database's location with any password removed.
 	Source string
+
+	group   *groupWriter // SQLite: the one writer, merging transactions (group.go)
+	commits signal       // wakes the workers waiting for a commit
+
+	pingMu sync.Mutex
+	pinged time.Time // Postgres: the last successful Ping
 }
 
 // IsPostgres reports whether source names a Postgres database.
@@ -60,13 +70,109 @@ func Open(ctx context.Context, source string) (*DB, error) {
 	return openSQLite(ctx, strings.TrimPrefix(source, "sqlite:"))
 }
 
+// How a connection to Postgres notices that the server is gone. A
+// partition or a frozen server leaves connections half-open: nothing
+// answers and nothing closes, and without these a query (or a pooled
+// connection taken for one) waits for TCP's own retransmission limit,
+// about 15 minutes on Linux. With them:
+//   - ConnectTimeout bounds opening a connection (unless the URL's
+//     connect_timeout says otherwise);
+//   - TCP keep-alive probes an idle connection after KeepAliveIdle, every
+//     KeepAliveInterval, and drops it after KeepAliveCount unanswered
+//     probes, so the pool does not hand out a dead connection;
+//   - TCPUserTimeout drops a connection whose sent data stays
+//     unacknowledged that long, so a query on a half-open connection
+//     fails instead of hanging.
+const (
+	ConnectTimeout    = 5 * time.Second
+	KeepAliveIdle     = 5 * time.Second
+	KeepAliveInterval = 2 * time.Second
+	KeepAliveCount    = 3
+	TCPUserTimeout    = 15 * time.Second
+)
+
+// Deadlines the server keeps for each session, so that work whose caller
+// set none (a background loop, a request without a deadline) still ends,
+// and a transaction whose client vanished behind a partition does not
+// hold its locks: the server cancels a statement after StatementTimeout
+// (lock waits included) and ends a session left idle inside a
+// transaction for IdleInTransactionTimeout. The server also probes and
+// drops its side of a dead connection with the client's keep-alive
+// figures. A URL that names any of these settings keeps its own.
+const (
+	StatementTimeout         = 15 * time.Second
+	IdleInTransactionTimeout = 30 * time.Second
+)
+
+// sessionSettings are the server settings each connection asks for.
+func sessionSettings() map[string]string {
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	s := func(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
+	return map[string]string{
+		"statement_timeout":                   ms(StatementTimeout),
+		"idle_in_transaction_session_timeout": ms(IdleInTransactionTimeout),
+		"tcp_keepalives_idle":                 s(KeepAliveIdle),
+		"tcp_keepalives_interval":             s(KeepAliveInterval),
+		"tcp_keepalives_count":                strconv.Itoa(KeepAliveCount),
+		"tcp_user_timeout":                    ms(TCPUserTimeout),
+	}
+}
+
+// postgresConfig parses source and sets the connection's timeouts and
+// keep-alive (see ConnectTimeout).
+func postgresConfig(source string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(source)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = ConnectTimeout
+	}
+	for k, v := range sessionSettings() {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
+	}
+	d := &net.Dialer{
+		Timeout: cfg.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: KeepAliveIdle,
+			Interval: KeepAliveInterval, Count: KeepAliveCount},
+		Control: userTimeout(TCPUserTimeout),
+	}
+	cfg.DialFunc = d.DialContext
+	return cfg, nil
+}
+
+// PostgresConns is the most connections a process keeps to its Postgres
+// database. The server does the work of a statement, so a few
+// connections per process keep its cores busy; one backend per
+// goroutine (this was 16 per process, 69 backends in all under load) only
+// adds context switches and memory on the server, and callers queue in
+// the pool instead.
+const PostgresConns = 4
+
+// PingIdle is how long a pooled connection may sit unused before it is
+// pinged when taken again (pgx pings after one second by default). Each
+// ping is a round trip and, on the server, a transaction, and the
+// background loops that take a connection every few seconds when the
+// system is idle would each ping. A connection idle for less than this
+// was used a moment ago, and TCP keep-alive (KeepAliveIdle) finds one
+// whose server went away: the write then fails before anything was sent,
+// and database/sql retries on another connection.
+const PingIdle = 30 * time.Second
+
+func shouldPing(_ context.Context, p stdlib.ShouldPingParams) bool {
+	return p.IdleDuration > PingIdle
+}
+
 func openPostgres(ctx context.Context, source string) (*DB, error) {
-	pool, err := sql.Open("pgx", source)
+	cfg, err := postgresConfig(source)
 	if err != nil {
 		return nil, fmt.Errorf("opening postgres: %w", err)
 	}
-	pool.SetMaxOpenConns(16)
-	pool.SetMaxIdleConns(16)
+	pool := stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(shouldPing))
+	pool.SetMaxOpenConns(PostgresConns)
+	pool.SetMaxIdleConns(PostgresConns)
 	if err := pool.PingContext(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connecting to postgres at %s: %w", Redact(source), err)
@@ -97,7 +203,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	dsn := "file:" + path + "?" + pragmas
 	// Both pools keep their prepared statements (see stmtcache.go).
-	write, err := sql.Open(cachedDriverName, dsn+"&_txlock=immediate")
+	write, err := sql.Open(writerDriverName, dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("opening sqlite %s: %w", path, err)
 	}
@@ -115,11 +221,16 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	}
 	read.SetMaxOpenConns(4)
 	read.SetMaxIdleConns(4)
-	return &DB{DB: read, write: write, Dialect: SQLite, Source: path}, nil
+	db := &DB{DB: read, write: write, Dialect: SQLite, Source: path}
+	db.group = newGroupWriter(write, db.commits.notify)
+	return db, nil
 }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	if db.group != nil {
+		db.group.close()
+	}
 	err := db.DB.Close()
 	if db.write != db.DB {
 		err = errors.Join(err, db.write.Close())
@@ -130,17 +241,47 @@ func (db *DB) Close() error {
 // Writer is the pool that write transactions must use.
 func (db *DB) Writer() *sql.DB { return db.write }
 
-// Ping checks the read pool; it backs the service's readiness check.
+// PingEvery is how long a successful Ping of a Postgres database stands
+// for the next ones. Every balancer of every caller probes every replica's
+// readiness each second, and on Postgres each ping is a transaction: with
+// no traffic at all, those alone were several commits a second per
+// database. A failed ping is not remembered: the next one asks again.
+const PingEvery = 5 * time.Second
+
+// Ping checks the read pool; it backs the service's readiness check. On
+// Postgres a success stands for PingEvery.
 func (db *DB) Ping(ctx context.Context) error {
+	if db.Dialect == Postgres {
+		db.pingMu.Lock()
+		fresh := time.Since(db.pinged) < PingEvery
+		db.pingMu.Unlock()
+		if fresh {
+			return nil
+		}
+	}
 	if err := db.DB.PingContext(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
+	}
+	if db.Dialect == Postgres {
+		db.pingMu.Lock()
+		db.pinged = time.Now()
+		db.pingMu.Unlock()
 	}
 	return nil
 }
 
 // InTx runs fn in a write transaction, committing when it returns nil
 // and rolling back otherwise.
+//
+// On SQLite, transactions waiting for the one writer are merged into one
+// commit, each in a savepoint of its own (group.go): fn's work commits
+// with others' or is rolled back alone, and fn may run again when another
+// caller's failure broke the merged transaction before it committed, so
+// fn must only set its results, not accumulate them.
 func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if db.group != nil {
+		return db.group.inTx(ctx, fn)
+	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)
@@ -159,8 +300,15 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
+	db.commits.notify()
 	return nil
 }
+
+// Commits returns a channel that receives after each commit of InTx in
+// this process (several commits may give one wake-up), and a func that
+// stops it. Workers that look for new rows (the outbox relay, the
+// notifications dispatcher) wait on it instead of polling the database.
+func (db *DB) Commits() (<-chan struct{}, func()) { return db.commits.subscribe() }
 
 // Migrate applies the migrations in fsys that are not yet applied,
 // tracking them in the table goose_<name>. A sub-folder named for the

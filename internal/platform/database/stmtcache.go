@@ -17,8 +17,14 @@ import (
 // none of this: pgx caches prepared statements itself.
 
 // cachedDriverName is the database/sql driver that wraps modernc's
-// "sqlite" with a statement cache per connection.
-const cachedDriverName = "microshop-sqlite"
+// "sqlite" with a statement cache per connection; writerDriverName is the
+// same for the write pool, whose statements also run without the
+// caller's cancellation (see group.go: an interrupted statement would
+// roll back a merged transaction, other callers' work included).
+const (
+	cachedDriverName = "microshop-sqlite"
+	writerDriverName = "microshop-sqlite-writer"
+)
 
 // stmtCacheSize bounds the statements kept per connection. A service uses
 // a few dozen distinct statements; the bound only matters for SQL built
@@ -30,18 +36,27 @@ func init() {
 	if err != nil {
 		panic("database: the sqlite driver is not registered: " + err.Error())
 	}
-	sql.Register(cachedDriverName, cachingDriver{db.Driver()})
+	sql.Register(cachedDriverName, cachingDriver{d: db.Driver()})
+	sql.Register(writerDriverName, cachingDriver{d: db.Driver(), noCancel: true})
 	_ = db.Close()
 }
 
-type cachingDriver struct{ d driver.Driver }
+type cachingDriver struct {
+	d        driver.Driver
+	noCancel bool
+}
 
 func (c cachingDriver) Open(name string) (driver.Conn, error) {
 	conn, err := c.d.Open(name)
 	if err != nil {
 		return nil, err
 	}
-	return newCachingConn(conn)
+	cc, err := newCachingConn(conn)
+	if err != nil {
+		return nil, err
+	}
+	cc.noCancel = c.noCancel
+	return cc, nil
 }
 
 // baseConn is what the SQLite driver's connection offers and the cache
@@ -75,11 +90,47 @@ type cachedStmt struct {
 // lock.
 type cachingConn struct {
 	baseConn
-	stmts map[string]*cachedStmt
-	clock uint64
+	stmts    map[string]*cachedStmt
+	clock    uint64
+	noCancel bool // statements ignore their context's cancellation
 }
 
-func newCachingConn(c driver.Conn) (driver.Conn, error) {
+// detach drops ctx's cancellation on a connection that must not be
+// interrupted; its values (trace context) stay.
+func (c *cachingConn) detach(ctx context.Context) context.Context {
+	if c.noCancel {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
+// PrepareContext prepares a statement the caller keeps (tx.Prepare); on
+// the write pool it too runs without cancellation.
+func (c *cachingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	st, err := c.baseConn.PrepareContext(c.detach(ctx), query)
+	if err != nil || !c.noCancel {
+		return st, err
+	}
+	sc, ok := st.(stmtContext)
+	if !ok {
+		_ = st.Close()
+		return nil, errors.New("database: the sqlite driver's statement lacks the context methods")
+	}
+	return detachedStmt{sc}, nil
+}
+
+// detachedStmt runs a prepared statement without its caller's cancellation.
+type detachedStmt struct{ stmtContext }
+
+func (s detachedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.stmtContext.ExecContext(context.WithoutCancel(ctx), args)
+}
+
+func (s detachedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.stmtContext.QueryContext(context.WithoutCancel(ctx), args)
+}
+
+func newCachingConn(c driver.Conn) (*cachingConn, error) {
 	bc, ok := c.(baseConn)
 	if !ok {
 		_ = c.Close()
@@ -133,6 +184,7 @@ func (c *cachingConn) evict() {
 
 // ExecContext runs query as a cached statement.
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	ctx = c.detach(ctx)
 	cs, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -146,6 +198,7 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 // QueryContext runs query as a cached statement; the statement is busy
 // until the rows close.
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	ctx = c.detach(ctx)
 	cs, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err

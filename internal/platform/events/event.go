@@ -56,6 +56,26 @@ func (e Event) Decode(v Body) error {
 	return nil
 }
 
+// DecodeSince is Decode for a body whose versions since oldest differ
+// only by members that were removed: it accepts e at any version from
+// oldest up to v's own and decodes it into v, ignoring the members v no
+// longer has. A consumer of version 2 of orders.confirmed (which dropped
+// the email) so keeps handling the version 1 events still in the stream
+// until they age out. A version outside the range is permanent, as in
+// Decode.
+func (e Event) DecodeSince(v Body, oldest int) error {
+	if e.Type != v.EventType() {
+		return Permanent(fmt.Errorf("event %s is a %s, not a %s", e.ID, e.Type, v.EventType()))
+	}
+	if e.Version < oldest || e.Version > v.EventVersion() {
+		return Permanent(fmt.Errorf("event %s has version %d; this consumer understands versions %d to %d", e.ID, e.Version, oldest, v.EventVersion()))
+	}
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return Permanent(fmt.Errorf("decoding %s %s: %w", e.Type, e.ID, err))
+	}
+	return nil
+}
+
 // StreamName is the JetStream stream a service publishes on: one per
 // publishing service, named for it ("users" -> "USERS").
 func StreamName(service string) string { return strings.ToUpper(service) }

@@ -880,3 +880,41 @@ func TestEnsureStreamIsIdempotent(t *testing.T) {
 		t.Errorf("stream config = %+v", info.Config)
 	}
 }
+
+func TestStreamsKeepEventsForALimitedTime(t *testing.T) {
+	b := embeddedBroker(t)
+	ctx := context.Background()
+	info := func(s jetstream.Stream) jetstream.StreamConfig {
+		t.Helper()
+		i, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i.Config
+	}
+	// The stream the test broker made has the default age limit.
+	if cfg := info(b.stream); cfg.MaxAge != events.DefaultMaxAge || cfg.MaxBytes != -1 || cfg.Discard != jetstream.DiscardOld {
+		t.Errorf("a new stream keeps events for %s and %d bytes (discard %v); want %s, no size limit, oldest first",
+			cfg.MaxAge, cfg.MaxBytes, cfg.Discard, events.DefaultMaxAge)
+	}
+	// A service started with other limits updates its existing stream.
+	s, err := events.EnsureStreamLimits(ctx, b.js, b.service, events.StreamLimits{MaxAge: 48 * time.Hour, MaxBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := info(s); cfg.MaxAge != 48*time.Hour || cfg.MaxBytes != 64<<20 {
+		t.Errorf("after an update the stream keeps events for %s and %d bytes; want 48h and 64 MiB", cfg.MaxAge, cfg.MaxBytes)
+	}
+	// Zero is no limit.
+	if s, err = events.EnsureStreamLimits(ctx, b.js, b.service, events.StreamLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg := info(s); cfg.MaxAge != 0 || cfg.MaxBytes != -1 {
+		t.Errorf("with no limits the stream keeps events for %s and %d bytes; want forever", cfg.MaxAge, cfg.MaxBytes)
+	}
+	// An age the broker would refuse is refused in words.
+	if _, err := events.EnsureStreamLimits(ctx, b.js, b.service, events.StreamLimits{MaxAge: time.Minute}); err == nil ||
+		!strings.Contains(err.Error(), "duplicate window") {
+		t.Errorf("a max age under the duplicate window: %v", err)
+	}
+}

@@ -37,6 +37,13 @@ type Consumer struct {
 	// Subjects filters the stream, e.g. "orders.cancelled".
 	Subjects []string
 	Handle   Handler
+	// Prepare, when set, runs before the inbox transaction, for work
+	// that must not hold a transaction open, such as a call to another
+	// service whose answer Handle then reads from the service's own
+	// tables. It runs again on a redelivery (and for a duplicate), so it
+	// must be idempotent. A Permanent error dead-letters the event;
+	// another makes it redelivered later.
+	Prepare func(ctx context.Context, e Event) error
 
 	DB  *database.DB
 	JS  jetstream.JetStream
@@ -46,7 +53,19 @@ type Consumer struct {
 	// Telemetry, when set, makes a span per event in the trace that
 	// published it.
 	Telemetry *telemetry.Telemetry
+	// HandleTimeout bounds handling one event, its transaction included
+	// (HandleTimeout when zero). It is below AckWait so that a handler
+	// stuck on a dead database connection gives up, and the event is
+	// redelivered, before the broker hands it to another replica.
+	HandleTimeout time.Duration
 }
+
+// The consumers' deadlines: the broker redelivers an event it has not had
+// an ack for within AckWait; handling gives up after HandleTimeout.
+const (
+	AckWait       = 30 * time.Second
+	HandleTimeout = 20 * time.Second
+)
 
 // ConsumerMetrics count what consumers did with events.
 type ConsumerMetrics struct {
@@ -123,7 +142,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       c.Name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       AckWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxAckPending: 1000,
 	}
@@ -208,11 +227,20 @@ func (c *Consumer) deliver(ctx context.Context, log *slog.Logger, msg jetstream.
 	if tel == nil {
 		tel = telemetry.Disabled()
 	}
-	ctx, span := tel.Tracer.Start(tel.Extract(ctx, http.Header(msg.Headers())), "handle "+e.Type,
+	// OpenTelemetry's messaging conventions: "{destination} {operation}".
+	ctx, span := tel.Tracer.Start(tel.Extract(ctx, http.Header(msg.Headers())), msg.Subject()+" process",
 		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.consumer.group.name", c.Name), attribute.String("messaging.message.id", e.ID)))
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", msg.Subject()),
+			attribute.String("messaging.consumer.group.name", c.Name), attribute.String("messaging.message.id", e.ID)))
 	defer span.End()
-	outcome, err := c.HandleEvent(ctx, e)
+	limit := c.HandleTimeout
+	if limit <= 0 {
+		limit = HandleTimeout
+	}
+	hctx, cancel := context.WithTimeout(ctx, limit)
+	outcome, err := c.HandleEvent(hctx, e)
+	cancel()
 	span.SetAttributes(attribute.String("outcome", outcome))
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -260,6 +288,14 @@ func checkOrigin(msg jetstream.Msg, e Event) error {
 // the outcome: "handled", "duplicate" (the inbox already had e), or
 // "retry"/"dead_letter" with the error. Tests and replays call it directly.
 func (c *Consumer) HandleEvent(ctx context.Context, e Event) (string, error) {
+	if c.Prepare != nil {
+		if err := c.Prepare(ctx, e); err != nil {
+			if IsPermanent(err) {
+				return "dead_letter", err
+			}
+			return "retry", err
+		}
+	}
 	outcome := "handled"
 	err := c.DB.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,7 +35,8 @@ type Relay struct {
 	js       jetstream.JetStream
 	log      *slog.Logger
 	batch    int
-	interval time.Duration
+	interval time.Duration // the least time between two passes
+	idleMax  time.Duration // the most time between two passes
 
 	// Telemetry makes a span per published event, in the trace of the
 	// change that wrote it; nil traces nothing.
@@ -49,7 +51,7 @@ type Relay struct {
 func NewRelay(db *database.DB, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) *Relay {
 	r := &Relay{
 		db: db, js: js, log: log.With("component", "outbox-relay"),
-		batch: 256, interval: 20 * time.Millisecond,
+		batch: 256, interval: 20 * time.Millisecond, idleMax: 5 * time.Second,
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outbox_published_total", Help: "Events the outbox relay published and the broker acknowledged.",
 		}),
@@ -67,24 +69,59 @@ func NewRelay(db *database.DB, js jetstream.JetStream, log *slog.Logger, reg pro
 }
 
 // Run publishes until ctx is done.
+//
+// It looks at the outbox when a commit of this process may have added
+// events (DB.Commits), at most once every interval so that a burst of
+// commits makes one batch. With nothing to do it looks less and less
+// often, up to every idleMax: that look finds the events no commit of
+// this process announced, those of another process on the same database
+// that stopped before relaying them. On Postgres every look is a
+// transaction of its own, and a relay that looked every 20ms cost 50
+// commits a second per service with no traffic at all.
 func (r *Relay) Run(ctx context.Context) error {
-	wait := r.interval
+	commits, unsubscribe := r.db.Commits()
+	defer unsubscribe()
+	wait, idle := r.interval, r.interval
+	var last time.Time
+	failing := false
 	for {
+		woken := commits
+		if failing {
+			woken = nil // the broker is likely down: wait the full second
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil
-		case <-time.After(wait):
+		case <-timer.C:
+		case <-woken:
+			timer.Stop()
+			// Keep passes interval apart: the commits of the next
+			// moments join this batch.
+			if d := r.interval - time.Since(last); d > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(d):
+				}
+			}
 		}
 		n, err := r.Pass(ctx)
+		last = time.Now()
+		failing = err != nil
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.failures.Inc()
 			r.log.Warn("publishing the outbox failed; will retry", "err", err)
 			wait = time.Second // the broker is likely down; don't spin
 		case n == r.batch:
-			wait = 0 // more is waiting
+			wait, idle = 0, r.interval // more is waiting
+		case n > 0:
+			wait, idle = r.interval, r.interval
 		default:
-			wait = r.interval
+			idle = min(2*idle, r.idleMax)
+			wait = idle
 		}
 	}
 }
@@ -96,7 +133,11 @@ type pending struct {
 
 // Pass publishes one batch and returns how many events it published.
 func (r *Relay) Pass(ctx context.Context) (int, error) {
-	rows, err := r.db.QueryContext(ctx,
+	// The read has a deadline of its own: on a half-open connection to
+	// the database it would otherwise wait as long as TCP does.
+	rctx, cancel := context.WithTimeout(ctx, StoreTimeout)
+	defer cancel()
+	rows, err := r.db.QueryContext(rctx,
 		`SELECT seq, event_id, event_type, version, occurred_at, data, trace_parent FROM outbox ORDER BY seq LIMIT $1`, r.batch)
 	if err != nil {
 		return 0, fmt.Errorf("reading the outbox: %w", err)
@@ -127,9 +168,11 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 			rows.Close()
 			return 0, err
 		}
-		sctx, span := tel.Tracer.Start(tel.FromTraceParent(ctx, parent), "publish "+e.Type,
+		// OpenTelemetry's messaging conventions: "{destination} {operation}".
+		sctx, span := tel.Tracer.Start(tel.FromTraceParent(ctx, parent), e.Type+" publish",
 			trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.message.id", e.ID)))
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "publish"),
+				attribute.String("messaging.destination.name", e.Type), attribute.String("messaging.message.id", e.ID)))
 		tel.Inject(sctx, http.Header(msg.Header))
 		spans = append(spans, span)
 		batch = append(batch, msg)
@@ -160,7 +203,8 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 		futures = append(futures, pending{seq: seqs[i], ack: f})
 	}
 	var acked []int64
-	timeout := time.NewTimer(10 * time.Second)
+	refused := 0 // acks that came back as errors, after the first
+	timeout := time.NewTimer(PublishTimeout)
 	defer timeout.Stop()
 wait:
 	for _, p := range futures {
@@ -168,14 +212,21 @@ wait:
 		case <-p.ack.Ok():
 			acked = append(acked, p.seq)
 		case err := <-p.ack.Err():
-			pubErr = errors.Join(pubErr, err)
+			if pubErr == nil {
+				pubErr = err
+			} else {
+				refused++
+			}
 		case <-timeout.C:
-			pubErr = errors.Join(pubErr, errors.New("timed out waiting for the broker's acks"))
+			pubErr = errors.Join(pubErr, fmt.Errorf("no ack from the broker within %s", PublishTimeout))
 			break wait
 		case <-ctx.Done():
 			pubErr = errors.Join(pubErr, ctx.Err())
 			break wait
 		}
+	}
+	if refused > 0 {
+		pubErr = fmt.Errorf("%w (and %d more events of the batch)", pubErr, refused)
 	}
 	if len(acked) > 0 {
 		if err := r.delete(ctx, acked); err != nil {
@@ -192,21 +243,49 @@ wait:
 func (r *Relay) delete(ctx context.Context, seqs []int64) error {
 	// Deleting must survive the caller's cancellation: the events are
 	// already published, and leaving rows only costs a duplicate publish.
-	ctx = context.WithoutCancel(ctx)
-	return r.db.InTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `DELETE FROM outbox WHERE seq = $1`)
-		if err != nil {
-			return fmt.Errorf("deleting published events: %w", err)
+	// It must not outlive a dead database connection either, or the relay
+	// stops for good: the rows left are published again on the next pass.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), StoreTimeout)
+	defer cancel()
+	// One statement per batch rather than one per event: on Postgres each
+	// statement is a round trip. The list is padded to a power of two by
+	// repeating the last seq, so that a few statement texts cover every
+	// batch size and the prepared-statement caches keep them.
+	n := 1
+	for n < len(seqs) {
+		n *= 2
+	}
+	var q strings.Builder
+	q.WriteString(`DELETE FROM outbox WHERE seq IN (`)
+	args := make([]any, n)
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
 		}
-		defer stmt.Close()
-		for _, s := range seqs {
-			if _, err := stmt.ExecContext(ctx, s); err != nil {
-				return fmt.Errorf("deleting published events: %w", err)
-			}
+		fmt.Fprintf(&q, "$%d", i+1)
+		args[i] = seqs[min(i, len(seqs)-1)]
+	}
+	q.WriteString(")")
+	return r.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("deleting published events: %w", err)
 		}
 		return nil
 	})
 }
+
+// The relay's deadlines. StoreTimeout bounds each of its database
+// operations (reading a batch, deleting what was published);
+// PublishTimeout bounds publishing a batch, every ack included. A batch
+// whose acks are not all in by then is published again on the next pass
+// (the broker drops the copies by message id); the broker's connection
+// forgets the acks it still waits for after as long
+// (broker.Connect's jetstream.WithPublishAsyncTimeout), so acks that never
+// come cannot pile up until publishing stalls.
+const (
+	StoreTimeout   = 10 * time.Second
+	PublishTimeout = 10 * time.Second
+)
 
 // NewMsg builds the NATS message for e: the envelope as body and the
 // event id as JetStream's de-duplication id.

@@ -84,3 +84,53 @@ func TestAV1ConsumerHandlesAddedFieldsAndDeadLettersANewMajor(t *testing.T) {
 	// Consumer.Run moves such an event to dead_letters and acks it, so it
 	// blocks nothing; TestConsumerRun checks that path on a real stream.
 }
+
+// A breaking change that only removes a member (personal data a
+// consumer should no longer get): version 3 drops the carrier.
+type shippedV3 struct {
+	OrderID string `json:"order_id"`
+}
+
+func (shippedV3) EventType() string { return "shipping.shipped" }
+func (shippedV3) EventVersion() int { return 3 }
+
+type shippedV4 struct{ shippedV3 }
+
+func (shippedV4) EventVersion() int { return 4 }
+
+// DecodeSince takes the versions from the oldest a consumer names up to
+// its own, and refuses, as permanent, those outside; Decode, the same
+// consumer's old way, refused the older ones still in the stream.
+func TestDecodeSinceAcceptsOlderVersionsWithinItsRange(t *testing.T) {
+	v1 := envelope(t, shippedV1{OrderID: "o1", Carrier: "DHL"})
+	v2 := envelope(t, shippedV2{OrderID: "o2", Carrier: map[string]any{"name": "DHL"}})
+	v3 := envelope(t, shippedV3{OrderID: "o3"})
+	v4 := envelope(t, shippedV4{shippedV3{OrderID: "o4"}})
+	for _, c := range []struct {
+		e    events.Event
+		want string
+	}{{v1, "o1"}, {v2, "o2"}, {v3, "o3"}} {
+		var b shippedV3
+		if err := c.e.DecodeSince(&b, 1); err != nil || b.OrderID != c.want {
+			t.Errorf("version %d: %+v %v", c.e.Version, b, err)
+		}
+	}
+	var b shippedV3
+	if err := v1.Decode(&b); !events.IsPermanent(err) {
+		t.Errorf("Decode took an older version: %v", err)
+	}
+	if err := v4.DecodeSince(&b, 1); !events.IsPermanent(err) {
+		t.Errorf("a newer version than the consumer's: %v", err)
+	}
+	if err := v1.DecodeSince(&b, 2); !events.IsPermanent(err) {
+		t.Errorf("a version older than the oldest named: %v", err)
+	}
+	if err := envelope(t, shippedV1{}).DecodeSince(&usersLike{}, 1); !events.IsPermanent(err) {
+		t.Errorf("another type: %v", err)
+	}
+}
+
+type usersLike struct{}
+
+func (usersLike) EventType() string { return "users.registered" }
+func (usersLike) EventVersion() int { return 1 }

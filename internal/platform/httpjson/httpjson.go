@@ -4,6 +4,8 @@
 package httpjson
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -130,6 +132,51 @@ func Write(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteCached writes v as JSON with status 200 for a read that anyone may
+// keep but must check again before each use (Cache-Control: no-cache): a
+// weak ETag of the body goes with it, and when r's If-None-Match names that
+// ETag the answer is a 304 with no body. The tag is weak because the
+// server's compression changes the bytes but not the meaning (RFC 9110,
+// 8.8.1), and it is made from the body, so any change to what the read
+// returns, stock included, makes a new one.
+func WriteCached(w http.ResponseWriter, r *http.Request, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		problem.Write(w, r, problem.Internal())
+		return
+	}
+	body = append(body, '\n') // as Write's encoder ends it
+	sum := sha256.Sum256(body)
+	etag := `W/"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "no-cache")
+	if NoneMatch(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// NoneMatch reports whether the If-None-Match header value ifNoneMatch
+// names etag, by the weak comparison RFC 9110 (13.1.2) asks for: "*",
+// or one of its comma-separated tags equal to etag but for W/.
+func NoneMatch(ifNoneMatch, etag string) bool {
+	if ifNoneMatch == "" {
+		return false
+	}
+	want := strings.TrimPrefix(etag, "W/")
+	for _, tag := range strings.Split(ifNoneMatch, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || strings.TrimPrefix(tag, "W/") == want {
+			return true
+		}
+	}
+	return false
 }
 
 // List is the shape of every list response.

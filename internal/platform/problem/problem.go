@@ -159,6 +159,16 @@ func Unavailable(detail string) *Problem {
 	return New(http.StatusServiceUnavailable, "unavailable", "Service unavailable", detail)
 }
 
+// DatabaseUnavailable answers a request that failed because the service
+// could not reach its database in time (a partition, a restart, a server
+// out of connections): 503 with Retry-After, since it will likely pass,
+// where a 500 would say the request itself was at fault.
+func DatabaseUnavailable() *Problem {
+	p := Unavailable("the service could not reach its database in time; try again shortly")
+	p.RetryAfter = 2
+	return p
+}
+
 // Internal is what a client sees of an unexpected failure: nothing of it.
 func Internal() *Problem {
 	return New(http.StatusInternalServerError, "internal", "Internal error", "the server failed to handle the request; it has been logged")

@@ -102,21 +102,75 @@ func limitBody(max int64) func(http.Handler) http.Handler {
 	}
 }
 
-// statusRecorder remembers the status a handler wrote.
+// RouteHeader names, on every answer, the route template that answered
+// it ("/internal/reservations/{id}/commit"): a caller names its client
+// span by it, and the gateway its root span, so that span names stay a
+// short list of operations instead of growing with every id. The
+// templates are those of the OpenAPI documents: it tells nobody anything
+// new.
+const RouteHeader = "Microshop-Route"
+
+// routeNote is the name a handler gave its request with NameRoute.
+type routeNote struct{ route string }
+
+type routeKey struct{}
+
+// NameRoute names the request of ctx by route, in its span's name and its
+// RouteHeader, in place of the pattern that matched it. It is for a proxy,
+// whose one pattern ("/api/*") says nothing of the request: the gateway
+// names each request by the route its service answered with. The metrics
+// keep the matched pattern.
+func NameRoute(ctx context.Context, route string) {
+	if n, ok := ctx.Value(routeKey{}).(*routeNote); ok && route != "" {
+		n.route = route
+	}
+}
+
+// statusRecorder remembers the status a handler wrote, and stamps the
+// answer with its route (RouteHeader) before the headers go out.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int
+	status  int
+	bytes   int
+	note    *routeNote
+	rctx    *chi.Context
+	stamped bool
+}
+
+// route is the request's name: as a handler named it, else the pattern
+// chi matched, else "".
+func (s *statusRecorder) route() string {
+	if s.note != nil && s.note.route != "" {
+		return s.note.route
+	}
+	if s.rctx != nil {
+		return s.rctx.RoutePattern()
+	}
+	return ""
+}
+
+func (s *statusRecorder) stamp() {
+	if s.stamped {
+		return
+	}
+	s.stamped = true
+	if route := s.route(); route != "" {
+		s.ResponseWriter.Header().Set(RouteHeader, route)
+	}
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		s.stamp()
+	}
+	if s.status == 0 && code >= 200 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.stamp()
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
@@ -129,6 +183,7 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) Flush() {
+	s.stamp()
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -218,11 +273,13 @@ func observe(log *slog.Logger, m *httpMetrics, traced *telemetry.Telemetry) func
 				tel = untraced
 			}
 			ctx := tel.Extract(r.Context(), r.Header)
-			ctx, span := tel.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+			method := MethodLabel(r.Method)
+			ctx, span := tel.Tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("url.path", r.URL.Path)))
 			defer span.End()
-			r = r.WithContext(ctx)
-			rec := &statusRecorder{ResponseWriter: w}
+			note := &routeNote{}
+			r = r.WithContext(context.WithValue(ctx, routeKey{}, note))
+			rec := &statusRecorder{ResponseWriter: w, note: note, rctx: chi.RouteContext(r.Context())}
 			m.inflight.Inc()
 			defer m.inflight.Dec()
 			next.ServeHTTP(rec, r)
@@ -234,9 +291,14 @@ func observe(log *slog.Logger, m *httpMetrics, traced *telemetry.Telemetry) func
 				route = rc.RoutePattern()
 			}
 			elapsed := time.Since(start)
-			method := methodLabel(r.Method)
-			span.SetName(method + " " + route)
-			span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", rec.status))
+			// OpenTelemetry's HTTP conventions: "{method} {route template}",
+			// never the path, which holds ids.
+			// A request no route took is "{method}" alone.
+			if name := rec.route(); name != "" {
+				span.SetName(method + " " + name)
+				span.SetAttributes(attribute.String("http.route", name))
+			}
+			span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
 			if rec.status >= 500 {
 				span.SetStatus(codes.Error, http.StatusText(rec.status))
 			}
@@ -257,10 +319,11 @@ func observe(log *slog.Logger, m *httpMetrics, traced *telemetry.Telemetry) func
 	}
 }
 
-// methodLabel is r.Method as a metric label or span name: the methods of
-// HTTP itself, and _OTHER (OpenTelemetry's word) for anything else, so a
-// client that sends made-up methods cannot add series without end.
-func methodLabel(method string) string {
+// MethodLabel is a request's method as a metric label or in a span name:
+// the methods of HTTP itself, and _OTHER (OpenTelemetry's word) for
+// anything else, so a client that sends made-up methods cannot add series
+// or span names without end.
+func MethodLabel(method string) string {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:

@@ -94,8 +94,8 @@ func TestWrongMethodIs405Problem(t *testing.T) {
 	if p := decodeProblem(t, res); p.Status != 405 {
 		t.Errorf("problem status = %d, want 405", p.Status)
 	}
-	if allow := res.Header.Get("Allow"); allow != "GET, HEAD" {
-		t.Errorf("Allow = %q, want the methods of /things/{id}: GET, HEAD", allow)
+	if allow := res.Header.Get("Allow"); allow != "GET, HEAD, OPTIONS" {
+		t.Errorf("Allow = %q, want the methods of /things/{id}: GET, HEAD, OPTIONS", allow)
 	}
 }
 

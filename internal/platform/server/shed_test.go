@@ -69,7 +69,9 @@ func TestShedsLoadPastMaxInFlightButNotProbes(t *testing.T) {
 }
 
 func TestDrainDelayKeepsServingUnready(t *testing.T) {
-	s := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainDelay: 300 * time.Millisecond})
+	// Two seconds of delay: on a busy machine with -race, the two requests
+	// below must both land inside it.
+	s := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainDelay: 2 * time.Second})
 	s.Router.Get("/work", func(w http.ResponseWriter, r *http.Request) {})
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())

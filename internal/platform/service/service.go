@@ -9,6 +9,7 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,7 @@ import (
 	"github.com/microshop/microshop/internal/platform/events"
 	"github.com/microshop/microshop/internal/platform/inproc"
 	"github.com/microshop/microshop/internal/platform/logging"
+	"github.com/microshop/microshop/internal/platform/mtls"
 	"github.com/microshop/microshop/internal/platform/openapi"
 	"github.com/microshop/microshop/internal/platform/server"
 	"github.com/microshop/microshop/internal/platform/telemetry"
@@ -62,12 +64,25 @@ type Spec struct {
 	// declares them; it owns an event stream (named for it) when there
 	// are any.
 	Publishes []events.Body
+	// Older are earlier major versions of events it publishes, which its
+	// stream may still hold (for up to --stream-max-age) and its
+	// consumers still decode; the AsyncAPI document lists them.
+	Older []events.Body
 	// Consumes are the subjects of the events it consumes. The runtime
 	// checks them against the consumers the service runs.
 	Consumes []string
+	// Public says the service's port is the system's public entry (the
+	// gateway): it serves plain HTTP to browsers even with --tls-cert,
+	// which then makes only its calls to the services mutual TLS.
+	Public bool
 	// IssuesTokens says the service signs tokens itself (users), so it
 	// does not fetch a JWKS from anyone.
 	IssuesTokens bool
+	// MemoryHeadroom is memory the service holds at its busiest beyond
+	// what its kind usually does (users: the argon2 memory of every
+	// password hash running at once). Whoever sets the process's Go
+	// memory limit (GOMEMLIMIT; `microshop run` does) adds it.
+	MemoryHeadroom int64
 	// Peers are the default base URLs of the services it needs (see
 	// Needs), by name; the topology sets them.
 	Peers map[string]string
@@ -168,6 +183,8 @@ type Runtime struct {
 	DataDir string
 	// Addr is the address the service listens on.
 	Addr string
+	// OpsAddr is the address of its operations port (--ops-addr), or "".
+	OpsAddr string
 	// ConsumerMetrics count events handled by this service's consumers.
 	ConsumerMetrics *events.ConsumerMetrics
 	// ClientMetrics count this service's calls to others; pass them to
@@ -185,6 +202,10 @@ type Runtime struct {
 	// "<name>@<system>"; pass it to clients (client.Options) so they call
 	// only replicas of this system.
 	System string
+	// TLS is this service's identity for mutual TLS (--tls-cert), or nil
+	// when the service calls and serves in plain HTTP. Pass it to clients
+	// (client.Options).
+	TLS *mtls.Identity
 
 	spec      Spec
 	urls      map[string]*string // --<name>-url of each service in spec.Needs
@@ -249,6 +270,12 @@ func (rt *Runtime) URL(name string) string {
 		panic(fmt.Sprintf("%s asks for the URL of %s, which its Spec does not list in Calls", rt.Name, name))
 	}
 	return *u
+}
+
+// ClientOptions are the options of a client of another service that this
+// runtime gives: its tracing, transport, system and mutual TLS identity.
+func (rt *Runtime) ClientOptions() client.Options {
+	return client.Options{Telemetry: rt.Telemetry, Transport: rt.Transport, System: rt.System, TLS: rt.TLS}
 }
 
 // checkConsumers reports a difference between the subjects the service's
@@ -318,6 +345,8 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		drainWait = f.Duration("drain-delay", 0, "when stopping, how long to keep serving with /readyz false before closing, so balancers stop sending first")
 		inFlight  = f.Int("max-in-flight", 1024, "requests handled at once; more are answered 503 with Retry-After (0: no limit)")
 		sReplicas = f.Int("stream-replicas", 1, "replicas of the service's JetStream stream (3 on a NATS cluster)")
+		sMaxAge   = f.Duration("stream-max-age", events.DefaultMaxAge, "how long the service's JetStream stream keeps an event; more than the longest a consumer may be down plus what a reports rebuild replays (0: forever)")
+		sMaxBytes = f.Int("stream-max-bytes", 0, "size limit of the service's JetStream stream in bytes; the oldest events go first (0: no limit)")
 		svcKey    = f.String("service-key", "", "this service's identity key for calls between services: a base64 Ed25519 seed")
 		svcKeys   = f.String("service-keys", "", "public identity keys of the services allowed to call this one: name=<base64>,...")
 		bodyGrace = f.Duration("body-grace", 10*time.Second, "time a request body has to start; after it, it must keep up --body-min-rate or is answered 408 and its connection closed (0: no pacing)")
@@ -325,7 +354,11 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		writeTO   = f.Duration("write-timeout", 90*time.Second, "time to send an answer, counted from the end of the request body (0: no limit)")
 		idleTO    = f.Duration("idle-timeout", 120*time.Second, "how long a keep-alive connection may stay idle")
 		maxHeader = f.Int("max-header-bytes", 32<<10, "size limit of a request's line and headers; past it the answer is a 431 problem")
-		pprofOn   = f.Bool("pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the service's port; off by default, as they expose internals")
+		tlsCert   = f.String("tls-cert", "", "this service's certificate (PEM) for mutual TLS, from the system's CA; with --tls-key and --tls-ca the service serves TLS to clients with a certificate from that CA only, and calls others over mutual TLS at https:// URLs")
+		tlsKey    = f.String("tls-key", "", "the private key (PEM) of --tls-cert")
+		tlsCA     = f.String("tls-ca", "", "the system's CA certificate (PEM): the only authority whose certificates are trusted, both ways")
+		pprofOn   = f.Bool("pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the service's port (and on --ops-addr); off by default, as they expose internals")
+		opsAddr   = f.String("ops-addr", "", "address of a plain-HTTP operations port serving only /healthz, /readyz and /metrics (and profiles with --pprof), for kubelet probes and Prometheus, which present no client certificate to a service with --tls-cert; no route of the service is served there (empty: none)")
 	)
 	urls := map[string]*string{}
 	for _, name := range spec.Needs() {
@@ -354,6 +387,9 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		}
 		return err
 	}
+	if *sMaxAge != 0 && *sMaxAge < events.DuplicateWindow || *sMaxAge < 0 || *sMaxBytes < 0 {
+		return fmt.Errorf("--stream-max-age must be 0 (forever) or at least %s, and --stream-max-bytes 0 or more", events.DuplicateWindow)
+	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
@@ -363,6 +399,11 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	}
 	log := logging.New(stdout, spec.Name, level)
 	serviceKeys, err := auth.ParseServiceKeys(spec.Name, *svcKey, *svcKeys)
+	if err != nil {
+		return err
+	}
+
+	identity, err := loadIdentity(spec, mtls.Files{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA}, urls, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -382,7 +423,7 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	reg := prometheus.NewRegistry()
 	rt := &Runtime{Name: spec.Name, Log: log, Registry: reg, DataDir: *dataDir, errs: make(chan error, 1),
 		ServiceKeys: serviceKeys, Credentials: auth.NewCredentials(serviceKeys), ClientMetrics: client.NewMetrics(reg), Telemetry: tel,
-		System: serviceKeys.System(), OpenAPI: spec.OpenAPI(), spec: spec, urls: urls}
+		System: serviceKeys.System(), OpenAPI: spec.OpenAPI(), spec: spec, urls: urls, TLS: identity}
 	checks := map[string]server.Check{}
 
 	if spec.Migrations() != nil {
@@ -420,16 +461,22 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	if opts.Registry != nil {
 		rt.Transport = opts.Registry.Transport()
 		jwksClient = &http.Client{Transport: rt.Transport, Timeout: 5 * time.Second}
+	} else if rt.TLS != nil {
+		jwksClient = &http.Client{Transport: rt.TLS.Transport(tokenIssuer), Timeout: 5 * time.Second}
 	}
 	rt.Keys = auth.NewRemoteKeySet(strings.Join(jwks, ","),
 		filepath.Join(*dataDir, spec.Name+".jwks-cache.json"), jwksClient, log)
 	rt.Verifier = auth.NewVerifier(rt.Keys)
-	identity := ""
+	readyAs := ""
 	if rt.System != "" {
-		identity = spec.Name + "@" + rt.System
+		readyAs = spec.Name + "@" + rt.System
+	}
+	var serverTLS *tls.Config
+	if rt.TLS != nil && !spec.Public {
+		serverTLS = rt.TLS.ServerConfig()
 	}
 	rt.Server = server.New(server.Options{Service: spec.Name, Log: log, Registry: reg, Checks: checks, Telemetry: tel,
-		MaxInFlight: *inFlight, DrainDelay: *drainWait, Identity: identity,
+		MaxInFlight: *inFlight, DrainDelay: *drainWait, Identity: readyAs, TLS: serverTLS,
 		Limits: &server.Limits{BodyGrace: *bodyGrace, BodyMinRate: int64(*bodyRate), WriteTimeout: *writeTO,
 			IdleTimeout: *idleTO, MaxHeaderBytes: *maxHeader}})
 
@@ -444,6 +491,19 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	}
 	defer ln.Close()
 	rt.Addr = ln.Addr().String()
+	if *opsAddr != "" {
+		// Opened before Build, so that a port in use stops the start
+		// rather than a job later on.
+		ops, err := net.Listen("tcp", *opsAddr)
+		if err != nil {
+			return fmt.Errorf("--ops-addr %s: %w", *opsAddr, err)
+		}
+		defer ops.Close()
+		rt.OpsAddr = ops.Addr().String()
+		// A job: it ends after the main port has drained, so probes here
+		// see /readyz answer 503 for the whole drain.
+		rt.Go("operations port", func(ctx context.Context) error { return rt.Server.ServeOps(ctx, ops, *pprofOn) })
+	}
 
 	if build != nil {
 		if err := build(ctx, rt); err != nil {
@@ -463,7 +523,8 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 		rt.Go("stream", func(ctx context.Context) error {
 			// The broker may be down at start; keep trying.
 			for {
-				if _, err := events.EnsureStream(ctx, rt.JS, spec.Name, *sReplicas); err == nil {
+				limits := events.StreamLimits{Replicas: *sReplicas, MaxAge: *sMaxAge, MaxBytes: int64(*sMaxBytes)}
+				if _, err := events.EnsureStreamLimits(ctx, rt.JS, spec.Name, limits); err == nil {
 					return nil
 				} else {
 					log.Warn("creating the event stream failed; retrying", "err", err)
@@ -499,7 +560,11 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	defer stopBackground()
 	rt.start(bg)
 
-	log.Info("serving", "addr", ln.Addr().String())
+	listening := []any{"addr", ln.Addr().String()}
+	if rt.OpsAddr != "" {
+		listening = append(listening, "ops_addr", rt.OpsAddr)
+	}
+	log.Info("serving", listening...)
 
 	sctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
@@ -535,6 +600,41 @@ func RunWith(ctx context.Context, spec Spec, args []string, getenv func(string) 
 	}
 	log.Info("stopped")
 	return err
+}
+
+// SkipPeerCheckEnv, set to 1, makes a service with --tls-cert accept any
+// server certificate from the services it calls. It exists so the test
+// of the check (test/security) can show that a stranger gets requests
+// without it; it is no flag, so no configuration sets it by accident.
+const SkipPeerCheckEnv = "MICROSHOP_TLS_TEST_SKIP_PEER_CHECK"
+
+// loadIdentity reads the service's mutual TLS identity, or returns nil
+// when no --tls-* flag is set. The certificate must name the service,
+// and every URL it calls must then be https://.
+func loadIdentity(spec Spec, f mtls.Files, urls map[string]*string, getenv func(string) string, log *slog.Logger) (*mtls.Identity, error) {
+	if f.Cert == "" && f.Key == "" && f.CA == "" {
+		return nil, nil
+	}
+	id, err := mtls.Load(f)
+	if err != nil {
+		return nil, err
+	}
+	if id.Name() != spec.Name {
+		return nil, fmt.Errorf("--tls-cert %s names the service %s, not %s", f.Cert, id.Name(), spec.Name)
+	}
+	for name, u := range urls {
+		for _, raw := range strings.Split(*u, ",") {
+			if raw = strings.TrimSpace(raw); raw != "" && !strings.HasPrefix(raw, "https://") {
+				return nil, fmt.Errorf("--%s-url %q: with --tls-cert every service is called over mutual TLS, so its URLs must be https://", name, raw)
+			}
+		}
+	}
+	if getenv(SkipPeerCheckEnv) == "1" {
+		id.SkipPeerCheck = true
+		log.Warn("mutual TLS: the services called are NOT checked ("+SkipPeerCheckEnv+"=1); for tests only", "service", spec.Name)
+	}
+	log.Info("mutual TLS", "name", id.Name(), "expires", id.NotAfter().UTC().Format(time.RFC3339), "serving_tls", !spec.Public)
+	return id, nil
 }
 
 // closeHook runs onClose when the server closes its listener, which it

@@ -37,7 +37,7 @@ func (c *Client) Run(ctx context.Context) error { return c.c.Run(ctx) }
 // unknown sku or a bad line is a 422 problem (problem.From).
 func (c *Client) Quote(ctx context.Context, lines []ReserveLine) (Quote, error) {
 	var q Quote
-	err := c.do(ctx, "/internal/quotes", quoteKey(lines), QuoteRequest{Lines: lines}, &q)
+	err := c.do(ctx, "/internal/quotes", "/internal/quotes", quoteKey(lines), QuoteRequest{Lines: lines}, &q)
 	return q, err
 }
 
@@ -48,7 +48,7 @@ func (c *Client) Quote(ctx context.Context, lines []ReserveLine) (Quote, error) 
 // a bad line is a 422 problem.
 func (c *Client) Reserve(ctx context.Context, req ReserveRequest) (Reservation, error) {
 	var r Reservation
-	err := c.do(ctx, "/internal/reservations", "reserve:"+req.OrderID, req, &r)
+	err := c.do(ctx, "/internal/reservations", "/internal/reservations", "reserve:"+req.OrderID, req, &r)
 	var oos *OutOfStockError
 	if errors.As(err, &oos) && len(oos.SKUs) == 0 {
 		oos.SKUs = skusOfLines(oos.Problem, req.Lines)
@@ -61,7 +61,7 @@ func (c *Client) Reserve(ctx context.Context, req ReserveRequest) (Reservation, 
 // unknown order ErrNotFound.
 func (c *Client) Commit(ctx context.Context, orderID string) (Reservation, error) {
 	var r Reservation
-	err := c.do(ctx, "/internal/reservations/"+url.PathEscape(orderID)+"/commit", "commit:"+orderID, nil, &r)
+	err := c.do(ctx, "/internal/reservations/"+url.PathEscape(orderID)+"/commit", "/internal/reservations/{order_id}/commit", "commit:"+orderID, nil, &r)
 	return r, err
 }
 
@@ -70,12 +70,13 @@ func (c *Client) Commit(ctx context.Context, orderID string) (Reservation, error
 // ErrNotFound.
 func (c *Client) Release(ctx context.Context, orderID string) (Reservation, error) {
 	var r Reservation
-	err := c.do(ctx, "/internal/reservations/"+url.PathEscape(orderID)+"/release", "release:"+orderID, nil, &r)
+	err := c.do(ctx, "/internal/reservations/"+url.PathEscape(orderID)+"/release", "/internal/reservations/{order_id}/release", "release:"+orderID, nil, &r)
 	return r, err
 }
 
-func (c *Client) do(ctx context.Context, path, key string, in, out any) error {
-	err := c.c.Do(ctx, client.Call{Method: http.MethodPost, Path: path, In: in, Out: out, IdempotencyKey: key})
+// do posts to path, whose template route names the call's span.
+func (c *Client) do(ctx context.Context, path, route, key string, in, out any) error {
+	err := c.c.Do(ctx, client.Call{Method: http.MethodPost, Path: path, Route: route, In: in, Out: out, IdempotencyKey: key})
 	return classify(err)
 }
 

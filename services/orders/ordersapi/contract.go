@@ -63,8 +63,59 @@ type Order struct {
 	UpdatedAt       time.Time   `json:"updated_at"`
 }
 
+// The orders.* events name the customer by id only (version 2). Version
+// 1 also carried the customer's email, which left personal data in the
+// stream for as long as it keeps events; notifications now learns the
+// address from users (docs/privacy.md). Consumers decode both with
+// events.Event.DecodeSince(&body, 1) until the version 1 events have
+// aged out of the stream; the V1 types below document them.
+
 // OrderConfirmed is published when an order is paid and its stock sold.
 type OrderConfirmed struct {
+	OrderID     string    `json:"order_id"`
+	UserID      string    `json:"user_id"`
+	Lines       []Line    `json:"lines"`
+	TotalCents  int64     `json:"total_cents"`
+	Currency    string    `json:"currency"`
+	PaymentID   string    `json:"payment_id"`
+	ConfirmedAt time.Time `json:"confirmed_at"`
+}
+
+func (OrderConfirmed) EventType() string { return "orders.confirmed" }
+func (OrderConfirmed) EventVersion() int { return 2 }
+
+// OrderRejected is published when an order cannot be completed.
+type OrderRejected struct {
+	OrderID    string    `json:"order_id"`
+	UserID     string    `json:"user_id"`
+	Reason     string    `json:"reason"`
+	Lines      []Line    `json:"lines"`
+	TotalCents int64     `json:"total_cents"`
+	Currency   string    `json:"currency"`
+	RejectedAt time.Time `json:"rejected_at"`
+}
+
+func (OrderRejected) EventType() string { return "orders.rejected" }
+func (OrderRejected) EventVersion() int { return 2 }
+
+// OrderCancelled is published when a confirmed order has been refunded
+// and its stock returned.
+type OrderCancelled struct {
+	OrderID       string    `json:"order_id"`
+	UserID        string    `json:"user_id"`
+	Lines         []Line    `json:"lines"`
+	TotalCents    int64     `json:"total_cents"`
+	RefundedCents int64     `json:"refunded_cents"`
+	Currency      string    `json:"currency"`
+	CancelledAt   time.Time `json:"cancelled_at"`
+}
+
+func (OrderCancelled) EventType() string { return "orders.cancelled" }
+func (OrderCancelled) EventVersion() int { return 2 }
+
+// OrderConfirmedV1 is orders.confirmed as orders published it before
+// version 2: with the customer's email.
+type OrderConfirmedV1 struct {
 	OrderID     string    `json:"order_id"`
 	UserID      string    `json:"user_id"`
 	Email       string    `json:"email"`
@@ -75,11 +126,11 @@ type OrderConfirmed struct {
 	ConfirmedAt time.Time `json:"confirmed_at"`
 }
 
-func (OrderConfirmed) EventType() string { return "orders.confirmed" }
-func (OrderConfirmed) EventVersion() int { return 1 }
+func (OrderConfirmedV1) EventType() string { return "orders.confirmed" }
+func (OrderConfirmedV1) EventVersion() int { return 1 }
 
-// OrderRejected is published when an order cannot be completed.
-type OrderRejected struct {
+// OrderRejectedV1 is orders.rejected before version 2: with the email.
+type OrderRejectedV1 struct {
 	OrderID    string    `json:"order_id"`
 	UserID     string    `json:"user_id"`
 	Email      string    `json:"email"`
@@ -90,12 +141,11 @@ type OrderRejected struct {
 	RejectedAt time.Time `json:"rejected_at"`
 }
 
-func (OrderRejected) EventType() string { return "orders.rejected" }
-func (OrderRejected) EventVersion() int { return 1 }
+func (OrderRejectedV1) EventType() string { return "orders.rejected" }
+func (OrderRejectedV1) EventVersion() int { return 1 }
 
-// OrderCancelled is published when a confirmed order has been refunded
-// and its stock returned.
-type OrderCancelled struct {
+// OrderCancelledV1 is orders.cancelled before version 2: with the email.
+type OrderCancelledV1 struct {
 	OrderID       string    `json:"order_id"`
 	UserID        string    `json:"user_id"`
 	Email         string    `json:"email"`
@@ -106,8 +156,8 @@ type OrderCancelled struct {
 	CancelledAt   time.Time `json:"cancelled_at"`
 }
 
-func (OrderCancelled) EventType() string { return "orders.cancelled" }
-func (OrderCancelled) EventVersion() int { return 1 }
+func (OrderCancelledV1) EventType() string { return "orders.cancelled" }
+func (OrderCancelledV1) EventVersion() int { return 1 }
 
 // SagaEntry is one line of an order's saga log.
 type SagaEntry struct {

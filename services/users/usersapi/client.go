@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/microshop/microshop/internal/platform/client"
@@ -13,6 +14,8 @@ import (
 var (
 	ErrEmailTaken   = errors.New("users: an account with this email already exists")
 	ErrUnauthorized = errors.New("users: wrong email or password, or an invalid token")
+	// ErrNotFound is an account that does not exist or was erased.
+	ErrNotFound = errors.New("users: no such account")
 )
 
 // Client calls users' public API, directly or through the gateway (the
@@ -70,7 +73,49 @@ func (c *Client) do(ctx context.Context, token, method, path string, in, out any
 			return ErrEmailTaken
 		case http.StatusUnauthorized:
 			return ErrUnauthorized
+		case http.StatusNotFound:
+			return ErrNotFound
 		}
 		return nil
 	})
+}
+
+// Erase erases the access token's account, given its password: the
+// account is gone at once and users.erased tells the other services. A
+// wrong password is a 422 problem.
+func (c *Client) Erase(ctx context.Context, token, password string) error {
+	return c.do(ctx, token, http.MethodDelete, "/api/users/me", Erasure{Password: password}, nil)
+}
+
+// EraseAccount erases the account id; token must be an admin's. An
+// unknown id is ErrNotFound; an account erased already is not an error.
+func (c *Client) EraseAccount(ctx context.Context, token, id string) error {
+	return c.do(ctx, token, http.MethodDelete, "/api/users/accounts/"+url.PathEscape(id), nil, nil)
+}
+
+// Internal calls users' internal routes, with the caller's service
+// credential (only notifications may).
+type Internal struct {
+	c *client.Client
+}
+
+// NewInternal returns a client of users' internal routes over c, made
+// with client.New("users", baseURL, credentials, options, metrics).
+func NewInternal(c *client.Client) *Internal { return &Internal{c: c} }
+
+// Run probes users' replicas until ctx ends; see client.Client.Run.
+func (c *Internal) Run(ctx context.Context) error { return c.c.Run(ctx) }
+
+// Contact returns where to write to customer id. An unknown or erased
+// customer is ErrNotFound.
+func (c *Internal) Contact(ctx context.Context, id string) (Contact, error) {
+	var out Contact
+	err := c.c.Do(ctx, client.Call{Method: http.MethodGet, Path: "/internal/users/" + url.PathEscape(id), Out: &out})
+	err = client.Classify("users", err, func(status int, _ string) error {
+		if status == http.StatusNotFound {
+			return ErrNotFound
+		}
+		return nil
+	})
+	return out, err
 }

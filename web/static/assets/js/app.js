@@ -120,6 +120,9 @@ window.addEventListener("hashchange", () => {
   renderHeader();
   route();
 });
+// The cart on screen is the signed-in customer's (cart.js), so it follows
+// the session; this listener comes first, so the header counts that cart.
+window.addEventListener("microshop:session", () => cart.setOwner(session.currentUser()?.id));
 window.addEventListener("microshop:cart", renderHeader);
 window.addEventListener("microshop:session", renderHeader);
 window.addEventListener("microshop:signed-out", () => {

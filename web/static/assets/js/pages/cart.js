@@ -40,16 +40,19 @@ function draw(root, gone = new Set()) {
     h("td", { class: "num" }, money(l.price_cents * l.quantity, l.currency)),
     h("td", { class: "num" }, h("button", { class: "btn link", type: "button", onclick: () => cart.remove(l.sku) }, "Remove"))));
   const checkoutHref = session.signedIn() ? "#/checkout" : "#/login?next=%2Fcheckout";
+  const mixed = cart.total() === null;
   mount(root,
     h("h1", {}, "Your cart"),
     h("div", { class: "table-wrap" }, h("table", { class: "table cart-table" },
       h("thead", {}, h("tr", {}, h("th", {}, "Product"), h("th", { class: "num" }, "Price"), h("th", { class: "num" }, "Quantity"), h("th", { class: "num" }, "Total"), h("th", {}))),
       h("tbody", {}, rows))),
     h("div", { class: "card summary", style: { marginTop: "1.25rem" } },
-      h("div", { class: "line total" }, h("span", {}, "Total"), h("span", { id: "cart-total" }, money(cart.total(), cart.currency()))),
+      mixed
+        ? alert("error", `Your cart holds products priced in ${cart.currencies().join(" and ")}. One order is paid in one currency: remove the products in all but one of them to check out.`)
+        : h("div", { class: "line total" }, h("span", {}, "Total"), h("span", { id: "cart-total" }, money(cart.total(), cart.currency()))),
       h("p", { class: "muted small" }, "Prices are confirmed by the shop when you place the order."),
       session.signedIn() ? null : alert("info", "Sign in or register to check out; your cart stays as it is."),
       h("div", { class: "row between" },
         h("a", { href: "#/" }, "Continue shopping"),
-        h("a", { class: "btn", href: checkoutHref, id: "checkout" }, "Checkout"))));
+        mixed ? null : h("a", { class: "btn", href: checkoutHref, id: "checkout" }, "Checkout"))));
 }

@@ -34,6 +34,11 @@ export function render(root, { signal, go }) {
     mount(root, h("h1", {}, "Checkout"), h("div", { class: "card empty" }, "Your cart is empty. ", h("a", { href: "#/" }, "Browse the shop"), "."));
     return;
   }
+  if (cart.total() === null) {
+    mount(root, h("h1", {}, "Checkout"), alert("error", `Your cart holds products priced in ${cart.currencies().join(" and ")}, and one order is paid in one currency.`),
+      h("p", {}, h("a", { href: "#/cart" }, "Back to your cart"), " to remove the products in all but one of them."));
+    return;
+  }
   const me = session.currentUser();
   const year = new Date().getFullYear();
   const field = (name, label, attrs = {}, width = "w6") =>

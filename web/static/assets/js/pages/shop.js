@@ -79,8 +79,18 @@ export function availability(p) {
 }
 
 export function addButton(p, quantity = () => 1) {
+  let refusal = null;
   const btn = h("button", { class: "btn add", type: "button", disabled: p.available <= 0, onclick: () => {
-    cart.add(p, quantity());
+    refusal?.remove();
+    refusal = null;
+    try {
+      cart.add(p, quantity());
+    } catch (err) {
+      if (err.name !== "CurrencyError") throw err;
+      refusal = h("p", { class: "alert error small add-error", role: "alert" }, err.message);
+      btn.after(refusal);
+      return;
+    }
     btn.textContent = "Added ✓";
     btn.classList.add("secondary");
     setTimeout(() => {
