@@ -64,6 +64,8 @@ func newDispatcher(s *Service, m *mailer, w *webhooks, workers int, interval, le
 // underway: they finish (each has its own deadline) and record their
 // outcome, which keeps a stop from leaving a sent message unrecorded.
 func (d *dispatcher) Run(ctx context.Context) error {
+	// Once the last try has ended, the kept SMTP sessions say QUIT.
+	defer d.mailer.close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, d.workers)

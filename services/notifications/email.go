@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -92,12 +93,47 @@ func redactSMTP(raw string) string {
 	return u.String()
 }
 
-// mailer sends email over SMTP.
+// mailer sends email over SMTP. It keeps the sessions it opened and
+// sends the next message over one of them, after RSET, instead of
+// connecting, greeting and authenticating again for every message: under
+// load the new connection per message was most of notifications' email
+// work and most of what the mail server did.
 type mailer struct {
 	cfg  smtpConfig
 	from mail.Address
 	// helo is the name this client gives in EHLO.
 	helo string
+	// keep is how many idle sessions are kept (smtpIdleMax when zero):
+	// as many as messages are sent at once, so none is closed only to be
+	// opened again.
+	keep int
+
+	mu   sync.Mutex
+	idle []*smtpSession // the most recently used last
+}
+
+// How long an unused session is kept, how many are kept by default, and how many
+// messages one session carries before it says QUIT. Servers drop a
+// client that stays silent for minutes (RFC 5321 asks them to wait at
+// least 5); leaving well before that keeps a RSET from finding a session
+// the server has already closed.
+const (
+	smtpIdleFor     = 30 * time.Second
+	smtpIdleMax     = 4
+	smtpSessionMsgs = 200
+)
+
+// smtpSession is an open, greeted and authenticated SMTP conversation.
+type smtpSession struct {
+	conn net.Conn
+	c    *smtp.Client
+	sent int
+	used time.Time
+}
+
+func (ss *smtpSession) close() {
+	_ = ss.c.Close()
+	_ = ss.conn.Close()
 }
 
 // email is one message to send.
@@ -167,57 +203,148 @@ func crlf(s string) string {
 }
 
 // send delivers m. It returns once the server has accepted the message
-// (the reply to the end of DATA); a failure after that point, such as
-// QUIT going unanswered, does not make the message unsent.
+// (the reply to the end of DATA). It uses an idle session when there is
+// one: RSET first, which also shows that the server still holds it; a
+// session that fails RSET is dropped and a new one opened, since nothing
+// of m was sent yet.
 func (ml *mailer) send(ctx context.Context, m email) error {
 	msg, err := ml.build(m)
 	if err != nil {
 		return permanent(err)
 	}
+	ss := ml.take()
+	if ss != nil {
+		// One deadline for the whole message, and cancelling ctx cuts it.
+		_ = ss.conn.SetDeadline(time.Now().Add(ml.cfg.Timeout))
+		if err := ss.c.Reset(); err != nil {
+			ss.close()
+			ss = nil
+		}
+	}
+	if ss == nil {
+		if ss, err = ml.open(ctx); err != nil {
+			return err
+		}
+		_ = ss.conn.SetDeadline(time.Now().Add(ml.cfg.Timeout))
+	}
+	stop := context.AfterFunc(ctx, func() { ss.conn.Close() })
+	err = ml.deliver(ss.c, m.To, msg)
+	if !stop() || err != nil {
+		// Cut by ctx, or the conversation failed: what state the server
+		// is in is unknown, so the session is not used again.
+		ss.close()
+		return err
+	}
+	ml.put(ss)
+	return nil
+}
+
+// take returns the most recently used idle session that is still fresh,
+// closing those that are not, or nil.
+func (ml *mailer) take() *smtpSession {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	for len(ml.idle) > 0 {
+		ss := ml.idle[len(ml.idle)-1]
+		ml.idle = ml.idle[:len(ml.idle)-1]
+		if time.Since(ss.used) < smtpIdleFor {
+			return ss
+		}
+		go ss.close()
+	}
+	return nil
+}
+
+// put keeps ss for the next message, or says QUIT when it has carried
+// enough or enough sessions are kept already.
+func (ml *mailer) put(ss *smtpSession) {
+	ss.sent++
+	ss.used = time.Now()
+	keep := ml.keep
+	if keep <= 0 {
+		keep = smtpIdleMax
+	}
+	ml.mu.Lock()
+	if ss.sent < smtpSessionMsgs && len(ml.idle) < keep {
+		ml.idle = append(ml.idle, ss)
+		ss = nil
+	}
+	ml.mu.Unlock()
+	if ss != nil {
+		_ = ss.c.Quit() // the message was accepted; a lost QUIT changes nothing
+		ss.conn.Close()
+	}
+}
+
+// close ends the idle sessions with QUIT.
+func (ml *mailer) close() {
+	ml.mu.Lock()
+	idle := ml.idle
+	ml.idle = nil
+	ml.mu.Unlock()
+	for _, ss := range idle {
+		_ = ss.conn.SetDeadline(time.Now().Add(time.Second))
+		_ = ss.c.Quit()
+		ss.conn.Close()
+	}
+}
+
+// open connects, greets, upgrades to TLS when asked and authenticates.
+func (ml *mailer) open(ctx context.Context) (_ *smtpSession, err error) {
 	addr := net.JoinHostPort(ml.cfg.Host, ml.cfg.Port)
 	d := net.Dialer{Timeout: ml.cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("connecting to the SMTP server %s: %w", addr, err)
+		return nil, fmt.Errorf("connecting to the SMTP server %s: %w", addr, err)
 	}
-	defer conn.Close()
-	// One deadline for the whole conversation, and cancelling ctx cuts it.
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
 	_ = conn.SetDeadline(time.Now().Add(ml.cfg.Timeout))
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
 	c, err := smtp.NewClient(conn, ml.cfg.Host)
 	if err != nil {
-		return fmt.Errorf("greeting the SMTP server %s: %w", addr, err)
+		return nil, fmt.Errorf("greeting the SMTP server %s: %w", addr, err)
 	}
-	defer c.Close()
 	if err := c.Hello(ml.helo); err != nil {
-		return fmt.Errorf("EHLO: %w", err)
+		return nil, fmt.Errorf("EHLO: %w", err)
 	}
 	if ml.cfg.StartTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return fmt.Errorf("the SMTP server %s does not offer STARTTLS, which --smtp-url asks for", addr)
+			return nil, fmt.Errorf("the SMTP server %s does not offer STARTTLS, which --smtp-url asks for", addr)
 		}
 		cfg := &tls.Config{ServerName: ml.cfg.Host, MinVersion: tls.VersionTLS12}
 		if ml.cfg.TLS != nil {
 			cfg = ml.cfg.TLS.Clone()
 		}
 		if err := c.StartTLS(cfg); err != nil {
-			return fmt.Errorf("STARTTLS: %w", err)
+			return nil, fmt.Errorf("STARTTLS: %w", err)
 		}
 	}
 	if ml.cfg.Username != "" {
 		if ok, _ := c.Extension("AUTH"); !ok {
-			return fmt.Errorf("the SMTP server %s does not offer AUTH, and --smtp-url has credentials", addr)
+			return nil, fmt.Errorf("the SMTP server %s does not offer AUTH, and --smtp-url has credentials", addr)
 		}
 		if err := c.Auth(smtp.PlainAuth("", ml.cfg.Username, ml.cfg.Password, ml.cfg.Host)); err != nil {
-			return fmt.Errorf("AUTH PLAIN: %w", err)
+			return nil, fmt.Errorf("AUTH PLAIN: %w", err)
 		}
 	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return &smtpSession{conn: conn, c: c}, nil
+}
+
+// deliver sends one message on an open session: MAIL, RCPT, DATA.
+func (ml *mailer) deliver(c *smtp.Client, to string, msg []byte) error {
 	if err := c.Mail(ml.from.Address); err != nil {
 		return fmt.Errorf("MAIL FROM: %w", err)
 	}
-	if err := c.Rcpt(m.To); err != nil {
+	if err := c.Rcpt(to); err != nil {
 		// 5xx: the server refuses this recipient for good.
 		var te *textproto.Error
 		if errors.As(err, &te) && te.Code >= 500 {
@@ -235,6 +362,5 @@ func (ml *mailer) send(ctx context.Context, m email) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("the server did not accept the message: %w", err)
 	}
-	_ = c.Quit() // accepted; a lost QUIT changes nothing
 	return nil
 }

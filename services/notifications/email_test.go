@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -66,6 +67,25 @@ type smtpServer struct {
 	received [][]byte
 	authed   []string
 	tls      []bool
+	conns    []*smtp.Conn // every session the server opened
+	resets   int
+}
+
+// sessions is how many connections the server has had.
+func (ss *smtpServer) sessions() int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.conns)
+}
+
+// dropAll closes every connection from the server's side, as a server
+// that timed an idle client out does.
+func (ss *smtpServer) dropAll() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for _, c := range ss.conns {
+		c.Close()
+	}
 }
 
 func startSMTP(t *testing.T, withTLS bool) *smtpServer {
@@ -78,7 +98,14 @@ func startSMTP(t *testing.T, withTLS bool) *smtpServer {
 	certSrv.Close()
 
 	ss := &smtpServer{roots: roots}
-	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &testSession{srv: ss, conn: c}, nil }))
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		ss.mu.Lock()
+		if !slices.Contains(ss.conns, c) { // STARTTLS starts a second session on the same connection
+			ss.conns = append(ss.conns, c)
+		}
+		ss.mu.Unlock()
+		return &testSession{srv: ss, conn: c}, nil
+	}))
 	s.Domain = "mx.test"
 	if withTLS {
 		s.TLSConfig = &tls.Config{Certificates: certs}
@@ -139,7 +166,11 @@ func (s *testSession) Data(r io.Reader) error {
 	return nil
 }
 
-func (s *testSession) Reset()        {}
+func (s *testSession) Reset() {
+	s.srv.mu.Lock()
+	s.srv.resets++
+	s.srv.mu.Unlock()
+}
 func (s *testSession) Logout() error { return nil }
 
 func testMailer(t *testing.T, srv *smtpServer, url string) *mailer {
@@ -227,5 +258,57 @@ func TestSMTPFailures(t *testing.T) {
 				t.Errorf("%v (permanent %v), want %q (permanent %v)", err, isPermanent(err), c.want, c.permanent)
 			}
 		})
+	}
+}
+
+// TestSMTPSessionReused: messages one after another share one session
+// (RSET between them, no new greeting or AUTH); a session the server has
+// dropped, or one whose message failed, is replaced by a new one and the
+// message still goes.
+func TestSMTPSessionReused(t *testing.T) {
+	srv := startSMTP(t, true)
+	m := testMailer(t, srv, "smtp://shop:s3cret@ADDR?starttls=true")
+	send := func(to string) error { return m.send(context.Background(), testEmail(to)) }
+	for range 5 {
+		if err := send("ada@example.com"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.mu.Lock()
+	got, resets, authed := len(srv.received), srv.resets, srv.authed
+	srv.mu.Unlock()
+	if got != 5 || srv.sessions() != 1 || resets < 4 {
+		t.Fatalf("5 messages: %d received over %d connections with %d resets; want 5 over 1, reset before each reuse", got, srv.sessions(), resets)
+	}
+	for i, u := range authed {
+		if u != "shop" {
+			t.Errorf("message %d was accepted from %q, not the authenticated user", i, u)
+		}
+	}
+
+	srv.dropAll()
+	if err := send("ada@example.com"); err != nil {
+		t.Fatalf("after the server dropped the session: %v", err)
+	}
+	if n := srv.sessions(); n != 2 {
+		t.Errorf("after the server dropped the session: %d sessions, want a second one", n)
+	}
+
+	if err := send("busy@example.com"); err == nil || !strings.Contains(err.Error(), "451") {
+		t.Fatalf("a refused recipient: %v, want the 451", err)
+	}
+	if err := send("ada@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.sessions(); n != 3 {
+		t.Errorf("after a failed message: %d sessions, want a third (the failed one is not reused)", n)
+	}
+
+	m.close()
+	srv.mu.Lock()
+	got = len(srv.received)
+	srv.mu.Unlock()
+	if got != 7 {
+		t.Errorf("%d messages received in all, want 7", got)
 	}
 }

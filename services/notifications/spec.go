@@ -104,7 +104,7 @@ func Spec() service.Spec {
 				// A claim holds a delivery for longer than any try can last,
 				// so no other replica takes it while it is underway.
 				lease := 2*max(*smtpTimeout, *hookTimeout) + 10*time.Second
-				d := newDispatcher(s, &mailer{cfg: smtpCfg, from: *from, helo: helo},
+				d := newDispatcher(s, &mailer{cfg: smtpCfg, from: *from, helo: helo, keep: *workers},
 					newWebhooks(s.guard, key, *hookTimeout), *workers, *interval, lease, rt.Registry)
 				Routes(rt.Server.Router, s, rt.OpenAPI, rt.Verifier, rt.Log)
 				for _, c := range s.Consumers() {

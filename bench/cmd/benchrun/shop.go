@@ -225,7 +225,7 @@ func (s *system) profile(ctx context.Context, dir string, d time.Duration, say f
 	}
 	secs := max(1, int(d.Seconds()))
 	names := slices.Sorted(maps.Keys(s.urls))
-	if s.mode != "microservices" && len(names) > 0 {
+	if s.mode == "monolith" && len(names) > 0 {
 		names = []string{"gateway"}
 	}
 	var wg sync.WaitGroup
