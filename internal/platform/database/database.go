@@ -170,7 +170,7 @@ func openPostgres(ctx context.Context, source string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening postgres: %w", err)
 	}
-	pool := stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(shouldPing))
+	pool := sql.OpenDB(lazyBeginConnector{stdlib.GetConnector(*cfg, stdlib.OptionShouldPing(shouldPing))})
 	pool.SetMaxOpenConns(PostgresConns)
 	pool.SetMaxIdleConns(PostgresConns)
 	if err := pool.PingContext(ctx); err != nil {
