@@ -131,25 +131,9 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 		return runPartitions(ctx, partitionsRun{seed: *seed, duration: *duration, shoppers: *shoppers, settle: *settle,
 			every: *every, keep: *keep, minGap: minGap, maxGap: maxGap, minLast: minDown, maxLast: maxDown, freeze: *freeze}, stdout)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("finding this binary to run the system: %w", err)
-	}
-	data, err := os.MkdirTemp("", "microshop-chaos-")
+	exe, data, adminEmail, adminPassword, say, err := chaosSetup("microshop-chaos-", stdout)
 	if err != nil {
 		return err
-	}
-	pw := make([]byte, 15)
-	if _, err := rand.Read(pw); err != nil {
-		return err
-	}
-	adminEmail, adminPassword := "chaos-admin@microshop.local", base64.RawURLEncoding.EncodeToString(pw)
-
-	var mu sync.Mutex // progress and fault lines come from several goroutines
-	say := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(stdout, format+"\n", args...)
 	}
 	say("microshop chaos: seed %d, %s of faults, %d shoppers (replay: microshop chaos --seed %d --duration %s --shoppers %d)",
 		*seed, *duration, *shoppers, *seed, *duration, *shoppers)
@@ -224,4 +208,29 @@ func durationRange(flag, s string) (lo, hi time.Duration, err error) {
 		return 0, 0, fmt.Errorf("%s %q: want a range MIN-MAX of positive durations, such as 200ms-5s", flag, s)
 	}
 	return lo, hi, nil
+}
+
+// chaosSetup is what both kinds of chaos run need before they start a
+// system: this binary to run the services with, a fresh data directory
+// (named with prefix), an admin account of its own, and a say that
+// writes a line of progress at a time, since progress and fault lines
+// come from several goroutines.
+func chaosSetup(prefix string, stdout io.Writer) (exe, data, adminEmail, adminPassword string, say func(string, ...any), err error) {
+	if exe, err = os.Executable(); err != nil {
+		return "", "", "", "", nil, fmt.Errorf("finding this binary to run the system: %w", err)
+	}
+	if data, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", "", "", nil, err
+	}
+	pw := make([]byte, 15)
+	if _, err := rand.Read(pw); err != nil {
+		return "", "", "", "", nil, err
+	}
+	var mu sync.Mutex
+	say = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stdout, format+"\n", args...)
+	}
+	return exe, data, "chaos-admin@microshop.local", base64.RawURLEncoding.EncodeToString(pw), say, nil
 }

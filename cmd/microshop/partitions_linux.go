@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
-	"sync"
 
 	"github.com/microshop/microshop/internal/chaos"
 	"github.com/microshop/microshop/internal/loadgen"
@@ -20,24 +17,9 @@ func runPartitions(ctx context.Context, r partitionsRun, stdout io.Writer) error
 	if err := netlab.Available(); err != nil {
 		return fmt.Errorf("--partitions: %w", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("finding this binary to run the services: %w", err)
-	}
-	data, err := os.MkdirTemp("", "microshop-partitions-")
+	exe, data, adminEmail, adminPassword, say, err := chaosSetup("microshop-partitions-", stdout)
 	if err != nil {
 		return err
-	}
-	pw := make([]byte, 15)
-	if _, err := rand.Read(pw); err != nil {
-		return err
-	}
-	adminEmail, adminPassword := "chaos-admin@microshop.local", base64.RawURLEncoding.EncodeToString(pw)
-	var mu sync.Mutex
-	say := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(stdout, format+"\n", args...)
 	}
 	say("microshop chaos --partitions: seed %d, %s of faults, %d shoppers (replay: microshop chaos --partitions --seed %d --duration %s --shoppers %d)",
 		r.seed, r.duration, r.shoppers, r.seed, r.duration, r.shoppers)

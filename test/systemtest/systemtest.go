@@ -7,13 +7,13 @@ package systemtest
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,10 +56,6 @@ func Binary(t *testing.T) string {
 	return bin
 }
 
-// systems counts the systems started by this test binary; with the
-// process id it names their databases apart.
-var systems atomic.Int64
-
 // System is a running `microshop run`. Its fields (Cmd, Gateway, Data)
 // and the methods that report errors rather than fail a test are those of
 // localrun.System, reachable as s.System.
@@ -78,7 +74,9 @@ type System struct {
 func Start(t *testing.T, env ...string) *System {
 	t.Helper()
 	if prefix := os.Getenv("MICROSHOP_DB_PREFIX"); prefix != "" {
-		env = append(env, fmt.Sprintf("MICROSHOP_DB_PREFIX=%sp%ds%d_", prefix, os.Getpid(), systems.Add(1)))
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		env = append(env, fmt.Sprintf("MICROSHOP_DB_PREFIX=%s%x_", prefix, b))
 	}
 	ls, err := localrun.Launch(context.Background(), localrun.LaunchOptions{Binary: Binary(t), Data: t.TempDir(), Env: env})
 	if err != nil {

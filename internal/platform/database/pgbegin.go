@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -85,10 +86,9 @@ func (c *lazyBeginConn) ExecContext(ctx context.Context, query string, args []dr
 	b.Queue(query, values(args)...)
 	br := c.Conn.Conn().SendBatch(ctx, &b)
 	_, err := br.Exec()
-	var tag interface{ RowsAffected() int64 }
+	var tag pgconn.CommandTag
 	if err == nil {
-		t, execErr := br.Exec()
-		tag, err = t, execErr
+		tag, err = br.Exec()
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
